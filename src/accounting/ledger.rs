@@ -1,0 +1,296 @@
+//! The ledger: one row per request that reached an upstream.
+//!
+//! Request handlers send a [`LedgerEntry`] down an unbounded channel (never
+//! blocking, never touching disk on the request path); one background writer
+//! drains the channel in batches, each batch one multi-row INSERT inside one
+//! transaction. The writer exits only when every sender is gone and the
+//! channel is empty, so a graceful shutdown loses nothing.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Connection, QueryBuilder, SqliteConnection};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::api::usage::Usage;
+
+/// Rows per INSERT statement (bounded by SQLite's parameter limit).
+const ROWS_PER_STATEMENT: usize = 1_000;
+
+/// One ledger row.
+#[derive(Debug, Clone)]
+pub struct LedgerEntry {
+    pub request_id: String,
+    /// Unix time in milliseconds when the request arrived.
+    pub ts_ms: i64,
+    /// Virtual key name (None until keys are configured).
+    pub key_name: Option<String>,
+    pub endpoint: &'static str,
+    pub requested_model: String,
+    pub served_model: Arc<str>,
+    pub provider: Arc<str>,
+    pub upstream_model: Arc<str>,
+    /// HTTP status the client saw (499: client closed the connection).
+    pub status: u16,
+    pub stream: bool,
+    pub latency_ms: f64,
+    pub ttft_ms: Option<f64>,
+    pub usage: Option<Usage>,
+    /// None: unknown (no price, or no usage).
+    pub cost_usd: Option<f64>,
+    pub usage_estimated: bool,
+    pub error: Option<String>,
+}
+
+/// Cheap, cloneable sender side of the ledger.
+#[derive(Clone)]
+pub struct LedgerHandle {
+    tx: mpsc::UnboundedSender<LedgerEntry>,
+    stats: Arc<LedgerStats>,
+}
+
+/// Counters shared between handles and the writer.
+#[derive(Default)]
+pub struct LedgerStats {
+    pub queued: AtomicU64,
+    pub written: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+impl LedgerHandle {
+    /// Queues a row. Never blocks.
+    pub fn record(&self, entry: LedgerEntry) {
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.tx.send(entry) {
+            // Only possible if the writer died: keep the row in the log rather than drop it silently.
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(request_id = %e.0.request_id, "ledger writer is gone; row not persisted: {:?}", e.0);
+        }
+    }
+
+    /// Whether the writer is alive.
+    pub fn is_open(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    /// Rows queued but not yet written.
+    pub fn depth(&self) -> u64 {
+        let s = &self.stats;
+        s.queued
+            .load(Ordering::Relaxed)
+            .saturating_sub(s.written.load(Ordering::Relaxed) + s.failed.load(Ordering::Relaxed))
+    }
+
+    pub fn stats(&self) -> &LedgerStats {
+        &self.stats
+    }
+}
+
+/// The background writer; await [`LedgerWriter::finish`] after every handle is dropped.
+pub struct LedgerWriter {
+    join: JoinHandle<()>,
+}
+
+impl LedgerWriter {
+    /// Waits until the writer has drained the channel and exited.
+    pub async fn finish(self) {
+        if let Err(e) = self.join.await {
+            tracing::error!("ledger writer ended abnormally: {e}");
+        }
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS ledger (
+    id INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    key_name TEXT,
+    endpoint TEXT NOT NULL,
+    requested_model TEXT NOT NULL,
+    served_model TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    upstream_model TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    stream INTEGER NOT NULL,
+    latency_ms REAL NOT NULL,
+    ttft_ms REAL,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    cached_tokens INTEGER,
+    cache_write_tokens INTEGER,
+    reasoning_tokens INTEGER,
+    cost_usd REAL,
+    usage_estimated INTEGER NOT NULL DEFAULT 0,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts_ms);
+CREATE INDEX IF NOT EXISTS ledger_request_id ON ledger (request_id);
+";
+
+/// Opens (creating if needed) the SQLite ledger and starts its writer.
+pub async fn open_sqlite(
+    path: &Path,
+    batch_size: usize,
+) -> Result<(LedgerHandle, LedgerWriter), String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let opts = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(5));
+    let mut conn = SqliteConnection::connect_with(&opts)
+        .await
+        .map_err(|e| format!("cannot open ledger {}: {e}", path.display()))?;
+    sqlx::raw_sql(SCHEMA)
+        .execute(&mut conn)
+        .await
+        .map_err(|e| format!("cannot create ledger schema in {}: {e}", path.display()))?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let stats = Arc::new(LedgerStats::default());
+    let join = tokio::spawn(run_writer(conn, rx, batch_size, stats.clone()));
+    Ok((LedgerHandle { tx, stats }, LedgerWriter { join }))
+}
+
+async fn run_writer(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::UnboundedReceiver<LedgerEntry>,
+    batch_size: usize,
+    stats: Arc<LedgerStats>,
+) {
+    let mut batch = Vec::with_capacity(batch_size);
+    // recv_many returns 0 only when the channel is closed and empty.
+    while rx.recv_many(&mut batch, batch_size).await > 0 {
+        let mut attempt = 0u32;
+        loop {
+            match write_batch(&mut conn, &batch).await {
+                Ok(()) => {
+                    stats
+                        .written
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    break;
+                }
+                Err(e) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::warn!("ledger write failed (attempt {attempt}), retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                }
+                Err(e) => {
+                    stats
+                        .failed
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    tracing::error!("ledger write failed for {} rows: {e}", batch.len());
+                    for row in &batch {
+                        tracing::error!(request_id = %row.request_id, "unpersisted ledger row: {row:?}");
+                    }
+                    break;
+                }
+            }
+        }
+        batch.clear();
+    }
+    let _ = conn.close().await;
+}
+
+async fn write_batch(
+    conn: &mut SqliteConnection,
+    batch: &[LedgerEntry],
+) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+        let mut qb = QueryBuilder::new(
+            "INSERT INTO ledger (request_id, ts_ms, key_name, endpoint, requested_model, served_model, provider, \
+             upstream_model, status, stream, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cached_tokens, \
+             cache_write_tokens, reasoning_tokens, cost_usd, usage_estimated, error) ",
+        );
+        qb.push_values(chunk, |mut b, e| {
+            let u = e.usage;
+            b.push_bind(&e.request_id)
+                .push_bind(e.ts_ms)
+                .push_bind(&e.key_name)
+                .push_bind(e.endpoint)
+                .push_bind(&e.requested_model)
+                .push_bind(&*e.served_model)
+                .push_bind(&*e.provider)
+                .push_bind(&*e.upstream_model)
+                .push_bind(e.status as i64)
+                .push_bind(e.stream)
+                .push_bind(e.latency_ms)
+                .push_bind(e.ttft_ms)
+                .push_bind(u.map(|u| u.prompt_tokens as i64))
+                .push_bind(u.map(|u| u.completion_tokens as i64))
+                .push_bind(u.map(|u| u.cached_tokens as i64))
+                .push_bind(u.map(|u| u.cache_write_tokens as i64))
+                .push_bind(u.map(|u| u.reasoning_tokens as i64))
+                .push_bind(e.cost_usd)
+                .push_bind(e.usage_estimated)
+                .push_bind(&e.error);
+        });
+        qb.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
+/// Default ledger path under a data directory.
+pub fn default_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("ledger.sqlite")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(i: usize) -> LedgerEntry {
+        LedgerEntry {
+            request_id: format!("r{i}"),
+            ts_ms: 1,
+            key_name: None,
+            endpoint: "chat",
+            requested_model: "m".into(),
+            served_model: Arc::from("m"),
+            provider: Arc::from("p"),
+            upstream_model: Arc::from("u"),
+            status: 200,
+            stream: false,
+            latency_ms: 1.0,
+            ttft_ms: None,
+            usage: Some(Usage {
+                prompt_tokens: 3,
+                completion_tokens: 4,
+                ..Default::default()
+            }),
+            cost_usd: Some(0.5),
+            usage_estimated: false,
+            error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn all_rows_written_on_close() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("l.sqlite");
+        let (h, w) = open_sqlite(&path, 64).await.expect("open");
+        for i in 0..2_500 {
+            h.record(entry(i));
+        }
+        drop(h);
+        w.finish().await;
+        let mut conn = SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(&path))
+            .await
+            .expect("c");
+        let (n, cost): (i64, f64) = sqlx::query_as("SELECT COUNT(*), SUM(cost_usd) FROM ledger")
+            .fetch_one(&mut conn)
+            .await
+            .expect("q");
+        assert_eq!(n, 2_500);
+        assert!((cost - 1_250.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,5 @@
+//! Cost and usage accounting: prices, the ledger.
+
+pub mod ledger;
+pub mod pricing;
+pub mod recorder;

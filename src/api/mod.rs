@@ -1,0 +1,8 @@
+//! OpenAI wire types: requests, usage, errors, model lists.
+
+pub mod chat;
+pub mod error;
+pub mod models;
+pub mod usage;
+
+pub use error::ApiError;

@@ -1,0 +1,839 @@
+//! Configuration: the TOML schema, environment defaults and validation.
+//!
+//! `RawConfig` mirrors the file (unknown keys are errors); `validate` turns it
+//! into the runtime `Config`, collecting every problem with the exact key path
+//! (`providers.openai.base_url`). Secrets are resolved here, once, and kept in
+//! [`Secret`], whose `Debug` never shows the value.
+
+pub mod env;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use crate::accounting::pricing::{self, Price};
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
+/// Default request body limit: 10 MiB.
+pub const DEFAULT_MAX_BODY: usize = 10 * 1024 * 1024;
+
+/// A secret value (API key). Its `Debug` and `Display` are redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Self {
+        Secret(s)
+    }
+    /// The real value: only for building upstream requests.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// One configuration problem, with the key path it concerns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// Dotted key path, e.g. `providers.openai.base_url`; empty for file-level errors.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// A list of configuration problems.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The file schema
+// ---------------------------------------------------------------------------
+
+/// The TOML file as written. Every key is documented in the README.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub ledger: RawLedger,
+    #[serde(default)]
+    pub providers: IndexMap<String, RawProvider>,
+    #[serde(default)]
+    pub models: IndexMap<String, RawModel>,
+    #[serde(default)]
+    pub aliases: IndexMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLedger {
+    pub path: Option<PathBuf>,
+    pub batch_size: Option<usize>,
+}
+
+/// Provider types known to this build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// OpenAI or any OpenAI-compatible server (DeepSeek, vLLM, Ollama, Groq, ...).
+    Openai,
+    /// The built-in simulated provider: no network, plausible answers.
+    Simulated,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::Simulated => "simulated",
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    #[serde(rename = "type")]
+    pub kind: Option<ProviderKind>,
+    pub base_url: Option<String>,
+    pub api_key: Option<String>,
+    /// Pass-through patterns: model names this provider accepts as given.
+    #[serde(default)]
+    pub models: Vec<String>,
+    pub connect_timeout_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+    // simulated only
+    pub latency_ms: Option<u64>,
+    pub tokens_per_second: Option<f64>,
+    pub failure_rate: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub price: Option<RawPrice>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    pub input: f64,
+    pub output: f64,
+    pub cached_input: Option<f64>,
+    pub cache_write: Option<f64>,
+    pub per_request: Option<f64>,
+}
+
+// ---------------------------------------------------------------------------
+// The runtime config
+// ---------------------------------------------------------------------------
+
+/// Where the running config came from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    File(PathBuf),
+    Environment,
+}
+
+/// A validated, ready-to-use configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: ConfigSource,
+    pub server: ServerSettings,
+    pub ledger: LedgerSettings,
+    /// Providers in config order; a `ProviderId` indexes this.
+    pub providers: Vec<ProviderSettings>,
+    /// Public model name -> where it is served.
+    pub models: IndexMap<String, ModelSettings>,
+    /// Alias -> public model name (already resolved through alias chains).
+    pub aliases: IndexMap<String, String>,
+    /// Non-fatal notes for the start-up log (e.g. models without a price).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LedgerSettings {
+    /// SQLite file; `None` means "default under the data directory".
+    pub path: Option<PathBuf>,
+    pub batch_size: usize,
+}
+
+/// Index of a provider in `Config::providers`.
+pub type ProviderId = usize;
+
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Base URL without a trailing slash, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    pub patterns: Vec<Pattern>,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub simulated: SimulatedSettings,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimulatedSettings {
+    pub latency: Duration,
+    pub tokens_per_second: f64,
+    pub failure_rate: f64,
+}
+
+impl Default for SimulatedSettings {
+    fn default() -> Self {
+        SimulatedSettings {
+            latency: Duration::from_millis(150),
+            tokens_per_second: 200.0,
+            failure_rate: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelSettings {
+    pub provider: ProviderId,
+    /// Model id sent upstream.
+    pub upstream: String,
+    /// `None`: price unknown, cost recorded as unknown.
+    pub price: Option<Price>,
+}
+
+/// A model-name pattern: `*` matches any run of characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern(String);
+
+impl Pattern {
+    pub fn new(p: &str) -> Self {
+        Pattern(p.to_string())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// Glob match where `*` matches any (possibly empty) run of characters.
+    pub fn matches(&self, name: &str) -> bool {
+        glob_match(self.0.as_bytes(), name.as_bytes())
+    }
+}
+
+fn glob_match(p: &[u8], s: &[u8]) -> bool {
+    // Iterative wildcard matching with single backtrack point: O(len(p) * len(s)) worst case.
+    let (mut pi, mut si) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while si < s.len() {
+        if pi < p.len() && p[pi] != b'*' && p[pi] == s[si] {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            mark = si;
+            pi += 1;
+        } else if let Some(st) = star {
+            pi = st + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Reads, parses and validates a config file.
+pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![err(
+            "",
+            format!("cannot read {}: {e}", path.display()),
+        )])
+    })?;
+    let raw = parse_toml(&text)?;
+    validate(raw, ConfigSource::File(path.to_path_buf()), &|k| {
+        std::env::var(k).ok()
+    })
+}
+
+/// Parses TOML text into the raw schema, naming the key path of a type error.
+pub fn parse_toml(text: &str) -> Result<RawConfig, ConfigErrors> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let mut msg = inner.message().to_string();
+        if let Some(span) = inner.span() {
+            let (line, col) = line_col(text, span.start);
+            msg = format!("{msg} (line {line}, column {col})");
+        }
+        let path = if path == "." { String::new() } else { path };
+        ConfigErrors(vec![err(path, msg)])
+    })
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Builds the zero-config setup from the environment: providers whose usual
+/// API-key variables are set, or a simulated provider when none is.
+pub fn from_env(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+    let mut raw = RawConfig::default();
+    let set = |k: &str| lookup(k).filter(|v| !v.is_empty());
+    if set("DEEPSEEK_API_KEY").is_some() {
+        raw.providers.insert(
+            "deepseek".into(),
+            RawProvider {
+                kind: Some(ProviderKind::Openai),
+                base_url: Some(
+                    set("DEEPSEEK_BASE_URL")
+                        .unwrap_or_else(|| "https://api.deepseek.com/v1".into()),
+                ),
+                api_key: Some("${DEEPSEEK_API_KEY}".into()),
+                models: vec!["deepseek-*".into()],
+                ..Default::default()
+            },
+        );
+    }
+    if set("OPENAI_API_KEY").is_some() {
+        raw.providers.insert(
+            "openai".into(),
+            RawProvider {
+                kind: Some(ProviderKind::Openai),
+                // Honour OPENAI_BASE_URL the way the official SDKs do.
+                base_url: Some(
+                    set("OPENAI_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".into()),
+                ),
+                api_key: Some("${OPENAI_API_KEY}".into()),
+                models: vec!["*".into()],
+                ..Default::default()
+            },
+        );
+    }
+    if raw.providers.is_empty() {
+        raw.providers.insert(
+            "simulated".into(),
+            RawProvider {
+                kind: Some(ProviderKind::Simulated),
+                models: vec!["*".into()],
+                ..Default::default()
+            },
+        );
+        for (name, upstream) in [
+            ("gpt-5.4-mini", "gpt-5.4-mini"),
+            ("gpt-5.5", "gpt-5.5"),
+            ("deepseek-v4-pro", "deepseek-v4-pro"),
+        ] {
+            raw.models.insert(
+                name.into(),
+                RawModel {
+                    provider: Some("simulated".into()),
+                    model: Some(upstream.into()),
+                    price: None,
+                },
+            );
+        }
+    } else if raw.providers.len() == 1 {
+        // DeepSeek alone serves every name; beside OpenAI it takes `deepseek-*`.
+        if let Some(p) = raw.providers.get_mut("deepseek") {
+            p.models = vec!["*".into()];
+        }
+    }
+    validate(raw, ConfigSource::Environment, lookup)
+}
+
+/// Validates the raw config, resolving `${VAR}` references with `lookup`.
+/// Returns every problem found, each with its key path.
+pub fn validate(
+    raw: RawConfig,
+    source: ConfigSource,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+
+    let listen = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen = match listen.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            errors.push(err(
+                "server.listen",
+                format!("{listen:?} is not a socket address like 127.0.0.1:4000"),
+            ));
+            DEFAULT_LISTEN
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4000)))
+        }
+    };
+    let max_body_bytes = raw.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
+    if max_body_bytes == 0 {
+        errors.push(err("server.max_body_bytes", "must be greater than 0"));
+    }
+    let server = ServerSettings {
+        listen,
+        max_body_bytes,
+        shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs.unwrap_or(30)),
+    };
+
+    let batch_size = raw.ledger.batch_size.unwrap_or(512);
+    if batch_size == 0 {
+        errors.push(err("ledger.batch_size", "must be greater than 0"));
+    }
+    let ledger = LedgerSettings {
+        path: raw.ledger.path,
+        batch_size: batch_size.max(1),
+    };
+
+    let mut providers = Vec::with_capacity(raw.providers.len());
+    for (name, p) in raw.providers {
+        let at = |k: &str| format!("providers.{name}.{k}");
+        if !valid_name(&name) {
+            errors.push(err(
+                format!("providers.{name}"),
+                "provider names use letters, digits, '-', '_' and '.'",
+            ));
+        }
+        let Some(kind) = p.kind else {
+            errors.push(err(at("type"), "missing; one of \"openai\", \"simulated\""));
+            continue;
+        };
+        let base_url = match (kind, p.base_url) {
+            (ProviderKind::Simulated, Some(_)) => {
+                errors.push(err(at("base_url"), "not used by type \"simulated\""));
+                String::new()
+            }
+            (ProviderKind::Simulated, None) => String::new(),
+            (ProviderKind::Openai, None) => {
+                errors.push(err(
+                    at("base_url"),
+                    "missing; e.g. \"https://api.openai.com/v1\"",
+                ));
+                String::new()
+            }
+            (ProviderKind::Openai, Some(u)) => match env::expand_with(&u, lookup) {
+                Ok(u) => match reqwest::Url::parse(&u) {
+                    Ok(parsed)
+                        if matches!(parsed.scheme(), "http" | "https")
+                            && parsed.host().is_some() =>
+                    {
+                        u.trim_end_matches('/').to_string()
+                    }
+                    _ => {
+                        errors.push(err(at("base_url"), format!("{u:?} is not an http(s) URL")));
+                        String::new()
+                    }
+                },
+                Err(e) => {
+                    errors.push(err(at("base_url"), e.to_string()));
+                    String::new()
+                }
+            },
+        };
+        let api_key = match p.api_key {
+            None => None,
+            Some(k) => match env::expand_with(&k, lookup) {
+                Ok(v) if v.is_empty() => None,
+                Ok(v) => {
+                    if HeaderValue::from_str(&format!("Bearer {v}")).is_err() {
+                        errors.push(err(
+                            at("api_key"),
+                            "contains characters not allowed in an HTTP header",
+                        ));
+                    }
+                    Some(Secret::new(v))
+                }
+                Err(e) => {
+                    errors.push(err(at("api_key"), e.to_string()));
+                    None
+                }
+            },
+        };
+        let mut patterns = Vec::with_capacity(p.models.len());
+        for (i, m) in p.models.iter().enumerate() {
+            if m.is_empty() {
+                errors.push(err(
+                    format!("providers.{name}.models[{i}]"),
+                    "empty pattern",
+                ));
+            }
+            patterns.push(Pattern::new(m));
+        }
+        let mut headers = Vec::new();
+        for (hk, hv) in p.headers {
+            let path = format!("providers.{name}.headers.{hk}");
+            let key = HeaderName::from_bytes(hk.as_bytes());
+            let val = env::expand_with(&hv, lookup)
+                .map_err(|e| e.to_string())
+                .and_then(|v| {
+                    HeaderValue::from_str(&v).map_err(|_| "not a valid header value".to_string())
+                });
+            match (key, val) {
+                (Ok(k), Ok(mut v)) => {
+                    v.set_sensitive(true);
+                    headers.push((k, v));
+                }
+                (Err(_), _) => errors.push(err(path, "not a valid header name")),
+                (_, Err(e)) => errors.push(err(path, e)),
+            }
+        }
+        let mut simulated = SimulatedSettings::default();
+        let sim_keys = [
+            ("latency_ms", p.latency_ms.is_some()),
+            ("tokens_per_second", p.tokens_per_second.is_some()),
+            ("failure_rate", p.failure_rate.is_some()),
+        ];
+        if kind != ProviderKind::Simulated {
+            for (k, set) in sim_keys {
+                if set {
+                    errors.push(err(at(k), "only used by type \"simulated\""));
+                }
+            }
+        }
+        if let Some(ms) = p.latency_ms {
+            simulated.latency = Duration::from_millis(ms);
+        }
+        if let Some(tps) = p.tokens_per_second {
+            if !(tps > 0.0 && tps.is_finite()) {
+                errors.push(err(at("tokens_per_second"), "must be a positive number"));
+            } else {
+                simulated.tokens_per_second = tps;
+            }
+        }
+        if let Some(fr) = p.failure_rate {
+            if !(0.0..=1.0).contains(&fr) {
+                errors.push(err(at("failure_rate"), "must be between 0 and 1"));
+            } else {
+                simulated.failure_rate = fr;
+            }
+        }
+        let connect_timeout = Duration::from_millis(p.connect_timeout_ms.unwrap_or(5_000));
+        let timeout = Duration::from_millis(p.timeout_ms.unwrap_or(600_000));
+        if connect_timeout.is_zero() {
+            errors.push(err(at("connect_timeout_ms"), "must be greater than 0"));
+        }
+        if timeout.is_zero() {
+            errors.push(err(at("timeout_ms"), "must be greater than 0"));
+        }
+        providers.push(ProviderSettings {
+            name,
+            kind,
+            base_url,
+            api_key,
+            patterns,
+            connect_timeout,
+            timeout,
+            headers,
+            simulated,
+        });
+    }
+
+    let mut models = IndexMap::with_capacity(raw.models.len());
+    for (name, m) in raw.models {
+        let at = |k: &str| format!("models.{name}.{k}");
+        let Some(pname) = m.provider else {
+            errors.push(err(
+                at("provider"),
+                "missing; the name of a [providers.*] table",
+            ));
+            continue;
+        };
+        let Some(provider) = providers.iter().position(|p| p.name == pname) else {
+            errors.push(err(at("provider"), format!("unknown provider {pname:?}")));
+            continue;
+        };
+        let upstream = m.model.unwrap_or_else(|| name.clone());
+        if upstream.is_empty() {
+            errors.push(err(at("model"), "must not be empty"));
+        }
+        let price = match m.price {
+            Some(rp) => {
+                let p = Price {
+                    input: rp.input,
+                    output: rp.output,
+                    cached_input: rp.cached_input,
+                    cache_write: rp.cache_write,
+                    per_request: rp.per_request.unwrap_or(0.0),
+                };
+                for (k, v) in p.fields() {
+                    if !(v >= 0.0 && v.is_finite()) {
+                        errors.push(err(
+                            format!("models.{name}.price.{k}"),
+                            "must be a non-negative number",
+                        ));
+                    }
+                }
+                Some(p)
+            }
+            None => {
+                let p = pricing::default_price(&upstream);
+                if p.is_none() {
+                    warnings.push(format!(
+                        "model {name:?} ({upstream}) has no price: its cost is recorded as unknown; set models.{name}.price"
+                    ));
+                }
+                p
+            }
+        };
+        models.insert(
+            name,
+            ModelSettings {
+                provider,
+                upstream,
+                price,
+            },
+        );
+    }
+
+    let mut aliases = IndexMap::with_capacity(raw.aliases.len());
+    for (alias, target) in &raw.aliases {
+        let path = format!("aliases.{alias}");
+        if models.contains_key(alias) {
+            errors.push(err(path, "an alias cannot have the name of a model"));
+            continue;
+        }
+        // Follow alias chains to a model, refusing cycles.
+        let mut cur = target.as_str();
+        let mut hops = 0;
+        let resolved = loop {
+            if models.contains_key(cur) {
+                break Some(cur.to_string());
+            }
+            match raw.aliases.get(cur) {
+                Some(next) if hops < raw.aliases.len() => {
+                    cur = next;
+                    hops += 1;
+                }
+                Some(_) => {
+                    errors.push(err(path.clone(), "alias cycle"));
+                    break None;
+                }
+                None => {
+                    if providers
+                        .iter()
+                        .any(|p| p.patterns.iter().any(|pat| pat.matches(cur)))
+                    {
+                        break Some(cur.to_string());
+                    }
+                    errors.push(err(
+                        path.clone(),
+                        format!("{cur:?} is not a model, alias or pass-through name"),
+                    ));
+                    break None;
+                }
+            }
+        };
+        if let Some(r) = resolved {
+            aliases.insert(alias.clone(), r);
+        }
+    }
+
+    if errors.is_empty() {
+        Ok(Config {
+            source,
+            server,
+            ledger,
+            providers,
+            models,
+            aliases,
+            warnings,
+        })
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<Config, ConfigErrors> {
+        let raw = parse_toml(text)?;
+        let env = |k: &str| match k {
+            "KEY" => Some("sk-test-123".to_string()),
+            _ => None,
+        };
+        validate(raw, ConfigSource::Environment, &env)
+    }
+
+    fn paths(r: Result<Config, ConfigErrors>) -> Vec<String> {
+        match r {
+            Ok(_) => vec![],
+            Err(e) => e.0.into_iter().map(|e| e.path).collect(),
+        }
+    }
+
+    #[test]
+    fn glob() {
+        for (p, s, want) in [
+            ("*", "anything", true),
+            ("gpt-*", "gpt-5.5", true),
+            ("gpt-*", "xgpt-5", false),
+            ("*-mini", "gpt-5.4-mini", true),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxbyy", false),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+        ] {
+            assert_eq!(Pattern::new(p).matches(s), want, "{p} vs {s}");
+        }
+    }
+
+    #[test]
+    fn valid_full_config() {
+        let cfg = check(
+            r#"
+            [server]
+            listen = "127.0.0.1:9999"
+            [providers.up]
+            type = "openai"
+            base_url = "http://127.0.0.1:1234/v1/"
+            api_key = "${KEY}"
+            models = ["gpt-*"]
+            [models.fast]
+            provider = "up"
+            model = "gpt-5.4-mini"
+            price = { input = 0.4, output = 1.6, cached_input = 0.04 }
+            [aliases]
+            default = "fast"
+            chain = "default"
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(cfg.server.listen.port(), 9999);
+        assert_eq!(cfg.providers[0].base_url, "http://127.0.0.1:1234/v1");
+        assert_eq!(
+            cfg.providers[0].api_key.as_ref().map(Secret::expose),
+            Some("sk-test-123")
+        );
+        assert_eq!(cfg.aliases["chain"], "fast");
+        assert!(
+            !format!("{cfg:?}").contains("sk-test-123"),
+            "secret leaked in Debug"
+        );
+    }
+
+    #[test]
+    fn errors_name_key_paths() {
+        let cases: &[(&str, &[&str])] = &[
+            ("[providers.a]\ntype = \"openai\"\nbase_url = \"x\"\ntpye = 1\n", &["providers.a.tpye"]),
+            ("[providers.a]\ntype = \"nope\"\n", &["providers.a.type"]),
+            ("[providers.a]\ntype = \"openai\"\n", &["providers.a.base_url"]),
+            ("[providers.a]\ntype = \"openai\"\nbase_url = \"ftp://x\"\n", &["providers.a.base_url"]),
+            (
+                "[providers.a]\ntype = \"openai\"\nbase_url = \"http://x\"\napi_key = \"${MISSING}\"\n",
+                &["providers.a.api_key"],
+            ),
+            ("[models.m]\nprovider = \"ghost\"\n", &["models.m.provider"]),
+            ("[server]\nlisten = \"nowhere\"\n", &["server.listen"]),
+            ("[server]\nmax_body_bytes = \"big\"\n", &["server.max_body_bytes"]),
+            ("[aliases]\na = \"b\"\nb = \"a\"\n", &["aliases.a", "aliases.b"]),
+            (
+                "[providers.s]\ntype = \"simulated\"\nfailure_rate = 2.0\n[providers.o]\ntype = \"openai\"\nbase_url = \"http://x\"\nlatency_ms = 5\n",
+                &["providers.s.failure_rate", "providers.o.latency_ms"],
+            ),
+            (
+                "[providers.s]\ntype = \"simulated\"\n[models.m]\nprovider = \"s\"\nprice = { input = -1.0, output = 1.0 }\n",
+                &["models.m.price.input"],
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(paths(check(text)), want.to_vec(), "config:\n{text}");
+        }
+    }
+
+    #[test]
+    fn env_default_simulated_when_no_keys() {
+        let cfg = from_env(&|_| None).expect("valid");
+        assert_eq!(cfg.providers.len(), 1);
+        assert_eq!(cfg.providers[0].kind, ProviderKind::Simulated);
+    }
+
+    #[test]
+    fn env_default_openai_honours_base_url() {
+        let cfg = from_env(&|k| match k {
+            "OPENAI_API_KEY" => Some("sk-x".into()),
+            "OPENAI_BASE_URL" => Some("http://127.0.0.1:8000/v1".into()),
+            "DEEPSEEK_API_KEY" => Some("sk-d".into()),
+            _ => None,
+        })
+        .expect("valid");
+        let names: Vec<_> = cfg.providers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["deepseek", "openai"]);
+        assert_eq!(cfg.providers[1].base_url, "http://127.0.0.1:8000/v1");
+        assert_eq!(cfg.providers[0].patterns, vec![Pattern::new("deepseek-*")]);
+    }
+}

@@ -1,0 +1,174 @@
+//! The streaming relay: upstream SSE bytes in, client SSE bytes out.
+//!
+//! Each complete upstream event is forwarded as soon as it is complete (never
+//! the whole stream buffered). The relay watches for the usage chunk (which
+//! the gateway always asks for), records it, and drops it again when the
+//! client did not ask for usage. A broken upstream ends the client's stream
+//! with an OpenAI-style error event, never a silent clean end.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+use super::sse::{SseEvent, SseSplitter};
+use crate::accounting::recorder::Recorder;
+use crate::api::usage::{OpenAiUsage, Usage};
+use crate::providers::{ByteStream, ProviderError, ProviderErrorKind};
+
+/// Client-facing SSE body for one streamed chat completion.
+pub struct Relay {
+    upstream: ByteStream,
+    splitter: SseSplitter,
+    queue: VecDeque<Bytes>,
+    client_wants_usage: bool,
+    done: bool,
+    recorder: Option<Recorder>,
+    provider: Arc<str>,
+    secret: Option<Arc<str>>,
+}
+
+#[derive(Deserialize)]
+struct UsageChunk {
+    #[serde(default)]
+    usage: Option<OpenAiUsage>,
+    #[serde(default)]
+    choices: Option<Vec<IgnoredAny>>,
+}
+
+impl Relay {
+    pub fn new(
+        upstream: ByteStream,
+        client_wants_usage: bool,
+        recorder: Recorder,
+        provider: Arc<str>,
+        secret: Option<Arc<str>>,
+    ) -> Self {
+        Relay {
+            upstream,
+            splitter: SseSplitter::new(),
+            queue: VecDeque::new(),
+            client_wants_usage,
+            done: false,
+            recorder: Some(recorder),
+            provider,
+            secret,
+        }
+    }
+
+    fn on_event(&mut self, ev: SseEvent) {
+        let Some(data) = ev.data.as_deref() else {
+            // Comments / keep-alives pass through.
+            self.queue.push_back(ev.raw);
+            return;
+        };
+        if data.trim_ascii() == b"[DONE]" {
+            self.queue.push_back(ev.raw);
+            self.finish(200, None);
+            return;
+        }
+        if data.trim_ascii_start().starts_with(b"{\"error\"") {
+            // An upstream error event mid-stream: forward it and end.
+            let msg = serde_json::from_slice::<serde_json::Value>(data)
+                .ok()
+                .and_then(|v| {
+                    v.pointer("/error/message")
+                        .and_then(|m| m.as_str().map(str::to_string))
+                })
+                .unwrap_or_else(|| "upstream error event".into());
+            self.queue.push_back(ev.raw);
+            self.finish(502, Some(format!("upstream error mid-stream: {msg}")));
+            return;
+        }
+        if let Some(usage_only) = self.observe_usage(data) {
+            if usage_only && !self.client_wants_usage {
+                return;
+            }
+        }
+        if let Some(r) = self.recorder.as_mut() {
+            r.mark_first_token();
+        }
+        self.queue.push_back(ev.raw);
+    }
+
+    /// If the chunk carries a usage object, records it. Returns Some(true)
+    /// when the chunk is a usage-only chunk (no choices).
+    fn observe_usage(&mut self, data: &[u8]) -> Option<bool> {
+        let at = memchr::memmem::find(data, b"\"usage\"")?;
+        let rest = data[at + 7..]
+            .trim_ascii_start()
+            .strip_prefix(b":")?
+            .trim_ascii_start();
+        if !rest.starts_with(b"{") {
+            return None;
+        }
+        let chunk: UsageChunk = serde_json::from_slice(data).ok()?;
+        let usage = Usage::from(chunk.usage?);
+        if let Some(r) = self.recorder.as_mut() {
+            r.set_usage(usage);
+        }
+        Some(chunk.choices.is_none_or(|c| c.is_empty()))
+    }
+
+    fn fail(&mut self, e: ProviderError) {
+        let api = e.to_api_error(&self.provider, self.secret.as_deref());
+        self.queue.push_back(api.sse_event());
+        self.finish(api.status.as_u16(), Some(api.message));
+    }
+
+    fn finish(&mut self, status: u16, error: Option<String>) {
+        self.done = true;
+        if let Some(r) = self.recorder.take() {
+            r.finish(status, error);
+        }
+    }
+}
+
+impl Stream for Relay {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if let Some(b) = this.queue.pop_front() {
+                return Poll::Ready(Some(Ok(b)));
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match this.upstream.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(bytes))) => {
+                    this.splitter.push(&bytes);
+                    while let Some(ev) = this.splitter.next_event() {
+                        this.on_event(ev);
+                        if this.done {
+                            break;
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => this.fail(e),
+                Poll::Ready(None) => {
+                    if this.splitter.pending() > 0 {
+                        this.fail(ProviderError::new(
+                            ProviderErrorKind::Interrupted,
+                            "stream ended inside an event",
+                        ));
+                    } else {
+                        // A clean end of the HTTP body without [DONE]: the
+                        // server finished on purpose, so close the stream properly.
+                        this.queue
+                            .push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+                        this.finish(200, None);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Switchyard: a fast, cost-aware, OpenAI-compatible LLM gateway.
+//!
+//! The request pipeline (see `docs/architecture.md`): parse -> resolve the
+//! model -> call the provider -> relay the answer -> record to the ledger.
+
+pub mod accounting;
+pub mod api;
+pub mod config;
+pub mod gateway;
+pub mod providers;
+pub mod server;
+
+pub use server::{app, start, AppState, Server};

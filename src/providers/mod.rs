@@ -1,0 +1,97 @@
+//! Upstream providers: one `Provider` per `[providers.*]` table.
+//!
+//! A provider takes an OpenAI-format request (with the upstream model id
+//! already set) and returns an OpenAI-format answer: a complete JSON body, or
+//! a stream of OpenAI SSE bytes. Adapters for non-OpenAI wire formats
+//! translate to this shape, so the gateway core handles one format.
+
+pub mod error;
+pub mod openai;
+pub mod simulated;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+pub use error::{ProviderError, ProviderErrorKind};
+
+use crate::api::chat::{ChatRequest, EmbeddingsRequest};
+use crate::api::usage::Usage;
+use crate::config::{ProviderKind, ProviderSettings};
+
+/// A stream of OpenAI-format SSE bytes from upstream (arbitrary splits).
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, ProviderError>> + Send>>;
+
+/// A successful chat answer.
+pub enum ChatAnswer {
+    /// Non-streaming: the OpenAI JSON body, and its usage if reported.
+    Complete { body: Bytes, usage: Option<Usage> },
+    /// Streaming: upstream's SSE bytes, not yet split into events.
+    Stream(ByteStream),
+}
+
+/// A successful embeddings answer.
+pub struct EmbeddingsAnswer {
+    pub body: Bytes,
+    pub usage: Option<Usage>,
+}
+
+enum Backend {
+    OpenAi(openai::OpenAiBackend),
+    Simulated(simulated::Simulated),
+}
+
+/// One configured upstream provider.
+pub struct Provider {
+    pub name: Arc<str>,
+    pub settings: ProviderSettings,
+    backend: Backend,
+}
+
+impl Provider {
+    /// Builds the provider (and its HTTP client) from validated settings.
+    pub fn new(settings: ProviderSettings) -> Result<Provider, String> {
+        let backend = match settings.kind {
+            ProviderKind::Openai => Backend::OpenAi(openai::OpenAiBackend::new(&settings)?),
+            ProviderKind::Simulated => {
+                Backend::Simulated(simulated::Simulated::new(settings.simulated.clone()))
+            }
+        };
+        Ok(Provider {
+            name: Arc::from(settings.name.as_str()),
+            settings,
+            backend,
+        })
+    }
+
+    pub fn is_simulated(&self) -> bool {
+        matches!(self.backend, Backend::Simulated(_))
+    }
+
+    /// The provider's secret, for scrubbing error text.
+    pub fn secret(&self) -> Option<&str> {
+        self.settings.api_key.as_ref().map(|s| s.expose())
+    }
+
+    /// Sends a chat request. `req.model` must already be the upstream id; for
+    /// streams the caller has set `stream_options.include_usage`.
+    pub async fn chat(&self, req: &ChatRequest) -> Result<ChatAnswer, ProviderError> {
+        match &self.backend {
+            Backend::OpenAi(b) => b.chat(req).await,
+            Backend::Simulated(s) => s.chat(req).await,
+        }
+    }
+
+    /// Sends an embeddings request (`req.model` already the upstream id).
+    pub async fn embeddings(
+        &self,
+        req: &EmbeddingsRequest,
+    ) -> Result<EmbeddingsAnswer, ProviderError> {
+        match &self.backend {
+            Backend::OpenAi(b) => b.embeddings(req).await,
+            Backend::Simulated(s) => s.embeddings(req).await,
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! HTTP handlers for the OpenAI-compatible API and the health endpoints.
+//!
+//! Each handler reads as the pipeline: read body -> parse -> resolve the
+//! model -> call the provider (recording to the ledger) -> respond with the
+//! x-switchyard-* headers.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_body_util::{BodyExt, Limited};
+
+use super::state::{AppState, Target};
+use crate::accounting::ledger::LedgerEntry;
+use crate::accounting::recorder::Recorder;
+use crate::api::chat::{ChatRequest, EmbeddingsRequest, StreamOptions};
+use crate::api::ApiError;
+use crate::gateway::relay::Relay;
+use crate::providers::ChatAnswer;
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_MODEL: HeaderName = HeaderName::from_static("x-switchyard-model");
+pub const X_PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provider");
+pub const X_COST: HeaderName = HeaderName::from_static("x-switchyard-cost-usd");
+pub const X_OVERHEAD: HeaderName = HeaderName::from_static("x-switchyard-overhead-ms");
+pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+
+type St = State<Arc<AppState>>;
+
+/// Per-request context shared by the handlers.
+struct Ctx {
+    started: Instant,
+    ts_ms: i64,
+    request_id: String,
+    request_id_header: HeaderValue,
+}
+
+impl Ctx {
+    fn new(st: &AppState, headers: &HeaderMap) -> Ctx {
+        let started = Instant::now();
+        let ts_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        // Keep the client's id when it is a sane token; otherwise make one.
+        let client = headers
+            .get(&X_REQUEST_ID)
+            .filter(|v| !v.is_empty() && v.len() <= 200)
+            .and_then(|v| v.to_str().ok().map(|s| (v.clone(), s.to_string())));
+        let (request_id_header, request_id) = match client {
+            Some((hv, s)) => (hv, s),
+            None => {
+                let id = st.next_request_id();
+                (
+                    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("req_invalid")),
+                    id,
+                )
+            }
+        };
+        Ctx {
+            started,
+            ts_ms,
+            request_id,
+            request_id_header,
+        }
+    }
+
+    fn error(&self, e: ApiError) -> Response {
+        let mut r = e.into_response();
+        r.headers_mut()
+            .insert(X_REQUEST_ID, self.request_id_header.clone());
+        r
+    }
+
+    fn entry(
+        &self,
+        endpoint: &'static str,
+        requested: String,
+        t: &Target,
+        st: &AppState,
+        stream: bool,
+    ) -> LedgerEntry {
+        LedgerEntry {
+            request_id: self.request_id.clone(),
+            ts_ms: self.ts_ms,
+            key_name: None,
+            endpoint,
+            requested_model: requested,
+            served_model: t.public.clone(),
+            provider: st.providers[t.provider].name.clone(),
+            upstream_model: t.upstream.clone(),
+            status: 0,
+            stream,
+            latency_ms: 0.0,
+            ttft_ms: None,
+            usage: None,
+            cost_usd: None,
+            usage_estimated: false,
+            error: None,
+        }
+    }
+
+    /// Adds the identity and timing headers to a successful response.
+    fn decorate(
+        &self,
+        h: &mut HeaderMap,
+        st: &AppState,
+        t: &Target,
+        upstream: Duration,
+        cost: Option<f64>,
+    ) {
+        h.insert(X_REQUEST_ID, self.request_id_header.clone());
+        if let Ok(v) = HeaderValue::from_str(&t.public) {
+            h.insert(X_MODEL, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&st.providers[t.provider].name) {
+            h.insert(X_PROVIDER, v);
+        }
+        if let Some(c) = cost {
+            if let Ok(v) = HeaderValue::from_str(&format!("{c:.8}")) {
+                h.insert(X_COST, v);
+            }
+        }
+        let total = self.started.elapsed();
+        let overhead = total.saturating_sub(upstream).as_secs_f64() * 1e3;
+        let mut s = String::with_capacity(64);
+        let _ = write!(s, "{overhead:.3}");
+        if let Ok(v) = HeaderValue::from_str(&s) {
+            h.insert(X_OVERHEAD, v);
+        }
+        s.clear();
+        let _ = write!(
+            s,
+            "gateway;dur={overhead:.3}, upstream;dur={:.3}",
+            upstream.as_secs_f64() * 1e3
+        );
+        if let Ok(v) = HeaderValue::from_str(&s) {
+            h.insert(SERVER_TIMING, v);
+        }
+    }
+}
+
+/// Reads the body up to the configured limit (413 beyond it).
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    {
+        if len > limit as u64 {
+            return Err(ApiError::payload_too_large(limit));
+        }
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::payload_too_large(limit))
+        }
+        Err(_) => Err(ApiError::invalid_request(
+            "The request body could not be read.",
+            None,
+        )),
+    }
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// POST /v1/chat/completions
+pub async fn chat_completions(State(st): St, headers: HeaderMap, body: Body) -> Response {
+    let ctx = Ctx::new(&st, &headers);
+    match chat_inner(&st, &ctx, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => ctx.error(e),
+    }
+}
+
+async fn chat_inner(
+    st: &Arc<AppState>,
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(body, headers, st.config.server.max_body_bytes).await?;
+    let mut req = ChatRequest::parse(&bytes)?;
+    drop(bytes);
+    let target = st
+        .resolve(&req.model)
+        .ok_or_else(|| ApiError::model_not_found(&req.model))?;
+    let provider = &st.providers[target.provider];
+    let stream = req.is_stream();
+    let client_wants_usage = req.client_wants_stream_usage();
+    if stream {
+        // Always ask for usage so the call can be accounted for.
+        req.stream_options
+            .get_or_insert_with(StreamOptions::default)
+            .include_usage = Some(true);
+    }
+    let requested = std::mem::replace(&mut req.model, target.upstream.to_string());
+    let mut recorder = Recorder::new(
+        st.ledger.clone(),
+        ctx.entry("chat.completions", requested, &target, st, stream),
+        ctx.started,
+        target.price,
+    );
+
+    let sent = Instant::now();
+    let answer = provider.chat(&req).await;
+    let upstream = sent.elapsed();
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            let api = e.to_api_error(&provider.name, provider.secret());
+            recorder.finish(api.status.as_u16(), Some(api.message.clone()));
+            let mut r = ctx.error(api);
+            if let Ok(v) = HeaderValue::from_str(&provider.name) {
+                r.headers_mut().insert(X_PROVIDER, v);
+            }
+            return Ok(r);
+        }
+    };
+    match answer {
+        ChatAnswer::Complete { body, usage } => {
+            if let Some(u) = usage {
+                recorder.set_usage(u);
+            }
+            recorder.mark_first_token();
+            let cost = recorder.cost();
+            let mut r = json_response(StatusCode::OK, body);
+            ctx.decorate(r.headers_mut(), st, &target, upstream, cost);
+            recorder.finish(200, None);
+            Ok(r)
+        }
+        ChatAnswer::Stream(upstream_bytes) => {
+            let relay = Relay::new(
+                upstream_bytes,
+                client_wants_usage,
+                recorder,
+                provider.name.clone(),
+                st.secrets[target.provider].clone(),
+            );
+            let mut r = Response::new(Body::from_stream(relay));
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            h.insert(
+                HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            );
+            ctx.decorate(h, st, &target, upstream, None);
+            Ok(r)
+        }
+    }
+}
+
+/// POST /v1/embeddings
+pub async fn embeddings(State(st): St, headers: HeaderMap, body: Body) -> Response {
+    let ctx = Ctx::new(&st, &headers);
+    match embeddings_inner(&st, &ctx, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => ctx.error(e),
+    }
+}
+
+async fn embeddings_inner(
+    st: &AppState,
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(body, headers, st.config.server.max_body_bytes).await?;
+    let mut req = EmbeddingsRequest::parse(&bytes)?;
+    drop(bytes);
+    let target = st
+        .resolve(&req.model)
+        .ok_or_else(|| ApiError::model_not_found(&req.model))?;
+    let provider = &st.providers[target.provider];
+    let requested = std::mem::replace(&mut req.model, target.upstream.to_string());
+    let mut recorder = Recorder::new(
+        st.ledger.clone(),
+        ctx.entry("embeddings", requested, &target, st, false),
+        ctx.started,
+        target.price,
+    );
+    let sent = Instant::now();
+    let answer = provider.embeddings(&req).await;
+    let upstream = sent.elapsed();
+    match answer {
+        Ok(a) => {
+            if let Some(u) = a.usage {
+                recorder.set_usage(u);
+            }
+            let cost = recorder.cost();
+            let mut r = json_response(StatusCode::OK, a.body);
+            ctx.decorate(r.headers_mut(), st, &target, upstream, cost);
+            recorder.finish(200, None);
+            Ok(r)
+        }
+        Err(e) => {
+            let api = e.to_api_error(&provider.name, provider.secret());
+            recorder.finish(api.status.as_u16(), Some(api.message.clone()));
+            Err(api)
+        }
+    }
+}
+
+/// GET /v1/models
+pub async fn list_models(State(st): St) -> Response {
+    json_response(StatusCode::OK, st.models_body.clone())
+}
+
+/// GET /v1/models/{id}
+pub async fn get_model(State(st): St, Path(id): Path<String>) -> Response {
+    match st.model_object(&id) {
+        Some(b) => json_response(StatusCode::OK, b),
+        None => ApiError::model_not_found(&id).into_response(),
+    }
+}
+
+/// GET /health: the process is alive.
+pub async fn health() -> Response {
+    json_response(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
+}
+
+/// GET /ready: config loaded and the ledger writer running.
+pub async fn ready(State(st): St) -> Response {
+    if st.is_ready() {
+        json_response(StatusCode::OK, Bytes::from_static(br#"{"status":"ready"}"#))
+    } else {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Bytes::from_static(br#"{"status":"ledger unavailable"}"#),
+        )
+    }
+}
+
+/// Any other URL.
+pub async fn not_found(uri: http::Uri) -> Response {
+    ApiError::not_found(uri.path()).into_response()
+}
+
+/// A known URL with the wrong method.
+pub async fn method_not_allowed() -> Response {
+    ApiError::method_not_allowed().into_response()
+}
