@@ -134,7 +134,9 @@ mod tests {
 
     const STREAM: &[u8] = b"data: {\"a\":1}\n\n: keep-alive\n\nevent: x\ndata: line1\ndata: line2\n\ndata:[DONE]\r\n\r\n";
 
-    fn expected() -> Vec<(Option<&'static [u8]>, Option<&'static [u8]>)> {
+    type Fields = (Option<&'static [u8]>, Option<&'static [u8]>);
+
+    fn expected() -> Vec<Fields> {
         vec![
             (Some(&b"{\"a\":1}"[..]), None),
             (None, None),

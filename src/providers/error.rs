@@ -34,7 +34,7 @@ pub struct ProviderError {
     /// Upstream's Retry-After, if it sent one.
     pub retry_after: Option<Duration>,
     /// Upstream's OpenAI-style error fields, when its body had them.
-    pub upstream: Option<UpstreamErrorBody>,
+    pub upstream: Option<Box<UpstreamErrorBody>>,
 }
 
 /// The fields of an OpenAI-style error body from upstream.
@@ -79,7 +79,7 @@ impl ProviderError {
     pub fn from_status(status: u16, retry_after: Option<Duration>, body: &Bytes) -> Self {
         let upstream = serde_json::from_slice::<ErrorEnvelope>(body)
             .ok()
-            .map(|e| e.error);
+            .map(|e| Box::new(e.error));
         let message = upstream
             .as_ref()
             .and_then(|u| u.message.clone())
@@ -157,7 +157,7 @@ impl ProviderError {
                     )
                     .with_code("upstream_auth_failed"),
                     400..=499 => {
-                        let up = self.upstream.clone().unwrap_or_default();
+                        let up = self.upstream.as_deref().cloned().unwrap_or_default();
                         let mut e = ApiError::new(
                             StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
                             if status == 429 { "rate_limit_error" } else { "invalid_request_error" },

@@ -39,7 +39,7 @@ pub struct EmbeddingsAnswer {
 }
 
 enum Backend {
-    OpenAi(openai::OpenAiBackend),
+    OpenAi(Box<openai::OpenAiBackend>),
     Simulated(simulated::Simulated),
 }
 
@@ -54,7 +54,9 @@ impl Provider {
     /// Builds the provider (and its HTTP client) from validated settings.
     pub fn new(settings: ProviderSettings) -> Result<Provider, String> {
         let backend = match settings.kind {
-            ProviderKind::Openai => Backend::OpenAi(openai::OpenAiBackend::new(&settings)?),
+            ProviderKind::Openai => {
+                Backend::OpenAi(Box::new(openai::OpenAiBackend::new(&settings)?))
+            }
             ProviderKind::Simulated => {
                 Backend::Simulated(simulated::Simulated::new(settings.simulated.clone()))
             }
