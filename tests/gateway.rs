@@ -658,17 +658,20 @@ async fn graceful_shutdown_under_load_loses_nothing() {
         let url = gw.url("/v1/chat/completions");
         handles.push(tokio::spawn(async move {
             // Slow upstream answers keep these requests in flight during shutdown.
-            let body = json!({"model": format!("slow-{}", 100 + i * 5), "messages": [{"role":"user","content":"x"}]});
+            let body = json!({"model": format!("slow-{}", 500 + i * 10), "messages": [{"role":"user","content":"x"}]});
             match c.post(url).json(&body).send().await {
                 Ok(r) => r.status().as_u16(),
                 Err(_) => 0,
             }
         }));
     }
-    // Let the requests reach upstream, then shut down while they are in flight.
-    tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+    // Let every request reach upstream, then shut down while they are in flight.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while fake.hits() < n && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     let reached = fake.hits();
-    assert!(reached > 0);
+    assert_eq!(reached, n, "all requests in flight before shutdown");
     let rows = gw.stop_and_rows().await;
     let mut statuses = Vec::new();
     for h in handles {

@@ -37,8 +37,13 @@ pub struct StreamOptions {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ChatMessage {
     pub role: String,
-    /// A string, an array of content parts, or absent/null.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A string, an array of content parts, or null. `None` means absent;
+    /// an explicit null is kept as `Some(Value::Null)` so it passes through.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub content: Option<Value>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -221,6 +226,11 @@ impl EmbeddingsRequest {
     }
 }
 
+/// Maps a present field (null included) to `Some`; absence stays `None` via `default`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
 /// Deserialises JSON, turning serde's error into an OpenAI 400 naming `param`.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -286,7 +296,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_round_trip() {
-        let body = r#"{"model":"m","messages":[{"role":"user","content":"hi","name":"bob"}],
+        let body = r#"{"model":"m","messages":[{"role":"user","content":"hi","name":"bob"},
+            {"role":"assistant","content":null,"tool_calls":[]},{"role":"user"}],
             "seed":7,"tools":[{"type":"function","function":{"name":"f"}}],"reasoning_effort":"low",
             "stream_options":{"include_usage":true,"future":1}}"#;
         let req = ChatRequest::parse(body.as_bytes()).expect("parse");

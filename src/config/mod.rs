@@ -119,6 +119,7 @@ pub struct RawServer {
 pub struct RawLedger {
     pub path: Option<PathBuf>,
     pub batch_size: Option<usize>,
+    pub flush_interval_ms: Option<u64>,
 }
 
 /// Provider types known to this build.
@@ -217,6 +218,8 @@ pub struct LedgerSettings {
     /// SQLite file; `None` means "default under the data directory".
     pub path: Option<PathBuf>,
     pub batch_size: usize,
+    /// How long the writer waits to fill a batch before writing it.
+    pub flush_interval: Duration,
 }
 
 /// Index of a provider in `Config::providers`.
@@ -449,6 +452,7 @@ pub fn validate(
     let ledger = LedgerSettings {
         path: raw.ledger.path,
         batch_size: batch_size.max(1),
+        flush_interval: Duration::from_millis(raw.ledger.flush_interval_ms.unwrap_or(100)),
     };
 
     let mut providers = Vec::with_capacity(raw.providers.len());

@@ -121,7 +121,7 @@ impl Ctx {
             h.insert(X_PROVIDER, v);
         }
         if let Some(c) = cost {
-            if let Ok(v) = HeaderValue::from_str(&format!("{c:.8}")) {
+            if let Ok(v) = HeaderValue::from_str(&format!("{c}")) {
                 h.insert(X_COST, v);
             }
         }

@@ -80,7 +80,12 @@ pub async fn start(
     let addr = listener
         .local_addr()
         .map_err(|e| format!("listener has no address: {e}"))?;
-    let (ledger, writer) = ledger::open_sqlite(ledger_path, config.ledger.batch_size).await?;
+    let (ledger, writer) = ledger::open_sqlite(
+        ledger_path,
+        config.ledger.batch_size,
+        config.ledger.flush_interval,
+    )
+    .await?;
     let grace = config.server.shutdown_grace;
     let state = Arc::new(AppState::new(config, ledger)?);
     let router = app(state);

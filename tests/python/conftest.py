@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE))
 from fake_openai import FakeOpenAI  # noqa: E402
 
 REPO = HERE.parent.parent
-SWITCHYARD_BIN = os.environ.get("SWITCHYARD_BIN") or str(REPO / "target" / "debug" / "switchyard")
+SWITCHYARD_BIN = os.path.abspath(os.environ.get("SWITCHYARD_BIN") or str(REPO / "target" / "debug" / "switchyard"))
 TARGET = os.environ.get("SWITCHYARD_TEST_TARGET", "gateway").strip().lower()
 DIRECT = TARGET == "fake"
 
@@ -139,11 +139,9 @@ class Gateway:
         return self.url + "/v1"
 
     def stderr(self) -> str:
-        self._err.flush()
         return self.stderr_path.read_text(errors="replace")
 
     def stdout(self) -> str:
-        self._out.flush()
         return self.stdout_path.read_text(errors="replace")
 
     def _wait_ready(self) -> None:

@@ -386,6 +386,9 @@ def error_body(status: int, message: str | None = None) -> dict[str, Any]:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "FakeOpenAI/1.0"
+    # Headers and body go out in separate writes; without TCP_NODELAY, Nagle
+    # plus delayed ACKs add ~40 ms to every keep-alive response.
+    disable_nagle_algorithm = True
     fake: "FakeOpenAI"  # set on the subclass made per server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -440,9 +443,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("x-request-id", "req_fake_" + uuid.uuid4().hex[:16])
         self.end_headers()
         delay = self.fake.chunk_delay
+        fragment = self.fake.fragment_events
+        cut = self.fake.truncate_stream_after
         try:
-            for c in chunks:
-                self._write_chunk(b"data: " + json.dumps(c).encode() + b"\n\n")
+            for n, c in enumerate(chunks):
+                if cut is not None and n >= cut:
+                    # Die mid-stream: no [DONE], no chunked terminator, connection reset.
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                event = b"data: " + json.dumps(c).encode() + b"\n\n"
+                if fragment:
+                    # Split each event across writes (and TCP segments): mid-JSON
+                    # and between the two newlines that end it.
+                    cuts = [0, len(event) // 3, len(event) - 1, len(event)]
+                    for a, b in zip(cuts, cuts[1:]):
+                        self._write_chunk(event[a:b])
+                        time.sleep(0.003)
+                else:
+                    self._write_chunk(event)
                 if delay:
                     time.sleep(delay)
             self._write_chunk(b"data: [DONE]\n\n")
@@ -592,7 +611,9 @@ class FakeOpenAI:
                  verbose: bool = False) -> None:
         self.expected_key = expected_key
         self.verbose = verbose
-        self.chunk_delay = 0.0
+        self.chunk_delay = 0.0  # seconds between stream chunks
+        self.fragment_events = False  # split every SSE event across several writes
+        self.truncate_stream_after: int | None = None  # drop the connection after N chunks
         self.lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
         self._failures: list[tuple[int, str | None]] = []
@@ -624,6 +645,8 @@ class FakeOpenAI:
             self.requests.clear()
             self._failures.clear()
         self.chunk_delay = 0.0
+        self.fragment_events = False
+        self.truncate_stream_after = None
 
     def fail_next(self, status: int, count: int = 1, message: str | None = None) -> None:
         with self.lock:

@@ -1,0 +1,922 @@
+//! Cheap deterministic signals for the task classifier.
+//!
+//! Owns one bounded pass over the request text ([`TextStats::scan`]) that
+//! collects keyword flags (via a fixed keyword hash table), line shapes
+//! (code fences, code-looking lines, diffs, stack traces) and math notation,
+//! and the precise rules ([`detect`]) that decide a task outright when they
+//! are really sure. The same statistics feed the complexity score.
+
+use std::sync::OnceLock;
+
+#[cfg(test)]
+use super::features::featurize;
+use super::features::fnv1a;
+use super::ClassifyInput;
+
+/// Bytes at the start / end of the user turn that count as "instruction zone".
+const HEAD_ZONE: usize = 400;
+const TAIL_ZONE: usize = 300;
+/// Minimum user-turn length for the "summarize a long pasted text" rule.
+const SUMMARY_MIN_LEN: usize = 500;
+
+pub(crate) const K_TRANSLATE: u32 = 1;
+pub(crate) const K_LANG: u32 = 1 << 1;
+pub(crate) const K_SUMMARIZE: u32 = 1 << 2;
+pub(crate) const K_CODEWORD: u32 = 1 << 3;
+pub(crate) const K_ERRNAME: u32 = 1 << 4;
+pub(crate) const K_PROVE: u32 = 1 << 5;
+pub(crate) const K_CONSTRAINT: u32 = 1 << 6;
+pub(crate) const K_STEP: u32 = 1 << 7;
+pub(crate) const K_REASON: u32 = 1 << 8;
+pub(crate) const K_HOW: u32 = 1 << 10;
+pub(crate) const K_SAY: u32 = 1 << 11;
+pub(crate) const K_SAYPREV: u32 = 1 << 12;
+pub(crate) const K_THAT: u32 = 1 << 13;
+pub(crate) const K_TL: u32 = 1 << 14;
+pub(crate) const K_DR: u32 = 1 << 15;
+/// Flag set for the bigram "prove that" or a leading "prove".
+pub(crate) const K_PROVE_THAT: u32 = 1 << 16;
+/// Flag set for "how do/would you/I say", "how to say".
+pub(crate) const K_HOW_SAY: u32 = 1 << 17;
+
+const KEYWORDS: &[(&str, u32)] = &[
+    // translation verbs
+    ("translate", K_TRANSLATE),
+    ("translated", K_TRANSLATE),
+    ("translates", K_TRANSLATE),
+    ("translating", K_TRANSLATE),
+    ("translation", K_TRANSLATE),
+    ("translations", K_TRANSLATE),
+    ("translator", K_TRANSLATE),
+    ("traduire", K_TRANSLATE),
+    ("traduis", K_TRANSLATE),
+    ("traduce", K_TRANSLATE),
+    ("traducir", K_TRANSLATE),
+    ("traduza", K_TRANSLATE),
+    ("traduzir", K_TRANSLATE),
+    ("tradurre", K_TRANSLATE),
+    ("traduci", K_TRANSLATE),
+    ("übersetze", K_TRANSLATE),
+    ("übersetzen", K_TRANSLATE),
+    ("übersetzung", K_TRANSLATE),
+    // summary words
+    ("summarize", K_SUMMARIZE),
+    ("summarise", K_SUMMARIZE),
+    ("summarized", K_SUMMARIZE),
+    ("summarised", K_SUMMARIZE),
+    ("summarizing", K_SUMMARIZE),
+    ("summarising", K_SUMMARIZE),
+    ("summarization", K_SUMMARIZE),
+    ("summary", K_SUMMARIZE),
+    ("summaries", K_SUMMARIZE),
+    ("tldr", K_SUMMARIZE),
+    ("recap", K_SUMMARIZE),
+    ("synopsis", K_SUMMARIZE),
+    ("condense", K_SUMMARIZE),
+    ("takeaways", K_SUMMARIZE),
+    ("tl", K_TL),
+    ("dr", K_DR),
+    // code words (block the translation rule: "translate this Python to Go")
+    ("code", K_CODEWORD),
+    ("function", K_CODEWORD),
+    ("functions", K_CODEWORD),
+    ("python", K_CODEWORD),
+    ("javascript", K_CODEWORD),
+    ("typescript", K_CODEWORD),
+    ("java", K_CODEWORD),
+    ("rust", K_CODEWORD),
+    ("golang", K_CODEWORD),
+    ("kotlin", K_CODEWORD),
+    ("swift", K_CODEWORD),
+    ("program", K_CODEWORD),
+    ("script", K_CODEWORD),
+    ("sql", K_CODEWORD),
+    ("regex", K_CODEWORD),
+    ("snippet", K_CODEWORD),
+    ("class", K_CODEWORD),
+    ("method", K_CODEWORD),
+    ("json", K_CODEWORD),
+    ("yaml", K_CODEWORD),
+    ("html", K_CODEWORD),
+    ("css", K_CODEWORD),
+    ("api", K_CODEWORD),
+    ("compiler", K_CODEWORD),
+    ("latex", K_CODEWORD),
+    ("markdown", K_CODEWORD),
+    ("xml", K_CODEWORD),
+    ("csv", K_CODEWORD),
+    // error names that only occur around code
+    ("traceback", K_ERRNAME),
+    ("typeerror", K_ERRNAME),
+    ("valueerror", K_ERRNAME),
+    ("keyerror", K_ERRNAME),
+    ("indexerror", K_ERRNAME),
+    ("attributeerror", K_ERRNAME),
+    ("nameerror", K_ERRNAME),
+    ("syntaxerror", K_ERRNAME),
+    ("importerror", K_ERRNAME),
+    ("modulenotfounderror", K_ERRNAME),
+    ("zerodivisionerror", K_ERRNAME),
+    ("runtimeerror", K_ERRNAME),
+    ("referenceerror", K_ERRNAME),
+    ("nullpointerexception", K_ERRNAME),
+    ("illegalargumentexception", K_ERRNAME),
+    ("classnotfoundexception", K_ERRNAME),
+    ("segfault", K_ERRNAME),
+    ("stacktrace", K_ERRNAME),
+    ("panicked", K_ERRNAME),
+    // proofs
+    ("prove", K_PROVE | K_REASON),
+    ("that", K_THAT),
+    ("how", K_HOW),
+    ("say", K_SAY),
+    ("you", K_SAYPREV),
+    ("to", K_SAYPREV),
+    ("i", K_SAYPREV),
+    ("we", K_SAYPREV),
+    // constraints (complexity)
+    ("must", K_CONSTRAINT),
+    ("should", K_CONSTRAINT),
+    ("exactly", K_CONSTRAINT),
+    ("least", K_CONSTRAINT),
+    ("without", K_CONSTRAINT),
+    ("avoid", K_CONSTRAINT),
+    ("ensure", K_CONSTRAINT),
+    ("include", K_CONSTRAINT),
+    ("exclude", K_CONSTRAINT),
+    ("limit", K_CONSTRAINT),
+    ("maximum", K_CONSTRAINT),
+    ("minimum", K_CONSTRAINT),
+    ("require", K_CONSTRAINT),
+    ("required", K_CONSTRAINT),
+    ("requirements", K_CONSTRAINT),
+    ("constraint", K_CONSTRAINT),
+    ("constraints", K_CONSTRAINT),
+    ("never", K_CONSTRAINT),
+    ("always", K_CONSTRAINT),
+    ("each", K_CONSTRAINT),
+    ("every", K_CONSTRAINT),
+    ("format", K_CONSTRAINT),
+    ("strictly", K_CONSTRAINT),
+    ("only", K_CONSTRAINT),
+    ("within", K_CONSTRAINT),
+    ("budget", K_CONSTRAINT),
+    ("deadline", K_CONSTRAINT),
+    ("don", K_CONSTRAINT),
+    ("not", K_CONSTRAINT),
+    // multi-step markers (complexity)
+    ("step", K_STEP),
+    ("steps", K_STEP),
+    ("first", K_STEP),
+    ("firstly", K_STEP),
+    ("then", K_STEP),
+    ("next", K_STEP),
+    ("finally", K_STEP),
+    ("lastly", K_STEP),
+    ("afterwards", K_STEP),
+    ("second", K_STEP),
+    ("secondly", K_STEP),
+    ("third", K_STEP),
+    ("plan", K_STEP),
+    ("additionally", K_STEP),
+    ("furthermore", K_STEP),
+    ("compare", K_STEP),
+    ("tradeoffs", K_STEP),
+    ("pros", K_STEP),
+    ("cons", K_STEP),
+    ("analyze", K_STEP),
+    ("analyse", K_STEP),
+    ("evaluate", K_STEP),
+    ("design", K_STEP),
+    ("architecture", K_STEP),
+    ("justify", K_STEP),
+    // reasoning words (complexity)
+    ("proof", K_REASON),
+    ("derive", K_REASON),
+    ("calculate", K_REASON),
+    ("compute", K_REASON),
+    ("solve", K_REASON),
+    ("probability", K_REASON),
+    ("equation", K_REASON),
+    ("theorem", K_REASON),
+    ("optimal", K_REASON),
+    ("minimize", K_REASON),
+    ("maximize", K_REASON),
+    ("integral", K_REASON),
+    ("derivative", K_REASON),
+    ("expected", K_REASON),
+    ("puzzle", K_REASON),
+    ("logic", K_REASON),
+    ("deduce", K_REASON),
+    ("algorithm", K_REASON),
+    ("why", K_REASON),
+];
+
+const LANGUAGES: &[&str] = &[
+    "english",
+    "french",
+    "spanish",
+    "german",
+    "italian",
+    "portuguese",
+    "chinese",
+    "mandarin",
+    "cantonese",
+    "japanese",
+    "korean",
+    "russian",
+    "arabic",
+    "hindi",
+    "bengali",
+    "urdu",
+    "turkish",
+    "dutch",
+    "swedish",
+    "norwegian",
+    "danish",
+    "finnish",
+    "polish",
+    "czech",
+    "greek",
+    "hebrew",
+    "thai",
+    "vietnamese",
+    "indonesian",
+    "malay",
+    "tagalog",
+    "filipino",
+    "swahili",
+    "yoruba",
+    "igbo",
+    "hausa",
+    "zulu",
+    "xhosa",
+    "persian",
+    "farsi",
+    "ukrainian",
+    "romanian",
+    "hungarian",
+    "catalan",
+    "latin",
+    "esperanto",
+    "punjabi",
+    "tamil",
+    "telugu",
+    "marathi",
+    "gujarati",
+    "kannada",
+    "malayalam",
+    "nepali",
+    "sinhala",
+    "burmese",
+    "khmer",
+    "amharic",
+    "somali",
+    "bulgarian",
+    "serbian",
+    "croatian",
+    "slovak",
+    "slovenian",
+    "lithuanian",
+    "latvian",
+    "estonian",
+    "icelandic",
+    "irish",
+    "welsh",
+    "basque",
+    "galician",
+    "afrikaans",
+    "pashto",
+    "kurdish",
+    "mongolian",
+    "kazakh",
+    "uzbek",
+    "georgian",
+    "armenian",
+    "azerbaijani",
+    "albanian",
+    "macedonian",
+    "bosnian",
+    "maltese",
+    "haitian",
+    "creole",
+    "français",
+    "español",
+    "deutsch",
+    "inglés",
+    "englisch",
+];
+
+const LATEX_CMDS: &[&str] = &[
+    "frac", "dfrac", "sqrt", "int", "iint", "oint", "sum", "prod", "lim", "binom", "cdot", "leq",
+    "geq", "le", "ge", "neq", "times", "pi", "theta", "alpha", "beta", "gamma", "lambda", "mu",
+    "sigma", "omega", "infty", "mathbb", "mathrm", "log", "ln", "sin", "cos", "tan", "partial",
+    "nabla", "pmod", "equiv", "begin", "left", "right", "vec", "hat", "overline", "in", "subset",
+    "cup", "cap", "forall", "exists", "mid", "div", "pm", "circ", "angle", "triangle",
+];
+
+const LATEX_BIT: u32 = 1 << 31;
+
+const CODE_FENCE_LANGS: &[&str] = &[
+    "python",
+    "py",
+    "rust",
+    "rs",
+    "js",
+    "javascript",
+    "ts",
+    "typescript",
+    "jsx",
+    "tsx",
+    "java",
+    "c",
+    "cpp",
+    "c++",
+    "cc",
+    "h",
+    "hpp",
+    "cs",
+    "csharp",
+    "go",
+    "golang",
+    "bash",
+    "sh",
+    "shell",
+    "zsh",
+    "powershell",
+    "ps1",
+    "sql",
+    "html",
+    "css",
+    "scss",
+    "php",
+    "ruby",
+    "rb",
+    "kotlin",
+    "kt",
+    "swift",
+    "scala",
+    "r",
+    "lua",
+    "perl",
+    "haskell",
+    "hs",
+    "elixir",
+    "ex",
+    "erlang",
+    "clojure",
+    "dart",
+    "julia",
+    "matlab",
+    "vb",
+    "vba",
+    "fortran",
+    "asm",
+    "solidity",
+    "sol",
+    "dockerfile",
+    "makefile",
+    "cmake",
+    "toml",
+    "jsonc",
+    "graphql",
+    "vue",
+    "svelte",
+    "zig",
+    "nim",
+    "ocaml",
+    "fsharp",
+];
+
+/// Open-addressing hash table from keyword hash to flags (power-of-two size,
+/// load factor below 1/4, so most lookups touch a single empty slot).
+struct KeywordTable {
+    slots: Vec<(u64, u32)>,
+    mask: usize,
+}
+
+impl KeywordTable {
+    fn insert(&mut self, h: u64, f: u32) {
+        let mut i = (h >> 40) as usize & self.mask;
+        loop {
+            let slot = &mut self.slots[i];
+            if slot.0 == h {
+                slot.1 |= f;
+                return;
+            }
+            if slot.0 == 0 {
+                *slot = (h, f);
+                return;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    #[inline]
+    fn get(&self, h: u64) -> u32 {
+        let mut i = (h >> 40) as usize & self.mask;
+        loop {
+            let (k, f) = self.slots[i];
+            if k == h {
+                return f;
+            }
+            if k == 0 {
+                return 0;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+}
+
+fn keyword_table() -> &'static KeywordTable {
+    static TABLE: OnceLock<KeywordTable> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let n = KEYWORDS.len() + LANGUAGES.len() + LATEX_CMDS.len();
+        let size = (n * 4).next_power_of_two();
+        let mut t = KeywordTable {
+            slots: vec![(0, 0); size],
+            mask: size - 1,
+        };
+        for &(w, f) in KEYWORDS {
+            t.insert(fnv1a(w.as_bytes()), f);
+        }
+        for w in LANGUAGES {
+            t.insert(fnv1a(w.as_bytes()), K_LANG);
+        }
+        for w in LATEX_CMDS {
+            t.insert(fnv1a(w.as_bytes()), LATEX_BIT);
+        }
+        t
+    })
+}
+
+/// Statistics of one request, gathered in a single bounded pass.
+#[derive(Debug, Default, Clone)]
+pub struct TextStats {
+    /// Byte length of the last user turn (whole, not just the scanned part).
+    pub user_len: usize,
+    /// Byte length of the system prompt.
+    pub system_len: usize,
+    /// Keyword flags seen in the first [`HEAD_ZONE`] bytes of the user turn.
+    pub head_flags: u32,
+    /// Keyword flags seen in the last [`TAIL_ZONE`] bytes of the user turn.
+    pub tail_flags: u32,
+    /// Keyword flags seen anywhere in the scanned user text.
+    pub any_flags: u32,
+    /// Keyword flags seen in the head of the system prompt.
+    pub sys_flags: u32,
+    /// Constraint words ("must", "exactly", "without", ...).
+    pub constraints: u32,
+    /// Multi-step markers ("first", "then", "step", ...).
+    pub steps: u32,
+    /// Reasoning words ("prove", "calculate", "why", ...).
+    pub reasoning: u32,
+    /// Non-empty lines in the scanned user text.
+    pub lines: u32,
+    /// Bulleted or numbered list lines.
+    pub list_lines: u32,
+    /// Lines that look like source code.
+    pub code_lines: u32,
+    /// Code-looking lines inside ``` fences.
+    pub fenced_code_lines: u32,
+    /// Number of ``` fence lines.
+    pub fences: u32,
+    /// A fence opened with a programming-language tag.
+    pub fence_code_lang: bool,
+    /// Unified-diff markers (`diff --git`, `@@ -a,b +c,d @@`).
+    pub diff_markers: u32,
+    /// Stack-trace frame lines (`at f(file:line)`, `File "x", line n`).
+    pub stack_lines: u32,
+    /// LaTeX math commands (`\frac`, `\int`, ...).
+    pub latex_cmds: u32,
+    /// Unicode mathematical operators (U+2200..U+22FF).
+    pub math_symbols: u32,
+    /// `$`, `\(` or `\[` present.
+    pub math_delims: bool,
+    /// ASCII digits in the scanned user text.
+    pub digits: u32,
+    /// Arithmetic operators `+ - * / ^ =` in the scanned user text.
+    pub operators: u32,
+    /// Bytes scanned.
+    pub scanned: u32,
+    /// Non-ASCII bytes in the scanned user text.
+    pub nonascii: u32,
+    /// Code punctuation `{}();[]=<>` in the scanned user text.
+    pub code_syms: u32,
+    /// Newlines in the scanned user text.
+    pub newlines: u32,
+    /// Question marks in the scanned user text.
+    pub questions: u32,
+}
+
+#[inline]
+fn starts_any(line: &[u8], prefixes: &[&[u8]]) -> bool {
+    prefixes.iter().any(|p| line.starts_with(p))
+}
+
+fn is_code_line(t: &[u8]) -> bool {
+    const PREFIXES: &[&[u8]] = &[
+        b"def ",
+        b"class ",
+        b"import ",
+        b"#include",
+        b"fn ",
+        b"pub fn",
+        b"pub struct",
+        b"impl ",
+        b"let ",
+        b"const ",
+        b"var ",
+        b"return ",
+        b"return;",
+        b"public ",
+        b"private ",
+        b"protected ",
+        b"static ",
+        b"if (",
+        b"for (",
+        b"while (",
+        b"} else",
+        b"print(",
+        b"console.",
+        b"func ",
+        b"package ",
+        b"#!/",
+        b"SELECT ",
+        b"@app.",
+        b"async ",
+        b"elif ",
+        b"else:",
+        b"try:",
+        b"except ",
+        b"except:",
+        b"self.",
+        b"int main",
+        b"std::",
+        b"System.out",
+        b"<?php",
+        b"<div",
+        b"$ ",
+        b"npm ",
+        b"pip install",
+        b"cargo ",
+        b"//",
+        b"/*",
+    ];
+    if t.is_empty() {
+        return false;
+    }
+    if starts_any(t, PREFIXES) {
+        return true;
+    }
+    if t.starts_with(b"from ") && t.windows(8).any(|w| w == b" import ") {
+        return true;
+    }
+    match t.last() {
+        Some(b';') | Some(b'{') => true,
+        Some(b'}') => t.len() <= 3 || t.contains(&b'{') || t.starts_with(b"}"),
+        Some(b':') => t.ends_with(b"):") && (t.starts_with(b"if ") || t.starts_with(b"for ")),
+        _ => false,
+    }
+}
+
+fn is_list_line(t: &[u8]) -> bool {
+    match t {
+        [b'-' | b'*' | b'+' | b'\xe2', b' ' | b'\x80', ..] => true,
+        [d, b'.' | b')', b' ', ..] if d.is_ascii_digit() => true,
+        [d, e, b'.' | b')', b' ', ..] if d.is_ascii_digit() && e.is_ascii_digit() => true,
+        _ => false,
+    }
+}
+
+impl TextStats {
+    /// Line-shape statistics of one window of the user turn.
+    pub(crate) fn scan_lines(&mut self, text: &[u8]) {
+        let mut in_fence = false;
+        for raw in text.split(|&b| b == b'\n') {
+            let t = raw.trim_ascii();
+            if t.is_empty() {
+                continue;
+            }
+            self.lines += 1;
+            if t.starts_with(b"```") {
+                self.fences += 1;
+                if !in_fence {
+                    let tag = t[3..].trim_ascii();
+                    let end = tag
+                        .iter()
+                        .position(|&b| b.is_ascii_whitespace() || b == b'{')
+                        .unwrap_or(tag.len());
+                    let tag = &tag[..end];
+                    if !tag.is_empty()
+                        && CODE_FENCE_LANGS
+                            .iter()
+                            .any(|l| l.as_bytes().eq_ignore_ascii_case(tag))
+                    {
+                        self.fence_code_lang = true;
+                    }
+                }
+                in_fence = !in_fence;
+                continue;
+            }
+            if is_code_line(t) {
+                self.code_lines += 1;
+                if in_fence {
+                    self.fenced_code_lines += 1;
+                }
+            }
+            if is_list_line(t) {
+                self.list_lines += 1;
+            }
+            if t.starts_with(b"diff --git ")
+                || (t.starts_with(b"@@ -") && t[4..].windows(3).any(|w| w == b" @@"))
+                || t.starts_with(b"+++ b/")
+            {
+                self.diff_markers += 1;
+            }
+            if (t.starts_with(b"at ") && t.contains(&b'(') && t.contains(&b':'))
+                || (t.starts_with(b"File \"") && t.windows(7).any(|w| w == b", line "))
+            {
+                self.stack_lines += 1;
+            }
+        }
+    }
+
+    /// Records one word of the user turn (`ctx.system == false`) or of the
+    /// system prompt: keyword flags per zone and complexity counters.
+    /// `h` is the FNV-1a hash of the normalised word, `latex` the hash of
+    /// its alphabetic prefix when it directly follows a backslash.
+    #[inline]
+    pub(crate) fn on_word(
+        &mut self,
+        h: u64,
+        latex: Option<u64>,
+        pos: usize,
+        total: usize,
+        ctx: &mut WordCtx,
+    ) {
+        let table = keyword_table();
+        let mut f = table.get(h) & !LATEX_BIT;
+        if let Some(lh) = latex {
+            if table.get(lh) & LATEX_BIT != 0 {
+                self.latex_cmds += 1;
+            }
+        }
+        if f == 0 && ctx.prev1 == 0 {
+            // Fast path: an ordinary word after an ordinary word.
+            ctx.prev3 = ctx.prev2;
+            ctx.prev2 = 0;
+            ctx.index += 1;
+            return;
+        }
+        // Composite flags.
+        if f & K_THAT != 0 && ctx.prev1 & K_PROVE != 0 {
+            f |= K_PROVE_THAT;
+        }
+        if f & K_PROVE != 0 && ctx.index == 0 && !ctx.system {
+            f |= K_PROVE_THAT;
+        }
+        if f & K_DR != 0 && ctx.prev1 & K_TL != 0 {
+            f |= K_SUMMARIZE;
+        }
+        if f & K_SAY != 0
+            && ctx.prev1 & K_SAYPREV != 0
+            && (ctx.prev2 & K_HOW != 0 || ctx.prev3 & K_HOW != 0)
+        {
+            f |= K_HOW_SAY;
+        }
+        if f & K_CONSTRAINT != 0 {
+            self.constraints += 1;
+        }
+        if f & K_STEP != 0 {
+            self.steps += 1;
+        }
+        if f & K_REASON != 0 {
+            self.reasoning += 1;
+        }
+        if ctx.system {
+            if pos < HEAD_ZONE {
+                self.sys_flags |= f;
+            }
+        } else {
+            self.any_flags |= f;
+            if pos < HEAD_ZONE {
+                self.head_flags |= f;
+            }
+            if pos + TAIL_ZONE >= total {
+                self.tail_flags |= f;
+            }
+        }
+        ctx.prev3 = ctx.prev2;
+        ctx.prev2 = ctx.prev1;
+        ctx.prev1 = f;
+        ctx.index += 1;
+    }
+
+    /// Scans the bounded head/tail windows of the user turn and the head of
+    /// the system prompt (the same pass as featurisation, without a model).
+    #[cfg(test)]
+    pub fn scan(input: &ClassifyInput<'_>) -> TextStats {
+        let mut s = TextStats::default();
+        featurize(input, 8, &mut |_b: u32, _k: usize| {}, &mut s);
+        s
+    }
+}
+
+/// Per-text state of the word-level keyword scan.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct WordCtx {
+    prev1: u32,
+    prev2: u32,
+    prev3: u32,
+    index: u32,
+    system: bool,
+}
+
+impl WordCtx {
+    /// Fresh state for the user turn (`system == false`) or the system prompt.
+    pub(crate) fn new(system: bool) -> WordCtx {
+        WordCtx {
+            system,
+            ..WordCtx::default()
+        }
+    }
+}
+
+/// Task that a deterministic rule can decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleTask {
+    /// `code_generation`.
+    Code,
+    /// `summarization`.
+    Summarization,
+    /// `complex_reasoning`.
+    Reasoning,
+    /// `extraction`.
+    Extraction,
+    /// `translation`.
+    Translation,
+}
+
+impl RuleTask {
+    /// All rule tasks, in a fixed order (index = position).
+    pub const ALL: [RuleTask; 5] = [
+        RuleTask::Code,
+        RuleTask::Summarization,
+        RuleTask::Reasoning,
+        RuleTask::Extraction,
+        RuleTask::Translation,
+    ];
+
+    /// Task name in the default task list.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuleTask::Code => "code_generation",
+            RuleTask::Summarization => "summarization",
+            RuleTask::Reasoning => "complex_reasoning",
+            RuleTask::Extraction => "extraction",
+            RuleTask::Translation => "translation",
+        }
+    }
+
+    /// Position in [`RuleTask::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Applies the deterministic rules in priority order; returns the task and
+/// the name of the signal that fired. Rules only fire when really sure.
+pub fn detect(input: &ClassifyInput<'_>, s: &TextStats) -> Option<(RuleTask, &'static str)> {
+    if input.json_schema {
+        return Some((RuleTask::Extraction, "json_schema"));
+    }
+    if s.diff_markers >= 1 && s.lines >= 3 {
+        return Some((RuleTask::Code, "diff"));
+    }
+    if s.stack_lines >= 2 || s.any_flags & K_ERRNAME != 0 {
+        return Some((RuleTask::Code, "stack_trace"));
+    }
+    if s.fences >= 1 && (s.fence_code_lang || s.fenced_code_lines >= 2) {
+        return Some((RuleTask::Code, "code_fence"));
+    }
+    if s.code_lines >= 8 || (s.code_lines >= 3 && s.code_lines * 10 >= s.lines * 4) {
+        return Some((RuleTask::Code, "code_block"));
+    }
+    let translate_zone = |f: u32| {
+        (f & K_TRANSLATE != 0 || f & K_HOW_SAY != 0) && f & K_LANG != 0 && f & K_CODEWORD == 0
+    };
+    if translate_zone(s.head_flags) || translate_zone(s.tail_flags) || translate_zone(s.sys_flags) {
+        return Some((RuleTask::Translation, "translate_language"));
+    }
+    let summary_zone = |f: u32| f & K_SUMMARIZE != 0 && f & K_CODEWORD == 0;
+    if s.user_len >= SUMMARY_MIN_LEN
+        && (summary_zone(s.head_flags) || summary_zone(s.tail_flags) || summary_zone(s.sys_flags))
+    {
+        return Some((RuleTask::Summarization, "summarize_long_text"));
+    }
+    let latex_word = s.any_flags & K_CODEWORD != 0 && s.latex_cmds > 0;
+    if !latex_word
+        && ((s.latex_cmds >= 1 && s.math_delims) || s.latex_cmds >= 2 || s.math_symbols >= 2)
+    {
+        return Some((RuleTask::Reasoning, "math_notation"));
+    }
+    if s.head_flags & K_PROVE_THAT != 0 && s.any_flags & K_CODEWORD == 0 {
+        return Some((RuleTask::Reasoning, "proof_request"));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(text: &str) -> ClassifyInput<'_> {
+        ClassifyInput {
+            system: "",
+            last_user: text,
+            has_tools: false,
+            json_schema: false,
+            turns: 1,
+        }
+    }
+
+    fn fire(text: &str) -> Option<(RuleTask, &'static str)> {
+        let i = user(text);
+        detect(&i, &TextStats::scan(&i))
+    }
+
+    #[test]
+    fn json_schema_rule() {
+        let i = ClassifyInput {
+            json_schema: true,
+            ..user("Get the names.")
+        };
+        assert_eq!(
+            detect(&i, &TextStats::scan(&i)),
+            Some((RuleTask::Extraction, "json_schema"))
+        );
+    }
+
+    #[test]
+    fn code_rules() {
+        let fence = "Why does this fail?\n```python\nx = [1, 2]\nprint(x[3])\n```";
+        assert_eq!(fire(fence), Some((RuleTask::Code, "code_fence")));
+        let trace = "I get this:\nTraceback (most recent call last):\n  File \"a.py\", line 3, in <module>\n    main()\n  File \"a.py\", line 2, in main\nIndexError: list index out of range";
+        assert_eq!(fire(trace), Some((RuleTask::Code, "stack_trace")));
+        let diff = "Review this patch\ndiff --git a/x.rs b/x.rs\n--- a/x.rs\n+++ b/x.rs\n@@ -1,3 +1,3 @@\n-let a = 1;\n+let a = 2;";
+        assert_eq!(fire(diff), Some((RuleTask::Code, "diff")));
+        let block = "def add(a, b):\n    \"\"\"Return the sum.\"\"\"\n    return a + b\n\nimport os\nprint(add(1, 2))";
+        assert_eq!(fire(block), Some((RuleTask::Code, "code_block")));
+        // A fence around plain prose is not code.
+        let prose = "Summarize:\n```\nThe meeting went well and everyone agreed.\n```";
+        assert_ne!(fire(prose).map(|r| r.0), Some(RuleTask::Code));
+    }
+
+    #[test]
+    fn translation_rule() {
+        assert_eq!(
+            fire("Translate to French: where is the train station?"),
+            Some((RuleTask::Translation, "translate_language"))
+        );
+        assert_eq!(
+            fire("How do you say 'good morning' in Japanese?"),
+            Some((RuleTask::Translation, "translate_language"))
+        );
+        // Code translation is not natural-language translation.
+        assert_eq!(fire("Translate this Python function to Rust please"), None);
+        // "translate" without a language is left to the model.
+        assert_eq!(fire("How does this translate into revenue growth?"), None);
+    }
+
+    #[test]
+    fn summarization_rule() {
+        let body = "The city council met on Tuesday to discuss the new budget. ".repeat(12);
+        let text = format!("Summarize this article in three bullet points:\n\n{body}");
+        assert_eq!(
+            fire(&text),
+            Some((RuleTask::Summarization, "summarize_long_text"))
+        );
+        let tail = format!("{body}\n\nTL;DR?");
+        assert_eq!(
+            fire(&tail),
+            Some((RuleTask::Summarization, "summarize_long_text"))
+        );
+        // Short texts asking for a summary are left to the model.
+        assert_eq!(fire("Can you summarize the plot of Hamlet?"), None);
+    }
+
+    #[test]
+    fn math_rules() {
+        assert_eq!(
+            fire("Evaluate $\\int_0^1 x^2 \\, dx$ and explain."),
+            Some((RuleTask::Reasoning, "math_notation"))
+        );
+        assert_eq!(
+            fire("Prove that there are infinitely many primes."),
+            Some((RuleTask::Reasoning, "proof_request"))
+        );
+        assert_eq!(fire("What is the capital of France?"), None);
+        assert_eq!(fire("Write a poem about the sea."), None);
+    }
+}
