@@ -8,6 +8,7 @@ pub mod api;
 pub mod config;
 pub mod gateway;
 pub mod providers;
+pub mod routing;
 pub mod server;
 
 pub use server::{app, start, AppState, Server};

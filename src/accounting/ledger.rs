@@ -44,6 +44,19 @@ pub struct LedgerEntry {
     pub cost_usd: Option<f64>,
     pub usage_estimated: bool,
     pub error: Option<String>,
+    /// Routing decision, for requests sent to a route such as `auto`.
+    pub routing: Option<Box<RoutingRecord>>,
+}
+
+/// What a route decided, as recorded in the ledger.
+#[derive(Debug, Clone)]
+pub struct RoutingRecord {
+    pub route: String,
+    pub task: String,
+    pub confidence: f32,
+    pub complexity: f32,
+    pub tier: String,
+    pub reason: String,
 }
 
 /// Cheap, cloneable sender side of the ledger.
@@ -126,7 +139,13 @@ CREATE TABLE IF NOT EXISTS ledger (
     reasoning_tokens INTEGER,
     cost_usd REAL,
     usage_estimated INTEGER NOT NULL DEFAULT 0,
-    error TEXT
+    error TEXT,
+    route TEXT,
+    task TEXT,
+    task_confidence REAL,
+    complexity REAL,
+    tier TEXT,
+    route_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_request_id ON ledger (request_id);
@@ -155,6 +174,9 @@ pub async fn open_sqlite(
         .execute(&mut conn)
         .await
         .map_err(|e| format!("cannot create ledger schema in {}: {e}", path.display()))?;
+    add_missing_columns(&mut conn)
+        .await
+        .map_err(|e| format!("cannot migrate ledger {}: {e}", path.display()))?;
     let (tx, rx) = mpsc::unbounded_channel();
     let stats = Arc::new(LedgerStats::default());
     let join = tokio::spawn(run_writer(
@@ -165,6 +187,33 @@ pub async fn open_sqlite(
         stats.clone(),
     ));
     Ok((LedgerHandle { tx, stats }, LedgerWriter { join }))
+}
+
+/// Columns added after the first schema: (name, SQL type). Older ledger
+/// files get them with ALTER TABLE at start.
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    ("route", "TEXT"),
+    ("task", "TEXT"),
+    ("task_confidence", "REAL"),
+    ("complexity", "REAL"),
+    ("tier", "TEXT"),
+    ("route_reason", "TEXT"),
+];
+
+async fn add_missing_columns(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    use sqlx::Row;
+    let rows = sqlx::query("PRAGMA table_info(ledger)")
+        .fetch_all(&mut *conn)
+        .await?;
+    let have: Vec<String> = rows.iter().map(|r| r.get::<String, _>(1)).collect();
+    for (name, ty) in ADDED_COLUMNS {
+        if !have.iter().any(|h| h == name) {
+            sqlx::raw_sql(&format!("ALTER TABLE ledger ADD COLUMN {name} {ty}"))
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 async fn run_writer(
@@ -228,7 +277,8 @@ async fn write_batch(
         let mut qb = QueryBuilder::new(
             "INSERT INTO ledger (request_id, ts_ms, key_name, endpoint, requested_model, served_model, provider, \
              upstream_model, status, stream, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cached_tokens, \
-             cache_write_tokens, reasoning_tokens, cost_usd, usage_estimated, error) ",
+             cache_write_tokens, reasoning_tokens, cost_usd, usage_estimated, error, route, task, \
+             task_confidence, complexity, tier, route_reason) ",
         );
         qb.push_values(chunk, |mut b, e| {
             let u = e.usage;
@@ -252,6 +302,13 @@ async fn write_batch(
                 .push_bind(e.cost_usd)
                 .push_bind(e.usage_estimated)
                 .push_bind(&e.error);
+            let r = e.routing.as_deref();
+            b.push_bind(r.map(|r| r.route.as_str()))
+                .push_bind(r.map(|r| r.task.as_str()))
+                .push_bind(r.map(|r| r.confidence as f64))
+                .push_bind(r.map(|r| r.complexity as f64))
+                .push_bind(r.map(|r| r.tier.as_str()))
+                .push_bind(r.map(|r| r.reason.as_str()));
         });
         qb.build().execute(&mut *tx).await?;
     }
@@ -289,6 +346,7 @@ mod tests {
             cost_usd: Some(0.5),
             usage_estimated: false,
             error: None,
+            routing: None,
         }
     }
 

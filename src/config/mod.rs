@@ -104,6 +104,83 @@ pub struct RawConfig {
     pub models: IndexMap<String, RawModel>,
     #[serde(default)]
     pub aliases: IndexMap<String, String>,
+    #[serde(default)]
+    pub routing: RawRouting,
+    #[serde(default)]
+    pub routes: IndexMap<String, RawRoute>,
+}
+
+/// `[routing]`: settings shared by every route.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouting {
+    /// Tier names, cheapest first. Default: economy, quality, frontier.
+    pub tiers: Option<Vec<String>>,
+    /// Classifier weights file (from `switchyard train-classifier`); default: built in.
+    pub classifier: Option<PathBuf>,
+    /// Below this confidence the classifier abstains and the route's default task applies.
+    pub min_confidence: Option<f32>,
+    /// Session pinning idle window in seconds (0 disables pinning). Default 1800.
+    pub session_idle_secs: Option<u64>,
+}
+
+/// `[routes.NAME]`: a virtual model name (such as `auto`) that picks a model per request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Task used when the classifier abstains and for tasks without an entry.
+    pub default_task: Option<String>,
+    #[serde(default)]
+    pub tasks: IndexMap<String, RawRouteTask>,
+}
+
+/// How a route task picks its chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Select {
+    /// `models` in the order given (or the tier's models, cheapest first).
+    #[default]
+    Chain,
+    /// The cheapest model whose quality score for the task meets the threshold,
+    /// then the other qualifying models in cost order.
+    CheapestAboveThreshold,
+}
+
+/// Budget-pacing priority of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Low,
+    #[default]
+    Normal,
+    High,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Normal => "normal",
+            Priority::High => "high",
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteTask {
+    /// Ordered model chain: primary first, then fallbacks.
+    pub models: Option<Vec<String>>,
+    /// The task's tier; with no `models`, the chain is this tier's models, cheapest first.
+    pub tier: Option<String>,
+    /// Minimum per-task quality score (0-1) for `select = "cheapest_above_threshold"`.
+    pub quality_threshold: Option<f64>,
+    #[serde(default)]
+    pub select: Select,
+    #[serde(default)]
+    pub priority: Priority,
+    /// Complexity (0-1) above which the request moves up one tier.
+    pub escalate_above: Option<f32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,6 +244,11 @@ pub struct RawModel {
     pub provider: Option<String>,
     pub model: Option<String>,
     pub price: Option<RawPrice>,
+    /// Tier name (one of `routing.tiers`).
+    pub tier: Option<String>,
+    /// Per-task quality scores in [0, 1], from the team's own evals.
+    #[serde(default)]
+    pub quality: IndexMap<String, f64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -202,6 +284,8 @@ pub struct Config {
     pub models: IndexMap<String, ModelSettings>,
     /// Alias -> public model name (already resolved through alias chains).
     pub aliases: IndexMap<String, String>,
+    /// Task routing: tiers, classifier, routes.
+    pub routing: crate::routing::policy::Routing,
     /// Non-fatal notes for the start-up log (e.g. models without a price).
     pub warnings: Vec<String>,
 }
@@ -263,6 +347,10 @@ pub struct ModelSettings {
     pub upstream: String,
     /// `None`: price unknown, cost recorded as unknown.
     pub price: Option<Price>,
+    /// Tier name, if the model has one.
+    pub tier: Option<String>,
+    /// Per-task quality scores.
+    pub quality: IndexMap<String, f64>,
 }
 
 /// A model-name pattern: `*` matches any run of characters.
@@ -364,8 +452,25 @@ pub fn from_env(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
                 ..Default::default()
             },
         );
+        if set("DEEPSEEK_BASE_URL").is_none() {
+            raw.models.insert(
+                "deepseek-v4-pro".into(),
+                model_in("deepseek", "deepseek-v4-pro", "economy"),
+            );
+        }
     }
+    let real_openai = set("OPENAI_BASE_URL").is_none();
     if set("OPENAI_API_KEY").is_some() {
+        if real_openai {
+            for (name, tier) in [
+                ("gpt-5.5", "frontier"),
+                ("gpt-5.4", "quality"),
+                ("gpt-5.4-mini", "economy"),
+            ] {
+                raw.models
+                    .insert(name.into(), model_in("openai", name, tier));
+            }
+        }
         raw.providers.insert(
             "openai".into(),
             RawProvider {
@@ -389,19 +494,14 @@ pub fn from_env(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
                 ..Default::default()
             },
         );
-        for (name, upstream) in [
-            ("gpt-5.4-mini", "gpt-5.4-mini"),
-            ("gpt-5.5", "gpt-5.5"),
-            ("deepseek-v4-pro", "deepseek-v4-pro"),
+        for (name, tier) in [
+            ("gpt-5.5", "frontier"),
+            ("gpt-5.4", "quality"),
+            ("gpt-5.4-mini", "economy"),
+            ("deepseek-v4-pro", "economy"),
         ] {
-            raw.models.insert(
-                name.into(),
-                RawModel {
-                    provider: Some("simulated".into()),
-                    model: Some(upstream.into()),
-                    price: None,
-                },
-            );
+            raw.models
+                .insert(name.into(), model_in("simulated", name, tier));
         }
     } else if raw.providers.len() == 1 {
         // DeepSeek alone serves every name; beside OpenAI it takes `deepseek-*`.
@@ -410,6 +510,15 @@ pub fn from_env(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
         }
     }
     validate(raw, ConfigSource::Environment, lookup)
+}
+
+fn model_in(provider: &str, upstream: &str, tier: &str) -> RawModel {
+    RawModel {
+        provider: Some(provider.into()),
+        model: Some(upstream.into()),
+        tier: Some(tier.into()),
+        ..Default::default()
+    }
 }
 
 /// Validates the raw config, resolving `${VAR}` references with `lookup`.
@@ -645,12 +754,22 @@ pub fn validate(
                 p
             }
         };
+        for (task, q) in &m.quality {
+            if !(0.0..=1.0).contains(q) {
+                errors.push(err(
+                    format!("models.{name}.quality.{task}"),
+                    "must be between 0 and 1",
+                ));
+            }
+        }
         models.insert(
             name,
             ModelSettings {
                 provider,
                 upstream,
                 price,
+                tier: m.tier,
+                quality: m.quality,
             },
         );
     }
@@ -698,6 +817,15 @@ pub fn validate(
         }
     }
 
+    let routing = crate::routing::policy::build(
+        raw.routing,
+        raw.routes,
+        &models,
+        &aliases,
+        &mut errors,
+        &mut warnings,
+    );
+
     if errors.is_empty() {
         Ok(Config {
             source,
@@ -706,6 +834,7 @@ pub fn validate(
             providers,
             models,
             aliases,
+            routing,
             warnings,
         })
     } else {

@@ -16,7 +16,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
 use super::state::{AppState, Target};
-use crate::accounting::ledger::LedgerEntry;
+use crate::accounting::ledger::{LedgerEntry, RoutingRecord};
 use crate::accounting::recorder::Recorder;
 use crate::api::chat::{ChatRequest, EmbeddingsRequest, StreamOptions};
 use crate::api::ApiError;
@@ -101,6 +101,7 @@ impl Ctx {
             cost_usd: None,
             usage_estimated: false,
             error: None,
+            routing: None,
         }
     }
 
@@ -121,7 +122,7 @@ impl Ctx {
             h.insert(X_PROVIDER, v);
         }
         if let Some(c) = cost {
-            if let Ok(v) = HeaderValue::from_str(&format!("{c}")) {
+            if let Ok(v) = HeaderValue::from_str(&format_usd(c)) {
                 h.insert(X_COST, v);
             }
         }
@@ -141,6 +142,17 @@ impl Ctx {
         if let Ok(v) = HeaderValue::from_str(&s) {
             h.insert(SERVER_TIMING, v);
         }
+    }
+}
+
+/// USD with 12 decimals, trailing zeros trimmed: `0.0000224`, `0.001285`, `0`.
+pub fn format_usd(c: f64) -> String {
+    let s = format!("{c:.12}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() || s == "-" {
+        "0".into()
+    } else {
+        s.to_string()
     }
 }
 
@@ -196,9 +208,7 @@ async fn chat_inner(
     let bytes = read_body(body, headers, st.config.server.max_body_bytes).await?;
     let mut req = ChatRequest::parse(&bytes)?;
     drop(bytes);
-    let target = st
-        .resolve(&req.model)
-        .ok_or_else(|| ApiError::model_not_found(&req.model))?;
+    let (target, route) = plan(st, headers, &req)?;
     let provider = &st.providers[target.provider];
     let stream = req.is_stream();
     let client_wants_usage = req.client_wants_stream_usage();
@@ -209,12 +219,9 @@ async fn chat_inner(
             .include_usage = Some(true);
     }
     let requested = std::mem::replace(&mut req.model, target.upstream.to_string());
-    let mut recorder = Recorder::new(
-        st.ledger.clone(),
-        ctx.entry("chat.completions", requested, &target, st, stream),
-        ctx.started,
-        target.price,
-    );
+    let mut entry = ctx.entry("chat.completions", requested, &target, st, stream);
+    entry.routing = route.clone().map(Box::new);
+    let mut recorder = Recorder::new(st.ledger.clone(), entry, ctx.started, target.price);
 
     let sent = Instant::now();
     let answer = provider.chat(&req).await;
@@ -228,6 +235,9 @@ async fn chat_inner(
             if let Ok(v) = HeaderValue::from_str(&provider.name) {
                 r.headers_mut().insert(X_PROVIDER, v);
             }
+            if let Some(rr) = &route {
+                route_headers(r.headers_mut(), rr);
+            }
             return Ok(r);
         }
     };
@@ -240,6 +250,9 @@ async fn chat_inner(
             let cost = recorder.cost();
             let mut r = json_response(StatusCode::OK, body);
             ctx.decorate(r.headers_mut(), st, &target, upstream, cost);
+            if let Some(rr) = &route {
+                route_headers(r.headers_mut(), rr);
+            }
             recorder.finish(200, None);
             Ok(r)
         }
@@ -263,7 +276,111 @@ async fn chat_inner(
                 HeaderValue::from_static("no"),
             );
             ctx.decorate(h, st, &target, upstream, None);
+            if let Some(rr) = &route {
+                route_headers(h, rr);
+            }
             Ok(r)
+        }
+    }
+}
+
+pub const X_ROUTE_HEADER: HeaderName = HeaderName::from_static("x-switchyard-route");
+pub const X_TASK: HeaderName = HeaderName::from_static("x-switchyard-task");
+pub const X_TIER: HeaderName = HeaderName::from_static("x-switchyard-tier");
+pub const X_ROUTE_REASON: HeaderName = HeaderName::from_static("x-switchyard-route-reason");
+pub const X_SESSION: HeaderName = HeaderName::from_static("x-switchyard-session");
+
+/// Picks the target: a route (model `auto`, another route name, or the
+/// `x-switchyard-route` header) classifies and routes; any other model name
+/// is served directly, bypassing classification.
+fn plan(
+    st: &AppState,
+    headers: &HeaderMap,
+    req: &ChatRequest,
+) -> Result<(Target, Option<RoutingRecord>), ApiError> {
+    let routing = &st.config.routing;
+    let header_str = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let route = match header_str(&X_ROUTE_HEADER) {
+        Some(name) => Some(routing.routes.get(name).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                format!("The route `{name}` does not exist."),
+            )
+            .with_code("route_not_found")
+            .with_param("x-switchyard-route")
+        })?),
+        None => routing.routes.get(&req.model),
+    };
+    let Some(route) = route else {
+        let target = st
+            .resolve(&req.model)
+            .ok_or_else(|| ApiError::model_not_found(&req.model))?;
+        return Ok((target, None));
+    };
+    let forced = match header_str(&X_TASK) {
+        None => None,
+        Some(t) => Some(routing.classifier.task_index(t).ok_or_else(|| {
+            ApiError::invalid_request(
+                format!(
+                    "Unknown task `{t}` in x-switchyard-task; known tasks: {}.",
+                    routing.classifier.tasks().join(", ")
+                ),
+                Some("x-switchyard-task".into()),
+            )
+        })?),
+    };
+    let input = crate::routing::input_from_chat(req);
+    let d = routing.decide(route, &input.as_input(), forced);
+    let proposed = d.chain.first().map(String::as_str).unwrap_or_default();
+    let session = header_str(&X_SESSION).or_else(|| req.extra.get("user").and_then(|u| u.as_str()));
+    let (model, pinned) = match session {
+        Some(key) if !key.is_empty() => {
+            let key = format!("{}\u{1f}{key}", route.name);
+            st.sessions
+                .pick(&key, proposed, |m| st.resolve(m).is_some(), Instant::now())
+        }
+        _ => (Arc::from(proposed), false),
+    };
+    let target = st.resolve(&model).ok_or_else(|| {
+        ApiError::internal(format!(
+            "route `{}` names unknown model `{model}`",
+            route.name
+        ))
+    })?;
+    let record = RoutingRecord {
+        route: route.name.clone(),
+        task: routing.task_name(d.task).to_string(),
+        confidence: d.confidence,
+        complexity: d.complexity,
+        tier: if pinned {
+            target_tier(st, &model, d.tier)
+        } else {
+            d.tier.to_string()
+        },
+        reason: d.reason_text(pinned),
+    };
+    Ok((target, Some(record)))
+}
+
+/// The tier of a pinned model (which may differ from the decision's).
+fn target_tier(st: &AppState, model: &str, fallback: &str) -> String {
+    st.config
+        .models
+        .get(model)
+        .and_then(|m| m.tier.clone())
+        .unwrap_or_else(|| fallback.to_string())
+}
+
+fn route_headers(h: &mut HeaderMap, r: &RoutingRecord) {
+    for (name, value) in [
+        (X_ROUTE_HEADER, &r.route),
+        (X_TASK, &r.task),
+        (X_TIER, &r.tier),
+        (X_ROUTE_REASON, &r.reason),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
         }
     }
 }

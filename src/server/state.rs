@@ -11,6 +11,7 @@ use crate::accounting::pricing::{self, Price};
 use crate::api::models::{ModelList, ModelObject};
 use crate::config::Config;
 use crate::providers::Provider;
+use crate::routing::sessions::Sessions;
 
 /// Where a public model name is served.
 #[derive(Debug, Clone)]
@@ -36,6 +37,8 @@ pub struct AppState {
     model_objects: HashMap<String, Bytes>,
     id_prefix: u32,
     counter: AtomicU64,
+    /// Session pinning for routed requests.
+    pub sessions: Sessions,
 }
 
 impl AppState {
@@ -46,6 +49,7 @@ impl AppState {
             .cloned()
             .map(Provider::new)
             .collect::<Result<Vec<_>, _>>()?;
+        let config_session_idle = config.routing.session_idle;
         let secrets = providers
             .iter()
             .map(|p| p.secret().map(Arc::from))
@@ -90,6 +94,14 @@ impl AppState {
                 owned_by: "switchyard".into(),
             });
         }
+        for route in config.routing.routes.keys() {
+            objects.push(ModelObject {
+                id: route.clone(),
+                object: "model",
+                created,
+                owned_by: "switchyard-router".into(),
+            });
+        }
         let models_body = Bytes::from(
             serde_json::to_vec(&ModelList {
                 object: "list",
@@ -112,6 +124,7 @@ impl AppState {
             model_objects,
             id_prefix: fastrand::u32(..),
             counter: AtomicU64::new(0),
+            sessions: Sessions::new(config_session_idle),
         })
     }
 

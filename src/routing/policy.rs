@@ -1,0 +1,567 @@
+//! Routing policy: tiers, routes (`auto`, `auto-economy`, ...) and the
+//! per-request decision of which model chain serves a chat request.
+//!
+//! Built and validated once from the config (`build`), so a request only
+//! classifies, looks up its task's precomputed chain and maybe escalates.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+use super::classifier::{Classifier, ClassifyInput};
+use crate::config::{
+    ConfigError, ModelSettings, Priority, RawRoute, RawRouteTask, RawRouting, Select,
+};
+
+/// Default tier names, cheapest first.
+pub const DEFAULT_TIERS: [&str; 3] = ["economy", "quality", "frontier"];
+/// Default session-pinning idle window.
+pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(1800);
+
+/// Validated routing settings.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    /// Tier names, cheapest first.
+    pub tiers: Vec<String>,
+    pub classifier: Arc<Classifier>,
+    /// Zero disables session pinning.
+    pub session_idle: Duration,
+    pub routes: IndexMap<String, Route>,
+}
+
+/// One route: a per-task model chain.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    /// Task index used when the classifier abstains.
+    pub default_task: usize,
+    /// One entry per classifier task (tasks without their own entry copy the default's).
+    pub tasks: Vec<TaskRoute>,
+    /// Built from the configured models because the config names no route.
+    pub built_in: bool,
+}
+
+/// How one task is served on one route.
+#[derive(Debug, Clone)]
+pub struct TaskRoute {
+    /// Whether the config has an entry for this task (else it inherits the default task's).
+    pub configured: bool,
+    pub tier: String,
+    /// Model names: primary first, then fallbacks.
+    pub chain: Vec<String>,
+    pub escalation: Option<Escalation>,
+    pub priority: Priority,
+}
+
+/// Complexity escalation: above `above`, serve from `tier` with `chain`.
+#[derive(Debug, Clone)]
+pub struct Escalation {
+    pub above: f32,
+    pub tier: String,
+    pub chain: Vec<String>,
+}
+
+/// Why a route picked what it picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The hashed n-gram model decided.
+    Classified,
+    /// A deterministic signal decided (e.g. `code_fence`).
+    Signal(&'static str),
+    /// The classifier was unsure; the route's default task applied.
+    Abstained,
+    /// The `x-switchyard-task` header forced the task.
+    TaskHeader,
+}
+
+/// The outcome of routing one request.
+#[derive(Debug, Clone)]
+pub struct Decision<'a> {
+    pub task: usize,
+    pub confidence: f32,
+    pub complexity: f32,
+    pub tier: &'a str,
+    pub chain: &'a [String],
+    pub reason: Reason,
+    pub escalated: bool,
+}
+
+impl Decision<'_> {
+    /// The `x-switchyard-route-reason` text.
+    pub fn reason_text(&self, pinned: bool) -> String {
+        let mut s = match self.reason {
+            Reason::Classified => "classifier".to_string(),
+            Reason::Signal(sig) => format!("signal:{sig}"),
+            Reason::Abstained => "abstained:default_task".to_string(),
+            Reason::TaskHeader => "override:task_header".to_string(),
+        };
+        if self.escalated {
+            s.push_str(";escalated:complexity");
+        }
+        if pinned {
+            s.push_str(";session_pinned");
+        }
+        s
+    }
+}
+
+impl Routing {
+    /// Routes a request on `route`: classify (unless the task is forced),
+    /// fall back to the default task on abstention, escalate on complexity.
+    pub fn decide<'r>(
+        &self,
+        route: &'r Route,
+        input: &ClassifyInput<'_>,
+        forced_task: Option<usize>,
+    ) -> Decision<'r> {
+        let c = self.classifier.classify(input);
+        let (task, reason) = match forced_task {
+            Some(t) => (t, Reason::TaskHeader),
+            None if c.abstained => (route.default_task, Reason::Abstained),
+            None => (c.task, c.signal.map_or(Reason::Classified, Reason::Signal)),
+        };
+        let tr = &route.tasks[task.min(route.tasks.len().saturating_sub(1))];
+        let (tier, chain, escalated) = match &tr.escalation {
+            Some(e) if c.complexity > e.above => (e.tier.as_str(), e.chain.as_slice(), true),
+            _ => (tr.tier.as_str(), tr.chain.as_slice(), false),
+        };
+        Decision {
+            task,
+            confidence: c.confidence,
+            complexity: c.complexity,
+            tier,
+            chain,
+            reason,
+            escalated,
+        }
+    }
+
+    pub fn task_name(&self, task: usize) -> &str {
+        self.classifier
+            .tasks()
+            .get(task)
+            .map_or("unknown", String::as_str)
+    }
+}
+
+/// Cost of 1M tokens at a typical 3:1 input:output mix; how "cheapest" is ranked.
+pub fn blended_price(m: &ModelSettings) -> Option<f64> {
+    m.price.map(|p| (3.0 * p.input + p.output) / 4.0)
+}
+
+fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// Models of `tier`, cheapest first (unpriced last, then config order).
+fn tier_models(models: &IndexMap<String, ModelSettings>, tier: &str) -> Vec<String> {
+    let mut v: Vec<(&String, Option<f64>)> = models
+        .iter()
+        .filter(|(_, m)| m.tier.as_deref() == Some(tier))
+        .map(|(n, m)| (n, blended_price(m)))
+        .collect();
+    v.sort_by(|a, b| match (a.1, b.1) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    v.into_iter().map(|(n, _)| n.clone()).collect()
+}
+
+/// Validates `[routing]` and `[routes.*]` against the models; builds the
+/// default `auto` route when the config names none.
+pub fn build(
+    raw: RawRouting,
+    raw_routes: IndexMap<String, RawRoute>,
+    models: &IndexMap<String, ModelSettings>,
+    aliases: &IndexMap<String, String>,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+) -> Routing {
+    let tiers: Vec<String> = raw
+        .tiers
+        .unwrap_or_else(|| DEFAULT_TIERS.iter().map(|s| s.to_string()).collect());
+    if tiers.is_empty() {
+        errors.push(err("routing.tiers", "must name at least one tier"));
+    }
+    for (i, t) in tiers.iter().enumerate() {
+        if t.is_empty() || tiers[..i].contains(t) {
+            errors.push(err(
+                format!("routing.tiers[{i}]"),
+                "tier names must be non-empty and unique",
+            ));
+        }
+    }
+    let mut classifier = match &raw.classifier {
+        Some(path) => match Classifier::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                errors.push(err("routing.classifier", e));
+                Classifier::embedded().clone()
+            }
+        },
+        None => Classifier::embedded().clone(),
+    };
+    if let Some(t) = raw.min_confidence {
+        if (0.0..=1.0).contains(&t) {
+            classifier.set_threshold(t);
+        } else {
+            errors.push(err("routing.min_confidence", "must be between 0 and 1"));
+        }
+    }
+    let session_idle = raw
+        .session_idle_secs
+        .map_or(DEFAULT_SESSION_IDLE, Duration::from_secs);
+    let tasks: Vec<String> = classifier.tasks().to_vec();
+
+    for (name, m) in models {
+        if let Some(t) = &m.tier {
+            if !tiers.contains(t) {
+                errors.push(err(
+                    format!("models.{name}.tier"),
+                    format!("unknown tier {t:?}; tiers are {tiers:?}"),
+                ));
+            }
+        }
+        for task in m.quality.keys() {
+            if !tasks.contains(task) {
+                errors.push(err(
+                    format!("models.{name}.quality.{task}"),
+                    format!("unknown task; tasks are {tasks:?}"),
+                ));
+            }
+        }
+    }
+
+    let mut routes = IndexMap::new();
+    if raw_routes.is_empty() {
+        if let Some(r) = default_auto_route(models, &tiers, &tasks) {
+            routes.insert(r.name.clone(), r);
+        }
+    }
+    for (rname, rr) in raw_routes {
+        let at = |k: &str| format!("routes.{rname}.{k}");
+        if models.contains_key(&rname) || aliases.contains_key(&rname) {
+            errors.push(err(
+                format!("routes.{rname}"),
+                "a route cannot have the name of a model or alias",
+            ));
+            continue;
+        }
+        let default_name = rr.default_task.clone().unwrap_or_else(|| {
+            if tasks.iter().any(|t| t == "simple_chat") {
+                "simple_chat".into()
+            } else {
+                tasks.first().cloned().unwrap_or_default()
+            }
+        });
+        let Some(default_task) = tasks.iter().position(|t| *t == default_name) else {
+            errors.push(err(
+                at("default_task"),
+                format!("unknown task {default_name:?}; tasks are {tasks:?}"),
+            ));
+            continue;
+        };
+        let mut built: Vec<Option<TaskRoute>> = vec![None; tasks.len()];
+        for (tname, rt) in &rr.tasks {
+            let Some(ti) = tasks.iter().position(|t| t == tname) else {
+                errors.push(err(
+                    format!("routes.{rname}.tasks.{tname}"),
+                    format!("unknown task; tasks are {tasks:?}"),
+                ));
+                continue;
+            };
+            let path = format!("routes.{rname}.tasks.{tname}");
+            if let Some(tr) = build_task(&path, tname, rt, models, &tiers, errors) {
+                built[ti] = Some(tr);
+            }
+        }
+        let Some(default_route) = built[default_task].clone() else {
+            errors.push(err(
+                at("default_task"),
+                format!("task {default_name:?} needs an entry in routes.{rname}.tasks"),
+            ));
+            continue;
+        };
+        let tasks_filled = built
+            .into_iter()
+            .map(|t| {
+                t.unwrap_or_else(|| TaskRoute {
+                    configured: false,
+                    ..default_route.clone()
+                })
+            })
+            .collect();
+        routes.insert(
+            rname.clone(),
+            Route {
+                name: rname,
+                default_task,
+                tasks: tasks_filled,
+                built_in: false,
+            },
+        );
+    }
+    if routes.is_empty() && !models.is_empty() {
+        warnings.push(
+            "no route could be built from the configured models: `auto` is not available".into(),
+        );
+    }
+    Routing {
+        tiers,
+        classifier: Arc::new(classifier),
+        session_idle,
+        routes,
+    }
+}
+
+fn build_task(
+    path: &str,
+    task: &str,
+    rt: &RawRouteTask,
+    models: &IndexMap<String, ModelSettings>,
+    tiers: &[String],
+    errors: &mut Vec<ConfigError>,
+) -> Option<TaskRoute> {
+    let n_errors = errors.len();
+    if let Some(t) = &rt.tier {
+        if !tiers.contains(t) {
+            errors.push(err(
+                format!("{path}.tier"),
+                format!("unknown tier {t:?}; tiers are {tiers:?}"),
+            ));
+        }
+    }
+    if let Some(list) = &rt.models {
+        for (i, m) in list.iter().enumerate() {
+            if !models.contains_key(m) {
+                errors.push(err(
+                    format!("{path}.models[{i}]"),
+                    format!("unknown model {m:?} (a [models.*] name)"),
+                ));
+            }
+        }
+    }
+    if let Some(q) = rt.quality_threshold {
+        if !(0.0..=1.0).contains(&q) {
+            errors.push(err(
+                format!("{path}.quality_threshold"),
+                "must be between 0 and 1",
+            ));
+        }
+    }
+    if let Some(e) = rt.escalate_above {
+        if !(0.0..=1.0).contains(&e) {
+            errors.push(err(
+                format!("{path}.escalate_above"),
+                "must be between 0 and 1",
+            ));
+        }
+    }
+    if errors.len() > n_errors {
+        return None;
+    }
+    let chain: Vec<String> = match rt.select {
+        Select::Chain => match (&rt.models, &rt.tier) {
+            (Some(list), _) => list.clone(),
+            (None, Some(t)) => tier_models(models, t),
+            (None, None) => {
+                errors.push(err(path, "needs `models` or `tier`"));
+                return None;
+            }
+        },
+        Select::CheapestAboveThreshold => {
+            let Some(threshold) = rt.quality_threshold else {
+                errors.push(err(
+                    format!("{path}.quality_threshold"),
+                    "required by select = \"cheapest_above_threshold\"",
+                ));
+                return None;
+            };
+            let candidates: Vec<&String> = match &rt.models {
+                Some(list) => list.iter().collect(),
+                None => models.keys().collect(),
+            };
+            let mut ok: Vec<(&String, f64)> = candidates
+                .into_iter()
+                .filter_map(|n| {
+                    let m = models.get(n)?;
+                    let q = *m.quality.get(task)?;
+                    (q >= threshold).then(|| (n, blended_price(m).unwrap_or(f64::INFINITY)))
+                })
+                .collect();
+            ok.sort_by(|a, b| a.1.total_cmp(&b.1));
+            ok.into_iter().map(|(n, _)| n.clone()).collect()
+        }
+    };
+    if chain.is_empty() {
+        let why = match rt.select {
+            Select::CheapestAboveThreshold => {
+                "no model has a quality score for this task at or above quality_threshold"
+            }
+            Select::Chain => "the chain is empty (no models in that tier)",
+        };
+        errors.push(err(path, why));
+        return None;
+    }
+    let tier = rt
+        .tier
+        .clone()
+        .or_else(|| models.get(&chain[0]).and_then(|m| m.tier.clone()))
+        .unwrap_or_else(|| "default".into());
+    let escalation = match rt.escalate_above {
+        None => None,
+        Some(above) => {
+            let Some(next) = tiers
+                .iter()
+                .position(|t| *t == tier)
+                .and_then(|i| tiers.get(i + 1))
+            else {
+                errors.push(err(
+                    format!("{path}.escalate_above"),
+                    format!("tier {tier:?} has no higher tier to escalate to"),
+                ));
+                return None;
+            };
+            let mut up = tier_models(models, next);
+            if up.is_empty() {
+                errors.push(err(
+                    format!("{path}.escalate_above"),
+                    format!("tier {next:?} has no models"),
+                ));
+                return None;
+            }
+            up.extend(
+                chain
+                    .iter()
+                    .filter(|m| !up.contains(m))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+            Some(Escalation {
+                above,
+                tier: next.clone(),
+                chain: up,
+            })
+        }
+    };
+    Some(TaskRoute {
+        configured: true,
+        tier,
+        chain,
+        escalation,
+        priority: rt.priority,
+    })
+}
+
+/// The built-in task -> tier map of the default `auto` route.
+fn default_tier_for(task: &str) -> (&'static str, Priority) {
+    match task {
+        "code_generation" | "complex_reasoning" => ("frontier", Priority::High),
+        "translation" | "extraction" => ("quality", Priority::Normal),
+        "creative_writing" => ("quality", Priority::Low),
+        _ => ("economy", Priority::Low), // simple_chat, summarization, custom tasks
+    }
+}
+
+/// `auto` built from the configured models: each task goes to its default
+/// tier's models (cheapest first), then the nearest other tiers as fallbacks.
+fn default_auto_route(
+    models: &IndexMap<String, ModelSettings>,
+    tiers: &[String],
+    tasks: &[String],
+) -> Option<Route> {
+    if models.is_empty() || tasks.is_empty() {
+        return None;
+    }
+    // Models without a tier are ranked into the default tiers by price.
+    let mut models = models.clone();
+    let untiered: Vec<String> = models
+        .iter()
+        .filter(|(_, m)| m.tier.is_none())
+        .map(|(n, _)| n.clone())
+        .collect();
+    if !untiered.is_empty() && models.values().all(|m| m.tier.is_none()) {
+        let mut by_price: Vec<(String, f64)> = untiered
+            .iter()
+            .map(|n| {
+                (
+                    n.clone(),
+                    models
+                        .get(n)
+                        .and_then(blended_price)
+                        .unwrap_or(f64::INFINITY),
+                )
+            })
+            .collect();
+        by_price.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let last = by_price.len() - 1;
+        for (i, (n, _)) in by_price.iter().enumerate() {
+            let t = if i == 0 {
+                tiers.first()
+            } else if i == last {
+                tiers.last()
+            } else {
+                tiers.get(tiers.len() / 2)
+            };
+            if let (Some(m), Some(t)) = (models.get_mut(n), t) {
+                m.tier = Some(t.clone());
+            }
+        }
+    }
+    let per_tier: Vec<Vec<String>> = tiers.iter().map(|t| tier_models(&models, t)).collect();
+    // The chain for tier i: its models, then tiers above (nearest first), then below.
+    let chain_from = |i: usize| -> Option<(String, Vec<String>)> {
+        let order = (i..tiers.len()).chain((0..i).rev());
+        let mut chain = Vec::new();
+        let mut serving_tier = None;
+        for j in order {
+            if !per_tier[j].is_empty() && serving_tier.is_none() {
+                serving_tier = Some(tiers[j].clone());
+            }
+            chain.extend(per_tier[j].iter().cloned());
+        }
+        serving_tier.map(|t| (t, chain))
+    };
+    let tier_index = |name: &str| tiers.iter().position(|t| t == name).unwrap_or(0);
+    let mut task_routes = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let (tier, priority) = default_tier_for(task);
+        let i = tier_index(tier).min(tiers.len() - 1);
+        let (tier, chain) = chain_from(i)?;
+        let escalation = if task == "simple_chat" {
+            let ti = tier_index(&tier);
+            (ti + 1..tiers.len())
+                .find(|j| !per_tier[*j].is_empty())
+                .and_then(|j| {
+                    let (t, c) = chain_from(j)?;
+                    Some(Escalation {
+                        above: 0.7,
+                        tier: t,
+                        chain: c,
+                    })
+                })
+        } else {
+            None
+        };
+        task_routes.push(TaskRoute {
+            configured: true,
+            tier,
+            chain,
+            escalation,
+            priority,
+        });
+    }
+    let default_task = tasks.iter().position(|t| t == "simple_chat").unwrap_or(0);
+    Some(Route {
+        name: "auto".into(),
+        default_task,
+        tasks: task_routes,
+        built_in: true,
+    })
+}
