@@ -47,9 +47,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
@@ -60,10 +58,7 @@ fn main() -> ExitCode {
             ledger,
             data_dir,
         } => {
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the async runtime: {e}");
@@ -113,11 +108,10 @@ async fn serve(
     data_dir: PathBuf,
 ) -> Result<(), String> {
     let mut cfg: Config = match &config_path {
-        Some(p) => {
-            config::load_file(p).map_err(|e| format!("invalid config {}:\n{e}", p.display()))?
+        Some(p) => config::load_file(p).map_err(|e| format!("invalid config {}:\n{e}", p.display()))?,
+        None => {
+            config::from_env(&|k| std::env::var(k).ok()).map_err(|e| format!("environment defaults:\n{e}"))?
         }
-        None => config::from_env(&|k| std::env::var(k).ok())
-            .map_err(|e| format!("environment defaults:\n{e}"))?,
     };
     if let Some(l) = listen {
         cfg.server.listen = l

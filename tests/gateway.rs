@@ -29,11 +29,7 @@ fn content_of(payloads: &[String]) -> String {
         .iter()
         .filter(|p| *p != "[DONE]")
         .filter_map(|p| serde_json::from_str::<Value>(p).ok())
-        .filter_map(|v| {
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
+        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_string))
         .collect()
 }
 
@@ -93,10 +89,7 @@ async fn non_streaming_chat_is_forwarded_and_accounted() {
     ] {
         assert_eq!(up.body[k], body[k], "{k} passed through");
     }
-    assert_eq!(
-        up.headers["authorization"],
-        format!("Bearer {UPSTREAM_KEY}")
-    );
+    assert_eq!(up.headers["authorization"], format!("Bearer {UPSTREAM_KEY}"));
 
     let rows = gw.stop_and_rows().await;
     assert_eq!(rows.len(), 1);
@@ -161,10 +154,7 @@ async fn streaming_relays_events_and_drops_unrequested_usage() {
         "no usage chunk for this client"
     );
     // The gateway asked upstream for usage anyway.
-    assert_eq!(
-        fake.requests()[0].body["stream_options"]["include_usage"],
-        true
-    );
+    assert_eq!(fake.requests()[0].body["stream_options"]["include_usage"], true);
 
     let rows = gw.stop_and_rows().await;
     assert_eq!(rows.len(), 1);
@@ -216,10 +206,7 @@ async fn stream_dropped_mid_way_ends_with_error_event() {
     let payloads = sse_payloads(resp).await;
     let last: Value = serde_json::from_str(payloads.last().expect("some")).expect("error json");
     assert_eq!(last["error"]["type"], "upstream_error");
-    assert!(last["error"]["message"]
-        .as_str()
-        .expect("msg")
-        .contains("'fake'"));
+    assert!(last["error"]["message"].as_str().expect("msg").contains("'fake'"));
     assert!(
         !payloads.iter().any(|p| p == "[DONE]"),
         "never a silent clean end"
@@ -308,16 +295,9 @@ async fn upstream_errors_map_to_openai_errors() {
         }
     }
     let rows = gw.stop_and_rows().await;
-    assert_eq!(
-        rows.len(),
-        cases.len(),
-        "every upstream call is in the ledger"
-    );
+    assert_eq!(rows.len(), cases.len(), "every upstream call is in the ledger");
     let statuses: Vec<i64> = rows.iter().map(|r| r.status).collect();
-    assert_eq!(
-        statuses,
-        cases.iter().map(|c| c.1 as i64).collect::<Vec<_>>()
-    );
+    assert_eq!(statuses, cases.iter().map(|c| c.1 as i64).collect::<Vec<_>>());
 }
 
 #[tokio::test]
@@ -356,10 +336,7 @@ models = ["slow-*"]
     assert_eq!(resp.status(), 502);
     let v: Value = resp.json().await.expect("json");
     assert_eq!(v["error"]["code"], "upstream_unreachable");
-    assert!(v["error"]["message"]
-        .as_str()
-        .expect("m")
-        .contains("'dead'"));
+    assert!(v["error"]["message"].as_str().expect("m").contains("'dead'"));
 
     let resp = c
         .post(gw.url("/v1/chat/completions"))
@@ -371,10 +348,7 @@ models = ["slow-*"]
     let v: Value = resp.json().await.expect("json");
     assert_eq!(v["error"]["code"], "upstream_timeout");
     let rows = gw.stop_and_rows().await;
-    assert_eq!(
-        rows.iter().map(|r| r.status).collect::<Vec<_>>(),
-        vec![502, 504]
-    );
+    assert_eq!(rows.iter().map(|r| r.status).collect::<Vec<_>>(), vec![502, 504]);
 }
 
 #[tokio::test]
@@ -453,8 +427,7 @@ async fn bad_input_gets_4xx_never_5xx() {
         ),
         (
             "/v1/chat/completions",
-            r#"{"model":"fast","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#
-                .into(),
+            r#"{"model":"fast","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#.into(),
             400,
             Some("temperature"),
         ),
@@ -498,20 +471,14 @@ async fn bad_input_gets_4xx_never_5xx() {
         let v: Value = resp.json().await.expect("error body is JSON");
         assert_eq!(got, *status, "{path} {body:.80}: {v}");
         assert!(
-            v["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
+            v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
             "{v}"
         );
         assert!(v["error"]["type"].is_string(), "{v}");
         assert_eq!(v["error"]["param"].as_str(), *param, "{body:.80}: {v}");
     }
     // Wrong method.
-    let resp = c
-        .get(gw.url("/v1/chat/completions"))
-        .send()
-        .await
-        .expect("send");
+    let resp = c.get(gw.url("/v1/chat/completions")).send().await.expect("send");
     assert_eq!(resp.status(), 405);
     let v: Value = resp.json().await.expect("json");
     assert!(v["error"]["message"].is_string());
@@ -566,7 +533,7 @@ async fn models_health_ready() {
         .iter()
         .filter_map(|m| m["id"].as_str())
         .collect();
-    assert_eq!(ids, ["fast", "unpriced", "embed", "default"]);
+    assert_eq!(ids, ["fast", "unpriced", "embed", "default", "auto"]);
     assert_eq!(v["data"][0]["object"], "model");
     assert_eq!(v["data"][0]["owned_by"], "fake");
     let one: Value = c
@@ -587,26 +554,12 @@ async fn models_health_ready() {
         .await
         .expect("json");
     assert_eq!(pass["owned_by"], "fake", "a pass-through name is servable");
-    let resp = c
-        .get(gw.url("/v1/models/ghost"))
-        .send()
-        .await
-        .expect("send");
+    let resp = c.get(gw.url("/v1/models/ghost")).send().await.expect("send");
     assert_eq!(resp.status(), 404);
     let v: Value = resp.json().await.expect("json");
     assert_eq!(v["error"]["code"], "model_not_found");
-    assert_eq!(
-        c.get(gw.url("/health"))
-            .send()
-            .await
-            .expect("send")
-            .status(),
-        200
-    );
-    assert_eq!(
-        c.get(gw.url("/ready")).send().await.expect("send").status(),
-        200
-    );
+    assert_eq!(c.get(gw.url("/health")).send().await.expect("send").status(), 200);
+    assert_eq!(c.get(gw.url("/ready")).send().await.expect("send").status(), 200);
 }
 
 #[tokio::test]

@@ -158,8 +158,7 @@ pub async fn open_sqlite(
     flush_interval: Duration,
 ) -> Result<(LedgerHandle, LedgerWriter), String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let opts = SqliteConnectOptions::new()
         .filename(path)
@@ -179,13 +178,7 @@ pub async fn open_sqlite(
         .map_err(|e| format!("cannot migrate ledger {}: {e}", path.display()))?;
     let (tx, rx) = mpsc::unbounded_channel();
     let stats = Arc::new(LedgerStats::default());
-    let join = tokio::spawn(run_writer(
-        conn,
-        rx,
-        batch_size,
-        flush_interval,
-        stats.clone(),
-    ));
+    let join = tokio::spawn(run_writer(conn, rx, batch_size, flush_interval, stats.clone()));
     Ok((LedgerHandle { tx, stats }, LedgerWriter { join }))
 }
 
@@ -241,9 +234,7 @@ async fn run_writer(
         loop {
             match write_batch(&mut conn, &batch).await {
                 Ok(()) => {
-                    stats
-                        .written
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    stats.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     break;
                 }
                 Err(e) if attempt < 5 => {
@@ -252,9 +243,7 @@ async fn run_writer(
                     tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
                 }
                 Err(e) => {
-                    stats
-                        .failed
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    stats.failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     tracing::error!("ledger write failed for {} rows: {e}", batch.len());
                     for row in &batch {
                         tracing::error!(request_id = %row.request_id, "unpersisted ledger row: {row:?}");
@@ -268,10 +257,7 @@ async fn run_writer(
     let _ = conn.close().await;
 }
 
-async fn write_batch(
-    conn: &mut SqliteConnection,
-    batch: &[LedgerEntry],
-) -> Result<(), sqlx::Error> {
+async fn write_batch(conn: &mut SqliteConnection, batch: &[LedgerEntry]) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
         let mut qb = QueryBuilder::new(

@@ -82,8 +82,7 @@ mod tests {
 
     #[test]
     fn shipped_table_parses_and_has_required_models() {
-        let t: PriceFile =
-            toml::from_str(include_str!("../../assets/prices.toml")).expect("prices.toml");
+        let t: PriceFile = toml::from_str(include_str!("../../assets/prices.toml")).expect("prices.toml");
         for (m, i, o) in [
             ("gpt-5.5", 5.0, 30.0),
             ("gpt-5.4", 2.5, 15.0),

@@ -25,12 +25,7 @@ pub struct Recorder {
 
 impl Recorder {
     /// `entry` carries the request's identity; outcome fields are filled later.
-    pub fn new(
-        ledger: LedgerHandle,
-        entry: LedgerEntry,
-        started: Instant,
-        price: Option<Price>,
-    ) -> Self {
+    pub fn new(ledger: LedgerHandle, entry: LedgerEntry, started: Instant, price: Option<Price>) -> Self {
         Recorder {
             ledger,
             entry: Some(entry),

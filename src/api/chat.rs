@@ -141,12 +141,7 @@ impl ChatRequest {
                 }
             }
         }
-        for key in [
-            "temperature",
-            "top_p",
-            "presence_penalty",
-            "frequency_penalty",
-        ] {
+        for key in ["temperature", "top_p", "presence_penalty", "frequency_penalty"] {
             if let Some(v) = self.extra.get(key) {
                 if !v.is_null() && !v.is_number() {
                     return Err(ApiError::invalid_request(
@@ -271,9 +266,8 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
             return Err(ApiError::invalid_request(message, param));
         }
     };
-    de.end().map_err(|e| {
-        ApiError::invalid_request(format!("The request body is not valid JSON: {e}."), None)
-    })?;
+    de.end()
+        .map_err(|e| ApiError::invalid_request(format!("The request body is not valid JSON: {e}."), None))?;
     Ok(value)
 }
 
@@ -317,10 +311,7 @@ mod tests {
             param_of(r#"{"model":"m","messages":[]}"#).as_deref(),
             Some("messages")
         );
-        assert_eq!(
-            param_of(r#"{"model":5,"messages":[]}"#).as_deref(),
-            Some("model")
-        );
+        assert_eq!(param_of(r#"{"model":5,"messages":[]}"#).as_deref(), Some("model"));
         assert_eq!(
             param_of(r#"{"model":"m","messages":[{"role":1}]}"#).as_deref(),
             Some("messages[0].role")
@@ -334,8 +325,7 @@ mod tests {
             Some("messages[0].content")
         );
         assert_eq!(
-            param_of(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#)
-                .as_deref(),
+            param_of(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#).as_deref(),
             Some("stream")
         );
         assert_eq!(

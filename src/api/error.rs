@@ -107,8 +107,7 @@ impl ApiError {
 
     /// 500 for a defect in the gateway itself.
     pub fn internal(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
-            .with_code("internal_error")
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message).with_code("internal_error")
     }
 
     /// The JSON body bytes.
@@ -123,7 +122,9 @@ impl ApiError {
         };
         // Serialising this plain struct cannot fail; keep a valid fallback anyway.
         serde_json::to_vec(&body).map(Bytes::from).unwrap_or_else(|_| {
-            Bytes::from_static(br#"{"error":{"message":"error","type":"server_error","param":null,"code":null}}"#)
+            Bytes::from_static(
+                br#"{"error":{"message":"error","type":"server_error","param":null,"code":null}}"#,
+            )
         })
     }
 
@@ -140,13 +141,7 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}: {}",
-            self.status.as_u16(),
-            self.kind,
-            self.message
-        )
+        write!(f, "{} {}: {}", self.status.as_u16(), self.kind, self.message)
     }
 }
 
@@ -154,10 +149,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (self.status, self.body()).into_response();
         let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(secs) = self.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

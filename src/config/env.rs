@@ -25,10 +25,7 @@ impl fmt::Display for EnvError {
 }
 
 /// Expands references in `input` using `lookup` to read variables.
-pub fn expand_with(
-    input: &str,
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<String, EnvError> {
+pub fn expand_with(input: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, EnvError> {
     if !input.contains('$') {
         return Ok(input.to_string());
     }
@@ -50,9 +47,7 @@ pub fn expand_with(
                 None => (inner, None),
             };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(EnvError::Malformed(format!(
-                    "invalid variable name {name:?}"
-                )));
+                return Err(EnvError::Malformed(format!("invalid variable name {name:?}")));
             }
             match (lookup(name), default) {
                 (Some(v), Some(d)) if v.is_empty() => out.push_str(d),
@@ -97,10 +92,7 @@ mod tests {
             ("$$A", Ok("$A")),
             ("cost $5", Ok("cost $5")),
             ("${B}", Err(EnvError::Unset("B".into()))),
-            (
-                "${A",
-                Err(EnvError::Malformed("missing closing '}'".into())),
-            ),
+            ("${A", Err(EnvError::Malformed("missing closing '}'".into()))),
             (
                 "${A-B}",
                 Err(EnvError::Malformed("invalid variable name \"A-B\"".into())),

@@ -249,6 +249,16 @@ pub struct RawModel {
     /// Per-task quality scores in [0, 1], from the team's own evals.
     #[serde(default)]
     pub quality: IndexMap<String, f64>,
+    /// "chat" or "embedding"; default: "embedding" when the upstream id contains "embed".
+    pub kind: Option<ModelKind>,
+}
+
+/// What a model serves; routes only use chat models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    Chat,
+    Embedding,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -351,6 +361,7 @@ pub struct ModelSettings {
     pub tier: Option<String>,
     /// Per-task quality scores.
     pub quality: IndexMap<String, f64>,
+    pub kind: ModelKind,
 }
 
 /// A model-name pattern: `*` matches any run of characters.
@@ -398,12 +409,8 @@ fn glob_match(p: &[u8], s: &[u8]) -> bool {
 
 /// Reads, parses and validates a config file.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![err(
-            "",
-            format!("cannot read {}: {e}", path.display()),
-        )])
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors(vec![err("", format!("cannot read {}: {e}", path.display()))]))?;
     let raw = parse_toml(&text)?;
     validate(raw, ConfigSource::File(path.to_path_buf()), &|k| {
         std::env::var(k).ok()
@@ -444,8 +451,7 @@ pub fn from_env(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
             RawProvider {
                 kind: Some(ProviderKind::Openai),
                 base_url: Some(
-                    set("DEEPSEEK_BASE_URL")
-                        .unwrap_or_else(|| "https://api.deepseek.com/v1".into()),
+                    set("DEEPSEEK_BASE_URL").unwrap_or_else(|| "https://api.deepseek.com/v1".into()),
                 ),
                 api_key: Some("${DEEPSEEK_API_KEY}".into()),
                 models: vec!["deepseek-*".into()],
@@ -467,8 +473,7 @@ pub fn from_env(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
                 ("gpt-5.4", "quality"),
                 ("gpt-5.4-mini", "economy"),
             ] {
-                raw.models
-                    .insert(name.into(), model_in("openai", name, tier));
+                raw.models.insert(name.into(), model_in("openai", name, tier));
             }
         }
         raw.providers.insert(
@@ -476,9 +481,7 @@ pub fn from_env(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
             RawProvider {
                 kind: Some(ProviderKind::Openai),
                 // Honour OPENAI_BASE_URL the way the official SDKs do.
-                base_url: Some(
-                    set("OPENAI_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".into()),
-                ),
+                base_url: Some(set("OPENAI_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".into())),
                 api_key: Some("${OPENAI_API_KEY}".into()),
                 models: vec!["*".into()],
                 ..Default::default()
@@ -500,8 +503,7 @@ pub fn from_env(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
             ("gpt-5.4-mini", "economy"),
             ("deepseek-v4-pro", "economy"),
         ] {
-            raw.models
-                .insert(name.into(), model_in("simulated", name, tier));
+            raw.models.insert(name.into(), model_in("simulated", name, tier));
         }
     } else if raw.providers.len() == 1 {
         // DeepSeek alone serves every name; beside OpenAI it takes `deepseek-*`.
@@ -584,18 +586,12 @@ pub fn validate(
             }
             (ProviderKind::Simulated, None) => String::new(),
             (ProviderKind::Openai, None) => {
-                errors.push(err(
-                    at("base_url"),
-                    "missing; e.g. \"https://api.openai.com/v1\"",
-                ));
+                errors.push(err(at("base_url"), "missing; e.g. \"https://api.openai.com/v1\""));
                 String::new()
             }
             (ProviderKind::Openai, Some(u)) => match env::expand_with(&u, lookup) {
                 Ok(u) => match reqwest::Url::parse(&u) {
-                    Ok(parsed)
-                        if matches!(parsed.scheme(), "http" | "https")
-                            && parsed.host().is_some() =>
-                    {
+                    Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {
                         u.trim_end_matches('/').to_string()
                     }
                     _ => {
@@ -631,10 +627,7 @@ pub fn validate(
         let mut patterns = Vec::with_capacity(p.models.len());
         for (i, m) in p.models.iter().enumerate() {
             if m.is_empty() {
-                errors.push(err(
-                    format!("providers.{name}.models[{i}]"),
-                    "empty pattern",
-                ));
+                errors.push(err(format!("providers.{name}.models[{i}]"), "empty pattern"));
             }
             patterns.push(Pattern::new(m));
         }
@@ -644,9 +637,7 @@ pub fn validate(
             let key = HeaderName::from_bytes(hk.as_bytes());
             let val = env::expand_with(&hv, lookup)
                 .map_err(|e| e.to_string())
-                .and_then(|v| {
-                    HeaderValue::from_str(&v).map_err(|_| "not a valid header value".to_string())
-                });
+                .and_then(|v| HeaderValue::from_str(&v).map_err(|_| "not a valid header value".to_string()));
             match (key, val) {
                 (Ok(k), Ok(mut v)) => {
                     v.set_sensitive(true);
@@ -711,10 +702,7 @@ pub fn validate(
     for (name, m) in raw.models {
         let at = |k: &str| format!("models.{name}.{k}");
         let Some(pname) = m.provider else {
-            errors.push(err(
-                at("provider"),
-                "missing; the name of a [providers.*] table",
-            ));
+            errors.push(err(at("provider"), "missing; the name of a [providers.*] table"));
             continue;
         };
         let Some(provider) = providers.iter().position(|p| p.name == pname) else {
@@ -754,6 +742,7 @@ pub fn validate(
                 p
             }
         };
+        let upstream_is_embedding = upstream.contains("embed");
         for (task, q) in &m.quality {
             if !(0.0..=1.0).contains(q) {
                 errors.push(err(
@@ -770,6 +759,11 @@ pub fn validate(
                 price,
                 tier: m.tier,
                 quality: m.quality,
+                kind: m.kind.unwrap_or(if upstream_is_embedding {
+                    ModelKind::Embedding
+                } else {
+                    ModelKind::Chat
+                }),
             },
         );
     }

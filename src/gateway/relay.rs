@@ -163,8 +163,7 @@ impl Stream for Relay {
                     } else {
                         // A clean end of the HTTP body without [DONE]: the
                         // server finished on purpose, so close the stream properly.
-                        this.queue
-                            .push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+                        this.queue.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
                         this.finish(200, None);
                     }
                 }

@@ -132,7 +132,8 @@ mod tests {
         std::iter::from_fn(|| splitter.next_event()).collect()
     }
 
-    const STREAM: &[u8] = b"data: {\"a\":1}\n\n: keep-alive\n\nevent: x\ndata: line1\ndata: line2\n\ndata:[DONE]\r\n\r\n";
+    const STREAM: &[u8] =
+        b"data: {\"a\":1}\n\n: keep-alive\n\nevent: x\ndata: line1\ndata: line2\n\ndata:[DONE]\r\n\r\n";
 
     type Fields = (Option<&'static [u8]>, Option<&'static [u8]>);
 

@@ -107,9 +107,7 @@ impl ProviderError {
     /// connections. Client mistakes (400, 401, 403, 404, 422, content policy) are not.
     pub fn is_retryable(&self) -> bool {
         match self.kind {
-            ProviderErrorKind::Connect
-            | ProviderErrorKind::Timeout
-            | ProviderErrorKind::Interrupted => true,
+            ProviderErrorKind::Connect | ProviderErrorKind::Timeout | ProviderErrorKind::Interrupted => true,
             ProviderErrorKind::Malformed => true,
             ProviderErrorKind::Status => {
                 matches!(self.status, Some(408 | 409 | 429) | Some(500..=599))
@@ -160,7 +158,11 @@ impl ProviderError {
                         let up = self.upstream.as_deref().cloned().unwrap_or_default();
                         let mut e = ApiError::new(
                             StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-                            if status == 429 { "rate_limit_error" } else { "invalid_request_error" },
+                            if status == 429 {
+                                "rate_limit_error"
+                            } else {
+                                "invalid_request_error"
+                            },
                             scrub(&self.message),
                         );
                         e.code = up.code.map(Into::into);
@@ -171,7 +173,10 @@ impl ProviderError {
                     _ => ApiError::new(
                         StatusCode::BAD_GATEWAY,
                         "upstream_error",
-                        format!("Provider '{provider}' returned HTTP {status}: {}", scrub(&self.message)),
+                        format!(
+                            "Provider '{provider}' returned HTTP {status}: {}",
+                            scrub(&self.message)
+                        ),
                     )
                     .with_code("upstream_error"),
                 }

@@ -54,9 +54,7 @@ impl Provider {
     /// Builds the provider (and its HTTP client) from validated settings.
     pub fn new(settings: ProviderSettings) -> Result<Provider, String> {
         let backend = match settings.kind {
-            ProviderKind::Openai => {
-                Backend::OpenAi(Box::new(openai::OpenAiBackend::new(&settings)?))
-            }
+            ProviderKind::Openai => Backend::OpenAi(Box::new(openai::OpenAiBackend::new(&settings)?)),
             ProviderKind::Simulated => {
                 Backend::Simulated(simulated::Simulated::new(settings.simulated.clone()))
             }
@@ -87,10 +85,7 @@ impl Provider {
     }
 
     /// Sends an embeddings request (`req.model` already the upstream id).
-    pub async fn embeddings(
-        &self,
-        req: &EmbeddingsRequest,
-    ) -> Result<EmbeddingsAnswer, ProviderError> {
+    pub async fn embeddings(&self, req: &EmbeddingsRequest) -> Result<EmbeddingsAnswer, ProviderError> {
         match &self.backend {
             Backend::OpenAi(b) => b.embeddings(req).await,
             Backend::Simulated(s) => s.embeddings(req).await,

@@ -41,10 +41,7 @@ impl OpenAiBackend {
                 .map_err(|_| format!("provider {}: invalid base_url", s.name))
         };
         let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(key) = &s.api_key {
             let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
                 .map_err(|_| format!("provider {}: api_key is not a valid header value", s.name))?;
@@ -63,11 +60,7 @@ impl OpenAiBackend {
         })
     }
 
-    async fn post(
-        &self,
-        url: &reqwest::Url,
-        body: Vec<u8>,
-    ) -> Result<reqwest::Response, ProviderError> {
+    async fn post(&self, url: &reqwest::Url, body: Vec<u8>) -> Result<reqwest::Response, ProviderError> {
         let resp = self
             .client
             .post(url.clone())
@@ -83,11 +76,7 @@ impl OpenAiBackend {
         }
         let retry_after = parse_retry_after(resp.headers().get(header::RETRY_AFTER));
         let body = read_limited(resp, MAX_ERROR_BODY).await;
-        Err(ProviderError::from_status(
-            status.as_u16(),
-            retry_after,
-            &body,
-        ))
+        Err(ProviderError::from_status(status.as_u16(), retry_after, &body))
     }
 
     pub async fn chat(&self, req: &ChatRequest) -> Result<ChatAnswer, ProviderError> {
@@ -109,10 +98,7 @@ impl OpenAiBackend {
         }
     }
 
-    pub async fn embeddings(
-        &self,
-        req: &EmbeddingsRequest,
-    ) -> Result<EmbeddingsAnswer, ProviderError> {
+    pub async fn embeddings(&self, req: &EmbeddingsRequest) -> Result<EmbeddingsAnswer, ProviderError> {
         let body = serde_json::to_vec(req).map_err(|e| {
             ProviderError::new(
                 ProviderErrorKind::Malformed,

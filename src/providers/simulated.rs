@@ -97,7 +97,9 @@ impl Simulated {
             let mut e = ProviderError::from_status(
                 503,
                 None,
-                &Bytes::from_static(br#"{"error":{"message":"simulated failure (failure_rate)","type":"server_error"}}"#),
+                &Bytes::from_static(
+                    br#"{"error":{"message":"simulated failure (failure_rate)","type":"server_error"}}"#,
+                ),
             );
             e.kind = ProviderErrorKind::Status;
             return Err(e);
@@ -161,10 +163,7 @@ impl Simulated {
         let f = tools.first()?.get("function")?;
         let name = f.get("name")?.as_str()?.to_string();
         let mut args = serde_json::Map::new();
-        if let Some(props) = f
-            .pointer("/parameters/properties")
-            .and_then(Value::as_object)
-        {
+        if let Some(props) = f.pointer("/parameters/properties").and_then(Value::as_object) {
             for (k, schema) in props {
                 let v = match schema.get("type").and_then(Value::as_str) {
                     Some("integer") | Some("number") => json!(1),
@@ -227,10 +226,7 @@ impl Simulated {
                     None,
                 ));
                 let mid = args.len() / 2;
-                let split = (0..=mid)
-                    .rev()
-                    .find(|i| args.is_char_boundary(*i))
-                    .unwrap_or(0);
+                let split = (0..=mid).rev().find(|i| args.is_char_boundary(*i)).unwrap_or(0);
                 for part in [&args[..split], &args[split..]] {
                     events.push(chunk(
                         json!({"tool_calls":[{"index":0,"function":{"arguments":part}}]}),
@@ -257,16 +253,13 @@ impl Simulated {
         events.push(Bytes::from_static(b"data: [DONE]\n\n"));
         let pieces = events.len().max(1) as u32;
         let gap = self.generation_time(usage.completion_tokens) / pieces;
-        let s = stream::unfold(
-            (events.into_iter(), true),
-            move |(mut it, first)| async move {
-                let next = it.next()?;
-                if !first && !gap.is_zero() {
-                    tokio::time::sleep(gap).await;
-                }
-                Some((Ok(next), (it, false)))
-            },
-        );
+        let s = stream::unfold((events.into_iter(), true), move |(mut it, first)| async move {
+            let next = it.next()?;
+            if !first && !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
+            Some((Ok(next), (it, false)))
+        });
         Ok(ChatAnswer::Stream(Box::pin(s)))
     }
 
@@ -274,10 +267,7 @@ impl Simulated {
         Duration::from_secs_f64(tokens as f64 / self.settings.tokens_per_second)
     }
 
-    pub async fn embeddings(
-        &self,
-        req: &EmbeddingsRequest,
-    ) -> Result<EmbeddingsAnswer, ProviderError> {
+    pub async fn embeddings(&self, req: &EmbeddingsRequest) -> Result<EmbeddingsAnswer, ProviderError> {
         tokio::time::sleep(self.settings.latency / 4).await;
         self.maybe_fail()?;
         let dims = req
@@ -348,12 +338,7 @@ fn pseudo_embedding(text: &str, dims: usize) -> Vec<f32> {
             ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect();
-    let norm = v
-        .iter()
-        .map(|a| a * a)
-        .sum::<f32>()
-        .sqrt()
-        .max(f32::MIN_POSITIVE);
+    let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
     v.iter_mut().for_each(|a| *a /= norm);
     v
 }

@@ -102,11 +102,7 @@ mod tests {
         for b in bodies {
             let req = ChatRequest::parse(b.as_bytes()).expect("parse");
             let v: Value = serde_json::from_str(b).expect("json");
-            assert_eq!(
-                input_from_chat(&req),
-                classifier::input_from_request(&v),
-                "{b}"
-            );
+            assert_eq!(input_from_chat(&req), classifier::input_from_request(&v), "{b}");
         }
     }
 }

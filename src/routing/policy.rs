@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 
 use super::classifier::{Classifier, ClassifyInput};
 use crate::config::{
-    ConfigError, ModelSettings, Priority, RawRoute, RawRouteTask, RawRouting, Select,
+    ConfigError, ModelKind, ModelSettings, Priority, RawRoute, RawRouteTask, RawRouting, Select,
 };
 
 /// Default tier names, cheapest first.
@@ -161,7 +161,7 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
 fn tier_models(models: &IndexMap<String, ModelSettings>, tier: &str) -> Vec<String> {
     let mut v: Vec<(&String, Option<f64>)> = models
         .iter()
-        .filter(|(_, m)| m.tier.as_deref() == Some(tier))
+        .filter(|(_, m)| m.kind == ModelKind::Chat && m.tier.as_deref() == Some(tier))
         .map(|(n, m)| (n, blended_price(m)))
         .collect();
     v.sort_by(|a, b| match (a.1, b.1) {
@@ -308,9 +308,7 @@ pub fn build(
         );
     }
     if routes.is_empty() && !models.is_empty() {
-        warnings.push(
-            "no route could be built from the configured models: `auto` is not available".into(),
-        );
+        warnings.push("no route could be built from the configured models: `auto` is not available".into());
     }
     Routing {
         tiers,
@@ -339,11 +337,16 @@ fn build_task(
     }
     if let Some(list) = &rt.models {
         for (i, m) in list.iter().enumerate() {
-            if !models.contains_key(m) {
-                errors.push(err(
+            match models.get(m) {
+                None => errors.push(err(
                     format!("{path}.models[{i}]"),
                     format!("unknown model {m:?} (a [models.*] name)"),
-                ));
+                )),
+                Some(ms) if ms.kind != ModelKind::Chat => errors.push(err(
+                    format!("{path}.models[{i}]"),
+                    format!("{m:?} is an embedding model"),
+                )),
+                Some(_) => {}
             }
         }
     }
@@ -357,10 +360,7 @@ fn build_task(
     }
     if let Some(e) = rt.escalate_above {
         if !(0.0..=1.0).contains(&e) {
-            errors.push(err(
-                format!("{path}.escalate_above"),
-                "must be between 0 and 1",
-            ));
+            errors.push(err(format!("{path}.escalate_above"), "must be between 0 and 1"));
         }
     }
     if errors.len() > n_errors {
@@ -385,7 +385,11 @@ fn build_task(
             };
             let candidates: Vec<&String> = match &rt.models {
                 Some(list) => list.iter().collect(),
-                None => models.keys().collect(),
+                None => models
+                    .iter()
+                    .filter(|(_, m)| m.kind == ModelKind::Chat)
+                    .map(|(n, _)| n)
+                    .collect(),
             };
             let mut ok: Vec<(&String, f64)> = candidates
                 .into_iter()
@@ -479,8 +483,15 @@ fn default_auto_route(
     if models.is_empty() || tasks.is_empty() {
         return None;
     }
-    // Models without a tier are ranked into the default tiers by price.
-    let mut models = models.clone();
+    // Only chat models; those without a tier are ranked into the default tiers by price.
+    let mut models: IndexMap<String, ModelSettings> = models
+        .iter()
+        .filter(|(_, m)| m.kind == ModelKind::Chat)
+        .map(|(n, m)| (n.clone(), m.clone()))
+        .collect();
+    if models.is_empty() {
+        return None;
+    }
     let untiered: Vec<String> = models
         .iter()
         .filter(|(_, m)| m.tier.is_none())
@@ -492,10 +503,7 @@ fn default_auto_route(
             .map(|n| {
                 (
                     n.clone(),
-                    models
-                        .get(n)
-                        .and_then(blended_price)
-                        .unwrap_or(f64::INFINITY),
+                    models.get(n).and_then(blended_price).unwrap_or(f64::INFINITY),
                 )
             })
             .collect();

@@ -106,14 +106,7 @@ impl Ctx {
     }
 
     /// Adds the identity and timing headers to a successful response.
-    fn decorate(
-        &self,
-        h: &mut HeaderMap,
-        st: &AppState,
-        t: &Target,
-        upstream: Duration,
-        cost: Option<f64>,
-    ) {
+    fn decorate(&self, h: &mut HeaderMap, st: &AppState, t: &Target, upstream: Duration, cost: Option<f64>) {
         h.insert(X_REQUEST_ID, self.request_id_header.clone());
         if let Ok(v) = HeaderValue::from_str(&t.public) {
             h.insert(X_MODEL, v);
@@ -168,10 +161,7 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     }
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             Err(ApiError::payload_too_large(limit))
         }
         Err(_) => Err(ApiError::invalid_request(
@@ -183,10 +173,8 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
 
 fn json_response(status: StatusCode, body: Bytes) -> Response {
     let mut r = (status, body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -342,12 +330,9 @@ fn plan(
         }
         _ => (Arc::from(proposed), false),
     };
-    let target = st.resolve(&model).ok_or_else(|| {
-        ApiError::internal(format!(
-            "route `{}` names unknown model `{model}`",
-            route.name
-        ))
-    })?;
+    let target = st
+        .resolve(&model)
+        .ok_or_else(|| ApiError::internal(format!("route `{}` names unknown model `{model}`", route.name)))?;
     let record = RoutingRecord {
         route: route.name.clone(),
         task: routing.task_name(d.task).to_string(),

@@ -72,11 +72,7 @@ impl Server {
 }
 
 /// Opens the ledger, builds the state and serves on `listener`.
-pub async fn start(
-    config: Config,
-    ledger_path: &Path,
-    listener: TcpListener,
-) -> Result<Server, String> {
+pub async fn start(config: Config, ledger_path: &Path, listener: TcpListener) -> Result<Server, String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("listener has no address: {e}"))?;

@@ -50,10 +50,7 @@ impl AppState {
             .map(Provider::new)
             .collect::<Result<Vec<_>, _>>()?;
         let config_session_idle = config.routing.session_idle;
-        let secrets = providers
-            .iter()
-            .map(|p| p.secret().map(Arc::from))
-            .collect();
+        let secrets = providers.iter().map(|p| p.secret().map(Arc::from)).collect();
         let mut targets = HashMap::new();
         for (name, m) in &config.models {
             targets.insert(

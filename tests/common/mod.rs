@@ -131,28 +131,19 @@ async fn fake_chat(State(st): State<FakeState>, headers: HeaderMap, body: Bytes)
     let req = record(&st, "/v1/chat/completions", &headers, &body);
     let model = req["model"].as_str().unwrap_or("ok").to_string();
     let stream = req["stream"].as_bool().unwrap_or(false);
-    let include_usage = req["stream_options"]["include_usage"]
-        .as_bool()
-        .unwrap_or(false);
+    let include_usage = req["stream_options"]["include_usage"].as_bool().unwrap_or(false);
 
-    if let Some(ms) = model
-        .strip_prefix("slow-")
-        .and_then(|m| m.parse::<u64>().ok())
-    {
+    if let Some(ms) = model.strip_prefix("slow-").and_then(|m| m.parse::<u64>().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    if let Some(code) = model
-        .strip_prefix("fail-")
-        .and_then(|m| m.parse::<u16>().ok())
-    {
+    if let Some(code) = model.strip_prefix("fail-").and_then(|m| m.parse::<u16>().ok()) {
         let mut r = (
             StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             axum::Json(error_body(code)),
         )
             .into_response();
         if code == 429 {
-            r.headers_mut()
-                .insert("retry-after", "7".parse().expect("hv"));
+            r.headers_mut().insert("retry-after", "7".parse().expect("hv"));
         }
         return r;
     }
@@ -178,7 +169,9 @@ async fn fake_chat(State(st): State<FakeState>, headers: HeaderMap, body: Bytes)
         "error-event" => {
             let cut = text.find("\n\n").map_or(0, |i| i + 2);
             text.truncate(cut);
-            text.push_str("data: {\"error\":{\"message\":\"model overloaded\",\"type\":\"server_error\"}}\n\n");
+            text.push_str(
+                "data: {\"error\":{\"message\":\"model overloaded\",\"type\":\"server_error\"}}\n\n",
+            );
         }
         _ => text.push_str("data: [DONE]\n\n"),
     }
@@ -284,19 +277,14 @@ default = "fast"
 
 pub async fn start_gateway(config_toml: &str) -> Gw {
     let raw = switchyard::config::parse_toml(config_toml).expect("config parses");
-    let cfg =
-        switchyard::config::validate(raw, switchyard::config::ConfigSource::Environment, &|_| {
-            None
-        })
+    let cfg = switchyard::config::validate(raw, switchyard::config::ConfigSource::Environment, &|_| None)
         .expect("config valid");
     let dir = tempfile::tempdir().expect("tmp");
     let ledger = dir.path().join("ledger.sqlite");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind gw");
-    let server = switchyard::start(cfg, &ledger, listener)
-        .await
-        .expect("start");
+    let server = switchyard::start(cfg, &ledger, listener).await.expect("start");
     let base = format!("http://{}", server.addr);
     Gw {
         server: Some(server),
@@ -307,10 +295,7 @@ pub async fn start_gateway(config_toml: &str) -> Gw {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
+    reqwest::Client::builder().no_proxy().build().expect("client")
 }
 
 /// One ledger row, as tests look at it.

@@ -25,9 +25,7 @@ pub fn score(input: &ClassifyInput<'_>, s: &TextStats) -> f32 {
     // Math: reasoning words, notation, numeric/operator density.
     let scanned = s.scanned.max(1) as f32;
     let numeric = (s.digits + s.operators) as f32 / scanned;
-    let math = sat(
-        (s.reasoning as f32 + 2.0 * (s.latex_cmds + s.math_symbols) as f32) / 6.0 + numeric * 4.0,
-    );
+    let math = sat((s.reasoning as f32 + 2.0 * (s.latex_cmds + s.math_symbols) as f32) / 6.0 + numeric * 4.0);
     // Code density.
     let code = sat(s.code_lines as f32 / 12.0 + s.fences as f32 / 4.0);
     let mut extra = 0.0;
@@ -40,12 +38,7 @@ pub fn score(input: &ClassifyInput<'_>, s: &TextStats) -> f32 {
     if input.turns > 2 {
         extra += 0.3;
     }
-    sat(0.30 * length
-        + 0.20 * constraints
-        + 0.20 * steps
-        + 0.15 * math
-        + 0.10 * code
-        + 0.05 * sat(extra))
+    sat(0.30 * length + 0.20 * constraints + 0.20 * steps + 0.15 * math + 0.10 * code + 0.05 * sat(extra))
 }
 
 #[cfg(test)]

@@ -315,13 +315,7 @@ impl TextScan {
 
     /// Words of one window starting at byte `base` of the text. Word bytes
     /// are lower-cased, digit runs collapse to a single `0`.
-    fn scan_words(
-        &mut self,
-        text: &[u8],
-        base: usize,
-        sink: &mut impl FeatureSink,
-        st: &mut TextStats,
-    ) {
+    fn scan_words(&mut self, text: &[u8], base: usize, sink: &mut impl FeatureSink, st: &mut TextStats) {
         let n = text.len();
         let mut i = 0;
         // Bigrams never span the gap between head and tail windows.

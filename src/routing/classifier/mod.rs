@@ -326,8 +326,8 @@ impl Classifier {
         let bias = vec![0.0; tasks.len()];
         // Sizes are consistent by construction; fall back to a bare struct
         // rather than panicking if that ever stops being true.
-        Classifier::from_parts(tasks.clone(), log2, 1.0, bias, weights, DEFAULT_THRESHOLD)
-            .unwrap_or_else(|_| Classifier {
+        Classifier::from_parts(tasks.clone(), log2, 1.0, bias, weights, DEFAULT_THRESHOLD).unwrap_or_else(
+            |_| Classifier {
                 tasks,
                 buckets_log2: log2,
                 stride: 8,
@@ -336,7 +336,8 @@ impl Classifier {
                 weights: vec![0; (1usize << log2) * 8],
                 threshold: DEFAULT_THRESHOLD,
                 rule_map: [None; 5],
-            })
+            },
+        )
     }
 
     /// The classifier shipped in the binary (`assets/classifier.bin`), parsed
@@ -387,8 +388,7 @@ impl Classifier {
         let mut tasks = Vec::with_capacity(n);
         for _ in 0..n {
             let len = r.u16()? as usize;
-            let name = std::str::from_utf8(r.take(len)?)
-                .map_err(|_| "task name is not UTF-8".to_string())?;
+            let name = std::str::from_utf8(r.take(len)?).map_err(|_| "task name is not UTF-8".to_string())?;
             tasks.push(name.to_string());
         }
         let mut bias = Vec::with_capacity(n);
@@ -409,8 +409,7 @@ impl Classifier {
 
     /// Reads a classifier file written by [`Classifier::to_bytes`].
     pub fn load(path: &Path) -> Result<Classifier, String> {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         Classifier::from_bytes(&bytes)
     }
 
@@ -470,12 +469,7 @@ impl Classifier {
     /// Model probabilities for every task (rules not applied), written into
     /// `out[..tasks().len()]`.
     /// Also fills `stats` (the same pass feeds the rules and complexity).
-    fn model_probs(
-        &self,
-        input: &ClassifyInput<'_>,
-        out: &mut [f32; MAX_TASKS],
-        stats: &mut TextStats,
-    ) {
+    fn model_probs(&self, input: &ClassifyInput<'_>, out: &mut [f32; MAX_TASKS], stats: &mut TextStats) {
         let n = self.tasks.len();
         let mut acc = [[0i32; MAX_TASKS]; KINDS];
         let w = &self.weights;
@@ -489,8 +483,7 @@ impl Classifier {
                 self.buckets_log2,
                 &mut |b: u32, kind: usize| {
                     let start = b as usize * 8;
-                    let row: Option<&[i16; 8]> =
-                        w.get(start..start + 8).and_then(|r| r.try_into().ok());
+                    let row: Option<&[i16; 8]> = w.get(start..start + 8).and_then(|r| r.try_into().ok());
                     if let (Some(row), Some(a)) = (row, acc8.get_mut(kind)) {
                         for k in 0..8 {
                             a[k] += i32::from(row[k]);

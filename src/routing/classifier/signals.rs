@@ -308,11 +308,11 @@ const LANGUAGES: &[&str] = &[
 ];
 
 const LATEX_CMDS: &[&str] = &[
-    "frac", "dfrac", "sqrt", "int", "iint", "oint", "sum", "prod", "lim", "binom", "cdot", "leq",
-    "geq", "le", "ge", "neq", "times", "pi", "theta", "alpha", "beta", "gamma", "lambda", "mu",
-    "sigma", "omega", "infty", "mathbb", "mathrm", "log", "ln", "sin", "cos", "tan", "partial",
-    "nabla", "pmod", "equiv", "begin", "left", "right", "vec", "hat", "overline", "in", "subset",
-    "cup", "cap", "forall", "exists", "mid", "div", "pm", "circ", "angle", "triangle",
+    "frac", "dfrac", "sqrt", "int", "iint", "oint", "sum", "prod", "lim", "binom", "cdot", "leq", "geq",
+    "le", "ge", "neq", "times", "pi", "theta", "alpha", "beta", "gamma", "lambda", "mu", "sigma", "omega",
+    "infty", "mathbb", "mathrm", "log", "ln", "sin", "cos", "tan", "partial", "nabla", "pmod", "equiv",
+    "begin", "left", "right", "vec", "hat", "overline", "in", "subset", "cup", "cap", "forall", "exists",
+    "mid", "div", "pm", "circ", "angle", "triangle",
 ];
 
 const LATEX_BIT: u32 = 1 << 31;
@@ -679,9 +679,7 @@ impl TextStats {
         if f & K_DR != 0 && ctx.prev1 & K_TL != 0 {
             f |= K_SUMMARIZE;
         }
-        if f & K_SAY != 0
-            && ctx.prev1 & K_SAYPREV != 0
-            && (ctx.prev2 & K_HOW != 0 || ctx.prev3 & K_HOW != 0)
+        if f & K_SAY != 0 && ctx.prev1 & K_SAYPREV != 0 && (ctx.prev2 & K_HOW != 0 || ctx.prev3 & K_HOW != 0)
         {
             f |= K_HOW_SAY;
         }
@@ -803,9 +801,8 @@ pub fn detect(input: &ClassifyInput<'_>, s: &TextStats) -> Option<(RuleTask, &'s
     if s.code_lines >= 8 || (s.code_lines >= 3 && s.code_lines * 10 >= s.lines * 4) {
         return Some((RuleTask::Code, "code_block"));
     }
-    let translate_zone = |f: u32| {
-        (f & K_TRANSLATE != 0 || f & K_HOW_SAY != 0) && f & K_LANG != 0 && f & K_CODEWORD == 0
-    };
+    let translate_zone =
+        |f: u32| (f & K_TRANSLATE != 0 || f & K_HOW_SAY != 0) && f & K_LANG != 0 && f & K_CODEWORD == 0;
     if translate_zone(s.head_flags) || translate_zone(s.tail_flags) || translate_zone(s.sys_flags) {
         return Some((RuleTask::Translation, "translate_language"));
     }
@@ -816,9 +813,7 @@ pub fn detect(input: &ClassifyInput<'_>, s: &TextStats) -> Option<(RuleTask, &'s
         return Some((RuleTask::Summarization, "summarize_long_text"));
     }
     let latex_word = s.any_flags & K_CODEWORD != 0 && s.latex_cmds > 0;
-    if !latex_word
-        && ((s.latex_cmds >= 1 && s.math_delims) || s.latex_cmds >= 2 || s.math_symbols >= 2)
-    {
+    if !latex_word && ((s.latex_cmds >= 1 && s.math_delims) || s.latex_cmds >= 2 || s.math_symbols >= 2) {
         return Some((RuleTask::Reasoning, "math_notation"));
     }
     if s.head_flags & K_PROVE_THAT != 0 && s.any_flags & K_CODEWORD == 0 {

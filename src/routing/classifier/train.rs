@@ -12,8 +12,8 @@ use serde::Serialize;
 use super::features::featurize;
 use super::signals::TextStats;
 use super::{
-    input_from_request, kind_values, stride_for, Classifier, OwnedInput, DEFAULT_TASKS,
-    DEFAULT_THRESHOLD, MAX_TASKS,
+    input_from_request, kind_values, stride_for, Classifier, OwnedInput, DEFAULT_TASKS, DEFAULT_THRESHOLD,
+    MAX_TASKS,
 };
 
 /// One labelled request.
@@ -104,10 +104,7 @@ fn prepare(input: &OwnedInput, log2: u32, label: usize, weight: f32) -> Prepared
 /// Task list for a training set: the default seven if every label is one of
 /// them, otherwise the distinct labels in order of first appearance.
 fn task_list(examples: &[LabeledExample]) -> Vec<String> {
-    if examples
-        .iter()
-        .all(|e| DEFAULT_TASKS.contains(&e.task.as_str()))
-    {
+    if examples.iter().all(|e| DEFAULT_TASKS.contains(&e.task.as_str())) {
         return DEFAULT_TASKS.iter().map(|s| s.to_string()).collect();
     }
     let mut tasks: Vec<String> = Vec::new();
@@ -206,11 +203,7 @@ pub fn train(examples: &[LabeledExample], opts: &TrainOptions) -> Classifier {
     }
 
     let max_abs = w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let scale = if max_abs > 0.0 {
-        max_abs / 32767.0
-    } else {
-        1.0
-    };
+    let scale = if max_abs > 0.0 { max_abs / 32767.0 } else { 1.0 };
     let q: Vec<i16> = w
         .iter()
         .map(|v| (v / scale).round().clamp(-32767.0, 32767.0) as i16)
@@ -242,9 +235,7 @@ pub fn read_labeled_jsonl(path: &Path) -> Result<Vec<LabeledExample>, String> {
     if path.is_dir() {
         let rd = std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
         for entry in rd {
-            let p = entry
-                .map_err(|e| format!("{}: {e}", path.display()))?
-                .path();
+            let p = entry.map_err(|e| format!("{}: {e}", path.display()))?.path();
             if p.extension().is_some_and(|x| x == "jsonl") {
                 files.push(p);
             }
@@ -260,8 +251,8 @@ pub fn read_labeled_jsonl(path: &Path) -> Result<Vec<LabeledExample>, String> {
             if line.trim().is_empty() {
                 continue;
             }
-            let v: JsonLine = serde_json::from_str(line)
-                .map_err(|e| format!("{}:{}: {e}", f.display(), i + 1))?;
+            let v: JsonLine =
+                serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", f.display(), i + 1))?;
             out.push(LabeledExample {
                 input: input_from_request(&v.rest),
                 task: v.task,
@@ -342,11 +333,7 @@ impl EvalReport {
                 c.task, c.precision, c.recall, c.f1, c.support
             );
         }
-        let short: Vec<String> = self
-            .tasks
-            .iter()
-            .map(|t| t.chars().take(6).collect())
-            .collect();
+        let short: Vec<String> = self.tasks.iter().map(|t| t.chars().take(6).collect()).collect();
         let _ = write!(s, "{:<18}", "true \\ pred");
         for t in &short {
             let _ = write!(s, " {t:>6}");
