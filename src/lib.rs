@@ -5,6 +5,7 @@
 
 pub mod accounting;
 pub mod api;
+pub mod commands;
 pub mod config;
 pub mod gateway;
 pub mod providers;

@@ -42,6 +42,44 @@ enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Classify chat requests (JSONL, one request per line) and show how a route would serve them.
+    Classify {
+        /// JSONL file of OpenAI chat requests, or "-" for standard input.
+        #[arg(default_value = "-")]
+        file: String,
+        /// Config whose routes and models decide tier and model (default: environment defaults).
+        #[arg(long, short, env = "SWITCHYARD_CONFIG")]
+        config: Option<PathBuf>,
+        /// Route to apply.
+        #[arg(long, default_value = "auto")]
+        route: String,
+    },
+    /// Evaluate the classifier on labelled JSONL ({"messages": [...], "task": "..."}).
+    EvalClassifier {
+        /// Labelled JSONL file (or a directory of them).
+        file: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Weights to evaluate (default: the built-in model).
+        #[arg(long)]
+        classifier: Option<PathBuf>,
+    },
+    /// Train classifier weights from labelled JSONL files.
+    TrainClassifier {
+        /// Directory (or file) of labelled JSONL ({"messages": [...], "task": "..."}).
+        #[arg(long)]
+        data: PathBuf,
+        /// Where to write the weights (use with routing.classifier in the config).
+        #[arg(long)]
+        out: PathBuf,
+        /// Passes over the data.
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Log2 of the number of hash buckets (8-24).
+        #[arg(long)]
+        buckets_log2: Option<u32>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,6 +90,39 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
+        Command::Classify { file, config, route } => classify(&file, config.as_deref(), &route),
+        Command::EvalClassifier {
+            file,
+            json,
+            classifier,
+        } => {
+            let clf = match classifier {
+                Some(p) => match switchyard::routing::classifier::Classifier::load(&p) {
+                    Ok(c) => c,
+                    Err(e) => return fail(e),
+                },
+                None => switchyard::routing::classifier::Classifier::embedded().clone(),
+            };
+            match switchyard::commands::eval_classifier(&clf, &file, json) {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::TrainClassifier {
+            data,
+            out,
+            epochs,
+            buckets_log2,
+        } => match switchyard::commands::train_classifier(&data, &out, epochs, buckets_log2) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
         Command::Serve {
             config,
             listen,
@@ -73,6 +144,49 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::FAILURE
+}
+
+fn load_config(path: Option<&std::path::Path>) -> Result<Config, String> {
+    match path {
+        Some(p) => config::load_file(p).map_err(|e| format!("invalid config {}:\n{e}", p.display())),
+        None => {
+            config::from_env(&|k| std::env::var(k).ok()).map_err(|e| format!("environment defaults:\n{e}"))
+        }
+    }
+}
+
+fn classify(file: &str, config: Option<&std::path::Path>, route: &str) -> ExitCode {
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    if !cfg.routing.routes.contains_key(route) {
+        eprintln!("warning: route {route:?} does not exist in this config; tier and model will be null");
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = if file == "-" {
+        let stdin = std::io::stdin();
+        switchyard::commands::classify(&cfg, route, &mut stdin.lock(), &mut out)
+    } else {
+        match std::fs::File::open(file) {
+            Ok(f) => switchyard::commands::classify(&cfg, route, &mut std::io::BufReader::new(f), &mut out),
+            Err(e) => return fail(format!("cannot open {file}: {e}")),
+        }
+    };
+    match result {
+        Ok((_, 0)) => ExitCode::SUCCESS,
+        Ok((_, bad)) => {
+            eprintln!("{bad} line(s) were not valid chat requests");
+            ExitCode::FAILURE
+        }
+        Err(e) => fail(e),
     }
 }
 
@@ -107,12 +221,7 @@ async fn serve(
     ledger_path: Option<PathBuf>,
     data_dir: PathBuf,
 ) -> Result<(), String> {
-    let mut cfg: Config = match &config_path {
-        Some(p) => config::load_file(p).map_err(|e| format!("invalid config {}:\n{e}", p.display()))?,
-        None => {
-            config::from_env(&|k| std::env::var(k).ok()).map_err(|e| format!("environment defaults:\n{e}"))?
-        }
-    };
+    let mut cfg: Config = load_config(config_path.as_deref())?;
     if let Some(l) = listen {
         cfg.server.listen = l
             .parse()

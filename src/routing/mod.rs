@@ -20,13 +20,11 @@ pub fn input_from_chat(req: &ChatRequest) -> OwnedInput {
     let mut last_user = None;
     for m in &req.messages {
         match m.role.as_str() {
-            "system" | "developer" => {
-                if m.content.is_some() {
-                    if !out.system.is_empty() {
-                        out.system.push('\n');
-                    }
-                    out.system.push_str(&content_text(m.content.as_ref()));
+            "system" | "developer" if m.content.is_some() => {
+                if !out.system.is_empty() {
+                    out.system.push('\n');
                 }
+                out.system.push_str(&content_text(m.content.as_ref()));
             }
             "user" => last_user = Some(m),
             "tool" | "function" => out.has_tools = true,

@@ -403,12 +403,26 @@ fn build_task(
             ok.into_iter().map(|(n, _)| n.clone()).collect()
         }
     };
+    // A threshold also filters an explicit chain: models whose score for the
+    // task is known and below it are dropped (unscored models stay).
+    let chain: Vec<String> = match (rt.select, rt.quality_threshold) {
+        (Select::Chain, Some(threshold)) => chain
+            .into_iter()
+            .filter(|n| {
+                models
+                    .get(n)
+                    .and_then(|m| m.quality.get(task))
+                    .is_none_or(|q| *q >= threshold)
+            })
+            .collect(),
+        _ => chain,
+    };
     if chain.is_empty() {
         let why = match rt.select {
             Select::CheapestAboveThreshold => {
                 "no model has a quality score for this task at or above quality_threshold"
             }
-            Select::Chain => "the chain is empty (no models in that tier)",
+            Select::Chain => "the chain is empty (no models in that tier, or none meets quality_threshold)",
         };
         errors.push(err(path, why));
         return None;
@@ -480,7 +494,7 @@ fn default_auto_route(
     tiers: &[String],
     tasks: &[String],
 ) -> Option<Route> {
-    if models.is_empty() || tasks.is_empty() {
+    if models.is_empty() || tasks.is_empty() || tiers.is_empty() {
         return None;
     }
     // Only chat models; those without a tier are ranked into the default tiers by price.

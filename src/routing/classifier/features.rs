@@ -15,12 +15,12 @@ use super::ClassifyInput;
 
 /// Bumped whenever featurisation changes; stored in the weights file so a
 /// model trained with other features is rejected instead of misbehaving.
-pub const FEATURE_VERSION: u32 = 6;
+pub const FEATURE_VERSION: u32 = 7;
 
 /// Bytes read from the start of the last user turn.
-pub const USER_HEAD: usize = 2048;
+pub const USER_HEAD: usize = 1536;
 /// Bytes read from the end of the last user turn (when it is longer than head + tail).
-pub const USER_TAIL: usize = 1024;
+pub const USER_TAIL: usize = 512;
 /// Bytes read from the start of the system prompt.
 pub const SYSTEM_HEAD: usize = 1024;
 /// Bytes read from the end of the system prompt.
@@ -215,6 +215,8 @@ impl<F: FnMut(u32, usize)> FeatureSink for F {
 
 /// Words at the start of a text that also emit zone features.
 const ZONE_HEAD_WORDS: u32 = 24;
+/// Words at the start of the system prompt that also emit user head-zone features.
+const SYSTEM_SHARED_WORDS: u32 = 64;
 /// Words at the end of the user turn that also emit zone features.
 const ZONE_TAIL_WORDS: usize = 16;
 
@@ -288,6 +290,16 @@ impl TextScan {
             sink.feature(bucket(h ^ self.ns_zone, log2), KIND_ZONE);
             if bigram != 0 {
                 sink.feature(bucket(bigram ^ self.ns_zone_bi, log2), KIND_ZONE);
+            }
+        }
+        if !self.user && self.n_words < SYSTEM_SHARED_WORDS {
+            // System-prompt words are instructions too: they also feed the
+            // user head-zone namespace, so a task described in the system
+            // prompt and one described at the start of the user turn share
+            // weights.
+            sink.feature(bucket(h ^ NS_ZONE_HEAD, log2), KIND_ZONE);
+            if bigram != 0 {
+                sink.feature(bucket(bigram ^ NS_ZONE_HEAD_BI, log2), KIND_ZONE);
             }
         }
         if self.user {

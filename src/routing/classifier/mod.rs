@@ -23,7 +23,7 @@ pub use train::{
     evaluate, read_labeled_jsonl, train, ClassMetrics, EvalReport, LabeledExample, TrainOptions,
 };
 
-use features::{featurize, FEATURE_VERSION, KINDS, KIND_META};
+use features::{featurize, FEATURE_VERSION, KINDS, KIND_META, KIND_ZONE};
 use signals::{RuleTask, TextStats};
 
 /// Built-in task names, in index order.
@@ -230,17 +230,38 @@ pub struct Classifier {
 }
 
 /// Input value of one feature occurrence of each kind, given the per-kind
-/// counts: `1/sqrt(count)` for text and zone features, 1 for meta features.
+/// counts: `1/sqrt(count)` for text features, `2/sqrt(count)` for
+/// instruction-zone features, 1 for meta features.
 pub(crate) fn kind_values(counts: &[u32; KINDS]) -> [f32; KINDS] {
     let mut x = [0.0; KINDS];
     for (k, v) in x.iter_mut().enumerate() {
-        *v = if k == KIND_META {
-            1.0
-        } else {
-            1.0 / (counts[k].max(1) as f32).sqrt()
+        *v = match k {
+            KIND_META => 1.0,
+            // Instruction-zone words count double: they carry the task.
+            KIND_ZONE => 2.0 / (counts[k].max(1) as f32).sqrt(),
+            _ => 1.0 / (counts[k].max(1) as f32).sqrt(),
         };
     }
     x
+}
+
+/// Buckets buffered per feature kind before their rows are summed.
+const FLUSH_BATCH: usize = 64;
+
+/// Adds the 8-wide weight rows of `buckets` into `acc` (rows out of range,
+/// which a valid model never produces, are skipped).
+#[inline]
+fn add_rows8(w: &[i16], buckets: &[u32], acc: &mut [i32; 8]) {
+    let mut a = *acc;
+    for &b in buckets {
+        let start = b as usize * 8;
+        if let Some(row) = w.get(start..start + 8) {
+            for k in 0..8 {
+                a[k] += i32::from(row[k]);
+            }
+        }
+    }
+    *acc = a;
 }
 
 /// Stride (row length) for `n` tasks: a multiple of 8 so that rows of
@@ -475,23 +496,29 @@ impl Classifier {
         let w = &self.weights;
         let stride = self.stride;
         let counts = if stride == 8 {
-            // Fast path (up to 8 tasks): fixed-size rows and accumulators so
-            // the row add compiles to a couple of SIMD instructions.
+            // Fast path (up to 8 tasks): buckets are buffered per kind and
+            // summed in a tight loop with the 8 accumulators in registers,
+            // so the row loads of a batch overlap.
             let mut acc8 = [[0i32; 8]; KINDS];
+            let mut bufs = [[0u32; FLUSH_BATCH]; KINDS];
+            let mut lens = [0usize; KINDS];
             let counts = featurize(
                 input,
                 self.buckets_log2,
                 &mut |b: u32, kind: usize| {
-                    let start = b as usize * 8;
-                    let row: Option<&[i16; 8]> = w.get(start..start + 8).and_then(|r| r.try_into().ok());
-                    if let (Some(row), Some(a)) = (row, acc8.get_mut(kind)) {
-                        for k in 0..8 {
-                            a[k] += i32::from(row[k]);
-                        }
+                    let k = kind.min(KINDS - 1);
+                    bufs[k][lens[k]] = b;
+                    lens[k] += 1;
+                    if lens[k] == FLUSH_BATCH {
+                        add_rows8(w, &bufs[k], &mut acc8[k]);
+                        lens[k] = 0;
                     }
                 },
                 stats,
             );
+            for k in 0..KINDS {
+                add_rows8(w, &bufs[k][..lens[k]], &mut acc8[k]);
+            }
             for (dst, src) in acc.iter_mut().zip(&acc8) {
                 dst[..8].copy_from_slice(src);
             }

@@ -36,8 +36,21 @@ pub(crate) const K_TL: u32 = 1 << 14;
 pub(crate) const K_DR: u32 = 1 << 15;
 /// Flag set for the bigram "prove that" or a leading "prove".
 pub(crate) const K_PROVE_THAT: u32 = 1 << 16;
-/// Flag set for "how do/would you/I say", "how to say".
+/// Flag set for "how do/would you/I say", "how to say", "the French for",
+/// "the French word for".
 pub(crate) const K_HOW_SAY: u32 = 1 << 17;
+/// Programming language / framework names.
+pub(crate) const K_PLANG: u32 = 1 << 18;
+/// Code objects ("function", "regex", "bug", ...).
+pub(crate) const K_CODEOBJ: u32 = 1 << 19;
+/// Verbs that only ask for code work ("implement", "refactor", "debug").
+pub(crate) const K_CODEVERB: u32 = 1 << 20;
+/// "the" (for "the French for").
+pub(crate) const K_THE: u32 = 1 << 21;
+/// "word" (for "the French word for").
+pub(crate) const K_WORDW: u32 = 1 << 22;
+/// "for".
+pub(crate) const K_FOR: u32 = 1 << 23;
 
 const KEYWORDS: &[(&str, u32)] = &[
     // translation verbs
@@ -105,6 +118,73 @@ const KEYWORDS: &[(&str, u32)] = &[
     ("markdown", K_CODEWORD),
     ("xml", K_CODEWORD),
     ("csv", K_CODEWORD),
+    ("function", K_CODEOBJ),
+    ("functions", K_CODEOBJ),
+    ("code", K_CODEOBJ),
+    ("script", K_CODEOBJ),
+    ("program", K_CODEOBJ),
+    ("snippet", K_CODEOBJ),
+    ("class", K_CODEOBJ),
+    ("method", K_CODEOBJ),
+    ("module", K_CODEOBJ),
+    ("library", K_CODEOBJ),
+    ("query", K_CODEOBJ),
+    ("loop", K_CODEOBJ),
+    ("array", K_CODEOBJ),
+    ("variable", K_CODEOBJ),
+    ("bug", K_CODEOBJ),
+    ("error", K_CODEOBJ),
+    ("exception", K_CODEOBJ),
+    ("regex", K_CODEOBJ),
+    ("endpoint", K_CODEOBJ),
+    ("api", K_CODEOBJ),
+    ("implement", K_CODEVERB),
+    ("refactor", K_CODEVERB),
+    ("debug", K_CODEVERB),
+    ("compile", K_CODEVERB),
+    ("deploy", K_CODEVERB),
+    ("python", K_PLANG),
+    ("javascript", K_PLANG),
+    ("typescript", K_PLANG),
+    ("java", K_PLANG),
+    ("rust", K_PLANG),
+    ("golang", K_PLANG),
+    ("kotlin", K_PLANG),
+    ("ruby", K_PLANG),
+    ("php", K_PLANG),
+    ("sql", K_PLANG),
+    ("mysql", K_PLANG),
+    ("postgres", K_PLANG),
+    ("postgresql", K_PLANG),
+    ("sqlite", K_PLANG),
+    ("bash", K_PLANG),
+    ("powershell", K_PLANG),
+    ("haskell", K_PLANG),
+    ("scala", K_PLANG),
+    ("perl", K_PLANG),
+    ("lua", K_PLANG),
+    ("html", K_PLANG),
+    ("css", K_PLANG),
+    ("react", K_PLANG),
+    ("django", K_PLANG),
+    ("flask", K_PLANG),
+    ("pandas", K_PLANG),
+    ("numpy", K_PLANG),
+    ("matlab", K_PLANG),
+    ("cpp", K_PLANG),
+    ("csharp", K_PLANG),
+    ("dart", K_PLANG),
+    ("elixir", K_PLANG),
+    ("clojure", K_PLANG),
+    ("solidity", K_PLANG),
+    ("terraform", K_PLANG),
+    ("kubernetes", K_PLANG),
+    ("dockerfile", K_PLANG),
+    ("nodejs", K_PLANG),
+    ("jquery", K_PLANG),
+    ("the", K_THE),
+    ("word", K_WORDW),
+    ("for", K_FOR),
     // error names that only occur around code
     ("traceback", K_ERRNAME),
     ("typeerror", K_ERRNAME),
@@ -683,6 +763,12 @@ impl TextStats {
         {
             f |= K_HOW_SAY;
         }
+        if f & K_FOR != 0
+            && ((ctx.prev1 & K_LANG != 0 && ctx.prev2 & K_THE != 0)
+                || (ctx.prev1 & K_WORDW != 0 && ctx.prev2 & K_LANG != 0 && ctx.prev3 & K_THE != 0))
+        {
+            f |= K_HOW_SAY;
+        }
         if f & K_CONSTRAINT != 0 {
             self.constraints += 1;
         }
@@ -801,6 +887,10 @@ pub fn detect(input: &ClassifyInput<'_>, s: &TextStats) -> Option<(RuleTask, &'s
     if s.code_lines >= 8 || (s.code_lines >= 3 && s.code_lines * 10 >= s.lines * 4) {
         return Some((RuleTask::Code, "code_block"));
     }
+    let h = s.head_flags;
+    if h & K_PLANG != 0 && h & (K_CODEOBJ | K_CODEVERB) != 0 {
+        return Some((RuleTask::Code, "code_request"));
+    }
     let translate_zone =
         |f: u32| (f & K_TRANSLATE != 0 || f & K_HOW_SAY != 0) && f & K_LANG != 0 && f & K_CODEWORD == 0;
     if translate_zone(s.head_flags) || translate_zone(s.tail_flags) || translate_zone(s.sys_flags) {
@@ -863,6 +953,15 @@ mod tests {
         assert_eq!(fire(diff), Some((RuleTask::Code, "diff")));
         let block = "def add(a, b):\n    \"\"\"Return the sum.\"\"\"\n    return a + b\n\nimport os\nprint(add(1, 2))";
         assert_eq!(fire(block), Some((RuleTask::Code, "code_block")));
+        assert_eq!(
+            fire("Can you show me Python code that merges two dictionaries?"),
+            Some((RuleTask::Code, "code_request"))
+        );
+        assert_eq!(
+            fire("Implement binary search in Java."),
+            Some((RuleTask::Code, "code_request"))
+        );
+        assert_eq!(fire("Write a script for a wedding video."), None);
         // A fence around plain prose is not code.
         let prose = "Summarize:\n```\nThe meeting went well and everyone agreed.\n```";
         assert_ne!(fire(prose).map(|r| r.0), Some(RuleTask::Code));
@@ -878,8 +977,16 @@ mod tests {
             fire("How do you say 'good morning' in Japanese?"),
             Some((RuleTask::Translation, "translate_language"))
         );
+        assert_eq!(
+            fire("What's the Korean word for 'friend'?"),
+            Some((RuleTask::Translation, "translate_language"))
+        );
+        assert_eq!(fire("Can you recommend a Spanish for beginners book?"), None);
         // Code translation is not natural-language translation.
-        assert_eq!(fire("Translate this Python function to Rust please"), None);
+        assert_ne!(
+            fire("Translate this Python function to Rust please").map(|r| r.0),
+            Some(RuleTask::Translation)
+        );
         // "translate" without a language is left to the model.
         assert_eq!(fire("How does this translate into revenue growth?"), None);
     }
