@@ -74,9 +74,7 @@ async fn worker(uri: hyper::Uri, body: Bytes, warm_until: Instant, end: Instant)
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let Ok((mut sender, conn)) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-        else {
+        let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
             r.errors += 1;
             continue;
         };
@@ -131,9 +129,7 @@ async fn worker(uri: hyper::Uri, body: Bytes, warm_until: Instant, end: Instant)
             }
             r.ok += 1;
             let _ = r.latency.record(lat.as_micros().max(1) as u64);
-            let _ = r
-                .ttfb
-                .record(first.unwrap_or(lat).as_micros().max(1) as u64);
+            let _ = r.ttfb.record(first.unwrap_or(lat).as_micros().max(1) as u64);
         }
     }
     r
@@ -154,12 +150,7 @@ async fn main() {
     let end = warm_until + Duration::from_secs_f64(a.seconds);
     let mut handles = Vec::new();
     for _ in 0..a.concurrency {
-        handles.push(tokio::spawn(worker(
-            uri.clone(),
-            body.clone(),
-            warm_until,
-            end,
-        )));
+        handles.push(tokio::spawn(worker(uri.clone(), body.clone(), warm_until, end)));
     }
     let mut lat = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("hist");
     let mut ttfb = lat.clone();

@@ -572,7 +572,8 @@ def test_models_list_and_retrieve(client):
     page = client.models.list()
     models = list(page)
     ids = [m.id for m in models]
-    assert sorted(ids) == ["default", "embed", "fast"], ids
+    # The configured models, the alias, and the default `auto` route built from them.
+    assert sorted(ids) == ["auto", "default", "embed", "fast"], ids
     for m in models:
         assert m.object == "model"
         assert isinstance(m.created, int)
