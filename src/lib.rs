@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod gateway;
 pub mod providers;
+pub mod resilience;
 pub mod routing;
 pub mod server;
 

@@ -44,6 +44,8 @@ pub struct LedgerEntry {
     pub cost_usd: Option<f64>,
     pub usage_estimated: bool,
     pub error: Option<String>,
+    /// 1-based attempt number within the client request (retries and fallbacks add rows).
+    pub attempt: u32,
     /// Routing decision, for requests sent to a route such as `auto`.
     pub routing: Option<Box<RoutingRecord>>,
 }
@@ -145,7 +147,8 @@ CREATE TABLE IF NOT EXISTS ledger (
     task_confidence REAL,
     complexity REAL,
     tier TEXT,
-    route_reason TEXT
+    route_reason TEXT,
+    attempt INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_request_id ON ledger (request_id);
@@ -191,6 +194,7 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("complexity", "REAL"),
     ("tier", "TEXT"),
     ("route_reason", "TEXT"),
+    ("attempt", "INTEGER NOT NULL DEFAULT 1"),
 ];
 
 async fn add_missing_columns(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
@@ -264,7 +268,7 @@ async fn write_batch(conn: &mut SqliteConnection, batch: &[LedgerEntry]) -> Resu
             "INSERT INTO ledger (request_id, ts_ms, key_name, endpoint, requested_model, served_model, provider, \
              upstream_model, status, stream, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cached_tokens, \
              cache_write_tokens, reasoning_tokens, cost_usd, usage_estimated, error, route, task, \
-             task_confidence, complexity, tier, route_reason) ",
+             task_confidence, complexity, tier, route_reason, attempt) ",
         );
         qb.push_values(chunk, |mut b, e| {
             let u = e.usage;
@@ -294,7 +298,8 @@ async fn write_batch(conn: &mut SqliteConnection, batch: &[LedgerEntry]) -> Resu
                 .push_bind(r.map(|r| r.confidence as f64))
                 .push_bind(r.map(|r| r.complexity as f64))
                 .push_bind(r.map(|r| r.tier.as_str()))
-                .push_bind(r.map(|r| r.reason.as_str()));
+                .push_bind(r.map(|r| r.reason.as_str()))
+                .push_bind(e.attempt as i64);
         });
         qb.build().execute(&mut *tx).await?;
     }
@@ -332,6 +337,7 @@ mod tests {
             cost_usd: Some(0.5),
             usage_estimated: false,
             error: None,
+            attempt: 1,
             routing: None,
         }
     }

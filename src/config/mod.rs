@@ -108,6 +108,37 @@ pub struct RawConfig {
     pub routing: RawRouting,
     #[serde(default)]
     pub routes: IndexMap<String, RawRoute>,
+    #[serde(default)]
+    pub resilience: RawResilience,
+}
+
+/// `[resilience]`: retries, deadlines and circuit breakers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResilience {
+    /// Upstream attempts per request at most, retries and fallbacks included (default 4).
+    pub max_attempts: Option<u32>,
+    /// Retries of the same deployment before moving on (default 1).
+    pub retries_per_target: Option<u32>,
+    /// Overall deadline for getting an answer started, in ms (default 120000).
+    pub deadline_ms: Option<u64>,
+    /// Exponential backoff with full jitter: base and cap in ms (defaults 100, 2000).
+    pub backoff_base_ms: Option<u64>,
+    pub backoff_max_ms: Option<u64>,
+    /// Longest Retry-After honoured, in ms (default 5000); longer waits move on instead.
+    pub retry_after_cap_ms: Option<u64>,
+    /// Breaker: open after this many consecutive failures (default 5).
+    pub breaker_consecutive_failures: Option<u32>,
+    /// Breaker: open when the failure rate over the window reaches this (default 0.5) ...
+    pub breaker_failure_rate: Option<f64>,
+    /// ... with at least this many calls in the window (default 20).
+    pub breaker_min_calls: Option<u32>,
+    /// Sliding window length in seconds (default 30).
+    pub breaker_window_secs: Option<u64>,
+    /// First cool-down before a half-open probe, in ms (default 5000); doubles on each failed probe ...
+    pub breaker_cooldown_ms: Option<u64>,
+    /// ... up to this (default 60000).
+    pub breaker_max_cooldown_ms: Option<u64>,
 }
 
 /// `[routing]`: settings shared by every route.
@@ -187,6 +218,8 @@ pub struct RawRouteTask {
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub listen: Option<String>,
+    /// Bearer key for /admin/* (admin endpoints are disabled without one).
+    pub admin_key: Option<String>,
     pub max_body_bytes: Option<usize>,
     pub shutdown_grace_secs: Option<u64>,
 }
@@ -229,7 +262,13 @@ pub struct RawProvider {
     #[serde(default)]
     pub models: Vec<String>,
     pub connect_timeout_ms: Option<u64>,
+    /// Time allowed until the response headers arrive.
+    pub first_byte_timeout_ms: Option<u64>,
+    /// Longest gap allowed between two stream chunks.
+    pub idle_timeout_ms: Option<u64>,
     pub timeout_ms: Option<u64>,
+    /// Active health probe interval (0 or absent: passive health only).
+    pub probe_interval_secs: Option<u64>,
     #[serde(default)]
     pub headers: IndexMap<String, String>,
     // simulated only
@@ -243,6 +282,14 @@ pub struct RawProvider {
 pub struct RawModel {
     pub provider: Option<String>,
     pub model: Option<String>,
+    /// Several deployments serving this model (instead of `provider` / `model`).
+    pub deployments: Option<Vec<RawDeployment>>,
+    /// How to spread requests over the deployments.
+    #[serde(default)]
+    pub balance: Balance,
+    /// Models to fall back to (in order) when every deployment of this one fails.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
     pub price: Option<RawPrice>,
     /// Tier name (one of `routing.tiers`).
     pub tier: Option<String>,
@@ -251,6 +298,34 @@ pub struct RawModel {
     pub quality: IndexMap<String, f64>,
     /// "chat" or "embedding"; default: "embedding" when the upstream id contains "embed".
     pub kind: Option<ModelKind>,
+}
+
+/// One deployment of a model: a provider and the upstream id there.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeployment {
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub weight: Option<u32>,
+}
+
+/// Load-balancing policy across a model's deployments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Random, proportional to `weight`.
+    #[default]
+    Weighted,
+    /// Power of two choices over a peak-EWMA of latency (times in-flight requests).
+    Latency,
+}
+
+/// A validated deployment.
+#[derive(Debug, Clone)]
+pub struct DeploymentSettings {
+    pub provider: ProviderId,
+    pub upstream: String,
+    pub weight: u32,
 }
 
 /// What a model serves; routes only use chat models.
@@ -296,6 +371,8 @@ pub struct Config {
     pub aliases: IndexMap<String, String>,
     /// Task routing: tiers, classifier, routes.
     pub routing: crate::routing::policy::Routing,
+    /// Retries, deadlines, breakers.
+    pub resilience: crate::resilience::ResilienceSettings,
     /// Non-fatal notes for the start-up log (e.g. models without a price).
     pub warnings: Vec<String>,
 }
@@ -303,6 +380,7 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
+    pub admin_key: Option<Secret>,
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
 }
@@ -328,7 +406,10 @@ pub struct ProviderSettings {
     pub api_key: Option<Secret>,
     pub patterns: Vec<Pattern>,
     pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub idle_timeout: Duration,
     pub timeout: Duration,
+    pub probe_interval: Option<Duration>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub simulated: SimulatedSettings,
 }
@@ -352,9 +433,15 @@ impl Default for SimulatedSettings {
 
 #[derive(Debug, Clone)]
 pub struct ModelSettings {
+    /// The first deployment's provider.
     pub provider: ProviderId,
-    /// Model id sent upstream.
+    /// Model id sent upstream (first deployment).
     pub upstream: String,
+    /// Every deployment, the first one included.
+    pub deployments: Vec<DeploymentSettings>,
+    pub balance: Balance,
+    /// Fallback models for explicit requests of this model.
+    pub fallbacks: Vec<String>,
     /// `None`: price unknown, cost recorded as unknown.
     pub price: Option<Price>,
     /// Tier name, if the model has one.
@@ -550,8 +637,23 @@ pub fn validate(
     if max_body_bytes == 0 {
         errors.push(err("server.max_body_bytes", "must be greater than 0"));
     }
+    let admin_key = match raw
+        .server
+        .admin_key
+        .as_deref()
+        .map(|k| env::expand_with(k, lookup))
+    {
+        None => None,
+        Some(Ok(k)) if k.is_empty() => None,
+        Some(Ok(k)) => Some(Secret::new(k)),
+        Some(Err(e)) => {
+            errors.push(err("server.admin_key", e.to_string()));
+            None
+        }
+    };
     let server = ServerSettings {
         listen,
+        admin_key,
         max_body_bytes,
         shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs.unwrap_or(30)),
     };
@@ -685,6 +787,17 @@ pub fn validate(
         if timeout.is_zero() {
             errors.push(err(at("timeout_ms"), "must be greater than 0"));
         }
+        let first_byte_timeout = Duration::from_millis(p.first_byte_timeout_ms.unwrap_or(60_000));
+        let idle_timeout = Duration::from_millis(p.idle_timeout_ms.unwrap_or(60_000));
+        for (k, d) in [
+            ("first_byte_timeout_ms", first_byte_timeout),
+            ("idle_timeout_ms", idle_timeout),
+        ] {
+            if d.is_zero() {
+                errors.push(err(at(k), "must be greater than 0"));
+            }
+        }
+        let probe_interval = p.probe_interval_secs.filter(|s| *s > 0).map(Duration::from_secs);
         providers.push(ProviderSettings {
             name,
             kind,
@@ -692,7 +805,10 @@ pub fn validate(
             api_key,
             patterns,
             connect_timeout,
+            first_byte_timeout,
+            idle_timeout,
             timeout,
+            probe_interval,
             headers,
             simulated,
         });
@@ -701,16 +817,66 @@ pub fn validate(
     let mut models = IndexMap::with_capacity(raw.models.len());
     for (name, m) in raw.models {
         let at = |k: &str| format!("models.{name}.{k}");
-        let Some(pname) = m.provider else {
-            errors.push(err(at("provider"), "missing; the name of a [providers.*] table"));
-            continue;
-        };
-        let Some(provider) = providers.iter().position(|p| p.name == pname) else {
-            errors.push(err(at("provider"), format!("unknown provider {pname:?}")));
-            continue;
-        };
-        let upstream = m.model.unwrap_or_else(|| name.clone());
-        if upstream.is_empty() {
+        let find = |pname: &str| providers.iter().position(|p| p.name == pname);
+        let mut deployments = Vec::new();
+        match (&m.provider, &m.deployments) {
+            (Some(_), Some(_)) => {
+                errors.push(err(
+                    at("deployments"),
+                    "use either `provider` / `model` or `deployments`, not both",
+                ));
+                continue;
+            }
+            (None, None) => {
+                errors.push(err(at("provider"), "missing; the name of a [providers.*] table"));
+                continue;
+            }
+            (Some(pname), None) => match find(pname) {
+                Some(provider) => deployments.push(DeploymentSettings {
+                    provider,
+                    upstream: m.model.clone().unwrap_or_else(|| name.clone()),
+                    weight: 1,
+                }),
+                None => {
+                    errors.push(err(at("provider"), format!("unknown provider {pname:?}")));
+                    continue;
+                }
+            },
+            (None, Some(list)) => {
+                if m.model.is_some() {
+                    errors.push(err(at("model"), "set `model` inside each deployment"));
+                }
+                if list.is_empty() {
+                    errors.push(err(at("deployments"), "must list at least one deployment"));
+                }
+                for (i, d) in list.iter().enumerate() {
+                    let dp = |k: &str| format!("models.{name}.deployments[{i}].{k}");
+                    let Some(pname) = &d.provider else {
+                        errors.push(err(dp("provider"), "missing"));
+                        continue;
+                    };
+                    let Some(provider) = find(pname) else {
+                        errors.push(err(dp("provider"), format!("unknown provider {pname:?}")));
+                        continue;
+                    };
+                    let weight = d.weight.unwrap_or(1);
+                    if weight == 0 {
+                        errors.push(err(dp("weight"), "must be at least 1"));
+                    }
+                    deployments.push(DeploymentSettings {
+                        provider,
+                        upstream: d.model.clone().unwrap_or_else(|| name.clone()),
+                        weight: weight.max(1),
+                    });
+                }
+                if deployments.is_empty() {
+                    continue;
+                }
+            }
+        }
+        let provider = deployments[0].provider;
+        let upstream = deployments[0].upstream.clone();
+        if deployments.iter().any(|d| d.upstream.is_empty()) {
             errors.push(err(at("model"), "must not be empty"));
         }
         let price = match m.price {
@@ -756,6 +922,9 @@ pub fn validate(
             ModelSettings {
                 provider,
                 upstream,
+                deployments,
+                balance: m.balance,
+                fallbacks: m.fallbacks,
                 price,
                 tier: m.tier,
                 quality: m.quality,
@@ -766,6 +935,17 @@ pub fn validate(
                 }),
             },
         );
+    }
+
+    for (name, m) in &models {
+        for (i, f) in m.fallbacks.iter().enumerate() {
+            if !models.contains_key(f) || f == name {
+                errors.push(err(
+                    format!("models.{name}.fallbacks[{i}]"),
+                    format!("{f:?} is not another [models.*] name"),
+                ));
+            }
+        }
     }
 
     let mut aliases = IndexMap::with_capacity(raw.aliases.len());
@@ -820,6 +1000,8 @@ pub fn validate(
         &mut warnings,
     );
 
+    let resilience = crate::resilience::ResilienceSettings::from_raw(&raw.resilience, &mut errors);
+
     if errors.is_empty() {
         Ok(Config {
             source,
@@ -829,6 +1011,7 @@ pub fn validate(
             models,
             aliases,
             routing,
+            resilience,
             warnings,
         })
     } else {

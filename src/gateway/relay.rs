@@ -11,16 +11,20 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
+use std::future::Future;
 
 use super::sse::{SseEvent, SseSplitter};
 use crate::accounting::recorder::Recorder;
 use crate::api::usage::{OpenAiUsage, Usage};
 use crate::providers::{ByteStream, ProviderError, ProviderErrorKind};
+use crate::resilience::breaker::{Outcome, Permit};
+use crate::resilience::health::Health;
 
 /// Client-facing SSE body for one streamed chat completion.
 pub struct Relay {
@@ -32,6 +36,11 @@ pub struct Relay {
     recorder: Option<Recorder>,
     provider: Arc<str>,
     secret: Option<Arc<str>>,
+    /// Longest allowed gap between upstream chunks.
+    idle: Duration,
+    idle_timer: Pin<Box<tokio::time::Sleep>>,
+    /// Told about a failure after the stream was committed (passive health).
+    health: Option<Arc<Health>>,
 }
 
 #[derive(Deserialize)]
@@ -49,6 +58,8 @@ impl Relay {
         recorder: Recorder,
         provider: Arc<str>,
         secret: Option<Arc<str>>,
+        idle: Duration,
+        health: Option<Arc<Health>>,
     ) -> Self {
         Relay {
             upstream,
@@ -59,6 +70,9 @@ impl Relay {
             recorder: Some(recorder),
             provider,
             secret,
+            idle,
+            idle_timer: Box::pin(tokio::time::sleep(idle)),
+            health,
         }
     }
 
@@ -117,6 +131,9 @@ impl Relay {
     }
 
     fn fail(&mut self, e: ProviderError) {
+        if let Some(h) = &self.health {
+            h.record(Permit::Normal, Outcome::Failure, None);
+        }
         let api = e.to_api_error(&self.provider, self.secret.as_deref());
         self.queue.push_back(api.sse_event());
         self.finish(api.status.as_u16(), Some(api.message));
@@ -143,8 +160,19 @@ impl Stream for Relay {
                 return Poll::Ready(None);
             }
             match this.upstream.as_mut().poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if this.idle_timer.as_mut().poll(cx).is_ready() {
+                        this.fail(ProviderError::new(
+                            ProviderErrorKind::Timeout,
+                            format!("no stream data for {} ms", this.idle.as_millis()),
+                        ));
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
                 Poll::Ready(Some(Ok(bytes))) => {
+                    let next = tokio::time::Instant::now() + this.idle;
+                    this.idle_timer.as_mut().reset(next);
                     this.splitter.push(&bytes);
                     while let Some(ev) = this.splitter.next_event() {
                         this.on_event(ev);

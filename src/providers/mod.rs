@@ -84,6 +84,14 @@ impl Provider {
         }
     }
 
+    /// A cheap active health check.
+    pub async fn probe(&self) -> Result<(), ProviderError> {
+        match &self.backend {
+            Backend::OpenAi(b) => b.probe().await,
+            Backend::Simulated(s) => s.probe(),
+        }
+    }
+
     /// Sends an embeddings request (`req.model` already the upstream id).
     pub async fn embeddings(&self, req: &EmbeddingsRequest) -> Result<EmbeddingsAnswer, ProviderError> {
         match &self.backend {

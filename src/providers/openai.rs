@@ -22,6 +22,8 @@ pub struct OpenAiBackend {
     client: reqwest::Client,
     chat_url: reqwest::Url,
     embeddings_url: reqwest::Url,
+    models_url: reqwest::Url,
+    probe_timeout: Duration,
     headers: HeaderMap,
     timeout: Duration,
 }
@@ -55,6 +57,8 @@ impl OpenAiBackend {
             client,
             chat_url: url("/chat/completions")?,
             embeddings_url: url("/embeddings")?,
+            models_url: url("/models")?,
+            probe_timeout: s.first_byte_timeout,
             headers,
             timeout: s.timeout,
         })
@@ -95,6 +99,24 @@ impl OpenAiBackend {
             check_json_object(&body)?;
             let usage = usage_from_openai_json(&body);
             Ok(ChatAnswer::Complete { body, usage })
+        }
+    }
+
+    /// A cheap health probe: `GET /models`. Any answer below 500 other than
+    /// 401/403/429 means the server is up (some compatible servers lack /models).
+    pub async fn probe(&self) -> Result<(), ProviderError> {
+        let resp = self
+            .client
+            .get(self.models_url.clone())
+            .headers(self.headers.clone())
+            .timeout(self.probe_timeout)
+            .send()
+            .await
+            .map_err(map_reqwest_error)?;
+        let status = resp.status().as_u16();
+        match status {
+            401 | 403 | 429 | 500..=599 => Err(ProviderError::from_status(status, None, &Bytes::new())),
+            _ => Ok(()),
         }
     }
 

@@ -92,6 +92,11 @@ impl Simulated {
         Simulated { settings }
     }
 
+    /// Health probe: fails as often as requests do.
+    pub fn probe(&self) -> Result<(), ProviderError> {
+        self.maybe_fail()
+    }
+
     fn maybe_fail(&self) -> Result<(), ProviderError> {
         if self.settings.failure_rate > 0.0 && fastrand::f64() < self.settings.failure_rate {
             let mut e = ProviderError::from_status(

@@ -17,9 +17,9 @@ use http_body_util::{BodyExt, Limited};
 
 use super::state::{AppState, Target};
 use crate::accounting::ledger::{LedgerEntry, RoutingRecord};
-use crate::accounting::recorder::Recorder;
 use crate::api::chat::{ChatRequest, EmbeddingsRequest, StreamOptions};
 use crate::api::ApiError;
+use crate::gateway::attempt::{self, ChatCall, EmbeddingsCall, Served};
 use crate::gateway::relay::Relay;
 use crate::providers::ChatAnswer;
 
@@ -76,6 +76,20 @@ impl Ctx {
         r
     }
 
+    /// The response when no attempt succeeded.
+    fn failed(&self, f: attempt::Failed, route: Option<&RoutingRecord>) -> Response {
+        let mut r = self.error(f.error);
+        let h = r.headers_mut();
+        h.insert(X_ATTEMPTS, HeaderValue::from(f.attempts));
+        if let Some(v) = f.provider.as_deref().and_then(|p| HeaderValue::from_str(p).ok()) {
+            h.insert(X_PROVIDER, v);
+        }
+        if let Some(rr) = route {
+            route_headers(h, rr);
+        }
+        r
+    }
+
     fn entry(
         &self,
         endpoint: &'static str,
@@ -101,13 +115,23 @@ impl Ctx {
             cost_usd: None,
             usage_estimated: false,
             error: None,
+            attempt: 1,
             routing: None,
         }
     }
 
     /// Adds the identity and timing headers to a successful response.
-    fn decorate(&self, h: &mut HeaderMap, st: &AppState, t: &Target, upstream: Duration, cost: Option<f64>) {
+    fn decorate(
+        &self,
+        h: &mut HeaderMap,
+        st: &AppState,
+        t: &Target,
+        upstream: Duration,
+        cost: Option<f64>,
+        attempts: u32,
+    ) {
         h.insert(X_REQUEST_ID, self.request_id_header.clone());
+        h.insert(X_ATTEMPTS, HeaderValue::from(attempts));
         if let Ok(v) = HeaderValue::from_str(&t.public) {
             h.insert(X_MODEL, v);
         }
@@ -196,8 +220,12 @@ async fn chat_inner(
     let bytes = read_body(body, headers, st.config.server.max_body_bytes).await?;
     let mut req = ChatRequest::parse(&bytes)?;
     drop(bytes);
-    let (target, route) = plan(st, headers, &req)?;
-    let provider = &st.providers[target.provider];
+    let (chain, route) = plan(st, headers, &req)?;
+    let names: Vec<&str> = chain.iter().map(|m| &**m).collect();
+    let targets = st.targets(&names, route.is_none());
+    if targets.is_empty() {
+        return Err(ApiError::model_not_found(&req.model));
+    }
     let stream = req.is_stream();
     let client_wants_usage = req.client_wants_stream_usage();
     if stream {
@@ -206,38 +234,35 @@ async fn chat_inner(
             .get_or_insert_with(StreamOptions::default)
             .include_usage = Some(true);
     }
-    let requested = std::mem::replace(&mut req.model, target.upstream.to_string());
-    let mut entry = ctx.entry("chat.completions", requested, &target, st, stream);
-    entry.routing = route.clone().map(Box::new);
-    let mut recorder = Recorder::new(st.ledger.clone(), entry, ctx.started, target.price);
-
-    let sent = Instant::now();
-    let answer = provider.chat(&req).await;
-    let upstream = sent.elapsed();
-    let answer = match answer {
-        Ok(a) => a,
-        Err(e) => {
-            let api = e.to_api_error(&provider.name, provider.secret());
-            recorder.finish(api.status.as_u16(), Some(api.message.clone()));
-            let mut r = ctx.error(api);
-            if let Ok(v) = HeaderValue::from_str(&provider.name) {
-                r.headers_mut().insert(X_PROVIDER, v);
-            }
-            if let Some(rr) = &route {
-                route_headers(r.headers_mut(), rr);
-            }
-            return Ok(r);
-        }
+    let requested = std::mem::take(&mut req.model);
+    let routing = route.clone().map(Box::new);
+    let entry = |t: &Target, attempt: u32| {
+        let mut e = ctx.entry("chat.completions", requested.clone(), t, st, stream);
+        e.attempt = attempt;
+        e.routing = routing.clone();
+        e
     };
+    let served = attempt::run(st, &targets, &mut ChatCall(&mut req), &entry, ctx.started).await;
+    let served = match served {
+        Ok(s) => s,
+        Err(f) => return Ok(ctx.failed(f, route.as_ref())),
+    };
+    let Served {
+        target,
+        answer,
+        mut recorder,
+        attempts,
+        upstream,
+    } = served;
+    let provider = &st.providers[target.provider];
     match answer {
         ChatAnswer::Complete { body, usage } => {
             if let Some(u) = usage {
                 recorder.set_usage(u);
             }
-            recorder.mark_first_token();
             let cost = recorder.cost();
             let mut r = json_response(StatusCode::OK, body);
-            ctx.decorate(r.headers_mut(), st, &target, upstream, cost);
+            ctx.decorate(r.headers_mut(), st, &target, upstream, cost, attempts);
             if let Some(rr) = &route {
                 route_headers(r.headers_mut(), rr);
             }
@@ -251,6 +276,8 @@ async fn chat_inner(
                 recorder,
                 provider.name.clone(),
                 st.secrets[target.provider].clone(),
+                provider.settings.idle_timeout,
+                Some(st.health[target.provider].clone()),
             );
             let mut r = Response::new(Body::from_stream(relay));
             let h = r.headers_mut();
@@ -263,7 +290,7 @@ async fn chat_inner(
                 HeaderName::from_static("x-accel-buffering"),
                 HeaderValue::from_static("no"),
             );
-            ctx.decorate(h, st, &target, upstream, None);
+            ctx.decorate(h, st, &target, upstream, None, attempts);
             if let Some(rr) = &route {
                 route_headers(h, rr);
             }
@@ -277,15 +304,17 @@ pub const X_TASK: HeaderName = HeaderName::from_static("x-switchyard-task");
 pub const X_TIER: HeaderName = HeaderName::from_static("x-switchyard-tier");
 pub const X_ROUTE_REASON: HeaderName = HeaderName::from_static("x-switchyard-route-reason");
 pub const X_SESSION: HeaderName = HeaderName::from_static("x-switchyard-session");
+pub const X_ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
 
-/// Picks the target: a route (model `auto`, another route name, or the
+/// Picks the model chain: a route (model `auto`, another route name, or the
 /// `x-switchyard-route` header) classifies and routes; any other model name
-/// is served directly, bypassing classification.
+/// is served directly (its deployments, then its configured fallbacks),
+/// bypassing classification.
 fn plan(
     st: &AppState,
     headers: &HeaderMap,
     req: &ChatRequest,
-) -> Result<(Target, Option<RoutingRecord>), ApiError> {
+) -> Result<(Vec<Arc<str>>, Option<RoutingRecord>), ApiError> {
     let routing = &st.config.routing;
     let header_str = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let route = match header_str(&X_ROUTE_HEADER) {
@@ -301,10 +330,7 @@ fn plan(
         None => routing.routes.get(&req.model),
     };
     let Some(route) = route else {
-        let target = st
-            .resolve(&req.model)
-            .ok_or_else(|| ApiError::model_not_found(&req.model))?;
-        return Ok((target, None));
+        return Ok((vec![Arc::from(req.model.as_str())], None));
     };
     let forced = match header_str(&X_TASK) {
         None => None,
@@ -330,9 +356,14 @@ fn plan(
         }
         _ => (Arc::from(proposed), false),
     };
-    let target = st
-        .resolve(&model)
-        .ok_or_else(|| ApiError::internal(format!("route `{}` names unknown model `{model}`", route.name)))?;
+    // The chosen model first, then the rest of the route's chain as fallbacks.
+    let mut chain = vec![model.clone()];
+    chain.extend(
+        d.chain
+            .iter()
+            .filter(|m| **m != *model)
+            .map(|m| Arc::from(m.as_str())),
+    );
     let record = RoutingRecord {
         route: route.name.clone(),
         task: routing.task_name(d.task).to_string(),
@@ -345,7 +376,7 @@ fn plan(
         },
         reason: d.reason_text(pinned),
     };
-    Ok((target, Some(record)))
+    Ok((chain, Some(record)))
 }
 
 /// The tier of a pinned model (which may differ from the decision's).
@@ -388,36 +419,38 @@ async fn embeddings_inner(
     let bytes = read_body(body, headers, st.config.server.max_body_bytes).await?;
     let mut req = EmbeddingsRequest::parse(&bytes)?;
     drop(bytes);
-    let target = st
-        .resolve(&req.model)
-        .ok_or_else(|| ApiError::model_not_found(&req.model))?;
-    let provider = &st.providers[target.provider];
-    let requested = std::mem::replace(&mut req.model, target.upstream.to_string());
-    let mut recorder = Recorder::new(
-        st.ledger.clone(),
-        ctx.entry("embeddings", requested, &target, st, false),
-        ctx.started,
-        target.price,
-    );
-    let sent = Instant::now();
-    let answer = provider.embeddings(&req).await;
-    let upstream = sent.elapsed();
-    match answer {
-        Ok(a) => {
-            if let Some(u) = a.usage {
+    let targets = st.targets(&[req.model.as_str()], true);
+    if targets.is_empty() {
+        return Err(ApiError::model_not_found(&req.model));
+    }
+    let requested = std::mem::take(&mut req.model);
+    let entry = |t: &Target, attempt: u32| {
+        let mut e = ctx.entry("embeddings", requested.clone(), t, st, false);
+        e.attempt = attempt;
+        e
+    };
+    match attempt::run(st, &targets, &mut EmbeddingsCall(&mut req), &entry, ctx.started).await {
+        Ok(Served {
+            target,
+            answer: ChatAnswer::Complete { body, usage },
+            mut recorder,
+            attempts,
+            upstream,
+        }) => {
+            if let Some(u) = usage {
                 recorder.set_usage(u);
             }
             let cost = recorder.cost();
-            let mut r = json_response(StatusCode::OK, a.body);
-            ctx.decorate(r.headers_mut(), st, &target, upstream, cost);
+            let mut r = json_response(StatusCode::OK, body);
+            ctx.decorate(r.headers_mut(), st, &target, upstream, cost, attempts);
             recorder.finish(200, None);
             Ok(r)
         }
-        Err(e) => {
-            let api = e.to_api_error(&provider.name, provider.secret());
-            recorder.finish(api.status.as_u16(), Some(api.message.clone()));
-            Err(api)
+        Ok(Served { recorder, .. }) => {
+            recorder.finish(502, Some("embeddings answered with a stream".into()));
+            Err(ApiError::internal("embeddings answered with a stream"))
         }
+        Err(f) => Ok(ctx.failed(f, None)),
     }
 }
 

@@ -9,8 +9,9 @@ use bytes::Bytes;
 use crate::accounting::ledger::LedgerHandle;
 use crate::accounting::pricing::{self, Price};
 use crate::api::models::{ModelList, ModelObject};
-use crate::config::Config;
+use crate::config::{Balance, Config};
 use crate::providers::Provider;
+use crate::resilience::health::Health;
 use crate::routing::sessions::Sessions;
 
 /// Where a public model name is served.
@@ -24,13 +25,25 @@ pub struct Target {
     pub price: Option<Price>,
 }
 
+/// A configured model (or alias): its deployments and fallbacks.
+#[derive(Debug, Clone)]
+struct ModelEntry {
+    deployments: Vec<Target>,
+    /// Weight of each deployment (same index).
+    weights: Vec<u64>,
+    balance: Balance,
+    fallbacks: Vec<String>,
+}
+
 pub struct AppState {
     pub config: Config,
-    pub providers: Vec<Provider>,
+    pub providers: Vec<Arc<Provider>>,
+    /// Health (breaker, latency) per provider, same index as `providers`.
+    pub health: Vec<Arc<Health>>,
     /// Provider secrets as shared strings, for scrubbing in stream relays.
     pub secrets: Vec<Option<Arc<str>>>,
     /// Configured models and aliases, resolved.
-    targets: HashMap<String, Target>,
+    targets: HashMap<String, ModelEntry>,
     pub ledger: LedgerHandle,
     /// Pre-rendered `GET /v1/models` body.
     pub models_body: Bytes,
@@ -47,19 +60,35 @@ impl AppState {
             .providers
             .iter()
             .cloned()
-            .map(Provider::new)
+            .map(|p| Provider::new(p).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
+        let health = providers
+            .iter()
+            .map(|p| Arc::new(Health::new(p.name.clone(), config.resilience.breaker.clone())))
+            .collect();
         let config_session_idle = config.routing.session_idle;
         let secrets = providers.iter().map(|p| p.secret().map(Arc::from)).collect();
         let mut targets = HashMap::new();
         for (name, m) in &config.models {
+            let public: Arc<str> = Arc::from(name.as_str());
+            let deployments = m
+                .deployments
+                .iter()
+                .map(|d| Target {
+                    public: public.clone(),
+                    provider: d.provider,
+                    upstream: Arc::from(d.upstream.as_str()),
+                    price: m.price,
+                })
+                .collect();
+            let weights = m.deployments.iter().map(|d| d.weight as u64).collect();
             targets.insert(
                 name.clone(),
-                Target {
-                    public: Arc::from(name.as_str()),
-                    provider: m.provider,
-                    upstream: Arc::from(m.upstream.as_str()),
-                    price: m.price,
+                ModelEntry {
+                    deployments,
+                    weights,
+                    balance: m.balance,
+                    fallbacks: m.fallbacks.clone(),
                 },
             );
         }
@@ -67,7 +96,12 @@ impl AppState {
             let t = match targets.get(target) {
                 Some(t) => t.clone(),
                 None => match pass_through(&providers, target) {
-                    Some(t) => t,
+                    Some(t) => ModelEntry {
+                        deployments: vec![t],
+                        weights: vec![1],
+                        balance: Balance::Weighted,
+                        fallbacks: vec![],
+                    },
                     None => continue, // validate() guarantees this cannot happen
                 },
             };
@@ -114,6 +148,7 @@ impl AppState {
         Ok(AppState {
             config,
             providers,
+            health,
             secrets,
             targets,
             ledger,
@@ -129,8 +164,72 @@ impl AppState {
     /// the first provider whose pass-through pattern matches.
     pub fn resolve(&self, model: &str) -> Option<Target> {
         match self.targets.get(model) {
-            Some(t) => Some(t.clone()),
+            Some(t) => t.deployments.first().cloned(),
             None => pass_through(&self.providers, model),
+        }
+    }
+
+    /// Every target for a chain of model names, in attempt order: each
+    /// model's deployments (ordered by its balancing policy), then the next
+    /// model's. With `with_fallbacks`, the first model's configured
+    /// fallbacks follow. Unknown names are skipped.
+    pub fn targets(&self, chain: &[&str], with_fallbacks: bool) -> Vec<Target> {
+        let mut out = Vec::new();
+        let mut names: Vec<&str> = chain.to_vec();
+        if with_fallbacks {
+            if let Some(first) = chain.first().and_then(|m| self.targets.get(*m)) {
+                names.extend(first.fallbacks.iter().map(String::as_str));
+            }
+        }
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                continue;
+            }
+            match self.targets.get(*name) {
+                Some(e) => self.push_balanced(e, &mut out),
+                None => out.extend(pass_through(&self.providers, name)),
+            }
+        }
+        out
+    }
+
+    fn push_balanced(&self, e: &ModelEntry, out: &mut Vec<Target>) {
+        let n = e.deployments.len();
+        if n <= 1 {
+            out.extend(e.deployments.iter().cloned());
+            return;
+        }
+        let mut rest: Vec<usize> = (0..n).collect();
+        match e.balance {
+            Balance::Weighted => {
+                // Weighted random order without replacement.
+                while !rest.is_empty() {
+                    let total: u64 = rest.iter().map(|i| e.weights[*i]).sum();
+                    let mut pick = fastrand::u64(0..total.max(1));
+                    let mut at = rest.len() - 1;
+                    for (k, i) in rest.iter().enumerate() {
+                        if pick < e.weights[*i] {
+                            at = k;
+                            break;
+                        }
+                        pick -= e.weights[*i];
+                    }
+                    out.push(e.deployments[rest.remove(at)].clone());
+                }
+            }
+            Balance::Latency => {
+                // Power of two choices on load (peak-EWMA x in flight), then the rest by load.
+                let load = |i: usize| self.health[e.deployments[i].provider].load();
+                let a = fastrand::usize(0..n);
+                let mut b = fastrand::usize(0..n - 1);
+                if b >= a {
+                    b += 1;
+                }
+                let first = if load(b) < load(a) { b } else { a };
+                out.push(e.deployments[rest.remove(first)].clone());
+                rest.sort_by(|x, y| load(*x).total_cmp(&load(*y)));
+                out.extend(rest.into_iter().map(|i| e.deployments[i].clone()));
+            }
         }
     }
 
@@ -160,7 +259,7 @@ impl AppState {
     }
 }
 
-fn pass_through(providers: &[Provider], model: &str) -> Option<Target> {
+fn pass_through(providers: &[Arc<Provider>], model: &str) -> Option<Target> {
     let idx = providers
         .iter()
         .position(|p| p.settings.patterns.iter().any(|pat| pat.matches(model)))?;

@@ -247,6 +247,13 @@ pub fn config_for(fake_addr: SocketAddr, extra: &str) -> String {
 max_body_bytes = 65536
 shutdown_grace_secs = 10
 
+# One attempt per request and a breaker that never trips: these tests look at
+# single upstream calls (tests/resilience.rs covers retries and breakers).
+[resilience]
+max_attempts = 1
+breaker_consecutive_failures = 1000
+breaker_min_calls = 1000
+
 [providers.fake]
 type = "openai"
 base_url = "http://{fake_addr}/v1"

@@ -1,0 +1,276 @@
+//! The attempt loop: try each target of a plan in order, retrying retryable
+//! failures with backoff, skipping deployments whose breaker is open, until
+//! one answers or the attempt budget / deadline runs out.
+//!
+//! A streamed answer counts as served only once its first chunk has arrived:
+//! until then a failure moves on to the next target, so the client never sees
+//! it. Every attempt that reached a provider gets its own ledger row.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{stream, StreamExt};
+use http::StatusCode;
+
+use crate::accounting::ledger::LedgerEntry;
+use crate::accounting::recorder::Recorder;
+use crate::api::chat::{ChatRequest, EmbeddingsRequest};
+use crate::api::ApiError;
+use crate::providers::{ChatAnswer, Provider, ProviderError, ProviderErrorKind};
+use crate::resilience::backoff;
+use crate::resilience::breaker::{Outcome, Permit};
+use crate::resilience::health::Health;
+use crate::server::state::{AppState, Target};
+
+type BoxFut<'a> = Pin<Box<dyn Future<Output = Result<ChatAnswer, ProviderError>> + Send + 'a>>;
+
+/// One kind of upstream call (chat, embeddings), re-aimed at each target.
+pub trait Call: Send {
+    fn call<'a>(&'a mut self, provider: &'a Provider, target: &'a Target) -> BoxFut<'a>;
+}
+
+/// A chat completion; the request's `model` is set to each target's upstream id.
+pub struct ChatCall<'r>(pub &'r mut ChatRequest);
+
+impl Call for ChatCall<'_> {
+    fn call<'a>(&'a mut self, provider: &'a Provider, target: &'a Target) -> BoxFut<'a> {
+        self.0.model.clear();
+        self.0.model.push_str(&target.upstream);
+        Box::pin(provider.chat(self.0))
+    }
+}
+
+/// An embeddings request.
+pub struct EmbeddingsCall<'r>(pub &'r mut EmbeddingsRequest);
+
+impl Call for EmbeddingsCall<'_> {
+    fn call<'a>(&'a mut self, provider: &'a Provider, target: &'a Target) -> BoxFut<'a> {
+        self.0.model.clear();
+        self.0.model.push_str(&target.upstream);
+        Box::pin(async move {
+            let a = provider.embeddings(self.0).await?;
+            Ok(ChatAnswer::Complete {
+                body: a.body,
+                usage: a.usage,
+            })
+        })
+    }
+}
+
+/// The served answer and what it took.
+pub struct Served {
+    pub target: Target,
+    pub answer: ChatAnswer,
+    /// The ledger guard of the successful attempt (streams finish it at the end).
+    pub recorder: Recorder,
+    pub attempts: u32,
+    /// Time from sending the successful attempt to its first byte (or whole body).
+    pub upstream: Duration,
+}
+
+/// Nothing could serve the request.
+pub struct Failed {
+    pub error: ApiError,
+    pub attempts: u32,
+    /// The provider of the last attempt, if any.
+    pub provider: Option<Arc<str>>,
+}
+
+/// Records `Abandoned` if an attempt is dropped mid-flight (client hung up),
+/// so a half-open probe slot is never leaked.
+struct PermitGuard<'h> {
+    health: &'h Health,
+    permit: Option<Permit>,
+}
+
+impl PermitGuard<'_> {
+    fn record(mut self, outcome: Outcome, latency: Option<Duration>) {
+        if let Some(p) = self.permit.take() {
+            self.health.record(p, outcome, latency);
+        }
+    }
+}
+
+impl Drop for PermitGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.permit.take() {
+            self.health.record(p, Outcome::Abandoned, None);
+        }
+    }
+}
+
+/// How an upstream error steers the loop.
+enum Next {
+    /// The client's mistake: answer with it, no fallback.
+    Return,
+    /// Try the same target again (after backoff), if retries remain.
+    Retry,
+    /// Move on to the next target.
+    Fallback,
+}
+
+fn classify(e: &ProviderError) -> (Outcome, Next) {
+    match (e.kind, e.status) {
+        // The gateway's own credentials were refused: this deployment is unusable.
+        (ProviderErrorKind::Status, Some(401 | 403 | 407)) => (Outcome::Failure, Next::Fallback),
+        (ProviderErrorKind::Status, Some(s)) if (400..500).contains(&s) && !e.is_retryable() => {
+            (Outcome::Neutral, Next::Return)
+        }
+        _ if e.is_retryable() => (Outcome::Failure, Next::Retry),
+        _ => (Outcome::Failure, Next::Fallback),
+    }
+}
+
+/// Runs `call` against `targets` in order. `entry` builds the ledger row
+/// for an attempt (target, 1-based attempt number).
+pub async fn run(
+    st: &AppState,
+    targets: &[Target],
+    call: &mut dyn Call,
+    entry: &(dyn Fn(&Target, u32) -> LedgerEntry + Sync),
+    started: Instant,
+) -> Result<Served, Failed> {
+    let r = &st.config.resilience;
+    let deadline = tokio::time::Instant::now() + r.deadline;
+    let mut attempts = 0u32;
+    let mut last: Option<(ApiError, Arc<str>)> = None;
+    let mut skipped = 0usize;
+    'targets: for target in targets {
+        let provider = &st.providers[target.provider];
+        let health = &st.health[target.provider];
+        let settings = &provider.settings;
+        let mut tries_here = 0u32;
+        loop {
+            if attempts >= r.max_attempts || tokio::time::Instant::now() >= deadline {
+                break 'targets;
+            }
+            let Some(permit) = health.acquire() else {
+                skipped += 1;
+                continue 'targets;
+            };
+            let guard = PermitGuard {
+                health,
+                permit: Some(permit),
+            };
+            attempts += 1;
+            tries_here += 1;
+            let mut recorder =
+                Recorder::new(st.ledger.clone(), entry(target, attempts), started, target.price);
+            let _in_flight = health.start();
+            let sent = Instant::now();
+            let limit = tokio::time::Instant::now() + settings.first_byte_timeout;
+            let result = match tokio::time::timeout_at(limit.min(deadline), call.call(provider, target)).await
+            {
+                Ok(Ok(ChatAnswer::Stream(s))) => first_chunk(s, settings.idle_timeout, deadline).await,
+                Ok(other) => other,
+                Err(_) => Err(ProviderError::new(
+                    ProviderErrorKind::Timeout,
+                    "no response in time",
+                )),
+            };
+            let upstream = sent.elapsed();
+            let e = match result {
+                Ok(answer) => {
+                    guard.record(Outcome::Success, Some(upstream));
+                    if matches!(answer, ChatAnswer::Complete { .. }) {
+                        recorder.mark_first_token();
+                    }
+                    return Ok(Served {
+                        target: target.clone(),
+                        answer,
+                        recorder,
+                        attempts,
+                        upstream,
+                    });
+                }
+                Err(e) => e,
+            };
+            let (outcome, next) = classify(&e);
+            guard.record(outcome, None);
+            let api = e.to_api_error(&provider.name, provider.secret());
+            recorder.finish(api.status.as_u16(), Some(api.message.clone()));
+            tracing::debug!(provider = %provider.name, attempt = attempts, status = api.status.as_u16(), "upstream attempt failed");
+            last = Some((api, provider.name.clone()));
+            match next {
+                Next::Return => break 'targets,
+                Next::Fallback => continue 'targets,
+                Next::Retry if tries_here > r.retries_per_target => continue 'targets,
+                Next::Retry => {
+                    let wait = backoff::delay(
+                        attempts,
+                        r.backoff_base,
+                        r.backoff_max,
+                        e.retry_after,
+                        r.retry_after_cap,
+                        fastrand::f64(),
+                    );
+                    match wait {
+                        // Retry-After longer than we are willing to wait: try elsewhere.
+                        None => continue 'targets,
+                        Some(d) => {
+                            tokio::time::sleep_until((tokio::time::Instant::now() + d).min(deadline)).await
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Err(match last {
+        Some((error, provider)) => Failed { error, attempts, provider: Some(provider) },
+        None if skipped > 0 => Failed {
+            error: ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream_error",
+                "Every deployment that can serve this model is unavailable (circuit breaker open); retry shortly.",
+            )
+            .with_code("no_healthy_upstream"),
+            attempts,
+            provider: None,
+        },
+        None => Failed {
+            error: ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_error",
+                "The request deadline passed before any provider could be tried.",
+            )
+            .with_code("deadline_exceeded"),
+            attempts,
+            provider: None,
+        },
+    })
+}
+
+/// Waits for a stream's first non-empty chunk (the commit point) and puts it
+/// back in front of the rest.
+async fn first_chunk(
+    mut s: crate::providers::ByteStream,
+    idle: Duration,
+    deadline: tokio::time::Instant,
+) -> Result<ChatAnswer, ProviderError> {
+    loop {
+        let limit = (tokio::time::Instant::now() + idle).min(deadline);
+        match tokio::time::timeout_at(limit, s.next()).await {
+            Err(_) => {
+                return Err(ProviderError::new(
+                    ProviderErrorKind::Timeout,
+                    "no stream data in time",
+                ))
+            }
+            Ok(None) => {
+                return Err(ProviderError::new(
+                    ProviderErrorKind::Interrupted,
+                    "stream closed before any data",
+                ))
+            }
+            Ok(Some(Err(e))) => return Err(e),
+            Ok(Some(Ok(b))) if b.is_empty() => continue,
+            Ok(Some(Ok(b))) => {
+                let first = stream::once(async move { Ok::<Bytes, ProviderError>(b) });
+                return Ok(ChatAnswer::Stream(Box::pin(first.chain(s))));
+            }
+        }
+    }
+}
