@@ -4,6 +4,7 @@
 //! binds the ledger, the state and the accept loop together and returns a
 //! [`Server`] handle whose `shutdown` drains connections and then the ledger.
 
+pub mod admin;
 pub mod handlers;
 pub mod state;
 
@@ -29,7 +30,14 @@ pub use state::AppState;
 /// The router with every endpoint.
 pub fn app(state: Arc<AppState>) -> Router {
     use handlers::*;
+    let admin = Router::new()
+        .route("/admin/health", get(admin::health))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_admin,
+        ));
     Router::new()
+        .merge(admin)
         .route("/v1/chat/completions", post(chat_completions))
         .route("/chat/completions", post(chat_completions))
         .route("/v1/embeddings", post(embeddings))
@@ -84,8 +92,9 @@ pub async fn start(config: Config, ledger_path: &Path, listener: TcpListener) ->
     .await?;
     let grace = config.server.shutdown_grace;
     let state = Arc::new(AppState::new(config, ledger)?);
-    let router = app(state);
     let stop = CancellationToken::new();
+    spawn_probes(&state, &stop);
+    let router = app(state);
     let token = stop.clone();
     let task = tokio::spawn(async move {
         serve_loop(listener, router, token.cancelled_owned(), grace).await;
@@ -93,6 +102,38 @@ pub async fn start(config: Config, ledger_path: &Path, listener: TcpListener) ->
         writer.finish().await;
     });
     Ok(Server { addr, stop, task })
+}
+
+/// Active health probes: one task per provider with `probe_interval_secs`,
+/// feeding the same breaker as live traffic. They hold no ledger handle.
+fn spawn_probes(state: &AppState, stop: &CancellationToken) {
+    for (provider, health) in state.providers.iter().zip(&state.health) {
+        let Some(every) = provider.settings.probe_interval else {
+            continue;
+        };
+        let (provider, health, stop) = (provider.clone(), health.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let Some(permit) = health.acquire() else { continue };
+                let started = std::time::Instant::now();
+                let outcome = match provider.probe().await {
+                    Ok(()) => crate::resilience::breaker::Outcome::Success,
+                    Err(e) => {
+                        tracing::debug!(provider = %provider.name, "health probe failed: {}", e.message);
+                        crate::resilience::breaker::Outcome::Failure
+                    }
+                };
+                tracing::trace!(provider = %provider.name, ms = started.elapsed().as_millis() as u64, "health probe");
+                health.record(permit, outcome, None);
+            }
+        });
+    }
 }
 
 async fn serve_loop(

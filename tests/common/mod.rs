@@ -4,7 +4,9 @@
 //! The fake's behaviour is chosen by the requested upstream model name:
 //! `ok` (default), `fail-<status>`, `slow-<ms>` (delay before headers),
 //! `drop-mid` (stream dies half-way), `trickle` (30 ms between stream pieces), `bad-json`, `no-done`
-//! (stream ends cleanly without `[DONE]`), `error-event` (an error event mid-stream).
+//! (stream ends cleanly without `[DONE]`), `error-event` (an error event mid-stream),
+//! `ratelimit-<secs>` (429 with that Retry-After), `drop-first` (stream dies
+//! before any byte), `hang-mid` (stream stalls forever half-way).
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -147,6 +149,11 @@ async fn fake_chat(State(st): State<FakeState>, headers: HeaderMap, body: Bytes)
         }
         return r;
     }
+    if let Some(secs) = model.strip_prefix("ratelimit-") {
+        let mut r = (StatusCode::TOO_MANY_REQUESTS, axum::Json(error_body(429))).into_response();
+        r.headers_mut().insert("retry-after", secs.parse().expect("hv"));
+        return r;
+    }
     if model == "bad-json" {
         return (StatusCode::OK, "this is not json").into_response();
     }
@@ -177,6 +184,8 @@ async fn fake_chat(State(st): State<FakeState>, headers: HeaderMap, body: Bytes)
     }
     let chunks = odd_chunks(text.into_bytes());
     let drop_mid = model == "drop-mid";
+    let drop_first = model == "drop-first";
+    let hang_mid = model == "hang-mid";
     let gap = Duration::from_micros(if model == "trickle" { 30_000 } else { 300 });
     let total = chunks.len();
     let s = futures_util::stream::unfold(0usize, move |i| {
@@ -185,8 +194,11 @@ async fn fake_chat(State(st): State<FakeState>, headers: HeaderMap, body: Bytes)
             if i >= total {
                 return None;
             }
-            if drop_mid && i == total / 2 {
+            if (drop_mid && i == total / 2) || (drop_first && i == 0) {
                 return Some((Err(std::io::Error::other("connection dropped")), i + 1));
+            }
+            if hang_mid && i == total / 2 {
+                std::future::pending::<()>().await;
             }
             tokio::time::sleep(gap).await;
             Some((Ok::<Bytes, std::io::Error>(chunks[i].clone()), i + 1))
