@@ -1,7 +1,9 @@
 //! A fast fake OpenAI upstream for benchmarks: answers instantly with a
 //! ~1.3 KB chat completion, or a short SSE stream when `"stream":true`.
 //!
-//! Usage: bench_upstream [ADDR]   (default 127.0.0.1:0; prints the bound address)
+//! Usage: bench_upstream [ADDR] [--status CODE]
+//! (default 127.0.0.1:0; prints the bound address). With `--status 503` every
+//! request fails with that status and an OpenAI error body: a broken deployment.
 
 use std::convert::Infallible;
 
@@ -39,7 +41,13 @@ fn stream_body() -> Bytes {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:0".into());
+    let args: Vec<String> = std::env::args().collect();
+    let addr = args.get(1).cloned().unwrap_or_else(|| "127.0.0.1:0".into());
+    let fail_status = args
+        .iter()
+        .position(|a| a == "--status")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse::<u16>().ok());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("{}", listener.local_addr()?);
     let completion = completion_body();
@@ -58,6 +66,16 @@ async fn main() -> std::io::Result<()> {
                         .await
                         .map(|b| b.to_bytes())
                         .unwrap_or_default();
+                    if let Some(code) = fail_status {
+                        let resp = Response::builder()
+                            .status(code)
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from_static(
+                                br#"{"error":{"message":"injected failure","type":"server_error","param":null,"code":null}}"#,
+                            )))
+                            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
+                        return Ok::<_, Infallible>(resp);
+                    }
                     let is_stream = memchr::memmem::find(&body, b"\"stream\":true").is_some();
                     let (ct, b) = if is_stream {
                         ("text/event-stream", stream)

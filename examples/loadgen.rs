@@ -5,7 +5,7 @@
 //! recording latency (full response) and time to first body byte into HDR
 //! histograms. Prints one JSON line of results.
 //!
-//! Usage: loadgen --url URL [--concurrency N] [--seconds S] [--warmup S] [--stream]
+//! Usage: loadgen --url URL [--concurrency N] [--seconds S] [--warmup S] [--stream] [--model NAME]
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ struct Args {
     seconds: f64,
     warmup: f64,
     stream: bool,
+    model: String,
 }
 
 fn parse_args() -> Args {
@@ -30,6 +31,7 @@ fn parse_args() -> Args {
         seconds: 5.0,
         warmup: 1.0,
         stream: false,
+        model: "bench".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -39,6 +41,7 @@ fn parse_args() -> Args {
             "--seconds" => a.seconds = it.next().and_then(|v| v.parse().ok()).unwrap_or(5.0),
             "--warmup" => a.warmup = it.next().and_then(|v| v.parse().ok()).unwrap_or(1.0),
             "--stream" => a.stream = true,
+            "--model" => a.model = it.next().unwrap_or_default(),
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2);
@@ -144,7 +147,7 @@ async fn main() {
     } else {
         r#"{"model":"bench","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one short sentence about benchmarks."}],"temperature":0.2,"max_tokens":256}"#
     };
-    let body = Bytes::from_static(body.as_bytes());
+    let body = Bytes::from(body.replace("\"model\":\"bench\"", &format!("\"model\":\"{}\"", a.model)));
     let start = Instant::now();
     let warm_until = start + Duration::from_secs_f64(a.warmup);
     let end = warm_until + Duration::from_secs_f64(a.seconds);

@@ -1,11 +1,12 @@
 //! Hashed feature extraction for the task classifier.
 //!
-//! Owns the fixed, deterministic hash functions (FNV-1a over bytes plus a
-//! multiply-xorshift finaliser; never `std`'s `RandomState`) and the
-//! featurisation that training and serving share: word unigrams and bigrams,
-//! instruction-zone words (first and last words of the user turn), byte
-//! 4-grams around non-Latin and code characters, and a handful of bucketed
-//! meta features. The same pass fills the [`TextStats`] that the
+//! Owns the fixed, deterministic hash functions (an eight-bytes-per-step
+//! word hash, a multiply-xorshift bucket mix and FNV-1a for checksums; never
+//! `std`'s `RandomState`) and the featurisation that training and serving
+//! share: word unigrams and bigrams, instruction-zone words (first and last
+//! words of the user turn, first words of the system prompt), byte 4-grams
+//! around non-Latin and code characters, and a handful of bucketed meta
+//! features. The same pass fills the [`TextStats`] that the
 //! deterministic rules and the complexity score read. Long texts are read
 //! from a bounded head and tail window, so the cost per request is bounded
 //! whatever the prompt length.
@@ -15,7 +16,7 @@ use super::ClassifyInput;
 
 /// Bumped whenever featurisation changes; stored in the weights file so a
 /// model trained with other features is rejected instead of misbehaving.
-pub const FEATURE_VERSION: u32 = 7;
+pub const FEATURE_VERSION: u32 = 8;
 
 /// Bytes read from the start of the last user turn.
 pub const USER_HEAD: usize = 1536;
@@ -51,6 +52,67 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
         h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
     }
     h
+}
+
+const HI_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// Normalises eight word bytes at once: ASCII case folded (`| 0x20`, which
+/// leaves digits and `_` distinct from letters), every digit becomes `0`.
+#[inline]
+fn norm8(x: u64) -> u64 {
+    let y = x | 0x2020_2020_2020_2020;
+    // After the fold only digits have the high nibble 3.
+    let t = (y & 0xf0f0_f0f0_f0f0_f0f0) ^ 0x3030_3030_3030_3030;
+    // Exact per-byte zero test: the high bit of `m` is clear exactly for zero bytes of `t`.
+    let m = ((t & 0x7f7f_7f7f_7f7f_7f7f).wrapping_add(0x7f7f_7f7f_7f7f_7f7f)) | t;
+    let digit = ((!m & HI_BITS) >> 7).wrapping_mul(0xff);
+    (y & !digit) | (0x3030_3030_3030_3030 & digit)
+}
+
+/// Little-endian load of up to 8 bytes of `s` starting at `at`: bytes past
+/// `at + len` are zero. Reads 8 bytes directly when the slice allows it.
+#[inline]
+fn load_le(s: &[u8], at: usize, len: usize) -> u64 {
+    if let Some(c) = s.get(at..at + 8) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(c);
+        let x = u64::from_le_bytes(b);
+        if len >= 8 {
+            x
+        } else {
+            x & ((1u64 << (8 * len)) - 1)
+        }
+    } else {
+        let mut x = 0u64;
+        for (i, &b) in s[at..at + len.min(8)].iter().enumerate() {
+            x |= u64::from(b) << (8 * i);
+        }
+        x
+    }
+}
+
+/// Hash of the word `text[start..end]` (a run of word bytes), eight bytes
+/// per step; case- and digit-normalised (see [`norm8`]). `text` may extend
+/// past the word: bytes beyond `end` are masked off, never hashed.
+#[inline]
+fn word_hash_in(text: &[u8], start: usize, end: usize) -> u64 {
+    let len = end - start;
+    let mut h = FNV_OFFSET ^ (len as u64).wrapping_mul(FNV_PRIME);
+    let mut at = start;
+    while at < end {
+        let x = load_le(text, at, end - at);
+        // Zero padding bytes are folded to 0x20 like spaces; the length in
+        // the seed keeps "ab" and "ab " apart.
+        h = (h.rotate_left(5) ^ norm8(x)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        at += 8;
+    }
+    h ^ (h >> 29)
+}
+
+/// Hash of one word; see [`word_hash_in`]. Used for word features and keywords.
+#[inline]
+pub fn word_hash(w: &[u8]) -> u64 {
+    word_hash_in(w, 0, w.len())
 }
 
 /// Cheap 64-bit finaliser (xorshift-multiply-xorshift).
@@ -325,8 +387,8 @@ impl TextScan {
         }
     }
 
-    /// Words of one window starting at byte `base` of the text. Word bytes
-    /// are lower-cased, digit runs collapse to a single `0`.
+    /// Words of one window starting at byte `base` of the text (hashed with
+    /// [`word_hash`]).
     fn scan_words(&mut self, text: &[u8], base: usize, sink: &mut impl FeatureSink, st: &mut TextStats) {
         let n = text.len();
         let mut i = 0;
@@ -338,34 +400,17 @@ impl TextScan {
                 continue;
             }
             let start = i;
-            let mut h = FNV_OFFSET;
-            let mut in_digits = false;
-            while i < n {
-                let b = text[i];
-                let c = BYTE_CLASS[b as usize];
-                if c & C_WORD == 0 {
-                    break;
-                }
-                if c & C_DIGIT != 0 {
-                    if !in_digits {
-                        h = (h ^ u64::from(b'0')).wrapping_mul(FNV_PRIME);
-                        in_digits = true;
-                    }
-                } else {
-                    h = (h ^ u64::from(BYTE_NORM[b as usize])).wrapping_mul(FNV_PRIME);
-                    in_digits = false;
-                }
+            while i < n && BYTE_CLASS[text[i] as usize] & C_WORD != 0 {
                 i += 1;
             }
+            let h = word_hash_in(text, start, i);
             let latex = if start > 0 && text[start - 1] == b'\\' {
                 // LaTeX command: hash of the alphabetic prefix (`\int_0` is `int`).
                 let alpha = text[start..i]
                     .iter()
                     .take_while(|b| b.is_ascii_alphabetic())
-                    .fold(FNV_OFFSET, |h, &b| {
-                        (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(FNV_PRIME)
-                    });
-                Some(alpha)
+                    .count();
+                Some(word_hash(&text[start..start + alpha]))
             } else {
                 None
             };
@@ -527,7 +572,13 @@ mod tests {
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(mix64(0), 0);
-        assert_eq!(bucket(fnv1a(b"translate") ^ NS_USER_WORD, 16), 6_598);
+        assert_eq!(bucket(word_hash(b"translate") ^ NS_USER_WORD, 16), 53_116);
+        // Case and digits are normalised; other bytes are not.
+        assert_eq!(word_hash(b"Translate"), word_hash(b"translate"));
+        assert_eq!(word_hash(b"abc2024xyz"), word_hash(b"ABC1999XYZ"));
+        assert_ne!(word_hash(b"a_b"), word_hash(b"a b"));
+        assert_ne!(word_hash(b"abc"), word_hash(b"abcd"));
+        assert_ne!(word_hash(b"12345678a"), word_hash(b"12345678b"));
     }
 
     #[test]

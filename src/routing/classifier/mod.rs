@@ -725,6 +725,11 @@ mod tests {
 
     #[test]
     fn embedded_loads() {
+        // The shipped weights must match this build's featurisation (a stale
+        // file would silently fall back to the rules-only classifier).
+        if let Err(e) = Classifier::from_bytes(EMBEDDED_BYTES) {
+            panic!("assets/classifier.bin is unusable, retrain it: {e}");
+        }
         let clf = Classifier::embedded();
         assert!(!clf.tasks().is_empty());
         let c = clf.classify(&ClassifyInput::user("hi"));

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 #[cfg(test)]
 use super::features::featurize;
-use super::features::fnv1a;
+use super::features::word_hash;
 use super::ClassifyInput;
 
 /// Bytes at the start / end of the user turn that count as "instruction zone".
@@ -51,6 +51,13 @@ pub(crate) const K_THE: u32 = 1 << 21;
 pub(crate) const K_WORDW: u32 = 1 << 22;
 /// "for".
 pub(crate) const K_FOR: u32 = 1 << 23;
+// Pieces of "se dice" (es), "sagt man" (de), "dit-on" (fr).
+pub(crate) const K_SE: u32 = 1 << 24;
+pub(crate) const K_DICE: u32 = 1 << 25;
+pub(crate) const K_SAGT: u32 = 1 << 26;
+pub(crate) const K_MAN: u32 = 1 << 27;
+pub(crate) const K_DIT: u32 = 1 << 28;
+pub(crate) const K_ON: u32 = 1 << 29;
 
 const KEYWORDS: &[(&str, u32)] = &[
     // translation verbs
@@ -72,6 +79,22 @@ const KEYWORDS: &[(&str, u32)] = &[
     ("übersetze", K_TRANSLATE),
     ("übersetzen", K_TRANSLATE),
     ("übersetzung", K_TRANSLATE),
+    ("vertaal", K_TRANSLATE),
+    ("vertalen", K_TRANSLATE),
+    ("tłumacz", K_TRANSLATE),
+    ("przetłumacz", K_TRANSLATE),
+    ("переведи", K_TRANSLATE),
+    ("перевести", K_TRANSLATE),
+    ("перевод", K_TRANSLATE),
+    ("traducción", K_TRANSLATE),
+    ("traduction", K_TRANSLATE),
+    ("tradução", K_TRANSLATE),
+    ("se", K_SE),
+    ("dice", K_DICE),
+    ("sagt", K_SAGT),
+    ("man", K_MAN),
+    ("dit", K_DIT),
+    ("on", K_ON),
     // summary words
     ("summarize", K_SUMMARIZE),
     ("summarise", K_SUMMARIZE),
@@ -385,6 +408,37 @@ const LANGUAGES: &[&str] = &[
     "deutsch",
     "inglés",
     "englisch",
+    "inglês",
+    "francês",
+    "alemão",
+    "espanhol",
+    "inglese",
+    "francese",
+    "tedesco",
+    "spagnolo",
+    "anglais",
+    "allemand",
+    "espagnol",
+    "italien",
+    "französisch",
+    "spanisch",
+    "italienisch",
+    "francés",
+    "alemán",
+    "portugués",
+    "italiano",
+    "chino",
+    "japonés",
+    "engels",
+    "duits",
+    "frans",
+    "английский",
+    "английского",
+    "английском",
+    "немецкий",
+    "французский",
+    "английски",
+    "немецки",
 ];
 
 const LATEX_CMDS: &[&str] = &[
@@ -518,13 +572,13 @@ fn keyword_table() -> &'static KeywordTable {
             mask: size - 1,
         };
         for &(w, f) in KEYWORDS {
-            t.insert(fnv1a(w.as_bytes()), f);
+            t.insert(word_hash(w.as_bytes()), f);
         }
         for w in LANGUAGES {
-            t.insert(fnv1a(w.as_bytes()), K_LANG);
+            t.insert(word_hash(w.as_bytes()), K_LANG);
         }
         for w in LATEX_CMDS {
-            t.insert(fnv1a(w.as_bytes()), LATEX_BIT);
+            t.insert(word_hash(w.as_bytes()), LATEX_BIT);
         }
         t
     })
@@ -587,6 +641,55 @@ pub struct TextStats {
     pub newlines: u32,
     /// Question marks in the scanned user text.
     pub questions: u32,
+}
+
+/// Position of the first `\n` in `s`, eight bytes at a time.
+#[inline]
+fn find_newline(s: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const NL: u64 = 0x0a0a_0a0a_0a0a_0a0a;
+    let mut chunks = s.chunks_exact(8);
+    let mut base = 0;
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let x = u64::from_le_bytes(w) ^ NL;
+        // Lowest set high bit marks the first zero byte, i.e. the first newline.
+        let z = x.wrapping_sub(LO) & !x & HI;
+        if z != 0 {
+            return Some(base + (z.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|p| base + p)
+}
+
+/// Lines of a byte string (split on `\n`), found with [`find_newline`].
+struct Lines<'a> {
+    rest: Option<&'a [u8]>,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = self.rest?;
+        match find_newline(rest) {
+            Some(i) => {
+                self.rest = Some(&rest[i + 1..]);
+                Some(&rest[..i])
+            }
+            None => {
+                self.rest = None;
+                Some(rest)
+            }
+        }
+    }
 }
 
 #[inline]
@@ -673,7 +776,7 @@ impl TextStats {
     /// Line-shape statistics of one window of the user turn.
     pub(crate) fn scan_lines(&mut self, text: &[u8]) {
         let mut in_fence = false;
-        for raw in text.split(|&b| b == b'\n') {
+        for raw in (Lines { rest: Some(text) }) {
             let t = raw.trim_ascii();
             if t.is_empty() {
                 continue;
@@ -726,7 +829,7 @@ impl TextStats {
     /// system prompt: keyword flags per zone and complexity counters.
     /// `h` is the FNV-1a hash of the normalised word, `latex` the hash of
     /// its alphabetic prefix when it directly follows a backslash.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn on_word(
         &mut self,
         h: u64,
@@ -760,6 +863,12 @@ impl TextStats {
             f |= K_SUMMARIZE;
         }
         if f & K_SAY != 0 && ctx.prev1 & K_SAYPREV != 0 && (ctx.prev2 & K_HOW != 0 || ctx.prev3 & K_HOW != 0)
+        {
+            f |= K_HOW_SAY;
+        }
+        if (f & K_DICE != 0 && ctx.prev1 & K_SE != 0)
+            || (f & K_MAN != 0 && ctx.prev1 & K_SAGT != 0)
+            || (f & K_ON != 0 && ctx.prev1 & K_DIT != 0)
         {
             f |= K_HOW_SAY;
         }
@@ -929,6 +1038,26 @@ mod tests {
     fn fire(text: &str) -> Option<(RuleTask, &'static str)> {
         let i = user(text);
         detect(&i, &TextStats::scan(&i))
+    }
+
+    #[test]
+    fn line_splitting_matches_std() {
+        for text in [
+            "",
+            "one",
+            "a\nb",
+            "\n\n",
+            "0123456789abcdef\n0123456789\nxyz",
+            "exactly8\n",
+            "ünïcödé text longer than eight bytes\nand more",
+        ] {
+            let ours: Vec<&[u8]> = (Lines {
+                rest: Some(text.as_bytes()),
+            })
+            .collect();
+            let std: Vec<&[u8]> = text.as_bytes().split(|&b| b == b'\n').collect();
+            assert_eq!(ours, std, "{text:?}");
+        }
     }
 
     #[test]
