@@ -6,7 +6,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use switchyard::routing::classifier::{ClassifyInput, Classifier};
+use switchyard::routing::classifier::{Classifier, ClassifyInput};
 
 fn sized(seed: &str, bytes: usize) -> String {
     let mut s = String::with_capacity(bytes + seed.len());
@@ -22,7 +22,10 @@ fn sized(seed: &str, bytes: usize) -> String {
 }
 
 fn main() {
-    let iters: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20_000);
+    let iters: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20_000);
     let clf = Classifier::embedded();
     let kinds = [
         ("prose", "Please summarize the following meeting notes for the team and list the decisions we made about the launch date, budget and hiring. "),
@@ -30,12 +33,21 @@ fn main() {
         ("mixed", "Translate into Japanese: the train leaves at nine. 列車は九時に出発します。 Then check the grammar. "),
         ("math", "Let f(x) = 3x^2 + 2x - 5. Find all x such that f(x) = 0, then prove the sum of the roots is -2/3. "),
     ];
-    println!("{:<6} {:>6} {:>10} {:>10} {:>10}", "kind", "bytes", "p50_us", "p99_us", "max_us");
+    println!(
+        "{:<6} {:>6} {:>10} {:>10} {:>10}",
+        "kind", "bytes", "p50_us", "p99_us", "max_us"
+    );
     for size in [1024usize, 8192] {
         let mut all = Vec::with_capacity(iters * kinds.len());
         for (name, seed) in kinds {
             let text = sized(seed, size);
-            let input = ClassifyInput { system: "You are a helpful assistant.", last_user: &text, has_tools: false, json_schema: false, turns: 2 };
+            let input = ClassifyInput {
+                system: "You are a helpful assistant.",
+                last_user: &text,
+                has_tools: false,
+                json_schema: false,
+                turns: 2,
+            };
             for _ in 0..1_000 {
                 black_box(clf.classify(black_box(&input)));
             }
@@ -47,11 +59,25 @@ fn main() {
             }
             lat.sort_unstable();
             let q = |p: f64| lat[((lat.len() as f64 - 1.0) * p) as usize] as f64 / 1e3;
-            println!("{:<6} {:>6} {:>10.2} {:>10.2} {:>10.2}", name, size, q(0.5), q(0.99), q(1.0));
+            println!(
+                "{:<6} {:>6} {:>10.2} {:>10.2} {:>10.2}",
+                name,
+                size,
+                q(0.5),
+                q(0.99),
+                q(1.0)
+            );
             all.extend(lat);
         }
         all.sort_unstable();
         let q = |p: f64| all[((all.len() as f64 - 1.0) * p) as usize] as f64 / 1e3;
-        println!("{:<6} {:>6} {:>10.2} {:>10.2} {:>10.2}", "ALL", size, q(0.5), q(0.99), q(1.0));
+        println!(
+            "{:<6} {:>6} {:>10.2} {:>10.2} {:>10.2}",
+            "ALL",
+            size,
+            q(0.5),
+            q(0.99),
+            q(1.0)
+        );
     }
 }

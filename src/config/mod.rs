@@ -236,8 +236,16 @@ pub struct RawLedger {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
-    /// OpenAI or any OpenAI-compatible server (DeepSeek, vLLM, Ollama, Groq, ...).
+    /// OpenAI or any OpenAI-compatible server (vLLM, Ollama, Groq, Together, ...).
     Openai,
+    /// DeepSeek (OpenAI-compatible; its cache-hit usage fields are normalised).
+    Deepseek,
+    /// Anthropic Messages API.
+    Anthropic,
+    /// Google Gemini API (generateContent).
+    Gemini,
+    /// Azure OpenAI (deployment URLs, api-version, api-key header).
+    Azure,
     /// The built-in simulated provider: no network, plausible answers.
     Simulated,
 }
@@ -246,7 +254,22 @@ impl ProviderKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Openai => "openai",
+            ProviderKind::Deepseek => "deepseek",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::Azure => "azure",
             ProviderKind::Simulated => "simulated",
+        }
+    }
+
+    /// The base URL used when the config gives none (None: required).
+    pub fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            ProviderKind::Openai => Some("https://api.openai.com/v1"),
+            ProviderKind::Deepseek => Some("https://api.deepseek.com/v1"),
+            ProviderKind::Anthropic => Some("https://api.anthropic.com"),
+            ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com/v1beta"),
+            ProviderKind::Azure | ProviderKind::Simulated => None,
         }
     }
 }
@@ -271,6 +294,14 @@ pub struct RawProvider {
     pub probe_interval_secs: Option<u64>,
     #[serde(default)]
     pub headers: IndexMap<String, String>,
+    // azure only
+    /// Azure `api-version` query parameter (default 2024-10-21).
+    pub api_version: Option<String>,
+    // anthropic only
+    /// `anthropic-version` header (default 2023-06-01).
+    pub anthropic_version: Option<String>,
+    /// `max_tokens` sent when the client gives none (Anthropic requires it; default 4096).
+    pub default_max_tokens: Option<u32>,
     // simulated only
     pub latency_ms: Option<u64>,
     pub tokens_per_second: Option<f64>,
@@ -412,6 +443,12 @@ pub struct ProviderSettings {
     pub probe_interval: Option<Duration>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub simulated: SimulatedSettings,
+    /// Azure `api-version`.
+    pub api_version: String,
+    /// Anthropic `anthropic-version`.
+    pub anthropic_version: String,
+    /// Anthropic default `max_tokens`.
+    pub default_max_tokens: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -527,50 +564,84 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// (provider name, type, key variable, base-URL variable, pass-through pattern,
+/// models registered with their tiers when the base URL is the provider's own).
+type EnvProvider = (
+    &'static str,
+    ProviderKind,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
 /// Builds the zero-config setup from the environment: providers whose usual
 /// API-key variables are set, or a simulated provider when none is.
 pub fn from_env(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
     let mut raw = RawConfig::default();
     let set = |k: &str| lookup(k).filter(|v| !v.is_empty());
-    if set("DEEPSEEK_API_KEY").is_some() {
-        raw.providers.insert(
-            "deepseek".into(),
-            RawProvider {
-                kind: Some(ProviderKind::Openai),
-                base_url: Some(
-                    set("DEEPSEEK_BASE_URL").unwrap_or_else(|| "https://api.deepseek.com/v1".into()),
-                ),
-                api_key: Some("${DEEPSEEK_API_KEY}".into()),
-                models: vec!["deepseek-*".into()],
-                ..Default::default()
-            },
-        );
-        if set("DEEPSEEK_BASE_URL").is_none() {
-            raw.models.insert(
-                "deepseek-v4-pro".into(),
-                model_in("deepseek", "deepseek-v4-pro", "economy"),
-            );
-        }
-    }
-    let real_openai = set("OPENAI_BASE_URL").is_none();
-    if set("OPENAI_API_KEY").is_some() {
-        if real_openai {
-            for (name, tier) in [
+    // Order = pattern priority (OpenAI's "*" last).
+    let table: [EnvProvider; 4] = [
+        (
+            "anthropic",
+            ProviderKind::Anthropic,
+            "ANTHROPIC_API_KEY",
+            "ANTHROPIC_BASE_URL",
+            "claude-*",
+            &[
+                ("claude-opus-4.7", "frontier"),
+                ("claude-sonnet-4.6", "quality"),
+                ("claude-haiku-4.5", "economy"),
+            ],
+        ),
+        (
+            "gemini",
+            ProviderKind::Gemini,
+            "GEMINI_API_KEY",
+            "GEMINI_BASE_URL",
+            "gemini-*",
+            &[("gemini-3-pro", "frontier"), ("gemini-3-flash", "economy")],
+        ),
+        (
+            "deepseek",
+            ProviderKind::Deepseek,
+            "DEEPSEEK_API_KEY",
+            "DEEPSEEK_BASE_URL",
+            "deepseek-*",
+            &[("deepseek-v4-pro", "economy")],
+        ),
+        (
+            "openai",
+            ProviderKind::Openai,
+            "OPENAI_API_KEY",
+            "OPENAI_BASE_URL",
+            "*",
+            &[
                 ("gpt-5.5", "frontier"),
                 ("gpt-5.4", "quality"),
                 ("gpt-5.4-mini", "economy"),
-            ] {
-                raw.models.insert(name.into(), model_in("openai", name, tier));
+            ],
+        ),
+    ];
+    for (name, kind, key_var, url_var, pattern, models) in table {
+        if set(key_var).is_none() {
+            continue;
+        }
+        // Honour *_BASE_URL the way the official SDKs do; a custom URL (a local
+        // vLLM, a proxy) may not serve the provider's own model names.
+        let base_url = set(url_var);
+        if base_url.is_none() {
+            for (m, tier) in models {
+                raw.models.insert((*m).into(), model_in(name, m, tier));
             }
         }
         raw.providers.insert(
-            "openai".into(),
+            name.into(),
             RawProvider {
-                kind: Some(ProviderKind::Openai),
-                // Honour OPENAI_BASE_URL the way the official SDKs do.
-                base_url: Some(set("OPENAI_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".into())),
-                api_key: Some("${OPENAI_API_KEY}".into()),
-                models: vec!["*".into()],
+                kind: Some(kind),
+                base_url,
+                api_key: Some(format!("${{{key_var}}}")),
+                models: vec![pattern.into()],
                 ..Default::default()
             },
         );
@@ -687,11 +758,17 @@ pub fn validate(
                 String::new()
             }
             (ProviderKind::Simulated, None) => String::new(),
-            (ProviderKind::Openai, None) => {
-                errors.push(err(at("base_url"), "missing; e.g. \"https://api.openai.com/v1\""));
-                String::new()
-            }
-            (ProviderKind::Openai, Some(u)) => match env::expand_with(&u, lookup) {
+            (k, None) => match k.default_base_url() {
+                Some(u) => u.to_string(),
+                None => {
+                    errors.push(err(
+                        at("base_url"),
+                        "missing; e.g. \"https://RESOURCE.openai.azure.com\"",
+                    ));
+                    String::new()
+                }
+            },
+            (_, Some(u)) => match env::expand_with(&u, lookup) {
                 Ok(u) => match reqwest::Url::parse(&u) {
                     Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {
                         u.trim_end_matches('/').to_string()
@@ -748,6 +825,26 @@ pub fn validate(
                 (Err(_), _) => errors.push(err(path, "not a valid header name")),
                 (_, Err(e)) => errors.push(err(path, e)),
             }
+        }
+        for (k, set, only) in [
+            ("api_version", p.api_version.is_some(), ProviderKind::Azure),
+            (
+                "anthropic_version",
+                p.anthropic_version.is_some(),
+                ProviderKind::Anthropic,
+            ),
+            (
+                "default_max_tokens",
+                p.default_max_tokens.is_some(),
+                ProviderKind::Anthropic,
+            ),
+        ] {
+            if set && kind != only {
+                errors.push(err(at(k), format!("only used by type \"{}\"", only.as_str())));
+            }
+        }
+        if p.default_max_tokens == Some(0) {
+            errors.push(err(at("default_max_tokens"), "must be at least 1"));
         }
         let mut simulated = SimulatedSettings::default();
         let sim_keys = [
@@ -811,6 +908,11 @@ pub fn validate(
             probe_interval,
             headers,
             simulated,
+            api_version: p.api_version.unwrap_or_else(|| "2024-10-21".into()),
+            anthropic_version: p
+                .anthropic_version
+                .unwrap_or_else(|| crate::providers::anthropic::API_VERSION.into()),
+            default_max_tokens: p.default_max_tokens.unwrap_or(4096).max(1),
         });
     }
 
@@ -1101,7 +1203,11 @@ mod tests {
         let cases: &[(&str, &[&str])] = &[
             ("[providers.a]\ntype = \"openai\"\nbase_url = \"x\"\ntpye = 1\n", &["providers.a.tpye"]),
             ("[providers.a]\ntype = \"nope\"\n", &["providers.a.type"]),
-            ("[providers.a]\ntype = \"openai\"\n", &["providers.a.base_url"]),
+            ("[providers.a]\ntype = \"azure\"\n", &["providers.a.base_url"]),
+            (
+                "[providers.a]\ntype = \"openai\"\napi_version = \"x\"\ndefault_max_tokens = 5\n",
+                &["providers.a.api_version", "providers.a.default_max_tokens"],
+            ),
             ("[providers.a]\ntype = \"openai\"\nbase_url = \"ftp://x\"\n", &["providers.a.base_url"]),
             (
                 "[providers.a]\ntype = \"openai\"\nbase_url = \"http://x\"\napi_key = \"${MISSING}\"\n",

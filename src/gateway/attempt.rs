@@ -32,14 +32,18 @@ pub trait Call: Send {
     fn call<'a>(&'a mut self, provider: &'a Provider, target: &'a Target) -> BoxFut<'a>;
 }
 
-/// A chat completion; the request's `model` is set to each target's upstream id.
-pub struct ChatCall<'r>(pub &'r mut ChatRequest);
+/// A chat completion; the request's `model` is set to each target's upstream
+/// id. `forward` carries client headers for native upstreams (anthropic-beta).
+pub struct ChatCall<'r> {
+    pub req: &'r mut ChatRequest,
+    pub forward: &'r [(http::HeaderName, http::HeaderValue)],
+}
 
 impl Call for ChatCall<'_> {
     fn call<'a>(&'a mut self, provider: &'a Provider, target: &'a Target) -> BoxFut<'a> {
-        self.0.model.clear();
-        self.0.model.push_str(&target.upstream);
-        Box::pin(provider.chat(self.0))
+        self.req.model.clear();
+        self.req.model.push_str(&target.upstream);
+        Box::pin(provider.chat(self.req, self.forward))
     }
 }
 

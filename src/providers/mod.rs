@@ -5,7 +5,12 @@
 //! a stream of OpenAI SSE bytes. Adapters for non-OpenAI wire formats
 //! translate to this shape, so the gateway core handles one format.
 
+pub mod anthropic;
+pub mod azure;
+pub mod deepseek;
 pub mod error;
+pub mod gemini;
+pub mod native;
 pub mod openai;
 pub mod simulated;
 
@@ -14,6 +19,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::Stream;
+use http::{HeaderName, HeaderValue};
 
 pub use error::{ProviderError, ProviderErrorKind};
 
@@ -40,6 +46,7 @@ pub struct EmbeddingsAnswer {
 
 enum Backend {
     OpenAi(Box<openai::OpenAiBackend>),
+    Native(Box<native::NativeBackend>),
     Simulated(simulated::Simulated),
 }
 
@@ -54,7 +61,12 @@ impl Provider {
     /// Builds the provider (and its HTTP client) from validated settings.
     pub fn new(settings: ProviderSettings) -> Result<Provider, String> {
         let backend = match settings.kind {
-            ProviderKind::Openai => Backend::OpenAi(Box::new(openai::OpenAiBackend::new(&settings)?)),
+            ProviderKind::Openai | ProviderKind::Deepseek => {
+                Backend::OpenAi(Box::new(openai::OpenAiBackend::new(&settings)?))
+            }
+            ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Azure => {
+                Backend::Native(Box::new(native::NativeBackend::new(&settings)?))
+            }
             ProviderKind::Simulated => {
                 Backend::Simulated(simulated::Simulated::new(settings.simulated.clone()))
             }
@@ -77,9 +89,16 @@ impl Provider {
 
     /// Sends a chat request. `req.model` must already be the upstream id; for
     /// streams the caller has set `stream_options.include_usage`.
-    pub async fn chat(&self, req: &ChatRequest) -> Result<ChatAnswer, ProviderError> {
+    /// `forward`: client headers for native upstreams that understand them
+    /// (`anthropic-version` / `anthropic-beta` to Anthropic); others ignore them.
+    pub async fn chat(
+        &self,
+        req: &ChatRequest,
+        forward: &[(HeaderName, HeaderValue)],
+    ) -> Result<ChatAnswer, ProviderError> {
         match &self.backend {
             Backend::OpenAi(b) => b.chat(req).await,
+            Backend::Native(b) => b.chat(req, forward).await,
             Backend::Simulated(s) => s.chat(req).await,
         }
     }
@@ -88,6 +107,7 @@ impl Provider {
     pub async fn probe(&self) -> Result<(), ProviderError> {
         match &self.backend {
             Backend::OpenAi(b) => b.probe().await,
+            Backend::Native(b) => b.probe().await,
             Backend::Simulated(s) => s.probe(),
         }
     }
@@ -96,6 +116,7 @@ impl Provider {
     pub async fn embeddings(&self, req: &EmbeddingsRequest) -> Result<EmbeddingsAnswer, ProviderError> {
         match &self.backend {
             Backend::OpenAi(b) => b.embeddings(req).await,
+            Backend::Native(b) => b.embeddings(req).await,
             Backend::Simulated(s) => s.embeddings(req).await,
         }
     }

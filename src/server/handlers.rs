@@ -33,15 +33,15 @@ pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 type St = State<Arc<AppState>>;
 
 /// Per-request context shared by the handlers.
-struct Ctx {
-    started: Instant,
+pub(super) struct Ctx {
+    pub(super) started: Instant,
     ts_ms: i64,
     request_id: String,
     request_id_header: HeaderValue,
 }
 
 impl Ctx {
-    fn new(st: &AppState, headers: &HeaderMap) -> Ctx {
+    pub(super) fn new(st: &AppState, headers: &HeaderMap) -> Ctx {
         let started = Instant::now();
         let ts_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -69,7 +69,11 @@ impl Ctx {
         }
     }
 
-    fn error(&self, e: ApiError) -> Response {
+    pub(super) fn request_id_header(&self) -> &HeaderValue {
+        &self.request_id_header
+    }
+
+    pub(super) fn error(&self, e: ApiError) -> Response {
         let mut r = e.into_response();
         r.headers_mut()
             .insert(X_REQUEST_ID, self.request_id_header.clone());
@@ -77,7 +81,7 @@ impl Ctx {
     }
 
     /// The response when no attempt succeeded.
-    fn failed(&self, f: attempt::Failed, route: Option<&RoutingRecord>) -> Response {
+    pub(super) fn failed(&self, f: attempt::Failed, route: Option<&RoutingRecord>) -> Response {
         let mut r = self.error(f.error);
         let h = r.headers_mut();
         h.insert(X_ATTEMPTS, HeaderValue::from(f.attempts));
@@ -90,7 +94,7 @@ impl Ctx {
         r
     }
 
-    fn entry(
+    pub(super) fn entry(
         &self,
         endpoint: &'static str,
         requested: String,
@@ -121,7 +125,7 @@ impl Ctx {
     }
 
     /// Adds the identity and timing headers to a successful response.
-    fn decorate(
+    pub(super) fn decorate(
         &self,
         h: &mut HeaderMap,
         st: &AppState,
@@ -174,7 +178,7 @@ pub fn format_usd(c: f64) -> String {
 }
 
 /// Reads the body up to the configured limit (413 beyond it).
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
@@ -195,7 +199,7 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     }
 }
 
-fn json_response(status: StatusCode, body: Bytes) -> Response {
+pub(super) fn json_response(status: StatusCode, body: Bytes) -> Response {
     let mut r = (status, body).into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -242,7 +246,17 @@ async fn chat_inner(
         e.routing = routing.clone();
         e
     };
-    let served = attempt::run(st, &targets, &mut ChatCall(&mut req), &entry, ctx.started).await;
+    let served = attempt::run(
+        st,
+        &targets,
+        &mut ChatCall {
+            req: &mut req,
+            forward: &[],
+        },
+        &entry,
+        ctx.started,
+    )
+    .await;
     let served = match served {
         Ok(s) => s,
         Err(f) => return Ok(ctx.failed(f, route.as_ref())),
@@ -310,7 +324,7 @@ pub const X_ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempt
 /// `x-switchyard-route` header) classifies and routes; any other model name
 /// is served directly (its deployments, then its configured fallbacks),
 /// bypassing classification.
-fn plan(
+pub(super) fn plan(
     st: &AppState,
     headers: &HeaderMap,
     req: &ChatRequest,
@@ -388,7 +402,7 @@ fn target_tier(st: &AppState, model: &str, fallback: &str) -> String {
         .unwrap_or_else(|| fallback.to_string())
 }
 
-fn route_headers(h: &mut HeaderMap, r: &RoutingRecord) {
+pub(super) fn route_headers(h: &mut HeaderMap, r: &RoutingRecord) {
     for (name, value) in [
         (X_ROUTE_HEADER, &r.route),
         (X_TASK, &r.task),

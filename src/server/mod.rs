@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod handlers;
+pub mod messages;
 pub mod state;
 
 use std::future::Future;
@@ -40,6 +41,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(admin)
         .route("/v1/chat/completions", post(chat_completions))
         .route("/chat/completions", post(chat_completions))
+        .route("/v1/messages", post(messages::messages))
+        .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/embeddings", post(embeddings))
         .route("/embeddings", post(embeddings))
         .route("/v1/models", get(list_models))

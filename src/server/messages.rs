@@ -1,0 +1,248 @@
+//! The Anthropic-compatible endpoint: `POST /v1/messages` (streaming and
+//! not) and `POST /v1/messages/count_tokens`, so Anthropic SDK users and
+//! tools such as Claude Code can point at Switchyard.
+//!
+//! The request is translated to the gateway's OpenAI form, routed and served
+//! like any chat request (routing, fallback to non-Anthropic providers, cost
+//! tracking), and the answer translated back to Anthropic's format.
+//! `anthropic-version` and `anthropic-beta` are forwarded to Anthropic upstreams.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::{stream, Stream, StreamExt};
+use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use serde_json::{json, Value};
+
+use super::handlers::{json_response, plan, read_body, route_headers, Ctx};
+use super::state::{AppState, Target};
+use crate::api::chat::{parse_json, StreamOptions};
+use crate::api::ApiError;
+use crate::gateway::attempt::{self, ChatCall, Served};
+use crate::gateway::relay::Relay;
+use crate::gateway::sse::SseSplitter;
+use crate::providers::anthropic::{self, ChunkToMessagesStream};
+use crate::providers::ChatAnswer;
+
+const FORWARDED: [HeaderName; 2] = [
+    HeaderName::from_static("anthropic-version"),
+    HeaderName::from_static("anthropic-beta"),
+];
+
+/// Anthropic's error shape (`{"type":"error","error":{...}}`) with the request id.
+fn error_response(ctx: &Ctx, e: ApiError) -> Response {
+    let status = e.status;
+    let body = anthropic::api_error_to_messages(&e);
+    let mut r = json_response(status, Bytes::from(body.to_string()));
+    if let Some(secs) = e.retry_after {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    r.headers_mut()
+        .insert("x-request-id", ctx.request_id_header().clone());
+    r
+}
+
+/// POST /v1/messages
+pub async fn messages(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let ctx = Ctx::new(&st, &headers);
+    match messages_inner(&st, &ctx, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => error_response(&ctx, e),
+    }
+}
+
+async fn messages_inner(
+    st: &Arc<AppState>,
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(body, headers, st.config.server.max_body_bytes).await?;
+    let v: Value = parse_json(&bytes)?;
+    drop(bytes);
+    let mut req = anthropic::messages_to_chat(&v)?;
+    let (chain, route) = plan(st, headers, &req)?;
+    let names: Vec<&str> = chain.iter().map(|m| &**m).collect();
+    let targets = st.targets(&names, route.is_none());
+    if targets.is_empty() {
+        return Err(ApiError::model_not_found(&req.model));
+    }
+    let stream = req.is_stream();
+    if stream {
+        // The translation back to Anthropic events needs the usage chunk.
+        req.stream_options
+            .get_or_insert_with(StreamOptions::default)
+            .include_usage = Some(true);
+    }
+    let requested = std::mem::take(&mut req.model);
+    let forward: Vec<(HeaderName, HeaderValue)> = FORWARDED
+        .iter()
+        .filter_map(|k| headers.get(k).map(|v| (k.clone(), v.clone())))
+        .collect();
+    let routing = route.clone().map(Box::new);
+    let entry = |t: &Target, attempt: u32| {
+        let mut e = ctx.entry("messages", requested.clone(), t, st, stream);
+        e.attempt = attempt;
+        e.routing = routing.clone();
+        e
+    };
+    let mut call = ChatCall {
+        req: &mut req,
+        forward: &forward,
+    };
+    let served = match attempt::run(st, &targets, &mut call, &entry, ctx.started).await {
+        Ok(s) => s,
+        Err(f) => {
+            let mut r = error_response(ctx, f.error);
+            r.headers_mut()
+                .insert("x-switchyard-attempts", HeaderValue::from(f.attempts));
+            return Ok(r);
+        }
+    };
+    let Served {
+        target,
+        answer,
+        mut recorder,
+        attempts,
+        upstream,
+    } = served;
+    let provider = &st.providers[target.provider];
+    match answer {
+        ChatAnswer::Complete { body, usage } => {
+            if let Some(u) = usage {
+                recorder.set_usage(u);
+            }
+            let out = match anthropic::chat_response_to_messages(&body, &requested) {
+                Ok(v) => v,
+                Err(e) => {
+                    recorder.finish(502, Some(e.message.clone()));
+                    return Err(e);
+                }
+            };
+            let cost = recorder.cost();
+            let mut r = json_response(StatusCode::OK, Bytes::from(out.to_string()));
+            ctx.decorate(r.headers_mut(), st, &target, upstream, cost, attempts);
+            if let Some(rr) = &route {
+                route_headers(r.headers_mut(), rr);
+            }
+            recorder.finish(200, None);
+            Ok(r)
+        }
+        ChatAnswer::Stream(upstream_bytes) => {
+            let relay = Relay::new(
+                upstream_bytes,
+                true,
+                recorder,
+                provider.name.clone(),
+                st.secrets[target.provider].clone(),
+                provider.settings.idle_timeout,
+                Some(st.health[target.provider].clone()),
+            );
+            let events = to_messages_events(relay, ChunkToMessagesStream::new(&requested));
+            let mut r = Response::new(Body::from_stream(events));
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            ctx.decorate(h, st, &target, upstream, None, attempts);
+            if let Some(rr) = &route {
+                route_headers(h, rr);
+            }
+            Ok(r)
+        }
+    }
+}
+
+/// OpenAI SSE (from the relay) -> Anthropic SSE events.
+fn to_messages_events<S>(
+    relay: S,
+    t: ChunkToMessagesStream,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send
+where
+    S: Stream<Item = Result<Bytes, Infallible>> + Send + Unpin + 'static,
+{
+    struct St<S> {
+        relay: S,
+        splitter: SseSplitter,
+        t: ChunkToMessagesStream,
+        queue: VecDeque<Bytes>,
+        done: bool,
+    }
+    let st = St {
+        relay,
+        splitter: SseSplitter::new(),
+        t,
+        queue: VecDeque::new(),
+        done: false,
+    };
+    stream::unfold(st, |mut st| async move {
+        loop {
+            if let Some(b) = st.queue.pop_front() {
+                return Some((Ok(b), st));
+            }
+            if st.done {
+                return None;
+            }
+            let mut out = Vec::new();
+            match st.relay.next().await {
+                Some(Ok(bytes)) => {
+                    st.splitter.push(&bytes);
+                    while let Some(ev) = st.splitter.next_event() {
+                        match st.t.on_event(&ev, &mut out) {
+                            Ok(false) => {}
+                            Ok(true) => {
+                                st.done = true;
+                                break;
+                            }
+                            Err(e) => {
+                                let msg = json!({"type": "error", "error": {"type": "api_error", "message": e.message}});
+                                out.push(Bytes::from(format!("event: error\ndata: {msg}\n\n")));
+                                st.done = true;
+                                break;
+                            }
+                        }
+                    }
+                }
+                Some(Err(never)) => match never {},
+                None => {
+                    st.done = true;
+                    if !st.t.is_finished() {
+                        st.t.finish(&mut out);
+                    }
+                }
+            }
+            st.queue.extend(out);
+        }
+    })
+}
+
+/// POST /v1/messages/count_tokens: an estimate (about four characters per
+/// token over the text of system, messages and tool definitions).
+pub async fn count_tokens(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let ctx = Ctx::new(&st, &headers);
+    let result = async {
+        let bytes = read_body(body, &headers, st.config.server.max_body_bytes).await?;
+        let v: Value = parse_json(&bytes)?;
+        if !v.get("messages").is_some_and(Value::is_array) {
+            return Err(ApiError::invalid_request(
+                "`messages` must be an array.",
+                Some("messages".into()),
+            ));
+        }
+        Ok(json!({"input_tokens": anthropic::count_tokens_estimate(&v)}))
+    }
+    .await;
+    match result {
+        Ok(v) => json_response(StatusCode::OK, Bytes::from(v.to_string())),
+        Err(e) => error_response(&ctx, e),
+    }
+    .into_response()
+}
