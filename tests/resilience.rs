@@ -502,3 +502,98 @@ async fn active_probes_feed_the_breaker() {
     let out = call(&gw, false).await;
     assert_eq!((out.status, out.attempts.as_str()), (200, "1"));
 }
+
+/// A fake Anthropic upstream that is always overloaded (HTTP 529, Anthropic's error body).
+async fn overloaded_anthropic() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = axum::Router::new().route(
+        "/v1/messages",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let h = h.clone();
+            async move {
+                h.fetch_add(1, Ordering::SeqCst);
+                assert_eq!(
+                    headers.get("x-api-key").and_then(|v| v.to_str().ok()),
+                    Some(UPSTREAM_KEY)
+                );
+                assert!(headers.contains_key("anthropic-version"));
+                (
+                    axum::http::StatusCode::from_u16(529).expect("529"),
+                    [("content-type", "application/json")],
+                    r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+                )
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    (addr, hits)
+}
+
+#[tokio::test]
+async fn cross_provider_fallback_anthropic_529_to_openai() {
+    let (claude, hits) = overloaded_anthropic().await;
+    let good = start_fake().await;
+    let cfg = format!(
+        r#"
+[resilience]
+backoff_base_ms = 1
+backoff_max_ms = 5
+[providers.claude]
+type = "anthropic"
+base_url = "http://{claude}"
+api_key = "{UPSTREAM_KEY}"
+[providers.openai]
+type = "openai"
+base_url = "http://{}/v1"
+api_key = "{UPSTREAM_KEY}"
+[models.smart]
+provider = "claude"
+model = "claude-opus-4.7"
+fallbacks = ["backup"]
+[models.backup]
+provider = "openai"
+model = "ok"
+"#,
+        good.addr
+    );
+    let gw = start_gateway(&cfg).await;
+    for stream in [false, true] {
+        let body =
+            json!({"model": "smart", "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
+        let resp = client()
+            .post(gw.url("/v1/chat/completions"))
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-switchyard-provider"], "openai");
+        assert_eq!(
+            resp.headers()["x-switchyard-attempts"],
+            "3",
+            "529 retried once, then the fallback"
+        );
+        let text = resp.text().await.expect("body");
+        if stream {
+            assert!(
+                text.ends_with("data: [DONE]\n\n") && !text.contains("\"error\""),
+                "{text}"
+            );
+        } else {
+            let v: Value = serde_json::from_str(&text).expect("json");
+            assert_eq!(v["object"], "chat.completion");
+            assert_eq!(v["choices"][0]["message"]["content"], ANSWER);
+        }
+    }
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 4);
+}
