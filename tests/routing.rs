@@ -468,3 +468,68 @@ fn shipped_example_config_matches_the_task_table() {
     }
     assert!(cfg.routing.routes.contains_key("auto-economy"));
 }
+
+#[test]
+fn custom_tasks_train_and_route() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut lines = String::new();
+    let samples = [
+        (
+            "legal_review",
+            "Review this NDA clause for liability risks and indemnification gaps",
+        ),
+        (
+            "legal_review",
+            "Does this contract's termination clause favour the supplier? Flag risky terms",
+        ),
+        (
+            "legal_review",
+            "Check the lease agreement for unusual penalty clauses",
+        ),
+        ("simple_chat", "hey, how are you doing today?"),
+        ("simple_chat", "what's a fun fact about octopuses?"),
+        ("simple_chat", "good morning! any tips for a rainy weekend?"),
+    ];
+    for _ in 0..5 {
+        for (task, text) in samples {
+            lines.push_str(
+                &json!({"messages": [{"role": "user", "content": text}], "task": task}).to_string(),
+            );
+            lines.push('\n');
+        }
+    }
+    std::fs::write(dir.path().join("mine.jsonl"), lines).expect("write");
+    let out = dir.path().join("weights.bin");
+    let summary =
+        switchyard::commands::train_classifier(dir.path(), &out, Some(20), Some(12)).expect("train");
+    assert!(summary.contains("legal_review"), "{summary}");
+    let cfg = format!(
+        r#"
+[providers.p]
+type = "simulated"
+[models.lawyer]
+provider = "p"
+[models.chatty]
+provider = "p"
+[routing]
+classifier = "{}"
+[routes.auto]
+[routes.auto.tasks.simple_chat]
+models = ["chatty"]
+[routes.auto.tasks.legal_review]
+models = ["lawyer"]
+"#,
+        out.display()
+    );
+    let cfg = check(&cfg).expect("custom task routes validate");
+    let routing = &cfg.routing;
+    let route = &routing.routes["auto"];
+    let owned = switchyard::routing::classifier::OwnedInput {
+        last_user: "Please review the indemnification clause in this contract for risks".into(),
+        turns: 1,
+        ..Default::default()
+    };
+    let d = routing.decide(route, &owned.as_input(), None);
+    assert_eq!(routing.task_name(d.task), "legal_review");
+    assert_eq!(d.chain, ["lawyer"]);
+}
