@@ -587,6 +587,9 @@ struct AMessage {
     content: Vec<Value>,
     #[serde(default)]
     stop_reason: Option<String>,
+    /// Which stop sequence matched, when `stop_reason` is `stop_sequence`.
+    #[serde(default)]
+    stop_sequence: Option<String>,
     #[serde(default)]
     usage: AUsage,
     #[serde(default)]
@@ -661,20 +664,57 @@ pub fn parse_response(body: &[u8], public_model: &str) -> Result<(Bytes, Usage),
     if !tool_calls.is_empty() {
         message.insert("tool_calls".into(), Value::Array(tool_calls));
     }
+    let mut choice = json!({
+        "index": 0,
+        "message": message,
+        "logprobs": null,
+        "finish_reason": finish_reason(msg.stop_reason.as_deref().unwrap_or("end_turn")),
+    });
+    // OpenAI cannot say which stop sequence matched; keep Anthropic's answer in
+    // an extra field (clients ignore it) so /v1/messages can give it back.
+    if let (Some("stop_sequence"), Some(seq), Some(obj)) = (
+        msg.stop_reason.as_deref(),
+        &msg.stop_sequence,
+        choice.as_object_mut(),
+    ) {
+        obj.insert("stop_sequence".into(), Value::from(seq.as_str()));
+    }
     let out = json!({
         "id": openai_id(&msg.id),
         "object": "chat.completion",
         "created": now_secs(),
         "model": public_model,
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "logprobs": null,
-            "finish_reason": finish_reason(msg.stop_reason.as_deref().unwrap_or("end_turn")),
-        }],
+        "choices": [choice],
         "usage": openai_usage_json(&usage),
     });
     Ok((Bytes::from(out.to_string()), usage))
+}
+
+/// Separates a tool-call id from a Gemini thought signature carried inside it.
+const SIG_MARK: &str = "~gsig~";
+
+/// Anthropic's `tool_use` block has no place for Gemini 3's thought signature,
+/// which must be sent back with the function call on the next turn
+/// (<https://ai.google.dev/gemini-api/docs/thought-signatures>). On the
+/// Anthropic-compatible endpoint it rides inside the tool-use id, which
+/// clients echo back verbatim; `decode_tool_id` restores both parts, so
+/// upstreams only ever see the original id.
+pub fn encode_tool_id(id: &str, extra_content: Option<&Value>) -> String {
+    match extra_content
+        .and_then(|e| e.pointer("/google/thought_signature"))
+        .and_then(Value::as_str)
+    {
+        Some(sig) if !sig.is_empty() => format!("{id}{SIG_MARK}{sig}"),
+        _ => id.to_string(),
+    }
+}
+
+/// Inverse of [`encode_tool_id`]: (original id, signature).
+pub fn decode_tool_id(id: &str) -> (String, Option<String>) {
+    match id.split_once(SIG_MARK) {
+        Some((id, sig)) => (id.to_string(), Some(sig.to_string())),
+        None => (id.to_string(), None),
+    }
 }
 
 fn openai_id(upstream: &str) -> String {
@@ -1172,7 +1212,8 @@ fn user_to_chat(content: Option<&Value>, i: usize, out: &mut Vec<ChatMessage>) -
                         text.insert_str(0, "Error: ");
                     }
                     let mut m = msg("tool", Some(Value::from(text)));
-                    m.extra.insert("tool_call_id".into(), Value::from(id));
+                    m.extra
+                        .insert("tool_call_id".into(), Value::from(decode_tool_id(id).0));
                     out.push(m);
                 } else if let Some(p) = block_to_part(b) {
                     parts.push(p);
@@ -1201,14 +1242,24 @@ fn assistant_to_chat(content: Option<&Value>) -> ChatMessage {
             for b in blocks {
                 match b.get("type").and_then(Value::as_str) {
                     Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
-                    Some("tool_use") => calls.push(json!({
-                        "id": b.get("id").cloned().unwrap_or(Value::Null),
-                        "type": "function",
-                        "function": {
-                            "name": b.get("name").cloned().unwrap_or(Value::Null),
-                            "arguments": b.get("input").map_or_else(|| "{}".to_string(), Value::to_string),
-                        },
-                    })),
+                    Some("tool_use") => {
+                        let (id, sig) = decode_tool_id(b.get("id").and_then(Value::as_str).unwrap_or(""));
+                        let mut call = json!({
+                            "id": id,
+                            "type": "function",
+                            "function": {
+                                "name": b.get("name").cloned().unwrap_or(Value::Null),
+                                "arguments": b.get("input").map_or_else(|| "{}".to_string(), Value::to_string),
+                            },
+                        });
+                        if let (Some(sig), Some(obj)) = (sig, call.as_object_mut()) {
+                            obj.insert(
+                                "extra_content".into(),
+                                json!({"google": {"thought_signature": sig}}),
+                            );
+                        }
+                        calls.push(call);
+                    }
                     _ => {}
                 }
             }
@@ -1279,7 +1330,7 @@ pub fn chat_response_to_messages(openai_body: &[u8], model: &str) -> Result<Valu
             };
             content.push(json!({
                 "type": "tool_use",
-                "id": c.get("id").cloned().unwrap_or(Value::Null),
+                "id": encode_tool_id(c.get("id").and_then(Value::as_str).unwrap_or(""), c.get("extra_content")),
                 "name": f.get("name").cloned().unwrap_or(Value::Null),
                 "input": input,
             }));
@@ -1287,14 +1338,18 @@ pub fn chat_response_to_messages(openai_body: &[u8], model: &str) -> Result<Valu
     }
     let usage = crate::api::usage::usage_from_openai_json(openai_body).unwrap_or_default();
     let id = v.get("id").and_then(Value::as_str).unwrap_or("");
+    let stop_sequence = choice.get("stop_sequence").and_then(Value::as_str);
     Ok(json!({
         "id": messages_id(id),
         "type": "message",
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": stop_reason(choice.get("finish_reason").and_then(Value::as_str).unwrap_or("stop")),
-        "stop_sequence": null,
+        "stop_reason": match stop_sequence {
+            Some(_) => "stop_sequence",
+            None => stop_reason(choice.get("finish_reason").and_then(Value::as_str).unwrap_or("stop")),
+        },
+        "stop_sequence": stop_sequence,
         "usage": anthropic_usage_json(&usage),
     }))
 }
@@ -1365,6 +1420,9 @@ struct OToolDelta {
     index: u64,
     #[serde(default)]
     id: Option<String>,
+    /// Gemini's thought signature travels here (see `encode_tool_id`).
+    #[serde(default)]
+    extra_content: Option<Value>,
     #[serde(default)]
     function: Option<OFunction>,
 }
@@ -1563,7 +1621,10 @@ impl ChunkToMessagesStream {
                     None => {
                         let start = json!({
                             "type": "tool_use",
-                            "id": tc.id.unwrap_or_else(|| format!("toolu_{:016x}", fastrand::u64(..))),
+                            "id": encode_tool_id(
+                                &tc.id.unwrap_or_else(|| format!("toolu_{:016x}", fastrand::u64(..))),
+                                tc.extra_content.as_ref(),
+                            ),
                             "name": name.unwrap_or_default(),
                             "input": {},
                         });
@@ -2323,5 +2384,22 @@ mod tests {
             "openai->anthropic: {} ns/chunk",
             start.elapsed().as_nanos() / u128::from(n)
         );
+    }
+}
+
+#[cfg(test)]
+mod tool_id_tests {
+    use super::*;
+
+    #[test]
+    fn thought_signature_round_trips_through_the_tool_use_id() {
+        let extra = json!({"google": {"thought_signature": "c2lnbmF0dXJl+/="}});
+        let id = encode_tool_id("call_1", Some(&extra));
+        assert_eq!(
+            decode_tool_id(&id),
+            ("call_1".to_string(), Some("c2lnbmF0dXJl+/=".to_string()))
+        );
+        assert_eq!(encode_tool_id("toolu_x", None), "toolu_x");
+        assert_eq!(decode_tool_id("toolu_x"), ("toolu_x".to_string(), None));
     }
 }

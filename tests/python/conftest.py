@@ -45,6 +45,13 @@ UPSTREAM_MODEL = {"fast": "gpt-5.4-mini", "default": "gpt-5.4-mini", "embed": "t
 PRICE_FAST = {"input": 0.4, "output": 1.6, "cached_input": 0.04}
 
 CONFIG_TEMPLATE = """\
+# One upstream attempt per request and a breaker that never opens: these tests
+# check single calls (retries and breakers are covered by tests/resilience.rs).
+[resilience]
+max_attempts = 1
+breaker_consecutive_failures = 100000
+breaker_min_calls = 100000
+
 [providers.fake]
 type = "openai"
 base_url = "{base_url}"
