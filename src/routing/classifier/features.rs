@@ -16,7 +16,7 @@ use super::ClassifyInput;
 
 /// Bumped whenever featurisation changes; stored in the weights file so a
 /// model trained with other features is rejected instead of misbehaving.
-pub const FEATURE_VERSION: u32 = 8;
+pub const FEATURE_VERSION: u32 = 9;
 
 /// Bytes read from the start of the last user turn.
 pub const USER_HEAD: usize = 1536;

@@ -237,8 +237,8 @@ pub(crate) fn kind_values(counts: &[u32; KINDS]) -> [f32; KINDS] {
     for (k, v) in x.iter_mut().enumerate() {
         *v = match k {
             KIND_META => 1.0,
-            // Instruction-zone words count double: they carry the task.
-            KIND_ZONE => 2.0 / (counts[k].max(1) as f32).sqrt(),
+            // Instruction-zone words weigh four times as much: they carry the task.
+            KIND_ZONE => 4.0 / (counts[k].max(1) as f32).sqrt(),
             _ => 1.0 / (counts[k].max(1) as f32).sqrt(),
         };
     }

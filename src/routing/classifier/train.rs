@@ -54,7 +54,7 @@ impl Default for TrainOptions {
             epochs: 12,
             buckets_log2: 15,
             learning_rate: 0.3,
-            l2: 1e-4,
+            l2: 1e-3,
             seed: 0x5eed_cafe,
             class_balance: true,
             merge_system_copies: true,
