@@ -5,7 +5,7 @@
 # client-visible errors. Both are measured in the same run, same gateway:
 #   model "healthy"  -> one healthy deployment
 #   model "degraded" -> a broken deployment and the healthy one, weight 1:1
-# Env: SECONDS_PER_RUN (default 10), CONC_THROUGHPUT (default 64).
+# Env: SECONDS_PER_RUN (default 10), CONC_THROUGHPUT (default 64), ROUNDS (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${SECONDS_PER_RUN:-10}
@@ -66,23 +66,37 @@ for _ in $(seq 20); do curl -s -o /dev/null "$VIA" -H 'content-type: application
 STATE=$(curl -s -H 'authorization: Bearer bench-admin' "http://127.0.0.1:$GW_PORT/admin/health" \
   | python3 -c "import json,sys; print({d['provider']: d['state'] for d in json.load(sys.stdin)['data']}['broken'])")
 
-echo "running: concurrency 1 (direct, healthy, degraded)..." >&2
-D1=$(load "$DIRECT" 1 bench); H1=$(load "$VIA" 1 healthy); F1=$(load "$VIA" 1 degraded)
-echo "running: concurrency $CONC (healthy, degraded)..." >&2
-HT=$(load "$VIA" "$CONC" healthy); FT=$(load "$VIA" "$CONC" degraded)
-
+# The machine is noisy: alternate healthy and degraded runs and compare medians.
+ROUNDS=${ROUNDS:-3}
+echo "running: $ROUNDS alternating rounds at concurrency 1 and $CONC..." >&2
+D1=$(load "$DIRECT" 1 bench)
+H1S=(); F1S=(); HTS=(); FTS=(); HERR=0; FERR=0
+for r in $(seq "$ROUNDS"); do
+  H=$(load "$VIA" 1 healthy); F=$(load "$VIA" 1 degraded)
+  H1S+=("$(field "$H" p50_us)"); F1S+=("$(field "$F" p50_us)")
+  HERR=$((HERR + $(field "$H" errors))); FERR=$((FERR + $(field "$F" errors)))
+  H=$(load "$VIA" "$CONC" healthy); F=$(load "$VIA" "$CONC" degraded)
+  HTS+=("$(field "$H" rps)"); FTS+=("$(field "$F" rps)")
+  HERR=$((HERR + $(field "$H" errors))); FERR=$((FERR + $(field "$F" errors)))
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 py() { python3 -c "$1"; }
-H_ADD=$(( $(field "$H1" p50_us) - $(field "$D1" p50_us) ))
-F_ADD=$(( $(field "$F1" p50_us) - $(field "$D1" p50_us) ))
-RATIO=$(py "print(f'{$(field "$FT" rps)/$(field "$HT" rps):.3f}')")
+H_P50=$(median "${H1S[@]}"); F_P50=$(median "${F1S[@]}")
+H_RPS=$(median "${HTS[@]}"); F_RPS=$(median "${FTS[@]}")
+D_P50=$(field "$D1" p50_us)
+RATIO=$(py "print(f'{$F_RPS/$H_RPS:.3f}')")
+LAT_RATIO=$(py "print(f'{($F_P50-$D_P50)/max(1,$H_P50-$D_P50):.3f}')")
 REPORT=$(cat <<MD
 ### Failover run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores; broken deployment breaker: **$STATE**
+Medians of $ROUNDS alternating rounds of ${SECS}s (healthy, degraded, healthy, ...).
+
 | measure | all healthy | one of two deployments failing | ratio |
 |---|---|---|---|
-| latency p50 / p99, concurrency 1 | $(field "$H1" p50_us) / $(field "$H1" p99_us) us | $(field "$F1" p50_us) / $(field "$F1" p99_us) us | |
-| added p50 vs direct ($(field "$D1" p50_us) us) | $H_ADD us | $F_ADD us | |
-| throughput, concurrency $CONC | $(field "$HT" rps) req/s | $(field "$FT" rps) req/s | **$RATIO** |
-| client errors (c=1 + c=$CONC) | $(( $(field "$H1" errors) + $(field "$HT" errors) )) | **$(( $(field "$F1" errors) + $(field "$FT" errors) ))** | |
+| added latency p50 vs direct ($D_P50 us), concurrency 1 | $((H_P50 - D_P50)) us | $((F_P50 - D_P50)) us | $LAT_RATIO |
+| throughput, concurrency $CONC | $H_RPS req/s | $F_RPS req/s | **$RATIO** |
+| client errors, all runs | $HERR | **$FERR** | |
+
+rounds: healthy rps ${HTS[*]}; degraded rps ${FTS[*]}; healthy p50 ${H1S[*]} us; degraded p50 ${F1S[*]} us
 MD
 )
 echo "$REPORT" | tee "$OUT/failover.md"
