@@ -268,7 +268,6 @@ async fn chat_inner(
         attempts,
         upstream,
     } = served;
-    let provider = &st.providers[target.provider];
     match answer {
         ChatAnswer::Complete { body, usage } => {
             if let Some(u) = usage {
@@ -284,33 +283,66 @@ async fn chat_inner(
             Ok(r)
         }
         ChatAnswer::Stream(upstream_bytes) => {
-            let relay = Relay::new(
-                upstream_bytes,
-                client_wants_usage,
-                recorder,
-                provider.name.clone(),
-                st.secrets[target.provider].clone(),
-                provider.settings.idle_timeout,
-                Some(st.health[target.provider].clone()),
-            );
-            let mut r = Response::new(Body::from_stream(relay));
-            let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            );
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            h.insert(
-                HeaderName::from_static("x-accel-buffering"),
-                HeaderValue::from_static("no"),
-            );
-            ctx.decorate(h, st, &target, upstream, None, attempts);
-            if let Some(rr) = &route {
-                route_headers(h, rr);
-            }
-            Ok(r)
+            let relay = relay_for(st, &target, upstream_bytes, client_wants_usage, recorder);
+            Ok(sse_response(
+                Body::from_stream(relay),
+                ctx,
+                st,
+                &target,
+                upstream,
+                attempts,
+                route.as_ref(),
+            ))
         }
     }
+}
+
+/// The relay for a served stream, wired to its provider's name, secret and health.
+pub(super) fn relay_for(
+    st: &AppState,
+    target: &Target,
+    upstream: crate::providers::ByteStream,
+    client_wants_usage: bool,
+    recorder: crate::accounting::recorder::Recorder,
+) -> Relay {
+    let provider = &st.providers[target.provider];
+    Relay::new(
+        upstream,
+        client_wants_usage,
+        recorder,
+        provider.name.clone(),
+        st.secrets[target.provider].clone(),
+        provider.settings.idle_timeout,
+        Some(st.health[target.provider].clone()),
+    )
+}
+
+/// A streaming response with the SSE and x-switchyard-* headers.
+pub(super) fn sse_response(
+    body: Body,
+    ctx: &Ctx,
+    st: &AppState,
+    target: &Target,
+    upstream: Duration,
+    attempts: u32,
+    route: Option<&RoutingRecord>,
+) -> Response {
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        HeaderName::from_static("x-accel-buffering"),
+        HeaderValue::from_static("no"),
+    );
+    ctx.decorate(h, st, target, upstream, None, attempts);
+    if let Some(rr) = route {
+        route_headers(h, rr);
+    }
+    r
 }
 
 pub const X_ROUTE_HEADER: HeaderName = HeaderName::from_static("x-switchyard-route");

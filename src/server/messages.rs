@@ -19,12 +19,11 @@ use futures_util::{stream, Stream, StreamExt};
 use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 
-use super::handlers::{json_response, plan, read_body, route_headers, Ctx};
+use super::handlers::{json_response, plan, read_body, relay_for, route_headers, sse_response, Ctx};
 use super::state::{AppState, Target};
 use crate::api::chat::{parse_json, StreamOptions};
 use crate::api::ApiError;
 use crate::gateway::attempt::{self, ChatCall, Served};
-use crate::gateway::relay::Relay;
 use crate::gateway::sse::SseSplitter;
 use crate::providers::anthropic::{self, ChunkToMessagesStream};
 use crate::providers::ChatAnswer;
@@ -112,7 +111,6 @@ async fn messages_inner(
         attempts,
         upstream,
     } = served;
-    let provider = &st.providers[target.provider];
     match answer {
         ChatAnswer::Complete { body, usage } => {
             if let Some(u) = usage {
@@ -135,28 +133,17 @@ async fn messages_inner(
             Ok(r)
         }
         ChatAnswer::Stream(upstream_bytes) => {
-            let relay = Relay::new(
-                upstream_bytes,
-                true,
-                recorder,
-                provider.name.clone(),
-                st.secrets[target.provider].clone(),
-                provider.settings.idle_timeout,
-                Some(st.health[target.provider].clone()),
-            );
+            let relay = relay_for(st, &target, upstream_bytes, true, recorder);
             let events = to_messages_events(relay, ChunkToMessagesStream::new(&requested));
-            let mut r = Response::new(Body::from_stream(events));
-            let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            );
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            ctx.decorate(h, st, &target, upstream, None, attempts);
-            if let Some(rr) = &route {
-                route_headers(h, rr);
-            }
-            Ok(r)
+            Ok(sse_response(
+                Body::from_stream(events),
+                ctx,
+                st,
+                &target,
+                upstream,
+                attempts,
+                route.as_ref(),
+            ))
         }
     }
 }
