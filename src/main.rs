@@ -54,6 +54,26 @@ enum Command {
         #[arg(long, default_value = "auto")]
         route: String,
     },
+    /// Spend, requests and tokens from the ledger, grouped.
+    Report {
+        /// SQLite ledger file (default: <data-dir>/ledger.sqlite).
+        #[arg(long, env = "SWITCHYARD_LEDGER")]
+        ledger: Option<PathBuf>,
+        #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "switchyard-data")]
+        data_dir: PathBuf,
+        /// Group by: task, model, provider, key, route or day.
+        #[arg(long, default_value = "model")]
+        by: String,
+        /// From this time on (YYYY-MM-DD UTC, or Unix ms).
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this time (YYYY-MM-DD UTC, or Unix ms).
+        #[arg(long)]
+        until: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Evaluate the classifier on labelled JSONL ({"messages": [...], "task": "..."}).
     EvalClassifier {
         /// Labelled JSONL file (or a directory of them).
@@ -91,6 +111,20 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Classify { file, config, route } => classify(&file, config.as_deref(), &route),
+        Command::Report {
+            ledger: ledger_path,
+            data_dir,
+            by,
+            since,
+            until,
+            json,
+        } => report(
+            ledger_path.unwrap_or_else(|| ledger::default_path(&data_dir)),
+            &by,
+            since,
+            until,
+            json,
+        ),
         Command::EvalClassifier {
             file,
             json,
@@ -158,6 +192,43 @@ fn load_config(path: Option<&std::path::Path>) -> Result<Config, String> {
         None => {
             config::from_env(&|k| std::env::var(k).ok()).map_err(|e| format!("environment defaults:\n{e}"))
         }
+    }
+}
+
+fn report(path: PathBuf, by: &str, since: Option<String>, until: Option<String>, json: bool) -> ExitCode {
+    use switchyard::accounting::report as r;
+    let Some(group) = r::GroupBy::parse(by) else {
+        return fail(format!(
+            "--by {by:?}: use task, model, provider, key, route or day"
+        ));
+    };
+    let parse = |v: Option<String>| v.map(|s| r::parse_time(&s)).transpose();
+    let (since, until) = match (parse(since), parse(until)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return fail(e),
+    };
+    if !path.exists() {
+        return fail(format!("no ledger at {}", path.display()));
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    match rt.block_on(r::report(&path, group, since, until)) {
+        Ok(rows) => {
+            let text = if json {
+                match serde_json::to_string_pretty(&rows) {
+                    Ok(s) => s + "\n",
+                    Err(e) => return fail(e),
+                }
+            } else {
+                r::to_table(group, &rows)
+            };
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
     }
 }
 

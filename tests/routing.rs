@@ -533,3 +533,66 @@ models = ["lawyer"]
     assert_eq!(routing.task_name(d.task), "legal_review");
     assert_eq!(d.chain, ["lawyer"]);
 }
+
+#[tokio::test]
+async fn report_totals_equal_ledger_sums() {
+    use switchyard::accounting::report::{report, GroupBy};
+    let fake = start_fake().await;
+    let mut gw = start_gateway(&routed_config(fake.addr, "")).await;
+    let prompts = [
+        "hello!",
+        "Write a Python function that sorts a list of tuples by the second item",
+        "Translate to Spanish: good night",
+        "Write a Go function that reverses a string",
+    ];
+    for p in prompts {
+        assert_eq!(send(&gw, ask(p), &[]).await.status, 200);
+    }
+    // An explicit model too (no route, no task).
+    let body = json!({"model": "cheap", "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(send(&gw, body, &[]).await.status, 200);
+    let rows = gw.stop_and_rows().await;
+    let ledger_cost: f64 = rows.iter().filter_map(|r| r.cost_usd).sum();
+    let ledger_prompt: i64 = rows.iter().filter_map(|r| r.prompt_tokens).sum();
+    for by in [
+        GroupBy::Task,
+        GroupBy::Model,
+        GroupBy::Provider,
+        GroupBy::Route,
+        GroupBy::Day,
+        GroupBy::Key,
+    ] {
+        let rep = report(&gw.ledger, by, None, None).await.expect("report");
+        let cost: f64 = rep.iter().map(|r| r.cost_usd).sum();
+        let reqs: i64 = rep.iter().map(|r| r.requests).sum();
+        let prompt: i64 = rep.iter().map(|r| r.prompt_tokens).sum();
+        assert!(
+            (cost - ledger_cost).abs() < 1e-12,
+            "{by:?}: {cost} vs {ledger_cost}"
+        );
+        assert_eq!((reqs, prompt), (rows.len() as i64, ledger_prompt), "{by:?}");
+    }
+    let by_task = report(&gw.ledger, GroupBy::Task, None, None)
+        .await
+        .expect("report");
+    let code = by_task
+        .iter()
+        .find(|r| r.group == "code_generation")
+        .expect("code row");
+    assert_eq!(code.requests, 2);
+    assert!(
+        by_task.iter().any(|r| r.group == "(none)" && r.requests == 1),
+        "explicit model has no task"
+    );
+    let by_model = report(&gw.ledger, GroupBy::Model, None, None)
+        .await
+        .expect("report");
+    let big = by_model.iter().find(|r| r.group == "big").expect("big");
+    // 2 requests x (1000 prompt * 5 + 200 output * 30) per 1M.
+    assert!((big.cost_usd - 2.0 * (1000.0 * 5.0 + 200.0 * 30.0) / 1e6).abs() < 1e-12);
+    // A window that excludes everything.
+    assert!(report(&gw.ledger, GroupBy::Model, Some(i64::MAX - 1), None)
+        .await
+        .expect("report")
+        .is_empty());
+}

@@ -3,3 +3,4 @@
 pub mod ledger;
 pub mod pricing;
 pub mod recorder;
+pub mod report;
