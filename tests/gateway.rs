@@ -184,9 +184,14 @@ async fn streaming_keeps_usage_when_client_asks() {
         .expect("send");
     let payloads = sse_payloads(resp).await;
     let expected = stream_events("ok", true);
-    assert_eq!(&payloads[..payloads.len() - 1], &expected[..]);
-    let usage_chunk: Value = serde_json::from_str(&payloads[payloads.len() - 2]).expect("json");
-    assert_eq!(usage_chunk["usage"]["prompt_tokens"], 1000);
+    let n = payloads.len();
+    // Every event as upstream sent it; the usage chunk gains `usage.cost`.
+    assert_eq!(&payloads[..n - 2], &expected[..expected.len() - 1]);
+    let usage_chunk: Value = serde_json::from_str(&payloads[n - 2]).expect("json");
+    let mut want: Value = serde_json::from_str(&expected[expected.len() - 1]).expect("json");
+    let cost = (600.0 * 2.0 + 400.0 * 0.5 + 200.0 * 10.0) / 1e6;
+    want["usage"]["cost"] = json!(cost);
+    assert_eq!(usage_chunk, want);
     assert_eq!(usage_chunk["choices"], json!([]));
 }
 

@@ -104,6 +104,18 @@ impl Relay {
             if usage_only && !self.client_wants_usage {
                 return;
             }
+            if usage_only {
+                // The client asked for usage: add what the call cost (`usage.cost`, USD).
+                if let Some(frame) = self
+                    .recorder
+                    .as_ref()
+                    .and_then(|r| r.cost())
+                    .and_then(|c| with_cost(data, c))
+                {
+                    self.queue.push_back(frame);
+                    return;
+                }
+            }
         }
         if let Some(r) = self.recorder.as_mut() {
             r.mark_first_token();
@@ -145,6 +157,17 @@ impl Relay {
             r.finish(status, error);
         }
     }
+}
+
+/// The usage chunk with `usage.cost` added, re-framed as one SSE event.
+fn with_cost(data: &[u8], cost: f64) -> Option<Bytes> {
+    let mut v: serde_json::Value = serde_json::from_slice(data).ok()?;
+    let usage = v.get_mut("usage")?.as_object_mut()?;
+    usage.insert("cost".into(), serde_json::Value::from(cost));
+    let mut out = b"data: ".to_vec();
+    serde_json::to_writer(&mut out, &v).ok()?;
+    out.extend_from_slice(b"\n\n");
+    Some(Bytes::from(out))
 }
 
 impl Stream for Relay {
