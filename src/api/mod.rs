@@ -1,5 +1,6 @@
 //! OpenAI wire types: requests, usage, errors, model lists.
 
+pub mod base64;
 pub mod chat;
 pub mod error;
 pub mod models;

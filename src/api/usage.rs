@@ -21,6 +21,19 @@ pub struct Usage {
     pub reasoning_tokens: u64,
 }
 
+impl Usage {
+    /// The OpenAI `usage` object, with prompt/completion detail fields.
+    pub fn to_openai_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+        })
+    }
+}
+
 /// OpenAI-style `usage` object as sent by OpenAI-compatible servers.
 #[derive(Debug, Default, Deserialize)]
 pub struct OpenAiUsage {

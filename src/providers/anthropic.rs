@@ -1728,15 +1728,9 @@ pub(crate) fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The OpenAI `usage` object, with prompt/completion detail fields.
+/// The OpenAI `usage` object (see [`Usage::to_openai_json`]).
 pub(crate) fn openai_usage_json(u: &Usage) -> Value {
-    json!({
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.prompt_tokens + u.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
-        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
-    })
+    u.to_openai_json()
 }
 
 /// `{"<field>":"<escaped s>"}`.

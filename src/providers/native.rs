@@ -13,7 +13,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use super::error::parse_retry_after;
-use super::openai::map_reqwest_error;
+use super::openai::{http_client, map_reqwest_error, read_limited};
 use super::{
     anthropic, azure, gemini, ByteStream, ChatAnswer, EmbeddingsAnswer, ProviderError, ProviderErrorKind,
 };
@@ -64,13 +64,7 @@ impl NativeBackend {
                 ))
             }
         };
-        let client = reqwest::Client::builder()
-            .connect_timeout(s.connect_timeout)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("provider {}: cannot build HTTP client: {e}", s.name))?;
+        let client = http_client(s)?;
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let key_header = match flavor {
@@ -140,7 +134,7 @@ impl NativeBackend {
             return Ok(resp);
         }
         let retry_after = parse_retry_after(resp.headers().get(header::RETRY_AFTER));
-        let body = read_limited(resp).await;
+        let body = read_limited(resp, MAX_ERROR_BODY).await;
         Err(match self.flavor {
             Flavor::Anthropic => anthropic::map_error(status.as_u16(), retry_after, &body),
             Flavor::Gemini => gemini::map_error(status.as_u16(), retry_after, &body),
@@ -276,19 +270,6 @@ impl NativeBackend {
             _ => Ok(()),
         }
     }
-}
-
-async fn read_limited(resp: reqwest::Response) -> Bytes {
-    let mut out = Vec::new();
-    let mut s = resp.bytes_stream();
-    while let Some(Ok(chunk)) = s.next().await {
-        let room = MAX_ERROR_BODY.saturating_sub(out.len());
-        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if out.len() >= MAX_ERROR_BODY {
-            break;
-        }
-    }
-    Bytes::from(out)
 }
 
 /// A provider stream translator (provider SSE events -> OpenAI SSE frames).

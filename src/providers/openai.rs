@@ -30,14 +30,7 @@ pub struct OpenAiBackend {
 
 impl OpenAiBackend {
     pub fn new(s: &ProviderSettings) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(s.connect_timeout)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("provider {}: cannot build HTTP client: {e}", s.name))?;
+        let client = http_client(s)?;
         let url = |path: &str| {
             reqwest::Url::parse(&format!("{}{path}", s.base_url))
                 .map_err(|_| format!("provider {}: invalid base_url", s.name))
@@ -146,7 +139,21 @@ fn check_json_object(body: &Bytes) -> Result<(), ProviderError> {
     }
 }
 
-async fn read_limited(resp: reqwest::Response, limit: usize) -> Bytes {
+/// The pooled HTTP client of one provider: TCP_NODELAY, no redirects
+/// (an upstream never moves a request elsewhere), the provider's connect timeout.
+pub(super) fn http_client(s: &ProviderSettings) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(s.connect_timeout)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("provider {}: cannot build HTTP client: {e}", s.name))
+}
+
+/// Reads an (error) body up to `limit` bytes; the rest is discarded.
+pub(super) async fn read_limited(resp: reqwest::Response, limit: usize) -> Bytes {
     let mut out = Vec::new();
     let mut stream = resp.bytes_stream();
     while let Some(Ok(chunk)) = stream.next().await {

@@ -206,7 +206,7 @@ impl Simulated {
                 "id": id, "object": "chat.completion", "created": created, "model": model,
                 "system_fingerprint": "switchyard-simulated",
                 "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": null}],
-                "usage": usage_json(&usage),
+                "usage": usage.to_openai_json(),
             });
             return Ok(ChatAnswer::Complete {
                 body: Bytes::from(body.to_string()),
@@ -252,7 +252,7 @@ impl Simulated {
         events.push(chunk(json!({}), Some(finish)));
         let usage_chunk = json!({
             "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "system_fingerprint": "switchyard-simulated", "choices": [], "usage": usage_json(&usage),
+            "system_fingerprint": "switchyard-simulated", "choices": [], "usage": usage.to_openai_json(),
         });
         events.push(Bytes::from(format!("data: {usage_chunk}\n\n")));
         events.push(Bytes::from_static(b"data: [DONE]\n\n"));
@@ -295,7 +295,7 @@ impl Simulated {
                 for x in &v {
                     raw.extend_from_slice(&x.to_le_bytes());
                 }
-                Value::String(base64_encode(&raw))
+                Value::String(crate::api::base64::encode(&raw))
             } else {
                 json!(v)
             };
@@ -314,16 +314,6 @@ impl Simulated {
             usage: Some(usage),
         })
     }
-}
-
-fn usage_json(u: &Usage) -> Value {
-    json!({
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.prompt_tokens + u.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
-        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
-    })
 }
 
 fn now_secs() -> u64 {
@@ -348,39 +338,9 @@ fn pseudo_embedding(text: &str, dims: usize) -> Vec<f32> {
     v
 }
 
-fn base64_encode(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        out.push(T[(n >> 18) as usize & 63] as char);
-        out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if c.len() > 1 {
-            T[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if c.len() > 2 {
-            T[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_known_values() {
-        assert_eq!(base64_encode(b""), "");
-        assert_eq!(base64_encode(b"f"), "Zg==");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
-        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
-    }
 
     #[test]
     fn embedding_is_unit_and_deterministic() {
