@@ -5,9 +5,11 @@
 
 pub mod accounting;
 pub mod api;
+pub mod auth;
 pub mod commands;
 pub mod config;
 pub mod gateway;
+pub mod metrics;
 pub mod providers;
 pub mod resilience;
 pub mod routing;

@@ -36,6 +36,27 @@ enum Command {
         /// Directory for the default ledger file.
         #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "switchyard-data")]
         data_dir: PathBuf,
+        /// Serve without client keys on a non-loopback address (while no key exists).
+        #[arg(long, env = "SWITCHYARD_ALLOW_UNAUTHENTICATED")]
+        allow_unauthenticated: bool,
+    },
+    /// Manage virtual API keys (stored hashed in the ledger database).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+        /// SQLite ledger file holding the keys (default: ledger.path of --config, else <data-dir>/ledger.sqlite).
+        #[arg(long, global = true, env = "SWITCHYARD_LEDGER")]
+        ledger: Option<PathBuf>,
+        /// Config whose ledger.path to use.
+        #[arg(long, short, global = true, env = "SWITCHYARD_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(
+            long,
+            global = true,
+            env = "SWITCHYARD_DATA_DIR",
+            default_value = "switchyard-data"
+        )]
+        data_dir: PathBuf,
     },
     /// Validate a config file; names the key path of every error.
     CheckConfig {
@@ -102,13 +123,77 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key. Prints the key once: it is stored only as a hash.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Requests per minute.
+        #[arg(long)]
+        rpm: Option<u32>,
+        /// Tokens per minute (estimated before a call, corrected after).
+        #[arg(long)]
+        tpm: Option<u64>,
+        /// Requests in flight at once.
+        #[arg(long)]
+        max_concurrency: Option<u32>,
+        /// USD per day.
+        #[arg(long)]
+        daily_budget: Option<f64>,
+        /// Models and routes the key may use, comma-separated (a trailing * matches a prefix); default all.
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// A tag `k=v` (repeatable); tags show in reports by key.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys (never their secrets).
+    List {
+        /// Include revoked keys.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id or name; the server refuses it within server.key_refresh_secs.
+    Revoke { id: String },
+}
+
+/// Logs to standard error through a background writer thread, so a slow
+/// terminal or pipe never blocks a request. Keep the guard alive: dropping
+/// it flushes what is queued.
+fn init_logging(json: bool, level: &str) -> tracing_appender::non_blocking::WorkerGuard {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    if json {
+        builder.json().flatten_event(true).with_current_span(false).init();
+    } else {
+        builder.init();
+    }
+    guard
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
+    let _log_guard = (!matches!(cli.command, Command::Serve { .. })).then(|| init_logging(false, "info"));
     match cli.command {
+        Command::Keys {
+            action,
+            ledger: ledger_path,
+            config,
+            data_dir,
+        } => keys(action, ledger_path, config, data_dir),
         Command::CheckConfig { file } => check_config(&file),
         Command::Classify { file, config, route } => classify(&file, config.as_deref(), &route),
         Command::Report {
@@ -162,6 +247,7 @@ fn main() -> ExitCode {
             listen,
             ledger,
             data_dir,
+            allow_unauthenticated,
         } => {
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
@@ -170,7 +256,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(serve(config, listen, ledger, data_dir)) {
+            match rt.block_on(serve(config, listen, ledger, data_dir, allow_unauthenticated)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -178,6 +264,135 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+fn keys(
+    action: KeysAction,
+    ledger_path: Option<PathBuf>,
+    config: Option<PathBuf>,
+    data_dir: PathBuf,
+) -> ExitCode {
+    use switchyard::auth::keys::{KeyDb, KeyRecord, KeySpec};
+    let path = match ledger_path {
+        Some(p) => p,
+        None => match config.as_deref().map(|c| load_config(Some(c))) {
+            Some(Err(e)) => return fail(e),
+            Some(Ok(cfg)) => cfg.ledger.path.unwrap_or_else(|| ledger::default_path(&data_dir)),
+            None => ledger::default_path(&data_dir),
+        },
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    let db = KeyDb::new(&path);
+    let line = |k: &KeyRecord| {
+        let limits = [
+            k.spec.rpm.map(|v| format!("rpm={v}")),
+            k.spec.tpm.map(|v| format!("tpm={v}")),
+            k.spec.max_concurrency.map(|v| format!("concurrency={v}")),
+            k.spec.daily_budget.map(|v| format!("daily_budget=${v}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+        let models = if k.spec.models.is_empty() {
+            "all".to_string()
+        } else {
+            k.spec.models.join(",")
+        };
+        let tags = k
+            .spec
+            .tags
+            .iter()
+            .map(|(a, b)| format!("{a}={b}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        format!(
+            "{:<16} {:<20} {:<24} {}{} models={} {}",
+            k.id,
+            k.spec.name,
+            k.display,
+            if k.revoked_ms.is_some() { "REVOKED " } else { "" },
+            limits,
+            models,
+            tags
+        )
+    };
+    let out = |s: String| {
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), s.as_bytes());
+    };
+    match action {
+        KeysAction::Create {
+            name,
+            rpm,
+            tpm,
+            max_concurrency,
+            daily_budget,
+            models,
+            tags,
+            json,
+        } => {
+            let mut tagmap = std::collections::BTreeMap::new();
+            for t in tags {
+                match t.split_once('=') {
+                    Some((k, v)) if !k.is_empty() => {
+                        tagmap.insert(k.to_string(), v.to_string());
+                    }
+                    _ => return fail(format!("--tag {t:?}: expected key=value")),
+                }
+            }
+            let spec = KeySpec {
+                name,
+                rpm,
+                tpm,
+                max_concurrency,
+                daily_budget,
+                models,
+                tags: tagmap,
+            };
+            match rt.block_on(db.create(spec)) {
+                Ok((rec, secret)) => {
+                    if json {
+                        let mut v = serde_json::to_value(&rec).unwrap_or_default();
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert("key".into(), secret.into());
+                        }
+                        out(format!("{v}\n"));
+                    } else {
+                        out(format!(
+                            "{}\n\nkey: {secret}\nStore it now: it is kept only as a hash and cannot be shown again.\n",
+                            line(&rec)
+                        ));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        KeysAction::List { all, json } => match rt.block_on(db.list(all)) {
+            Ok(list) => {
+                if json {
+                    out(serde_json::to_string_pretty(&list).unwrap_or_default() + "\n");
+                } else if list.is_empty() {
+                    out("no keys\n".into());
+                } else {
+                    out(list.iter().map(|k| line(k) + "\n").collect());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        KeysAction::Revoke { id } => match rt.block_on(db.revoke(&id)) {
+            Ok(Some(rec)) => {
+                out(format!("revoked {}\n", line(&rec)));
+                ExitCode::SUCCESS
+            }
+            Ok(None) => fail(format!("no active key with id or name {id:?}")),
+            Err(e) => fail(e),
+        },
     }
 }
 
@@ -291,8 +506,15 @@ async fn serve(
     listen: Option<String>,
     ledger_path: Option<PathBuf>,
     data_dir: PathBuf,
+    allow_unauthenticated: bool,
 ) -> Result<(), String> {
-    let mut cfg: Config = load_config(config_path.as_deref())?;
+    let loaded = load_config(config_path.as_deref());
+    let _log_guard = match &loaded {
+        Ok(c) => init_logging(c.log.json, &c.log.level),
+        Err(_) => init_logging(false, "info"),
+    };
+    let mut cfg: Config = loaded?;
+    cfg.server.allow_unauthenticated |= allow_unauthenticated;
     if let Some(l) = listen {
         cfg.server.listen = l
             .parse()
@@ -312,6 +534,30 @@ async fn serve(
         shutdown_signal().await;
         stop.cancel();
     });
+    #[cfg(unix)]
+    {
+        let state = server.state();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                tracing::warn!("cannot listen for SIGHUP; reload with POST /admin/reload");
+                return;
+            };
+            while hup.recv().await.is_some() {
+                let Some(state) = state.upgrade() else { break };
+                match switchyard::server::reload(&state).await {
+                    Ok(changes) => {
+                        tracing::info!(
+                            generation = state.rt().generation,
+                            ?changes,
+                            "configuration reloaded (SIGHUP)"
+                        )
+                    }
+                    Err(e) => tracing::warn!("configuration reload rejected; keeping the running one: {e}"),
+                }
+            }
+        });
+    }
     server.wait().await;
     tracing::info!("stopped; ledger flushed");
     Ok(())

@@ -66,6 +66,9 @@ pub struct RoutingRecord {
 pub struct LedgerHandle {
     tx: mpsc::UnboundedSender<LedgerEntry>,
     stats: Arc<LedgerStats>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Log one `switchyard::access` line per row.
+    access_log: bool,
 }
 
 /// Counters shared between handles and the writer.
@@ -79,12 +82,42 @@ pub struct LedgerStats {
 impl LedgerHandle {
     /// Queues a row. Never blocks.
     pub fn record(&self, entry: LedgerEntry) {
+        if let Some(m) = &self.metrics {
+            m.observe(&entry);
+        }
+        if self.access_log {
+            let r = entry.routing.as_deref();
+            tracing::info!(
+                target: "switchyard::access",
+                request_id = %entry.request_id,
+                key = entry.key_name.as_deref().unwrap_or("-"),
+                endpoint = entry.endpoint,
+                route = r.map_or("-", |r| r.route.as_str()),
+                task = r.map_or("-", |r| r.task.as_str()),
+                model = %entry.served_model,
+                provider = %entry.provider,
+                status = entry.status,
+                latency_ms = (entry.latency_ms * 1000.0).round() / 1000.0,
+                cost_usd = entry.cost_usd,
+                estimated = entry.usage_estimated,
+                attempt = entry.attempt,
+                "request"
+            );
+        }
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.tx.send(entry) {
             // Only possible if the writer died: keep the row in the log rather than drop it silently.
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!(request_id = %e.0.request_id, "ledger writer is gone; row not persisted: {:?}", e.0);
         }
+    }
+
+    /// Also feeds every recorded row to `metrics`, and with `access_log` to
+    /// the log (one line per upstream attempt).
+    pub fn with_observers(mut self, metrics: Arc<crate::metrics::Metrics>, access_log: bool) -> Self {
+        self.metrics = Some(metrics);
+        self.access_log = access_log;
+        self
     }
 
     /// Whether the writer is alive.
@@ -182,7 +215,52 @@ pub async fn open_sqlite(
     let (tx, rx) = mpsc::unbounded_channel();
     let stats = Arc::new(LedgerStats::default());
     let join = tokio::spawn(run_writer(conn, rx, batch_size, flush_interval, stats.clone()));
-    Ok((LedgerHandle { tx, stats }, LedgerWriter { join }))
+    Ok((
+        LedgerHandle {
+            tx,
+            stats,
+            metrics: None,
+            access_log: false,
+        },
+        LedgerWriter { join },
+    ))
+}
+
+/// Spend of one ledger row, as budgets need it at start.
+#[derive(Debug, Clone)]
+pub struct SpendRow {
+    pub ts_ms: i64,
+    pub key_name: Option<String>,
+    pub route: Option<String>,
+    pub cost_usd: f64,
+}
+
+/// Every priced row since `since_ms` (budget state is derived from these at start).
+pub async fn spend_since(path: &Path, since_ms: i64) -> Result<Vec<SpendRow>, String> {
+    use sqlx::Row;
+    let opts = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .busy_timeout(Duration::from_secs(5));
+    let mut conn = SqliteConnection::connect_with(&opts)
+        .await
+        .map_err(|e| format!("cannot read ledger {}: {e}", path.display()))?;
+    let rows = sqlx::query(
+        "SELECT ts_ms, key_name, route, cost_usd FROM ledger WHERE ts_ms >= ? AND cost_usd IS NOT NULL",
+    )
+    .bind(since_ms)
+    .fetch_all(&mut conn)
+    .await
+    .map_err(|e| format!("cannot read ledger {}: {e}", path.display()))?;
+    Ok(rows
+        .iter()
+        .map(|r| SpendRow {
+            ts_ms: r.get(0),
+            key_name: r.get(1),
+            route: r.get(2),
+            cost_usd: r.get(3),
+        })
+        .collect())
 }
 
 /// Columns added after the first schema: (name, SQL type). Older ledger

@@ -1,5 +1,7 @@
 //! Cost and usage accounting: prices, the ledger.
 
+pub mod budget;
+pub mod estimate;
 pub mod ledger;
 pub mod pricing;
 pub mod recorder;

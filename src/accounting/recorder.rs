@@ -7,6 +7,10 @@
 
 use std::time::Instant;
 
+use std::sync::Arc;
+
+use super::budget::Reservation;
+use super::estimate::{self, SharedPrompt};
 use super::ledger::{LedgerEntry, LedgerHandle};
 use super::pricing::Price;
 use crate::api::usage::Usage;
@@ -21,6 +25,26 @@ pub struct Recorder {
     price: Option<Price>,
     usage: Option<Usage>,
     ttft_ms: Option<f64>,
+    /// For an estimate when the provider reports no usage.
+    prompt: Option<SharedPrompt>,
+    /// Output text seen in a stream (captured until usage arrives).
+    output: Vec<u8>,
+    /// The request's budget reservation; the attempt's cost is charged to it.
+    reservation: Option<Arc<Reservation>>,
+    /// Token buckets to correct with the real token count.
+    sinks: Vec<TokenSink>,
+}
+
+/// A token-per-minute bucket that took an estimate before the call.
+pub enum TokenSink {
+    /// The client key's TPM (settled once per request).
+    Key(Arc<crate::auth::KeyUse>),
+    /// A deployment's TPM: (limits, estimate taken, clock).
+    Deployment(
+        Arc<crate::auth::limiter::DeploymentLimits>,
+        u64,
+        crate::accounting::budget::Clock,
+    ),
 }
 
 impl Recorder {
@@ -33,6 +57,33 @@ impl Recorder {
             price,
             usage: None,
             ttft_ms: None,
+            prompt: None,
+            output: Vec::new(),
+            reservation: None,
+            sinks: Vec::new(),
+        }
+    }
+
+    /// Adds a token bucket to correct when the real usage is known.
+    pub fn add_sink(&mut self, sink: TokenSink) {
+        self.sinks.push(sink);
+    }
+
+    /// Enables the after-the-fact estimate and budget charging for this attempt.
+    pub fn with_request(
+        mut self,
+        prompt: Option<SharedPrompt>,
+        reservation: Option<Arc<Reservation>>,
+    ) -> Self {
+        self.prompt = prompt;
+        self.reservation = reservation;
+        self
+    }
+
+    /// Captures output text of a chunk while no usage has been seen (for an estimate).
+    pub fn observe_output(&mut self, data: &[u8]) {
+        if self.usage.is_none() && self.prompt.is_some() && self.output.len() < estimate::OUTPUT_CAP {
+            estimate::capture_output(data, &mut self.output);
         }
     }
 
@@ -63,12 +114,35 @@ impl Recorder {
 
     fn write(&mut self, status: u16, error: Option<String>) {
         if let Some(mut e) = self.entry.take() {
+            // The provider said nothing about usage, but it did work (an
+            // answer started, or the client left while it ran): estimate.
+            let billed = status == 200 || status == STATUS_CLIENT_CLOSED || self.ttft_ms.is_some();
+            if self.usage.is_none() && billed {
+                if let Some(p) = &self.prompt {
+                    self.usage = Some(estimate::estimate_usage(p, &self.output));
+                    e.usage_estimated = true;
+                }
+            }
             e.status = status;
             e.error = error;
             e.latency_ms = self.started.elapsed().as_secs_f64() * 1e3;
             e.ttft_ms = self.ttft_ms;
             e.usage = self.usage;
             e.cost_usd = self.cost();
+            if let (Some(r), Some(c)) = (&self.reservation, e.cost_usd) {
+                r.charge(c);
+            }
+            let used = self.usage.map_or(0, |u| u.prompt_tokens + u.completion_tokens);
+            for sink in self.sinks.drain(..) {
+                match sink {
+                    TokenSink::Key(k) => k.settle_tokens(used),
+                    TokenSink::Deployment(d, est, clock) => {
+                        if let Some(t) = &d.tpm {
+                            t.adjust(used as f64 - est as f64, clock.now_ms());
+                        }
+                    }
+                }
+            }
             self.ledger.record(e);
         }
     }

@@ -5,6 +5,7 @@
 //! (`providers.openai.base_url`). Secrets are resolved here, once, and kept in
 //! [`Secret`], whose `Debug` never shows the value.
 
+pub mod budgets;
 pub mod env;
 
 use std::fmt;
@@ -110,6 +111,22 @@ pub struct RawConfig {
     pub routes: IndexMap<String, RawRoute>,
     #[serde(default)]
     pub resilience: RawResilience,
+    #[serde(default)]
+    pub budgets: budgets::RawBudgets,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// "text" (default) or "json".
+    pub format: Option<String>,
+    /// Level or filter directive (default "info"); RUST_LOG overrides it.
+    pub level: Option<String>,
+    /// One `switchyard::access` line per upstream attempt (default true).
+    pub access: Option<bool>,
 }
 
 /// `[resilience]`: retries, deadlines and circuit breakers.
@@ -221,7 +238,13 @@ pub struct RawServer {
     /// Bearer key for /admin/* (admin endpoints are disabled without one).
     pub admin_key: Option<String>,
     pub max_body_bytes: Option<usize>,
+    /// Largest request head (request line and headers) in bytes (default 65536).
+    pub max_header_bytes: Option<usize>,
     pub shutdown_grace_secs: Option<u64>,
+    /// Serve without client keys on a non-loopback address (default false).
+    pub allow_unauthenticated: Option<bool>,
+    /// How often virtual keys are re-read from the database, in seconds (default 5).
+    pub key_refresh_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -292,6 +315,10 @@ pub struct RawProvider {
     pub timeout_ms: Option<u64>,
     /// Active health probe interval (0 or absent: passive health only).
     pub probe_interval_secs: Option<u64>,
+    /// This deployment's request-per-minute limit with the provider (skipped when reached).
+    pub rpm: Option<u32>,
+    /// This deployment's token-per-minute limit with the provider.
+    pub tpm: Option<u64>,
     #[serde(default)]
     pub headers: IndexMap<String, String>,
     // azure only
@@ -404,6 +431,9 @@ pub struct Config {
     pub routing: crate::routing::policy::Routing,
     /// Retries, deadlines, breakers.
     pub resilience: crate::resilience::ResilienceSettings,
+    /// Spend limits, pacing and alerts.
+    pub budgets: crate::accounting::budget::BudgetSettings,
+    pub log: LogSettings,
     /// Non-fatal notes for the start-up log (e.g. models without a price).
     pub warnings: Vec<String>,
 }
@@ -413,7 +443,21 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     pub admin_key: Option<Secret>,
     pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
     pub shutdown_grace: Duration,
+    pub allow_unauthenticated: bool,
+    pub key_refresh: Duration,
+}
+
+/// `[log]`: the log format and level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogSettings {
+    /// `json` for one JSON object per line; else human-readable text.
+    pub json: bool,
+    /// An `EnvFilter` directive such as `info` or `switchyard=debug` (RUST_LOG wins).
+    pub level: String,
+    /// One access line per upstream attempt.
+    pub access: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -441,6 +485,9 @@ pub struct ProviderSettings {
     pub idle_timeout: Duration,
     pub timeout: Duration,
     pub probe_interval: Option<Duration>,
+    /// Account limits with the provider: requests and tokens per minute.
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub simulated: SimulatedSettings,
     /// Azure `api-version`.
@@ -726,7 +773,25 @@ pub fn validate(
         listen,
         admin_key,
         max_body_bytes,
+        max_header_bytes: raw.server.max_header_bytes.unwrap_or(64 * 1024),
         shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs.unwrap_or(30)),
+        allow_unauthenticated: raw.server.allow_unauthenticated.unwrap_or(false),
+        key_refresh: Duration::from_secs(raw.server.key_refresh_secs.unwrap_or(5).max(1)),
+    };
+    if server.max_header_bytes < 8192 {
+        errors.push(err("server.max_header_bytes", "must be at least 8192"));
+    }
+    let log = LogSettings {
+        json: match raw.log.format.as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(f) => {
+                errors.push(err("log.format", format!("{f:?}: expected \"text\" or \"json\"")));
+                false
+            }
+        },
+        level: raw.log.level.clone().unwrap_or_else(|| "info".into()),
+        access: raw.log.access.unwrap_or(true),
     };
 
     let batch_size = raw.ledger.batch_size.unwrap_or(512);
@@ -895,6 +960,12 @@ pub fn validate(
             }
         }
         let probe_interval = p.probe_interval_secs.filter(|s| *s > 0).map(Duration::from_secs);
+        if p.rpm == Some(0) || p.tpm == Some(0) {
+            errors.push(err(
+                at(if p.rpm == Some(0) { "rpm" } else { "tpm" }),
+                "must be at least 1",
+            ));
+        }
         providers.push(ProviderSettings {
             name,
             kind,
@@ -906,6 +977,8 @@ pub fn validate(
             idle_timeout,
             timeout,
             probe_interval,
+            rpm: p.rpm,
+            tpm: p.tpm,
             headers,
             simulated,
             api_version: p.api_version.unwrap_or_else(|| "2024-10-21".into()),
@@ -1103,6 +1176,8 @@ pub fn validate(
     );
 
     let resilience = crate::resilience::ResilienceSettings::from_raw(&raw.resilience, &mut errors);
+    let route_names: Vec<&str> = routing.routes.keys().map(String::as_str).collect();
+    let budgets = budgets::build(raw.budgets, &route_names, &mut errors);
 
     if errors.is_empty() {
         Ok(Config {
@@ -1114,6 +1189,8 @@ pub fn validate(
             aliases,
             routing,
             resilience,
+            budgets,
+            log,
             warnings,
         })
     } else {

@@ -15,15 +15,17 @@ use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 use http::StatusCode;
 
+use crate::accounting::budget::Reservation;
+use crate::accounting::estimate::SharedPrompt;
 use crate::accounting::ledger::LedgerEntry;
-use crate::accounting::recorder::Recorder;
+use crate::accounting::recorder::{Recorder, TokenSink};
 use crate::api::chat::{ChatRequest, EmbeddingsRequest};
 use crate::api::ApiError;
 use crate::providers::{ChatAnswer, Provider, ProviderError, ProviderErrorKind};
 use crate::resilience::backoff;
 use crate::resilience::breaker::{Outcome, Permit};
 use crate::resilience::health::Health;
-use crate::server::state::{AppState, Target};
+use crate::server::state::{AppState, Runtime, Target};
 
 type BoxFut<'a> = Pin<Box<dyn Future<Output = Result<ChatAnswer, ProviderError>> + Send + 'a>>;
 
@@ -128,30 +130,65 @@ fn classify(e: &ProviderError) -> (Outcome, Next) {
     }
 }
 
+/// Per-request accounting every attempt's ledger guard carries.
+#[derive(Default)]
+pub struct Accounting {
+    /// The prompt, for estimating usage the provider does not report.
+    pub prompt: Option<SharedPrompt>,
+    /// The request's budget reservation.
+    pub reservation: Option<Arc<Reservation>>,
+    /// The client key (its TPM bucket is settled with the real usage).
+    pub key: Option<Arc<crate::auth::KeyUse>>,
+    /// Tokens estimated before the call (prompt plus max output), for TPM limits.
+    pub estimated_tokens: u64,
+}
+
 /// Runs `call` against `targets` in order. `entry` builds the ledger row
 /// for an attempt (target, 1-based attempt number).
 pub async fn run(
     st: &AppState,
+    rt: &Runtime,
     targets: &[Target],
     call: &mut dyn Call,
     entry: &(dyn Fn(&Target, u32) -> LedgerEntry + Sync),
     started: Instant,
+    acct: &Accounting,
 ) -> Result<Served, Failed> {
-    let r = &st.config.resilience;
+    let r = &rt.config.resilience;
     let deadline = tokio::time::Instant::now() + r.deadline;
     let mut attempts = 0u32;
     let mut last: Option<(ApiError, Arc<str>)> = None;
     let mut skipped = 0usize;
+    let mut limited: Option<crate::auth::limiter::Denied> = None;
+    let clock = st.budgets.clock();
     'targets: for target in targets {
-        let provider = &st.providers[target.provider];
-        let health = &st.health[target.provider];
+        let provider = &rt.providers[target.provider];
+        let health = &rt.health[target.provider];
+        let limits = rt.limits[target.provider].as_ref();
         let settings = &provider.settings;
         let mut tries_here = 0u32;
         loop {
             if attempts >= r.max_attempts || tokio::time::Instant::now() >= deadline {
                 break 'targets;
             }
+            if let Some(l) = limits {
+                if let Err(d) = l.try_acquire(acct.estimated_tokens, clock.now_ms()) {
+                    st.metrics.skipped(&provider.name);
+                    limited =
+                        Some(limited.map_or(d, |p| if d.retry_after_ms < p.retry_after_ms { d } else { p }));
+                    continue 'targets;
+                }
+            }
             let Some(permit) = health.acquire() else {
+                if let Some(l) = limits {
+                    // Give the request back: nothing was sent.
+                    if let Some(b) = &l.rpm {
+                        b.adjust(-1.0, clock.now_ms());
+                    }
+                    if let Some(b) = &l.tpm {
+                        b.adjust(-(acct.estimated_tokens as f64), clock.now_ms());
+                    }
+                }
                 skipped += 1;
                 continue 'targets;
             };
@@ -162,7 +199,18 @@ pub async fn run(
             attempts += 1;
             tries_here += 1;
             let mut recorder =
-                Recorder::new(st.ledger.clone(), entry(target, attempts), started, target.price);
+                Recorder::new(st.ledger.clone(), entry(target, attempts), started, target.price)
+                    .with_request(acct.prompt.clone(), acct.reservation.clone());
+            if let Some(k) = &acct.key {
+                recorder.add_sink(TokenSink::Key(k.clone()));
+            }
+            if let Some(l) = limits.filter(|l| l.tpm.is_some()) {
+                recorder.add_sink(TokenSink::Deployment(
+                    l.clone(),
+                    acct.estimated_tokens,
+                    clock.clone(),
+                ));
+            }
             let _in_flight = health.start();
             let sent = Instant::now();
             let limit = tokio::time::Instant::now() + settings.first_byte_timeout;
@@ -224,7 +272,18 @@ pub async fn run(
     }
     Err(match last {
         Some((error, provider)) => Failed { error, attempts, provider: Some(provider) },
-        None if skipped > 0 => Failed {
+        None if limited.is_some() && skipped == 0 => {
+            let d = limited.unwrap_or(crate::auth::limiter::Denied { retry_after_ms: 1000, limit: 0 });
+            let mut error = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "requests",
+                "Every deployment that can serve this model is at its configured rate limit; retry shortly.",
+            )
+            .with_code("rate_limit_exceeded");
+            error.retry_after = Some(d.retry_after_ms.div_ceil(1000).max(1));
+            Failed { error, attempts, provider: None }
+        }
+        None if skipped > 0 || limited.is_some() => Failed {
             error: ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "upstream_error",

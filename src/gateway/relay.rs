@@ -119,6 +119,7 @@ impl Relay {
         }
         if let Some(r) = self.recorder.as_mut() {
             r.mark_first_token();
+            r.observe_output(data);
         }
         self.queue.push_back(ev.raw);
     }

@@ -158,7 +158,7 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
 }
 
 /// Models of `tier`, cheapest first (unpriced last, then config order).
-fn tier_models(models: &IndexMap<String, ModelSettings>, tier: &str) -> Vec<String> {
+pub fn tier_models(models: &IndexMap<String, ModelSettings>, tier: &str) -> Vec<String> {
     let mut v: Vec<(&String, Option<f64>)> = models
         .iter()
         .filter(|(_, m)| m.kind == ModelKind::Chat && m.tier.as_deref() == Some(tier))

@@ -24,7 +24,8 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Middleware guarding every /admin route.
 pub async fn require_admin(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let Some(key) = &st.config.server.admin_key else {
+    let rt = st.rt();
+    let Some(key) = &rt.config.server.admin_key else {
         return ApiError::new(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
@@ -59,7 +60,7 @@ struct HealthList {
 
 /// GET /admin/health: breaker state, recent error rate and EWMA latency per deployment.
 pub async fn health(State(st): State<Arc<AppState>>) -> Response {
-    let data = st.health.iter().map(|h| h.report()).collect();
+    let data = st.rt().health.iter().map(|h| h.report()).collect();
     match serde_json::to_vec(&HealthList { object: "list", data }) {
         Ok(b) => {
             let mut r = (StatusCode::OK, Bytes::from(b)).into_response();
@@ -82,4 +83,220 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abcd"));
         assert!(constant_time_eq(b"", b""));
     }
+}
+
+/// Query of GET /admin/spend.
+#[derive(serde::Deserialize)]
+pub struct SpendQuery {
+    by: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// GET /admin/spend?by=task|model|provider|key|route|day&since=&until=: the
+/// `switchyard report` breakdown as JSON, with the live budget state.
+pub async fn spend(
+    State(st): State<Arc<AppState>>,
+    axum::extract::Query(q): axum::extract::Query<SpendQuery>,
+) -> Response {
+    use crate::accounting::report as r;
+    let by_name = q.by.as_deref().unwrap_or("model");
+    let Some(by) = r::GroupBy::parse(by_name) else {
+        return ApiError::invalid_request(
+            format!("by={by_name:?}: use task, model, provider, key, route or day"),
+            Some("by".into()),
+        )
+        .into_response();
+    };
+    let mut bounds = [None, None];
+    for (i, (name, v)) in [("since", &q.since), ("until", &q.until)].into_iter().enumerate() {
+        if let Some(v) = v {
+            match r::parse_time(v) {
+                Ok(t) => bounds[i] = Some(t),
+                Err(e) => return ApiError::invalid_request(e, Some(name.into())).into_response(),
+            }
+        }
+    }
+    let rows = match r::report(&st.ledger_path, by, bounds[0], bounds[1]).await {
+        Ok(rows) => rows,
+        Err(e) => return ApiError::internal(e).into_response(),
+    };
+    let total_cost: f64 = rows.iter().map(|r| r.cost_usd).sum();
+    let total_requests: i64 = rows.iter().map(|r| r.requests).sum();
+    let rt = st.rt();
+    let budgets = st.budgets.snapshot(&rt.config.budgets, &st.keys.budgets());
+    let body = serde_json::json!({
+        "object": "spend",
+        "by": by_name,
+        "since": bounds[0],
+        "until": bounds[1],
+        "data": rows,
+        "total": {
+            "requests": total_requests,
+            "cost_usd": total_cost,
+        },
+        "budgets": budgets,
+        "ledger_queue_depth": st.ledger.depth(),
+    });
+    let mut resp = (StatusCode::OK, Bytes::from(body.to_string())).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn json(status: StatusCode, v: &impl Serialize) -> Response {
+    match serde_json::to_vec(v) {
+        Ok(b) => {
+            let mut r = (status, Bytes::from(b)).into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        Err(e) => ApiError::internal(e.to_string()).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    all: bool,
+}
+
+/// GET /admin/keys[?all=true]: active keys (with `all`, revoked ones too). Never the secrets.
+pub async fn list_keys(
+    State(st): State<Arc<AppState>>,
+    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+) -> Response {
+    match st.keys.db().list(q.all).await {
+        Ok(data) => json(
+            StatusCode::OK,
+            &serde_json::json!({"object": "list", "data": data}),
+        ),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+/// POST /admin/keys: creates a key; the response is the only time the secret is shown.
+pub async fn create_key(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let spec: crate::auth::keys::KeySpec = match crate::api::chat::parse_json(&body) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = spec.validate() {
+        return ApiError::invalid_request(e, None).into_response();
+    }
+    match st.keys.db().create(spec).await {
+        Ok((record, secret)) => {
+            if let Err(e) = st.keys.refresh().await {
+                tracing::warn!("key refresh failed: {e}");
+            }
+            tracing::info!(key = %record.spec.name, id = %record.id, "api key created");
+            let mut v = serde_json::to_value(&record).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("object".into(), "api_key".into());
+                o.insert("key".into(), secret.into());
+            }
+            json(StatusCode::CREATED, &v)
+        }
+        Err(e) if e.contains("already exists") => {
+            ApiError::new(StatusCode::CONFLICT, "invalid_request_error", e)
+                .with_code("key_exists")
+                .into_response()
+        }
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+/// DELETE /admin/keys/{id or name}: revokes the key at once.
+pub async fn revoke_key(
+    State(st): State<Arc<AppState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    match st.keys.db().revoke(&id).await {
+        Ok(Some(record)) => {
+            if let Err(e) = st.keys.refresh().await {
+                tracing::warn!("key refresh failed: {e}");
+            }
+            tracing::info!(key = %record.spec.name, id = %record.id, "api key revoked");
+            json(StatusCode::OK, &record)
+        }
+        Ok(None) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("No active key with id or name `{id}`."),
+        )
+        .with_code("key_not_found")
+        .into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+/// POST /admin/reload: re-reads and validates the config, then swaps it in.
+pub async fn reload(State(st): State<Arc<AppState>>) -> Response {
+    match super::reload(&st).await {
+        Ok(changes) => {
+            let generation = st.rt().generation;
+            tracing::info!(generation, ?changes, "configuration reloaded");
+            json(
+                StatusCode::OK,
+                &serde_json::json!({"reloaded": true, "generation": generation, "changes": changes}),
+            )
+        }
+        Err(e) => {
+            tracing::warn!("configuration reload rejected; keeping the running one: {e}");
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request_error",
+                format!("The new configuration was rejected; the running one is kept. {e}"),
+            )
+            .with_code("invalid_config")
+            .into_response()
+        }
+    }
+}
+
+/// GET /metrics: Prometheus text format.
+pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    let rt = st.rt();
+    let stats = st.ledger.stats();
+    let mut budgets = Vec::new();
+    for b in st.budgets.snapshot(&rt.config.budgets, &st.keys.budgets()) {
+        if let Some(l) = b.daily_limit_usd {
+            budgets.push((
+                b.scope.clone(),
+                "day",
+                b.daily_spent_usd + b.daily_reserved_usd,
+                l,
+            ));
+        }
+        if let Some(l) = b.monthly_limit_usd {
+            budgets.push((
+                b.scope.clone(),
+                "month",
+                b.monthly_spent_usd + b.monthly_reserved_usd,
+                l,
+            ));
+        }
+    }
+    let g = crate::metrics::Gauges {
+        breakers: rt
+            .health
+            .iter()
+            .map(|h| {
+                let r = h.report();
+                (r.provider, r.state)
+            })
+            .collect(),
+        ledger_queue_depth: st.ledger.depth(),
+        ledger_written: stats.written.load(std::sync::atomic::Ordering::Relaxed),
+        ledger_failed: stats.failed.load(std::sync::atomic::Ordering::Relaxed),
+        budgets,
+        config_generation: rt.generation,
+    };
+    let mut r = (StatusCode::OK, st.metrics.render(&g)).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
 }

@@ -11,15 +11,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
-use super::state::{AppState, Target};
+use super::state::{AppState, Runtime, Target};
+use crate::accounting::budget::{OnExceed, Scope};
+use crate::accounting::estimate::PromptInfo;
 use crate::accounting::ledger::{LedgerEntry, RoutingRecord};
 use crate::api::chat::{ChatRequest, EmbeddingsRequest, StreamOptions};
+use crate::api::usage::Usage;
 use crate::api::ApiError;
-use crate::gateway::attempt::{self, ChatCall, EmbeddingsCall, Served};
+use crate::auth::KeyUse;
+use crate::gateway::attempt::{self, Accounting, ChatCall, EmbeddingsCall, Served};
 use crate::gateway::relay::Relay;
 use crate::providers::ChatAnswer;
 
@@ -35,13 +40,18 @@ type St = State<Arc<AppState>>;
 /// Per-request context shared by the handlers.
 pub(super) struct Ctx {
     pub(super) started: Instant,
+    /// The configuration this request runs on, start to end (reloads swap in new ones).
+    pub(super) rt: Arc<Runtime>,
+    /// The client's virtual key, when keys are in use.
+    pub(super) key: Option<Arc<KeyUse>>,
+    metrics: Arc<crate::metrics::Metrics>,
     ts_ms: i64,
     request_id: String,
     request_id_header: HeaderValue,
 }
 
 impl Ctx {
-    pub(super) fn new(st: &AppState, headers: &HeaderMap) -> Ctx {
+    pub(super) fn new(st: &AppState, headers: &HeaderMap, key: Option<Extension<Arc<KeyUse>>>) -> Ctx {
         let started = Instant::now();
         let ts_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -63,6 +73,9 @@ impl Ctx {
         };
         Ctx {
             started,
+            rt: st.rt(),
+            key: key.map(|Extension(k)| k),
+            metrics: st.metrics.clone(),
             ts_ms,
             request_id,
             request_id_header,
@@ -74,6 +87,14 @@ impl Ctx {
     }
 
     pub(super) fn error(&self, e: ApiError) -> Response {
+        tracing::info!(
+            target: "switchyard::access",
+            request_id = %self.request_id,
+            key = self.key.as_ref().map_or("-", |k| k.name()),
+            status = e.status.as_u16(),
+            code = e.code.as_deref().unwrap_or("-"),
+            "request refused"
+        );
         let mut r = e.into_response();
         r.headers_mut()
             .insert(X_REQUEST_ID, self.request_id_header.clone());
@@ -99,17 +120,16 @@ impl Ctx {
         endpoint: &'static str,
         requested: String,
         t: &Target,
-        st: &AppState,
         stream: bool,
     ) -> LedgerEntry {
         LedgerEntry {
             request_id: self.request_id.clone(),
             ts_ms: self.ts_ms,
-            key_name: None,
+            key_name: self.key.as_ref().map(|k| k.name().to_string()),
             endpoint,
             requested_model: requested,
             served_model: t.public.clone(),
-            provider: st.providers[t.provider].name.clone(),
+            provider: self.rt.providers[t.provider].name.clone(),
             upstream_model: t.upstream.clone(),
             status: 0,
             stream,
@@ -128,7 +148,6 @@ impl Ctx {
     pub(super) fn decorate(
         &self,
         h: &mut HeaderMap,
-        st: &AppState,
         t: &Target,
         upstream: Duration,
         cost: Option<f64>,
@@ -139,7 +158,7 @@ impl Ctx {
         if let Ok(v) = HeaderValue::from_str(&t.public) {
             h.insert(X_MODEL, v);
         }
-        if let Ok(v) = HeaderValue::from_str(&st.providers[t.provider].name) {
+        if let Ok(v) = HeaderValue::from_str(&self.rt.providers[t.provider].name) {
             h.insert(X_PROVIDER, v);
         }
         if let Some(c) = cost {
@@ -148,7 +167,9 @@ impl Ctx {
             }
         }
         let total = self.started.elapsed();
-        let overhead = total.saturating_sub(upstream).as_secs_f64() * 1e3;
+        let overhead_secs = total.saturating_sub(upstream).as_secs_f64();
+        self.metrics.overhead(overhead_secs);
+        let overhead = overhead_secs * 1e3;
         let mut s = String::with_capacity(64);
         let _ = write!(s, "{overhead:.3}");
         if let Ok(v) = HeaderValue::from_str(&s) {
@@ -207,8 +228,13 @@ pub(super) fn json_response(status: StatusCode, body: Bytes) -> Response {
 }
 
 /// POST /v1/chat/completions
-pub async fn chat_completions(State(st): St, headers: HeaderMap, body: Body) -> Response {
-    let ctx = Ctx::new(&st, &headers);
+pub async fn chat_completions(
+    State(st): St,
+    key: Option<Extension<Arc<KeyUse>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let ctx = Ctx::new(&st, &headers, key);
     match chat_inner(&st, &ctx, &headers, body).await {
         Ok(r) => r,
         Err(e) => ctx.error(e),
@@ -221,15 +247,17 @@ async fn chat_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(body, headers, st.config.server.max_body_bytes).await?;
+    let bytes = read_body(body, headers, ctx.rt.config.server.max_body_bytes).await?;
     let mut req = ChatRequest::parse(&bytes)?;
     drop(bytes);
-    let (chain, route) = plan(st, headers, &req)?;
+    check_allowed(ctx, &req.model, headers.get(&X_ROUTE_HEADER))?;
+    let (chain, mut route) = plan(st, ctx, headers, &req)?;
     let names: Vec<&str> = chain.iter().map(|m| &**m).collect();
-    let targets = st.targets(&names, route.is_none());
+    let mut targets = ctx.rt.targets(&names, route.is_none());
     if targets.is_empty() {
         return Err(ApiError::model_not_found(&req.model));
     }
+    let acct = admit(st, ctx, &req, &mut route, &mut targets)?;
     let stream = req.is_stream();
     let client_wants_usage = req.client_wants_stream_usage();
     if stream {
@@ -241,13 +269,14 @@ async fn chat_inner(
     let requested = std::mem::take(&mut req.model);
     let routing = route.clone().map(Box::new);
     let entry = |t: &Target, attempt: u32| {
-        let mut e = ctx.entry("chat.completions", requested.clone(), t, st, stream);
+        let mut e = ctx.entry("chat.completions", requested.clone(), t, stream);
         e.attempt = attempt;
         e.routing = routing.clone();
         e
     };
     let served = attempt::run(
         st,
+        &ctx.rt,
         &targets,
         &mut ChatCall {
             req: &mut req,
@@ -255,6 +284,7 @@ async fn chat_inner(
         },
         &entry,
         ctx.started,
+        &acct,
     )
     .await;
     let served = match served {
@@ -275,7 +305,7 @@ async fn chat_inner(
             }
             let cost = recorder.cost();
             let mut r = json_response(StatusCode::OK, body);
-            ctx.decorate(r.headers_mut(), st, &target, upstream, cost, attempts);
+            ctx.decorate(r.headers_mut(), &target, upstream, cost, attempts);
             if let Some(rr) = &route {
                 route_headers(r.headers_mut(), rr);
             }
@@ -283,11 +313,10 @@ async fn chat_inner(
             Ok(r)
         }
         ChatAnswer::Stream(upstream_bytes) => {
-            let relay = relay_for(st, &target, upstream_bytes, client_wants_usage, recorder);
+            let relay = relay_for(&ctx.rt, &target, upstream_bytes, client_wants_usage, recorder);
             Ok(sse_response(
                 Body::from_stream(relay),
                 ctx,
-                st,
                 &target,
                 upstream,
                 attempts,
@@ -299,7 +328,7 @@ async fn chat_inner(
 
 /// The relay for a served stream, wired to its provider's name, secret and health.
 pub(super) fn relay_for(
-    st: &AppState,
+    st: &Runtime,
     target: &Target,
     upstream: crate::providers::ByteStream,
     client_wants_usage: bool,
@@ -321,7 +350,6 @@ pub(super) fn relay_for(
 pub(super) fn sse_response(
     body: Body,
     ctx: &Ctx,
-    st: &AppState,
     target: &Target,
     upstream: Duration,
     attempts: u32,
@@ -338,7 +366,7 @@ pub(super) fn sse_response(
         HeaderName::from_static("x-accel-buffering"),
         HeaderValue::from_static("no"),
     );
-    ctx.decorate(h, st, target, upstream, None, attempts);
+    ctx.decorate(h, target, upstream, None, attempts);
     if let Some(rr) = route {
         route_headers(h, rr);
     }
@@ -358,10 +386,13 @@ pub const X_ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempt
 /// bypassing classification.
 pub(super) fn plan(
     st: &AppState,
+    ctx: &Ctx,
     headers: &HeaderMap,
     req: &ChatRequest,
 ) -> Result<(Vec<Arc<str>>, Option<RoutingRecord>), ApiError> {
-    let routing = &st.config.routing;
+    let rt = &*ctx.rt;
+    let key = ctx.key.as_deref();
+    let routing = &rt.config.routing;
     let header_str = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let route = match header_str(&X_ROUTE_HEADER) {
         Some(name) => Some(routing.routes.get(name).ok_or_else(|| {
@@ -392,20 +423,31 @@ pub(super) fn plan(
     };
     let input = crate::routing::input_from_chat(req);
     let d = routing.decide(route, &input.as_input(), forced);
-    let proposed = d.chain.first().map(String::as_str).unwrap_or_default();
+    // Pacing: a low-priority task moves down a tier while spend runs ahead of the day.
+    let budgets = &rt.config.budgets;
+    let task_route = &route.tasks[d.task.min(route.tasks.len().saturating_sub(1))];
+    let paced = (task_route.priority == crate::config::Priority::Low && budgets.any())
+        .then(|| budgets.scopes(Some(&route.name), key_scope(key)))
+        .filter(|scopes| st.budgets.pacing(budgets, scopes))
+        .and_then(|_| lower_tier(rt, d.tier));
+    let (tier, chain_models) = match &paced {
+        Some((t, c)) => (t.as_str(), c.as_slice()),
+        None => (d.tier, d.chain),
+    };
+    let proposed = chain_models.first().map(String::as_str).unwrap_or_default();
     let session = header_str(&X_SESSION).or_else(|| req.extra.get("user").and_then(|u| u.as_str()));
     let (model, pinned) = match session {
         Some(key) if !key.is_empty() => {
             let key = format!("{}\u{1f}{key}", route.name);
             st.sessions
-                .pick(&key, proposed, |m| st.resolve(m).is_some(), Instant::now())
+                .pick(&key, proposed, |m| rt.resolve(m).is_some(), Instant::now())
         }
         _ => (Arc::from(proposed), false),
     };
     // The chosen model first, then the rest of the route's chain as fallbacks.
     let mut chain = vec![model.clone()];
     chain.extend(
-        d.chain
+        chain_models
             .iter()
             .filter(|m| **m != *model)
             .map(|m| Arc::from(m.as_str())),
@@ -416,18 +458,159 @@ pub(super) fn plan(
         confidence: d.confidence,
         complexity: d.complexity,
         tier: if pinned {
-            target_tier(st, &model, d.tier)
+            target_tier(rt, &model, tier)
         } else {
-            d.tier.to_string()
+            tier.to_string()
         },
-        reason: d.reason_text(pinned),
+        reason: if paced.is_some() {
+            d.reason_text(pinned) + ";paced:budget"
+        } else {
+            d.reason_text(pinned)
+        },
     };
     Ok((chain, Some(record)))
 }
 
+/// The next cheaper tier that has models, and its models (cheapest first).
+fn lower_tier(rt: &Runtime, tier: &str) -> Option<(String, Vec<String>)> {
+    let tiers = &rt.config.routing.tiers;
+    let at = tiers.iter().position(|t| t == tier)?;
+    tiers[..at].iter().rev().find_map(|t| {
+        let models = crate::routing::policy::tier_models(&rt.config.models, t);
+        (!models.is_empty()).then(|| (t.clone(), models))
+    })
+}
+
+/// Budget admission: reserves the request's maximum cost in every budget
+/// that applies. When a budget has no room, routed requests move to the
+/// cheapest tier if `budgets.on_exceed = "downgrade"`; otherwise 429.
+pub(super) fn admit(
+    st: &AppState,
+    ctx: &Ctx,
+    req: &ChatRequest,
+    route: &mut Option<RoutingRecord>,
+    targets: &mut Vec<Target>,
+) -> Result<Accounting, ApiError> {
+    let rt = &ctx.rt;
+    let budgets = &rt.config.budgets;
+    let prompt = PromptInfo::from_chat(req);
+    let estimated_tokens = prompt.approx_prompt_tokens() + prompt.max_output.unwrap_or(0);
+    if let Some(k) = &ctx.key {
+        if let Err(d) = k.take_tokens(estimated_tokens) {
+            st.metrics.rejected("rate_limit_tokens");
+            return Err(crate::auth::rate_limited("tokens per min (TPM)", d));
+        }
+    }
+    let mut acct = Accounting {
+        prompt: None,
+        reservation: None,
+        key: ctx.key.clone(),
+        estimated_tokens,
+    };
+    let scopes = budgets.scopes(
+        route.as_ref().map(|r| r.route.as_str()),
+        key_scope(ctx.key.as_deref()),
+    );
+    if scopes.is_empty() {
+        acct.prompt = Some(Arc::new(prompt));
+        return Ok(acct);
+    }
+    let worst = Usage {
+        prompt_tokens: prompt.approx_prompt_tokens(),
+        completion_tokens: prompt
+            .max_output
+            .unwrap_or(u64::from(budgets.reserve_output_tokens)),
+        ..Default::default()
+    };
+    let estimate = |ts: &[Target]| {
+        ts.iter()
+            .filter_map(|t| t.price.map(|p| p.cost(&worst)))
+            .fold(0.0, f64::max)
+    };
+    let exceeded = match st.budgets.reserve(budgets, scopes.clone(), estimate(targets)) {
+        Ok(r) => {
+            acct.prompt = Some(Arc::new(prompt));
+            acct.reservation = Some(Arc::new(r));
+            return Ok(acct);
+        }
+        Err(e) => e,
+    };
+    if let (OnExceed::Downgrade, Some(rr)) = (budgets.on_exceed, route.as_mut()) {
+        let cheapest = rt.config.routing.tiers.first().cloned().unwrap_or_default();
+        let models = crate::routing::policy::tier_models(&rt.config.models, &cheapest);
+        let names: Vec<&str> = models.iter().map(String::as_str).collect();
+        let cheaper = rt.targets(&names, false);
+        if !cheaper.is_empty() {
+            if let Ok(r) = st.budgets.reserve(budgets, scopes, estimate(&cheaper)) {
+                *targets = cheaper;
+                rr.tier = cheapest;
+                rr.reason.push_str(";downgraded:budget");
+                acct.prompt = Some(Arc::new(prompt));
+                acct.reservation = Some(Arc::new(r));
+                return Ok(acct);
+            }
+        }
+    }
+    st.metrics.rejected("budget");
+    if let Some(k) = &ctx.key {
+        // Nothing will be sent: give the estimated tokens back.
+        k.settle_tokens(0);
+    }
+    tracing::info!(scope = %exceeded.scope, period = exceeded.period, "request refused: budget exhausted");
+    Err(budget_error(&exceeded.scope, &exceeded.message()))
+}
+
+fn budget_error(_scope: &Scope, message: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "budget_exceeded",
+        message.to_string(),
+    )
+    .with_code("budget_exceeded")
+}
+
+/// The budget scope of a client key: its name and its own daily budget.
+fn key_scope(k: Option<&KeyUse>) -> Option<(&str, crate::accounting::budget::Limits)> {
+    k.map(|k| {
+        (
+            k.name(),
+            crate::accounting::budget::Limits {
+                daily: k.key.record.spec.daily_budget,
+                monthly: None,
+            },
+        )
+    })
+}
+
+/// 403 when the client's key may not use the requested model or route.
+pub(super) fn check_allowed(
+    ctx: &Ctx,
+    model: &str,
+    route_header: Option<&HeaderValue>,
+) -> Result<(), ApiError> {
+    let Some(k) = &ctx.key else { return Ok(()) };
+    let route = route_header.and_then(|v| v.to_str().ok());
+    for name in std::iter::once(model).chain(route) {
+        if !k.key.allows(name) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "invalid_request_error",
+                format!("This API key is not allowed to use `{name}`."),
+            )
+            .with_code("model_not_allowed")
+            .with_param(if Some(name) == route {
+                "x-switchyard-route"
+            } else {
+                "model"
+            }));
+        }
+    }
+    Ok(())
+}
+
 /// The tier of a pinned model (which may differ from the decision's).
-fn target_tier(st: &AppState, model: &str, fallback: &str) -> String {
-    st.config
+fn target_tier(rt: &Runtime, model: &str, fallback: &str) -> String {
+    rt.config
         .models
         .get(model)
         .and_then(|m| m.tier.clone())
@@ -448,8 +631,13 @@ pub(super) fn route_headers(h: &mut HeaderMap, r: &RoutingRecord) {
 }
 
 /// POST /v1/embeddings
-pub async fn embeddings(State(st): St, headers: HeaderMap, body: Body) -> Response {
-    let ctx = Ctx::new(&st, &headers);
+pub async fn embeddings(
+    State(st): St,
+    key: Option<Extension<Arc<KeyUse>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let ctx = Ctx::new(&st, &headers, key);
     match embeddings_inner(&st, &ctx, &headers, body).await {
         Ok(r) => r,
         Err(e) => ctx.error(e),
@@ -462,20 +650,35 @@ async fn embeddings_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(body, headers, st.config.server.max_body_bytes).await?;
+    let bytes = read_body(body, headers, ctx.rt.config.server.max_body_bytes).await?;
     let mut req = EmbeddingsRequest::parse(&bytes)?;
     drop(bytes);
-    let targets = st.targets(&[req.model.as_str()], true);
+    check_allowed(ctx, &req.model, None)?;
+    let targets = ctx.rt.targets(&[req.model.as_str()], true);
     if targets.is_empty() {
         return Err(ApiError::model_not_found(&req.model));
     }
     let requested = std::mem::take(&mut req.model);
     let entry = |t: &Target, attempt: u32| {
-        let mut e = ctx.entry("embeddings", requested.clone(), t, st, false);
+        let mut e = ctx.entry("embeddings", requested.clone(), t, false);
         e.attempt = attempt;
         e
     };
-    match attempt::run(st, &targets, &mut EmbeddingsCall(&mut req), &entry, ctx.started).await {
+    let acct = Accounting {
+        key: ctx.key.clone(),
+        ..Default::default()
+    };
+    match attempt::run(
+        st,
+        &ctx.rt,
+        &targets,
+        &mut EmbeddingsCall(&mut req),
+        &entry,
+        ctx.started,
+        &acct,
+    )
+    .await
+    {
         Ok(Served {
             target,
             answer: ChatAnswer::Complete { body, usage },
@@ -488,7 +691,7 @@ async fn embeddings_inner(
             }
             let cost = recorder.cost();
             let mut r = json_response(StatusCode::OK, body);
-            ctx.decorate(r.headers_mut(), st, &target, upstream, cost, attempts);
+            ctx.decorate(r.headers_mut(), &target, upstream, cost, attempts);
             recorder.finish(200, None);
             Ok(r)
         }
@@ -502,12 +705,12 @@ async fn embeddings_inner(
 
 /// GET /v1/models
 pub async fn list_models(State(st): St) -> Response {
-    json_response(StatusCode::OK, st.models_body.clone())
+    json_response(StatusCode::OK, st.rt().models_body.clone())
 }
 
 /// GET /v1/models/{id}
 pub async fn get_model(State(st): St, Path(id): Path<String>) -> Response {
-    match st.model_object(&id) {
+    match st.rt().model_object(&id) {
         Some(b) => json_response(StatusCode::OK, b),
         None => ApiError::model_not_found(&id).into_response(),
     }

@@ -14,15 +14,19 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use bytes::Bytes;
 use futures_util::{stream, Stream, StreamExt};
 use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 
-use super::handlers::{json_response, plan, read_body, relay_for, route_headers, sse_response, Ctx};
+use super::handlers::{
+    admit, check_allowed, json_response, plan, read_body, relay_for, route_headers, sse_response, Ctx,
+};
 use super::state::{AppState, Target};
 use crate::api::chat::{parse_json, StreamOptions};
 use crate::api::ApiError;
+use crate::auth::KeyUse;
 use crate::gateway::attempt::{self, ChatCall, Served};
 use crate::gateway::sse::SseSplitter;
 use crate::providers::anthropic::{self, ChunkToMessagesStream};
@@ -48,8 +52,13 @@ fn error_response(ctx: &Ctx, e: ApiError) -> Response {
 }
 
 /// POST /v1/messages
-pub async fn messages(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    let ctx = Ctx::new(&st, &headers);
+pub async fn messages(
+    State(st): State<Arc<AppState>>,
+    key: Option<Extension<Arc<KeyUse>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let ctx = Ctx::new(&st, &headers, key);
     match messages_inner(&st, &ctx, &headers, body).await {
         Ok(r) => r,
         Err(e) => error_response(&ctx, e),
@@ -62,16 +71,18 @@ async fn messages_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(body, headers, st.config.server.max_body_bytes).await?;
+    let bytes = read_body(body, headers, ctx.rt.config.server.max_body_bytes).await?;
     let v: Value = parse_json(&bytes)?;
     drop(bytes);
     let mut req = anthropic::messages_to_chat(&v)?;
-    let (chain, route) = plan(st, headers, &req)?;
+    check_allowed(ctx, &req.model, headers.get(&super::handlers::X_ROUTE_HEADER))?;
+    let (chain, mut route) = plan(st, ctx, headers, &req)?;
     let names: Vec<&str> = chain.iter().map(|m| &**m).collect();
-    let targets = st.targets(&names, route.is_none());
+    let mut targets = ctx.rt.targets(&names, route.is_none());
     if targets.is_empty() {
         return Err(ApiError::model_not_found(&req.model));
     }
+    let acct = admit(st, ctx, &req, &mut route, &mut targets)?;
     let stream = req.is_stream();
     if stream {
         // The translation back to Anthropic events needs the usage chunk.
@@ -86,7 +97,7 @@ async fn messages_inner(
         .collect();
     let routing = route.clone().map(Box::new);
     let entry = |t: &Target, attempt: u32| {
-        let mut e = ctx.entry("messages", requested.clone(), t, st, stream);
+        let mut e = ctx.entry("messages", requested.clone(), t, stream);
         e.attempt = attempt;
         e.routing = routing.clone();
         e
@@ -95,7 +106,7 @@ async fn messages_inner(
         req: &mut req,
         forward: &forward,
     };
-    let served = match attempt::run(st, &targets, &mut call, &entry, ctx.started).await {
+    let served = match attempt::run(st, &ctx.rt, &targets, &mut call, &entry, ctx.started, &acct).await {
         Ok(s) => s,
         Err(f) => {
             let mut r = error_response(ctx, f.error);
@@ -125,7 +136,7 @@ async fn messages_inner(
             };
             let cost = recorder.cost();
             let mut r = json_response(StatusCode::OK, Bytes::from(out.to_string()));
-            ctx.decorate(r.headers_mut(), st, &target, upstream, cost, attempts);
+            ctx.decorate(r.headers_mut(), &target, upstream, cost, attempts);
             if let Some(rr) = &route {
                 route_headers(r.headers_mut(), rr);
             }
@@ -133,12 +144,11 @@ async fn messages_inner(
             Ok(r)
         }
         ChatAnswer::Stream(upstream_bytes) => {
-            let relay = relay_for(st, &target, upstream_bytes, true, recorder);
+            let relay = relay_for(&ctx.rt, &target, upstream_bytes, true, recorder);
             let events = to_messages_events(relay, ChunkToMessagesStream::new(&requested));
             Ok(sse_response(
                 Body::from_stream(events),
                 ctx,
-                st,
                 &target,
                 upstream,
                 attempts,
@@ -213,10 +223,15 @@ where
 
 /// POST /v1/messages/count_tokens: an estimate (about four characters per
 /// token over the text of system, messages and tool definitions).
-pub async fn count_tokens(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    let ctx = Ctx::new(&st, &headers);
+pub async fn count_tokens(
+    State(st): State<Arc<AppState>>,
+    key: Option<Extension<Arc<KeyUse>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let ctx = Ctx::new(&st, &headers, key);
     let result = async {
-        let bytes = read_body(body, &headers, st.config.server.max_body_bytes).await?;
+        let bytes = read_body(body, &headers, st.rt().config.server.max_body_bytes).await?;
         let v: Value = parse_json(&bytes)?;
         if !v.get("messages").is_some_and(Value::is_array) {
             return Err(ApiError::invalid_request(

@@ -33,12 +33,15 @@ pub fn app(state: Arc<AppState>) -> Router {
     use handlers::*;
     let admin = Router::new()
         .route("/admin/health", get(admin::health))
+        .route("/admin/spend", get(admin::spend))
+        .route("/admin/keys", get(admin::list_keys).post(admin::create_key))
+        .route("/admin/keys/{id}", axum::routing::delete(admin::revoke_key))
+        .route("/admin/reload", post(admin::reload))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,
         ));
-    Router::new()
-        .merge(admin)
+    let api = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/chat/completions", post(chat_completions))
         .route("/v1/messages", post(messages::messages))
@@ -47,6 +50,14 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/embeddings", post(embeddings))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*id}", get(get_model))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::require_key,
+        ));
+    Router::new()
+        .merge(admin)
+        .merge(api)
+        .route("/metrics", get(admin::metrics))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .fallback(not_found)
@@ -59,9 +70,17 @@ pub struct Server {
     pub addr: SocketAddr,
     stop: CancellationToken,
     task: JoinHandle<()>,
+    state: Arc<AppState>,
 }
 
 impl Server {
+    /// The running state (to reload its configuration, for instance). Hold
+    /// it weakly in long-lived tasks: the ledger drains only when every
+    /// strong reference is gone.
+    pub fn state(&self) -> std::sync::Weak<AppState> {
+        Arc::downgrade(&self.state)
+    }
+
     /// Asks for a graceful shutdown and waits until connections are closed
     /// (or the grace period ran out) and every ledger row is written.
     pub async fn shutdown(self) {
@@ -71,6 +90,8 @@ impl Server {
 
     /// Waits until the server has stopped (after `stop_token().cancel()`).
     pub async fn wait(self) {
+        // The ledger drains once every handle is gone, this one included.
+        drop(self.state);
         if let Err(e) = self.task.await {
             tracing::error!("server task failed: {e}");
         }
@@ -83,44 +104,168 @@ impl Server {
 }
 
 /// Opens the ledger, builds the state and serves on `listener`.
-pub async fn start(config: Config, ledger_path: &Path, listener: TcpListener) -> Result<Server, String> {
+pub async fn start(mut config: Config, ledger_path: &Path, listener: TcpListener) -> Result<Server, String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("listener has no address: {e}"))?;
+    // The socket decides loopback-or-not, whatever the config said.
+    config.server.listen = addr;
+    let metrics = crate::metrics::Metrics::new();
     let (ledger, writer) = ledger::open_sqlite(
         ledger_path,
         config.ledger.batch_size,
         config.ledger.flush_interval,
     )
     .await?;
+    let ledger = ledger.with_observers(metrics.clone(), config.log.access);
     let grace = config.server.shutdown_grace;
-    let state = Arc::new(AppState::new(config, ledger)?);
-    let stop = CancellationToken::new();
-    spawn_probes(&state, &stop);
-    let router = app(state);
+    let max_header = config.server.max_header_bytes;
+    let key_refresh = config.server.key_refresh;
+    let budgets = start_budgets(&config, ledger_path, &metrics).await?;
+    let keys = crate::auth::keys::KeyStore::open(ledger_path, budgets.clock().clone()).await?;
+    crate::accounting::estimate::warm_up();
+    let state = Arc::new(AppState::new(
+        config,
+        ledger,
+        ledger_path.to_path_buf(),
+        budgets,
+        keys.clone(),
+        metrics,
+    )?);
+    if !keys.any() {
+        if !state.open_access {
+            return Err(format!(
+                "refusing to serve {addr} without client keys: it is not a loopback address. \
+                 Create a key (`switchyard keys create --name NAME`) or pass --allow-unauthenticated."
+            ));
+        }
+        tracing::warn!(
+            "no client API keys exist: serving {addr} WITHOUT authentication (create one with `switchyard keys create`)"
+        );
+    }
+    let stop = state.shutdown.clone();
+    keys.spawn_refresh(key_refresh, stop.clone());
+    spawn_probes(&state.rt(), &stop);
+    let router = app(state.clone());
     let token = stop.clone();
     let task = tokio::spawn(async move {
-        serve_loop(listener, router, token.cancelled_owned(), grace).await;
+        serve_loop(listener, router, token.cancelled_owned(), grace, max_header).await;
         // Every handle to the ledger is gone once connections are: drain it.
         writer.finish().await;
     });
-    Ok(Server { addr, stop, task })
+    Ok(Server {
+        addr,
+        stop,
+        task,
+        state,
+    })
+}
+
+/// Budget state: rebuilt from this month's ledger rows; alerts go to the log
+/// and, if configured, to a webhook.
+async fn start_budgets(
+    config: &Config,
+    ledger_path: &Path,
+    metrics: &Arc<crate::metrics::Metrics>,
+) -> Result<Arc<crate::accounting::budget::Budgets>, String> {
+    use crate::accounting::budget::{self, Budgets, Clock, Scope};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let s = &config.budgets;
+    let b = Budgets::new(Clock::system(), s.timezone, Some(tx));
+    spawn_alerts(rx, s.webhook.clone(), metrics.clone());
+    if s.any() {
+        let since = budget::month_start_ms(s.timezone, b.clock().now_ms());
+        let rows = ledger::spend_since(ledger_path, since).await?;
+        let mut total = 0.0;
+        for r in &rows {
+            total += r.cost_usd;
+            b.seed(s, Scope::Global, r.ts_ms, r.cost_usd);
+            if let Some(route) = &r.route {
+                b.seed(s, Scope::Route(route.clone()), r.ts_ms, r.cost_usd);
+            }
+            if let Some(key) = &r.key_name {
+                b.seed(s, Scope::Key(key.clone()), r.ts_ms, r.cost_usd);
+            }
+        }
+        tracing::info!(
+            rows = rows.len(),
+            month_usd = total,
+            "budget state restored from the ledger"
+        );
+    }
+    Ok(b)
+}
+
+/// Delivers budget alerts: a warning in the log and a JSON POST to the webhook.
+fn spawn_alerts(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<crate::accounting::budget::Alert>,
+    webhook: Option<String>,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
+    tokio::spawn(async move {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .ok();
+        while let Some(a) = rx.recv().await {
+            metrics.budget_alert();
+            tracing::warn!(
+                scope = %a.scope,
+                period = a.period,
+                threshold = a.threshold,
+                spent_usd = a.spent_usd,
+                limit_usd = a.limit_usd,
+                "budget alert: {:.0}% of the {} budget of {} spent",
+                a.threshold * 100.0,
+                if a.period == "day" { "daily" } else { "monthly" },
+                a.scope
+            );
+            if let (Some(url), Some(c)) = (&webhook, &client) {
+                let body = serde_json::json!({"type": "budget_alert", "alert": a});
+                if let Err(e) = c.post(url).json(&body).send().await {
+                    tracing::warn!("budget alert webhook failed: {}", e.without_url());
+                }
+            }
+        }
+    });
+}
+
+/// Re-reads the configuration from where it came from (the file, or the
+/// environment), validates it and swaps it in. The listen address and
+/// ledger file of a running server do not change.
+pub async fn reload(state: &AppState) -> Result<Vec<String>, String> {
+    let old = state.rt();
+    let mut config = match &old.config.source {
+        crate::config::ConfigSource::File(p) => crate::config::load_file(p),
+        crate::config::ConfigSource::Environment => crate::config::from_env(&|k| std::env::var(k).ok()),
+    }
+    .map_err(|e| e.to_string())?;
+    if config.server.listen != old.config.server.listen {
+        tracing::warn!("server.listen changed: a running server keeps its address until restarted");
+    }
+    config.server.listen = old.config.server.listen;
+    config.server.allow_unauthenticated = old.config.server.allow_unauthenticated;
+    let changes = state.reload(config).await?;
+    spawn_probes(&state.rt(), &state.shutdown);
+    Ok(changes)
 }
 
 /// Active health probes: one task per provider with `probe_interval_secs`,
 /// feeding the same breaker as live traffic. They hold no ledger handle.
-fn spawn_probes(state: &AppState, stop: &CancellationToken) {
-    for (provider, health) in state.providers.iter().zip(&state.health) {
+pub(crate) fn spawn_probes(rt: &state::Runtime, stop: &CancellationToken) {
+    for (provider, health) in rt.providers.iter().zip(&rt.health) {
         let Some(every) = provider.settings.probe_interval else {
             continue;
         };
         let (provider, health, stop) = (provider.clone(), health.clone(), stop.clone());
+        let retired = rt.retired.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
+                    _ = retired.cancelled() => break,
                     _ = tick.tick() => {}
                 }
                 let Some(permit) = health.acquire() else { continue };
@@ -144,11 +289,13 @@ async fn serve_loop(
     router: Router,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
+    max_header: usize,
 ) {
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .keep_alive(true)
+        .max_buf_size(max_header)
         .header_read_timeout(Duration::from_secs(30));
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);

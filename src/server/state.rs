@@ -4,12 +4,17 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 
+use crate::accounting::budget::Budgets;
 use crate::accounting::ledger::LedgerHandle;
 use crate::accounting::pricing::{self, Price};
 use crate::api::models::{ModelList, ModelObject};
+use crate::auth::keys::KeyStore;
+use crate::auth::limiter::DeploymentLimits;
 use crate::config::{Balance, Config};
+use crate::metrics::Metrics;
 use crate::providers::Provider;
 use crate::resilience::health::Health;
 use crate::routing::sessions::Sessions;
@@ -35,38 +40,143 @@ struct ModelEntry {
     fallbacks: Vec<String>,
 }
 
-pub struct AppState {
+/// Everything derived from one configuration. Swapped atomically on reload;
+/// a request keeps the `Arc<Runtime>` it started with until it ends.
+pub struct Runtime {
     pub config: Config,
     pub providers: Vec<Arc<Provider>>,
     /// Health (breaker, latency) per provider, same index as `providers`.
     pub health: Vec<Arc<Health>>,
+    /// Account rate limits per provider, same index as `providers`.
+    pub limits: Vec<Option<Arc<DeploymentLimits>>>,
+    /// 1 for the configuration the server started with, +1 per reload.
+    pub generation: u64,
     /// Provider secrets as shared strings, for scrubbing in stream relays.
     pub secrets: Vec<Option<Arc<str>>>,
     /// Configured models and aliases, resolved.
     targets: HashMap<String, ModelEntry>,
-    pub ledger: LedgerHandle,
     /// Pre-rendered `GET /v1/models` body.
     pub models_body: Bytes,
     model_objects: HashMap<String, Bytes>,
+    /// Stops this runtime's background tasks (health probes) when it is replaced.
+    pub retired: tokio_util::sync::CancellationToken,
+}
+
+/// Process-wide state: the current [`Runtime`] plus what outlives a reload.
+pub struct AppState {
+    runtime: ArcSwap<Runtime>,
+    pub ledger: LedgerHandle,
     id_prefix: u32,
     counter: AtomicU64,
     /// Session pinning for routed requests.
     pub sessions: Sessions,
+    /// Spend limits and pacing.
+    pub budgets: Arc<Budgets>,
+    /// Serialises reloads.
+    reload_lock: tokio::sync::Mutex<()>,
+    /// The ledger file, for read-only queries (/admin/spend).
+    pub ledger_path: std::path::PathBuf,
+    /// Virtual keys.
+    pub keys: Arc<KeyStore>,
+    pub metrics: Arc<Metrics>,
+    /// Serve without a key while no key exists (loopback, or --allow-unauthenticated).
+    pub open_access: bool,
+    /// Cancelled to shut the server down (and its background tasks).
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
-    pub fn new(config: Config, ledger: LedgerHandle) -> Result<AppState, String> {
-        let providers = config
-            .providers
-            .iter()
-            .cloned()
-            .map(|p| Provider::new(p).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()?;
-        let health = providers
-            .iter()
-            .map(|p| Arc::new(Health::new(p.name.clone(), config.resilience.breaker.clone())))
-            .collect();
-        let config_session_idle = config.routing.session_idle;
+    pub fn new(
+        config: Config,
+        ledger: LedgerHandle,
+        ledger_path: std::path::PathBuf,
+        budgets: Arc<Budgets>,
+        keys: Arc<KeyStore>,
+        metrics: Arc<Metrics>,
+    ) -> Result<AppState, String> {
+        let idle = config.routing.session_idle;
+        let open_access = config.server.listen.ip().is_loopback() || config.server.allow_unauthenticated;
+        let rt = Runtime::new(config, None)?;
+        Ok(AppState {
+            runtime: ArcSwap::from_pointee(rt),
+            ledger,
+            id_prefix: fastrand::u32(..),
+            counter: AtomicU64::new(0),
+            sessions: Sessions::new(idle),
+            budgets,
+            reload_lock: tokio::sync::Mutex::new(()),
+            ledger_path,
+            keys,
+            metrics,
+            open_access,
+            shutdown: tokio_util::sync::CancellationToken::new(),
+        })
+    }
+
+    /// The configuration-derived state for a new request.
+    pub fn rt(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Builds a runtime from `config`, keeping the health state of unchanged
+    /// providers, and swaps it in. Requests in flight keep the old one.
+    /// Returns what changed, for the log.
+    pub async fn reload(&self, config: Config) -> Result<Vec<String>, String> {
+        let _guard = self.reload_lock.lock().await;
+        let old = self.rt();
+        let mut new = Runtime::new(config, Some(&old))?;
+        new.generation = old.generation + 1;
+        let changes = old.diff(&new);
+        self.runtime.store(Arc::new(new));
+        old.retired.cancel();
+        Ok(changes)
+    }
+
+    /// A new request id, unique across instances (random prefix) and requests.
+    pub fn next_request_id(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("req_{:08x}{:012x}", self.id_prefix, n)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ledger.is_open()
+    }
+}
+
+impl Runtime {
+    /// Builds the runtime; with `previous`, providers whose settings did not
+    /// change keep their client and health (breaker, latency) state.
+    pub fn new(config: Config, previous: Option<&Runtime>) -> Result<Runtime, String> {
+        let mut providers = Vec::with_capacity(config.providers.len());
+        let mut health = Vec::with_capacity(config.providers.len());
+        let mut limits = Vec::with_capacity(config.providers.len());
+        let now_ms = crate::accounting::budget::Clock::system().now_ms();
+        for p in &config.providers {
+            let kept = previous.and_then(|old| {
+                let i = old.providers.iter().position(|o| o.name.as_ref() == p.name)?;
+                let same = fingerprint(&old.providers[i].settings) == fingerprint(p)
+                    && old.config.resilience.breaker == config.resilience.breaker;
+                same.then(|| {
+                    (
+                        old.providers[i].clone(),
+                        old.health[i].clone(),
+                        old.limits[i].clone(),
+                    )
+                })
+            });
+            let (prov, h, l) = match kept {
+                Some(k) => k,
+                None => {
+                    let prov = Arc::new(Provider::new(p.clone())?);
+                    let h = Arc::new(Health::new(prov.name.clone(), config.resilience.breaker.clone()));
+                    let l = DeploymentLimits::new(p.rpm, p.tpm, now_ms).map(Arc::new);
+                    (prov, h, l)
+                }
+            };
+            providers.push(prov);
+            health.push(h);
+            limits.push(l);
+        }
         let secrets = providers.iter().map(|p| p.secret().map(Arc::from)).collect();
         let mut targets = HashMap::new();
         for (name, m) in &config.models {
@@ -145,19 +255,51 @@ impl AppState {
             .map(|o| Ok((o.id.clone(), Bytes::from(serde_json::to_vec(o)?))))
             .collect::<Result<HashMap<_, _>, serde_json::Error>>()
             .map_err(|e| e.to_string())?;
-        Ok(AppState {
+        Ok(Runtime {
             config,
             providers,
             health,
+            limits,
+            generation: 1,
             secrets,
             targets,
-            ledger,
             models_body,
             model_objects,
-            id_prefix: fastrand::u32(..),
-            counter: AtomicU64::new(0),
-            sessions: Sessions::new(config_session_idle),
+            retired: tokio_util::sync::CancellationToken::new(),
         })
+    }
+
+    /// Human-readable differences to `new`, for the reload log line.
+    pub fn diff(&self, new: &Runtime) -> Vec<String> {
+        let mut out = Vec::new();
+        let names = |r: &Runtime| r.providers.iter().map(|p| p.name.to_string()).collect::<Vec<_>>();
+        let (a, b) = (names(self), names(new));
+        for n in b.iter().filter(|n| !a.contains(n)) {
+            out.push(format!("provider {n} added"));
+        }
+        for n in a.iter().filter(|n| !b.contains(n)) {
+            out.push(format!("provider {n} removed"));
+        }
+        for (i, p) in new.providers.iter().enumerate() {
+            if let Some(j) = a.iter().position(|n| **n == *p.name) {
+                if !Arc::ptr_eq(&self.health[j], &new.health[i]) {
+                    out.push(format!("provider {} changed", p.name));
+                }
+            }
+        }
+        let models = |r: &Runtime| r.config.models.keys().cloned().collect::<Vec<_>>();
+        let (ma, mb) = (models(self), models(new));
+        for n in mb.iter().filter(|n| !ma.contains(n)) {
+            out.push(format!("model {n} added"));
+        }
+        for n in ma.iter().filter(|n| !mb.contains(n)) {
+            out.push(format!("model {n} removed"));
+        }
+        let routes = |r: &Runtime| r.config.routing.routes.keys().cloned().collect::<Vec<_>>();
+        if routes(self) != routes(new) {
+            out.push(format!("routes now {:?}", routes(new)));
+        }
+        out
     }
 
     /// Resolves a requested model name: configured model or alias first, then
@@ -247,16 +389,11 @@ impl AppState {
         };
         serde_json::to_vec(&o).ok().map(Bytes::from)
     }
+}
 
-    /// A new request id, unique across instances (random prefix) and requests.
-    pub fn next_request_id(&self) -> String {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("req_{:08x}{:012x}", self.id_prefix, n)
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.ledger.is_open()
-    }
+/// Identity of a provider's settings, secrets included (their `Debug` is redacted).
+fn fingerprint(p: &crate::config::ProviderSettings) -> String {
+    format!("{p:?}\u{1f}{}", p.api_key.as_ref().map_or("", |k| k.expose()))
 }
 
 fn pass_through(providers: &[Arc<Provider>], model: &str) -> Option<Target> {

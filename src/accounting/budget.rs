@@ -1,0 +1,695 @@
+//! Budgets: daily and monthly spend limits (global, per route, per key),
+//! enforced without the check-then-spend race, plus daily pacing and alerts.
+//!
+//! Admission reserves the request's estimated maximum cost in every scope
+//! that applies, atomically (one short critical section, never held across
+//! an await): either every scope has room and all are reserved, or none is.
+//! Each upstream attempt charges its real cost when its ledger row is written;
+//! the reservation is released when the last holder (the handler, the stream
+//! relay) drops it. So `spent + reserved` never passes a limit through
+//! concurrency; only an answer costing more than its estimate can.
+//!
+//! Periods follow the configured time zone. State is rebuilt from the ledger
+//! at start ([`Budgets::seed`]), so a restart does not reset a day's spend.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone};
+use chrono_tz::Tz;
+use tokio::sync::mpsc;
+
+/// Milliseconds since the Unix epoch; tests drive time with [`Clock::manual`].
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl Clock {
+    pub fn system() -> Clock {
+        Clock(Arc::new(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+        }))
+    }
+
+    /// A clock reading the shared cell; tests move time by storing into it.
+    pub fn manual(now_ms: Arc<std::sync::atomic::AtomicI64>) -> Clock {
+        Clock(Arc::new(move || {
+            now_ms.load(std::sync::atomic::Ordering::Relaxed)
+        }))
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+/// Limits of one scope, in USD.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    pub daily: Option<f64>,
+    pub monthly: Option<f64>,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        self.daily.is_none() && self.monthly.is_none()
+    }
+}
+
+/// What happens when a request does not fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnExceed {
+    /// 429 `budget_exceeded`.
+    #[default]
+    Reject,
+    /// Routed requests move to the cheapest tier; if even that does not fit, 429.
+    Downgrade,
+}
+
+/// Validated `[budgets]` settings.
+#[derive(Debug, Clone)]
+pub struct BudgetSettings {
+    pub timezone: Tz,
+    pub global: Limits,
+    pub routes: HashMap<String, Limits>,
+    pub keys: HashMap<String, Limits>,
+    pub pace_factor: f64,
+    /// Fractions of a limit at which a soft alert fires, ascending.
+    pub alerts: Vec<f64>,
+    pub webhook: Option<String>,
+    pub on_exceed: OnExceed,
+    /// Output tokens reserved for a request that sets no max_tokens.
+    pub reserve_output_tokens: u32,
+}
+
+impl Default for BudgetSettings {
+    fn default() -> Self {
+        BudgetSettings {
+            timezone: Tz::UTC,
+            global: Limits::default(),
+            routes: HashMap::new(),
+            keys: HashMap::new(),
+            pace_factor: 1.5,
+            alerts: vec![0.5, 0.8, 1.0],
+            webhook: None,
+            on_exceed: OnExceed::Reject,
+            reserve_output_tokens: 4096,
+        }
+    }
+}
+
+impl BudgetSettings {
+    /// Whether any limit is configured (else budgets cost nothing per request).
+    pub fn any(&self) -> bool {
+        !self.global.is_empty()
+            || self.routes.values().any(|l| !l.is_empty())
+            || self.keys.values().any(|l| !l.is_empty())
+    }
+
+    /// The scopes of one request that carry limits. A key's own budget
+    /// (from its virtual key record) applies where the config names none.
+    pub fn scopes(&self, route: Option<&str>, key: Option<(&str, Limits)>) -> Vec<(Scope, Limits)> {
+        let mut v = Vec::new();
+        if !self.global.is_empty() {
+            v.push((Scope::Global, self.global));
+        }
+        if let Some(r) = route {
+            if let Some(l) = self.routes.get(r).filter(|l| !l.is_empty()) {
+                v.push((Scope::Route(r.to_string()), *l));
+            }
+        }
+        if let Some((k, own)) = key {
+            let l = self.keys.get(k).copied().unwrap_or(own);
+            if !l.is_empty() {
+                v.push((Scope::Key(k.to_string()), l));
+            }
+        }
+        v
+    }
+}
+
+/// Who a budget belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    Global,
+    Route(String),
+    Key(String),
+}
+
+impl Scope {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Scope::Global => "global",
+            Scope::Route(_) => "route",
+            Scope::Key(_) => "key",
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Scope::Global => "*",
+            Scope::Route(n) | Scope::Key(n) => n,
+        }
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Global => f.write_str("global"),
+            Scope::Route(n) => write!(f, "route:{n}"),
+            Scope::Key(n) => write!(f, "key:{n}"),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Window {
+    day_spent: f64,
+    day_reserved: f64,
+    month_spent: f64,
+    month_reserved: f64,
+    /// Alert thresholds already fired this period (bit i: alerts[i]).
+    day_alerted: u32,
+    month_alerted: u32,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Day number (days since 1970-01-01 in the budget time zone) the windows belong to.
+    day: i64,
+    /// year * 12 + month0 of the windows.
+    month: i64,
+    windows: HashMap<Scope, Window>,
+}
+
+/// A soft alert: a scope's spend crossed a configured fraction of its limit.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Alert {
+    pub scope: String,
+    pub period: &'static str,
+    pub threshold: f64,
+    pub spent_usd: f64,
+    pub limit_usd: f64,
+}
+
+/// Why a request was not admitted.
+#[derive(Debug, Clone)]
+pub struct Exceeded {
+    pub scope: Scope,
+    pub period: &'static str,
+    pub limit: f64,
+    pub used: f64,
+    pub estimate: f64,
+}
+
+impl Exceeded {
+    pub fn message(&self) -> String {
+        format!(
+            "The {} budget of {} (${:.4} per {}) is exhausted: ${:.4} spent or reserved, this request needs up to ${:.6}.",
+            self.period_word(),
+            self.scope,
+            self.limit,
+            if self.period == "day" { "day" } else { "month" },
+            self.used,
+            self.estimate
+        )
+    }
+
+    fn period_word(&self) -> &'static str {
+        if self.period == "day" {
+            "daily"
+        } else {
+            "monthly"
+        }
+    }
+}
+
+/// One row of [`Budgets::snapshot`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScopeStatus {
+    pub scope: String,
+    pub kind: &'static str,
+    pub name: String,
+    pub daily_limit_usd: Option<f64>,
+    pub daily_spent_usd: f64,
+    pub daily_reserved_usd: f64,
+    pub monthly_limit_usd: Option<f64>,
+    pub monthly_spent_usd: f64,
+    pub monthly_reserved_usd: f64,
+    /// Whether spend runs ahead of the day (pacing moves low-priority tasks down a tier).
+    pub pacing: bool,
+}
+
+/// Budget state shared by every request of this instance.
+pub struct Budgets {
+    clock: Clock,
+    state: Mutex<State>,
+    alerts: Option<mpsc::UnboundedSender<Alert>>,
+}
+
+impl std::fmt::Debug for Budgets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Budgets")
+    }
+}
+
+/// A reservation held for one client request; released on drop.
+#[derive(Debug)]
+pub struct Reservation {
+    budgets: Arc<Budgets>,
+    scopes: Vec<(Scope, Limits)>,
+    amount: f64,
+    day: i64,
+    month: i64,
+    alerts: Vec<f64>,
+}
+
+impl Reservation {
+    /// Charges a real (or estimated) cost of one upstream attempt.
+    pub fn charge(&self, cost: f64) {
+        self.budgets.charge(&self.scopes, cost, &self.alerts);
+    }
+
+    pub fn amount(&self) -> f64 {
+        self.amount
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut st = self.budgets.lock();
+        if st.day != self.day && st.month != self.month {
+            return; // both periods rolled over: nothing of ours is left in them
+        }
+        let same_day = st.day == self.day;
+        let same_month = st.month == self.month;
+        for (scope, _) in &self.scopes {
+            if let Some(w) = st.windows.get_mut(scope) {
+                if same_day {
+                    w.day_reserved = (w.day_reserved - self.amount).max(0.0);
+                }
+                if same_month {
+                    w.month_reserved = (w.month_reserved - self.amount).max(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// Civil period numbers of an instant in a time zone.
+fn periods(tz: Tz, now_ms: i64) -> (i64, i64, f64) {
+    let utc = DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
+    let local = utc.with_timezone(&tz);
+    let date = local.date_naive();
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    let day = (date - epoch).num_days();
+    let month = i64::from(date.year()) * 12 + i64::from(date.month0());
+    // Elapsed fraction of the local day (DST days are 23 or 25 hours long).
+    let start = start_of(tz, date).unwrap_or(now_ms);
+    let end = date
+        .succ_opt()
+        .and_then(|d| start_of(tz, d))
+        .unwrap_or(start + 86_400_000);
+    let frac = ((now_ms - start) as f64 / (end - start).max(1) as f64).clamp(0.0, 1.0);
+    (day, month, frac)
+}
+
+fn start_of(tz: Tz, date: NaiveDate) -> Option<i64> {
+    let midnight = date.and_hms_opt(0, 0, 0)?;
+    tz.from_local_datetime(&midnight)
+        .earliest()
+        .or_else(|| {
+            // Midnight skipped by a DST change: the day starts an hour later.
+            tz.from_local_datetime(&(midnight + chrono::Duration::hours(1)))
+                .earliest()
+        })
+        .map(|t| t.timestamp_millis())
+}
+
+/// Unix ms at which the current month (in `tz`) began; the ledger is read from there at start.
+pub fn month_start_ms(tz: Tz, now_ms: i64) -> i64 {
+    let utc = DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
+    let date = utc.with_timezone(&tz).date_naive();
+    NaiveDate::from_ymd_opt(date.year(), date.month(), 1)
+        .and_then(|d| start_of(tz, d))
+        .unwrap_or(now_ms)
+}
+
+impl Budgets {
+    pub fn new(clock: Clock, tz: Tz, alerts: Option<mpsc::UnboundedSender<Alert>>) -> Arc<Budgets> {
+        let (day, month, _) = periods(tz, clock.now_ms());
+        Arc::new(Budgets {
+            clock,
+            state: Mutex::new(State {
+                day,
+                month,
+                windows: HashMap::new(),
+            }),
+            alerts,
+        })
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the sums half-updated
+        // in a way worse than losing one request's accounting: keep going.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Locks the state, rolling the windows over when the day or month changed.
+    fn current(&self, tz: Tz) -> (MutexGuard<'_, State>, f64) {
+        let (day, month, frac) = periods(tz, self.clock.now_ms());
+        let mut st = self.lock();
+        if st.day != day {
+            st.day = day;
+            for w in st.windows.values_mut() {
+                w.day_spent = 0.0;
+                w.day_reserved = 0.0;
+                w.day_alerted = 0;
+            }
+        }
+        if st.month != month {
+            st.month = month;
+            for w in st.windows.values_mut() {
+                w.month_spent = 0.0;
+                w.month_reserved = 0.0;
+                w.month_alerted = 0;
+            }
+        }
+        (st, frac)
+    }
+
+    /// Adds spend found in the ledger (at start): `ts_ms` decides whether it
+    /// counts for today as well as for this month.
+    pub fn seed(&self, settings: &BudgetSettings, scope: Scope, ts_ms: i64, cost: f64) {
+        let (day, month, _) = periods(settings.timezone, ts_ms);
+        let (mut st, _) = self.current(settings.timezone);
+        let (cur_day, cur_month) = (st.day, st.month);
+        let w = st.windows.entry(scope).or_default();
+        if month == cur_month {
+            w.month_spent += cost;
+            if day == cur_day {
+                w.day_spent += cost;
+            }
+        }
+    }
+
+    /// Reserves `estimate` USD in every scope, or none if one lacks room.
+    pub fn reserve(
+        self: &Arc<Self>,
+        settings: &BudgetSettings,
+        scopes: Vec<(Scope, Limits)>,
+        estimate: f64,
+    ) -> Result<Reservation, Exceeded> {
+        let estimate = estimate.max(0.0);
+        let (mut st, _) = self.current(settings.timezone);
+        for (scope, limits) in &scopes {
+            let w = st.windows.get(scope).cloned().unwrap_or_default();
+            for (period, limit, used) in [
+                ("day", limits.daily, w.day_spent + w.day_reserved),
+                ("month", limits.monthly, w.month_spent + w.month_reserved),
+            ] {
+                if let Some(limit) = limit {
+                    // A request must fit; with nothing reserved yet, an exhausted budget refuses even $0.
+                    if used + estimate > limit + 1e-12 || used >= limit {
+                        return Err(Exceeded {
+                            scope: scope.clone(),
+                            period,
+                            limit,
+                            used,
+                            estimate,
+                        });
+                    }
+                }
+            }
+        }
+        for (scope, _) in &scopes {
+            let w = st.windows.entry(scope.clone()).or_default();
+            w.day_reserved += estimate;
+            w.month_reserved += estimate;
+        }
+        let (day, month) = (st.day, st.month);
+        drop(st);
+        Ok(Reservation {
+            budgets: self.clone(),
+            scopes,
+            amount: estimate,
+            day,
+            month,
+            alerts: settings.alerts.clone(),
+        })
+    }
+
+    fn charge(&self, scopes: &[(Scope, Limits)], cost: f64, alerts: &[f64]) {
+        if !(cost > 0.0) {
+            return;
+        }
+        // The time zone only matters for rollover, which `reserve` already did for this period.
+        let mut fired = Vec::new();
+        {
+            let mut st = self.lock();
+            for (scope, limits) in scopes {
+                let w = st.windows.entry(scope.clone()).or_default();
+                w.day_spent += cost;
+                w.month_spent += cost;
+                for (period, limit, spent, mask) in [
+                    ("day", limits.daily, w.day_spent, &mut w.day_alerted),
+                    ("month", limits.monthly, w.month_spent, &mut w.month_alerted),
+                ] {
+                    let Some(limit) = limit.filter(|l| *l > 0.0) else {
+                        continue;
+                    };
+                    for (i, t) in alerts.iter().enumerate().take(32) {
+                        if spent >= t * limit && *mask & (1 << i) == 0 {
+                            *mask |= 1 << i;
+                            fired.push(Alert {
+                                scope: scope.to_string(),
+                                period,
+                                threshold: *t,
+                                spent_usd: spent,
+                                limit_usd: limit,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(tx) = &self.alerts {
+            for a in fired {
+                let _ = tx.send(a);
+            }
+        }
+    }
+
+    /// Whether spend runs ahead of the day in any daily-limited scope:
+    /// (spent + reserved) / limit > pace_factor x elapsed fraction of the day.
+    pub fn pacing(&self, settings: &BudgetSettings, scopes: &[(Scope, Limits)]) -> bool {
+        let (st, frac) = self.current(settings.timezone);
+        scopes.iter().any(|(scope, l)| {
+            let (Some(limit), Some(w)) = (l.daily, st.windows.get(scope)) else {
+                return false;
+            };
+            limit > 0.0 && (w.day_spent + w.day_reserved) / limit > settings.pace_factor * frac
+        })
+    }
+
+    /// Every scope with a limit (configured, or seen with a key budget), for /admin/spend.
+    pub fn snapshot(
+        &self,
+        settings: &BudgetSettings,
+        key_limits: &HashMap<String, Limits>,
+    ) -> Vec<ScopeStatus> {
+        let (st, frac) = self.current(settings.timezone);
+        let mut scopes: Vec<(Scope, Limits)> = Vec::new();
+        if !settings.global.is_empty() {
+            scopes.push((Scope::Global, settings.global));
+        }
+        for (r, l) in &settings.routes {
+            scopes.push((Scope::Route(r.clone()), *l));
+        }
+        let mut keys: HashMap<&String, Limits> = key_limits.iter().map(|(k, l)| (k, *l)).collect();
+        for (k, l) in &settings.keys {
+            keys.insert(k, *l);
+        }
+        for (k, l) in keys {
+            if !l.is_empty() {
+                scopes.push((Scope::Key(k.clone()), l));
+            }
+        }
+        scopes.sort_by(|a, b| a.0.cmp(&b.0));
+        scopes
+            .into_iter()
+            .map(|(scope, l)| {
+                let w = st.windows.get(&scope).cloned().unwrap_or_default();
+                let pacing = l.daily.is_some_and(|d| {
+                    d > 0.0 && (w.day_spent + w.day_reserved) / d > settings.pace_factor * frac
+                });
+                ScopeStatus {
+                    scope: scope.to_string(),
+                    kind: scope.kind(),
+                    name: scope.name().to_string(),
+                    daily_limit_usd: l.daily,
+                    daily_spent_usd: w.day_spent,
+                    daily_reserved_usd: w.day_reserved,
+                    monthly_limit_usd: l.monthly,
+                    monthly_spent_usd: w.month_spent,
+                    monthly_reserved_usd: w.month_reserved,
+                    pacing,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    fn ms(s: &str) -> i64 {
+        DateTime::parse_from_rfc3339(s)
+            .map(|d| d.timestamp_millis())
+            .unwrap_or(0)
+    }
+
+    fn setup(daily: f64, start: &str) -> (Arc<Budgets>, BudgetSettings, Arc<AtomicI64>) {
+        let now = Arc::new(AtomicI64::new(ms(start)));
+        let settings = BudgetSettings {
+            global: Limits {
+                daily: Some(daily),
+                monthly: None,
+            },
+            ..Default::default()
+        };
+        let b = Budgets::new(Clock::manual(now.clone()), settings.timezone, None);
+        (b, settings, now)
+    }
+
+    #[test]
+    fn reserve_then_charge_then_release() {
+        let (b, s, _) = setup(1.0, "2026-11-27T10:00:00Z");
+        let scopes = s.scopes(None, None);
+        let r = b.reserve(&s, scopes.clone(), 0.6).expect("fits");
+        assert!(
+            b.reserve(&s, scopes.clone(), 0.6).is_err(),
+            "0.6 reserved + 0.6 > 1.0"
+        );
+        r.charge(0.2);
+        drop(r);
+        // 0.2 spent, nothing reserved: 0.6 fits, 0.9 does not.
+        assert!(b.reserve(&s, scopes.clone(), 0.9).is_err());
+        let r2 = b.reserve(&s, scopes, 0.6).expect("fits");
+        assert!((r2.amount() - 0.6).abs() < 1e-12);
+    }
+
+    #[test]
+    fn day_boundary_in_time_zone() {
+        let (b, mut s, now) = setup(1.0, "2026-11-27T22:30:00Z");
+        s.timezone = "America/New_York".parse().expect("tz");
+        let scopes = s.scopes(None, None);
+        let r = b.reserve(&s, scopes.clone(), 0.9).expect("fits");
+        r.charge(0.9);
+        drop(r);
+        assert!(b.reserve(&s, scopes.clone(), 0.5).is_err());
+        // 04:59 UTC is still Nov 27 in New York (UTC-5): same day.
+        now.store(ms("2026-11-28T04:59:00Z"), Ordering::Relaxed);
+        assert!(b.reserve(&s, scopes.clone(), 0.5).is_err());
+        // 05:00 UTC is midnight in New York: a new day.
+        now.store(ms("2026-11-28T05:00:00Z"), Ordering::Relaxed);
+        assert!(b.reserve(&s, scopes, 0.5).is_ok());
+    }
+
+    #[test]
+    fn pacing_follows_the_clock() {
+        let (b, s, now) = setup(10.0, "2026-11-27T06:00:00Z");
+        let scopes = s.scopes(None, None);
+        // 06:00 UTC: a quarter of the day gone; pacing above 1.5 x 0.25 = 37.5% spent.
+        let r = b.reserve(&s, scopes.clone(), 3.7).expect("fits");
+        r.charge(3.7);
+        drop(r);
+        assert!(
+            !b.pacing(&s, &scopes),
+            "37% spent at 25% of the day is within pace"
+        );
+        let r = b.reserve(&s, scopes.clone(), 0.1).expect("fits");
+        r.charge(0.1);
+        drop(r);
+        assert!(b.pacing(&s, &scopes), "38% spent at 25% of the day runs ahead");
+        // Two hours later (1/3 of the day), the same spend is within pace again.
+        now.store(ms("2026-11-27T08:00:00Z"), Ordering::Relaxed);
+        assert!(!b.pacing(&s, &scopes));
+    }
+
+    #[test]
+    fn concurrent_reservations_never_exceed_the_limit() {
+        let (b, s, _) = setup(1.0, "2026-11-27T12:00:00Z");
+        let scopes = s.scopes(None, None);
+        let admitted = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|t| {
+            for _ in 0..8 {
+                t.spawn(|| {
+                    for _ in 0..100 {
+                        if let Ok(r) = b.reserve(&s, scopes.clone(), 0.01) {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                            r.charge(0.01);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(admitted.load(Ordering::Relaxed), 100);
+        let snap = b.snapshot(&s, &HashMap::new());
+        assert!(snap[0].daily_spent_usd <= 1.0 + 1e-9);
+    }
+
+    #[test]
+    fn alerts_fire_once_per_threshold() {
+        let now = Arc::new(AtomicI64::new(ms("2026-11-27T12:00:00Z")));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let s = BudgetSettings {
+            global: Limits {
+                daily: Some(1.0),
+                monthly: Some(10.0),
+            },
+            ..Default::default()
+        };
+        let b = Budgets::new(Clock::manual(now), s.timezone, Some(tx));
+        let scopes = s.scopes(None, None);
+        for _ in 0..6 {
+            let r = b.reserve(&s, scopes.clone(), 0.1).expect("fits");
+            r.charge(0.1);
+        }
+        let mut got = Vec::new();
+        while let Ok(a) = rx.try_recv() {
+            got.push((a.period, a.threshold));
+        }
+        assert_eq!(got, vec![("day", 0.5)]);
+    }
+
+    #[test]
+    fn seed_counts_today_and_this_month() {
+        let (b, mut s, _) = setup(1.0, "2026-11-27T12:00:00Z");
+        s.global.monthly = Some(5.0);
+        b.seed(&s, Scope::Global, ms("2026-11-27T01:00:00Z"), 0.5);
+        b.seed(&s, Scope::Global, ms("2026-11-02T01:00:00Z"), 4.0);
+        b.seed(&s, Scope::Global, ms("2026-10-30T01:00:00Z"), 100.0);
+        let snap = b.snapshot(&s, &HashMap::new());
+        assert!((snap[0].daily_spent_usd - 0.5).abs() < 1e-9);
+        assert!((snap[0].monthly_spent_usd - 4.5).abs() < 1e-9);
+        assert_eq!(
+            month_start_ms(s.timezone, ms("2026-11-27T12:00:00Z")),
+            ms("2026-11-01T00:00:00Z")
+        );
+    }
+}

@@ -1,0 +1,215 @@
+//! Client authentication and per-key limits.
+//!
+//! The middleware in front of the API checks the presented key (Bearer, or
+//! `x-api-key` as Anthropic clients send it), its requests-per-minute and
+//! concurrency limits, and hands the handler a [`KeyUse`]; the handler checks
+//! the model allow-list and tokens per minute once the body is parsed.
+//! `x-ratelimit-*` headers go on every response of a limited key.
+
+pub mod keys;
+pub mod limiter;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use crate::api::ApiError;
+use crate::server::AppState;
+use keys::ActiveKey;
+use limiter::{format_reset, Denied, Snapshot};
+
+/// One request's use of a key: holds its concurrency slot (released on drop,
+/// which for a stream is when the stream ends) and settles its token estimate.
+#[derive(Debug)]
+pub struct KeyUse {
+    pub key: Arc<ActiveKey>,
+    clock: crate::accounting::budget::Clock,
+    slot: bool,
+    /// Tokens taken from the TPM bucket up front, settled once against the real count.
+    estimated: std::sync::Mutex<Option<f64>>,
+    settled: AtomicBool,
+}
+
+impl KeyUse {
+    pub fn name(&self) -> &str {
+        self.key.name()
+    }
+
+    /// Takes the request's estimated tokens from the key's TPM bucket.
+    pub fn take_tokens(&self, estimate: u64) -> Result<(), Denied> {
+        let Some(b) = &self.key.tpm else { return Ok(()) };
+        b.try_take(estimate as f64, self.clock.now_ms())?;
+        if let Ok(mut e) = self.estimated.lock() {
+            *e = Some(estimate as f64);
+        }
+        Ok(())
+    }
+
+    /// Corrects the TPM bucket with the tokens an attempt really used.
+    pub fn settle_tokens(&self, actual: u64) {
+        let Some(b) = &self.key.tpm else { return };
+        let first = !self.settled.swap(true, Ordering::AcqRel);
+        let estimated = if first {
+            self.estimated.lock().ok().and_then(|e| *e).unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        b.adjust(actual as f64 - estimated, self.clock.now_ms());
+    }
+}
+
+impl Drop for KeyUse {
+    fn drop(&mut self) {
+        if self.slot {
+            if let Some(c) = &self.key.concurrency {
+                c.release();
+            }
+        }
+    }
+}
+
+pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// The presented key: `Authorization: Bearer ...`, else `x-api-key`.
+fn presented(h: &HeaderMap) -> Option<&str> {
+    if let Some(v) = h.get(header::AUTHORIZATION) {
+        let s = v.to_str().ok()?.trim();
+        let (scheme, rest) = s.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim());
+    }
+    h.get(&X_API_KEY).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_request_error",
+        message.to_string(),
+    )
+    .with_code("invalid_api_key")
+}
+
+/// 429 `rate_limit_exceeded` with Retry-After.
+pub fn rate_limited(what: &str, d: Denied) -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "requests",
+        format!(
+            "Rate limit reached for {what} (limit {}). Please try again in {}.",
+            d.limit,
+            format_reset(d.retry_after_ms)
+        ),
+    )
+    .with_code("rate_limit_exceeded");
+    e.retry_after = Some(d.retry_after_ms.div_ceil(1000).max(1));
+    if what.contains("tokens") {
+        e.kind = "tokens";
+    }
+    e
+}
+
+/// Renders an auth error in the endpoint's own format (Anthropic's on /v1/messages).
+fn reject(path: &str, e: ApiError) -> Response {
+    if path.starts_with("/v1/messages") {
+        let status = e.status;
+        let body = crate::providers::anthropic::api_error_to_messages(&e);
+        let mut r = (status, body.to_string()).into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(s) = e.retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        return r;
+    }
+    e.into_response()
+}
+
+/// Middleware on the client API.
+pub async fn require_key(State(st): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let keys = &st.keys;
+    if !keys.any() && st.open_access {
+        return next.run(req).await;
+    }
+    let path = req.uri().path().to_string();
+    let Some(secret) = presented(req.headers()).filter(|s| !s.is_empty()) else {
+        st.metrics.rejected("auth");
+        return reject(
+            &path,
+            unauthorized(
+                "You didn't provide an API key. Provide it as `Authorization: Bearer sk-...` (or `x-api-key`).",
+            ),
+        );
+    };
+    let Some(key) = keys.lookup(secret) else {
+        st.metrics.rejected("auth");
+        return reject(&path, unauthorized("Incorrect API key provided."));
+    };
+    let now = keys.clock().now_ms();
+    let rpm = match key.rpm.as_ref().map(|b| b.try_take(1.0, now)) {
+        Some(Err(d)) => {
+            st.metrics.rejected("rate_limit_requests");
+            let mut r = reject(&path, rate_limited("requests per min (RPM)", d));
+            add_limit_headers(r.headers_mut(), &key, now);
+            return r;
+        }
+        Some(Ok(s)) => Some(s),
+        None => None,
+    };
+    let slot = match &key.concurrency {
+        Some(c) if !c.try_acquire() => {
+            st.metrics.rejected("rate_limit_concurrency");
+            let e = rate_limited(
+                "concurrent requests",
+                Denied {
+                    retry_after_ms: 1000,
+                    limit: u64::from(c.max()),
+                },
+            );
+            return reject(&path, e);
+        }
+        Some(_) => true,
+        None => false,
+    };
+    let key_use = Arc::new(KeyUse {
+        key: key.clone(),
+        clock: keys.clock().clone(),
+        slot,
+        estimated: std::sync::Mutex::new(None),
+        settled: AtomicBool::new(false),
+    });
+    req.extensions_mut().insert(key_use);
+    let mut resp = next.run(req).await;
+    if let Some(s) = rpm {
+        put_limit(resp.headers_mut(), "requests", s);
+    }
+    if let Some(b) = &key.tpm {
+        put_limit(resp.headers_mut(), "tokens", b.snapshot(keys.clock().now_ms()));
+    }
+    resp
+}
+
+fn add_limit_headers(h: &mut HeaderMap, key: &ActiveKey, now: i64) {
+    if let Some(b) = &key.rpm {
+        put_limit(h, "requests", b.snapshot(now));
+    }
+    if let Some(b) = &key.tpm {
+        put_limit(h, "tokens", b.snapshot(now));
+    }
+}
+
+/// `x-ratelimit-limit-<what>`, `-remaining-`, `-reset-` as OpenAI sends them.
+pub fn put_limit(h: &mut HeaderMap, what: &str, s: Snapshot) {
+    for (name, value) in [
+        (format!("x-ratelimit-limit-{what}"), s.limit.to_string()),
+        (format!("x-ratelimit-remaining-{what}"), s.remaining.to_string()),
+        (format!("x-ratelimit-reset-{what}"), format_reset(s.reset_ms)),
+    ] {
+        if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            h.insert(n, v);
+        }
+    }
+}
