@@ -452,7 +452,7 @@ impl Budgets {
     }
 
     fn charge(&self, scopes: &[(Scope, Limits)], cost: f64, alerts: &[f64]) {
-        if !(cost > 0.0) {
+        if cost.is_nan() || cost <= 0.0 {
             return;
         }
         // The time zone only matters for rollover, which `reserve` already did for this period.

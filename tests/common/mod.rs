@@ -133,7 +133,9 @@ async fn fake_chat(State(st): State<FakeState>, headers: HeaderMap, body: Bytes)
     let req = record(&st, "/v1/chat/completions", &headers, &body);
     let model = req["model"].as_str().unwrap_or("ok").to_string();
     let stream = req["stream"].as_bool().unwrap_or(false);
-    let include_usage = req["stream_options"]["include_usage"].as_bool().unwrap_or(false);
+    // `no-usage`: a provider that never reports usage (streamed or not).
+    let include_usage =
+        req["stream_options"]["include_usage"].as_bool().unwrap_or(false) && model != "no-usage";
 
     if let Some(ms) = model.strip_prefix("slow-").and_then(|m| m.parse::<u64>().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -161,7 +163,7 @@ async fn fake_chat(State(st): State<FakeState>, headers: HeaderMap, body: Bytes)
         return axum::Json(json!({
             "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
-            "usage": usage(),
+            "usage": if model == "no-usage" { Value::Null } else { usage() },
         }))
         .into_response();
     }
@@ -272,7 +274,7 @@ base_url = "http://{fake_addr}/v1"
 api_key = "{UPSTREAM_KEY}"
 timeout_ms = 3000
 connect_timeout_ms = 1000
-models = ["ok", "fail-*", "slow-*", "drop-mid", "bad-json", "no-done", "error-event", "trickle"]
+models = ["ok", "fail-*", "slow-*", "drop-mid", "bad-json", "no-done", "error-event", "trickle", "no-usage"]
 
 [models.fast]
 provider = "fake"
@@ -295,11 +297,17 @@ default = "fast"
 }
 
 pub async fn start_gateway(config_toml: &str) -> Gw {
-    let raw = switchyard::config::parse_toml(config_toml).expect("config parses");
-    let cfg = switchyard::config::validate(raw, switchyard::config::ConfigSource::Environment, &|_| None)
-        .expect("config valid");
     let dir = tempfile::tempdir().expect("tmp");
     let ledger = dir.path().join("ledger.sqlite");
+    start_gateway_with(config_toml, dir, ledger).await
+}
+
+/// A gateway whose config is read from a file in `dir` (so reloads re-read
+/// it) and whose ledger is `ledger` (so a restart finds the same ledger).
+pub async fn start_gateway_with(config_toml: &str, dir: tempfile::TempDir, ledger: PathBuf) -> Gw {
+    let path = dir.path().join("switchyard.toml");
+    std::fs::write(&path, config_toml).expect("write config");
+    let cfg = switchyard::config::load_file(&path).expect("config valid");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind gw");
