@@ -173,9 +173,11 @@ fn init_logging(json: bool, level: &str) -> tracing_appender::non_blocking::Work
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stderr());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(writer)
+        .with_ansi(ansi);
     if json {
         builder.json().flatten_event(true).with_current_span(false).init();
     } else {

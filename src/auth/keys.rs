@@ -337,6 +337,8 @@ pub struct KeyStore {
     db: KeyDb,
     clock: Clock,
     by_hash: ArcSwap<HashMap<[u8; 32], Arc<ActiveKey>>>,
+    /// Whether any key was ever created (revoked ones included).
+    configured: std::sync::atomic::AtomicBool,
 }
 
 impl KeyStore {
@@ -345,6 +347,7 @@ impl KeyStore {
             db: KeyDb::new(path),
             clock,
             by_hash: ArcSwap::from_pointee(HashMap::new()),
+            configured: std::sync::atomic::AtomicBool::new(false),
         });
         s.refresh().await?;
         Ok(s)
@@ -358,9 +361,10 @@ impl KeyStore {
         &self.clock
     }
 
-    /// Whether any key is active (then every API request needs one).
+    /// Whether keys are in use: any key was ever created, even if all are
+    /// revoked now (revoking the last key must not open the gateway).
     pub fn any(&self) -> bool {
-        !self.by_hash.load().is_empty()
+        self.configured.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The active key for a presented secret.
@@ -393,6 +397,9 @@ impl KeyStore {
     /// Re-reads the table. Keys whose record did not change keep their limiter state.
     pub async fn refresh(&self) -> Result<(), String> {
         let rows = self.db.load().await?;
+        if !rows.is_empty() {
+            self.configured.store(true, std::sync::atomic::Ordering::Release);
+        }
         let old = self.by_hash.load_full();
         let now = self.clock.now_ms();
         let mut next = HashMap::with_capacity(rows.len());

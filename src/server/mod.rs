@@ -295,7 +295,7 @@ async fn serve_loop(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .keep_alive(true)
-        .max_buf_size(max_header)
+        .max_header_size(max_header)
         .header_read_timeout(Duration::from_secs(30));
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);

@@ -295,6 +295,22 @@ impl Runtime {
         for n in ma.iter().filter(|n| !mb.contains(n)) {
             out.push(format!("model {n} removed"));
         }
+        let aliases = |r: &Runtime| r.config.aliases.keys().cloned().collect::<Vec<_>>();
+        let (aa, ab) = (aliases(self), aliases(new));
+        for n in ab.iter().filter(|n| !aa.contains(n)) {
+            out.push(format!("alias {n} added"));
+        }
+        for n in aa.iter().filter(|n| !ab.contains(n)) {
+            out.push(format!("alias {n} removed"));
+        }
+        for (n, m) in &new.config.models {
+            if self.config.models.get(n).is_some_and(|o| o.price != m.price) {
+                out.push(format!("model {n} price changed"));
+            }
+        }
+        if self.config.budgets.global != new.config.budgets.global {
+            out.push("global budget changed".into());
+        }
         let routes = |r: &Runtime| r.config.routing.routes.keys().cloned().collect::<Vec<_>>();
         if routes(self) != routes(new) {
             out.push(format!("routes now {:?}", routes(new)));
