@@ -656,7 +656,7 @@ async fn keys_cli_and_sighup_reload_against_the_real_binary() {
     let (ok, _, err) = run(&["keys", "create", "--name", "bad name", "--ledger", ledger_s]);
     assert!(!ok && err.contains("name must be"), "{err}");
 
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args([
             "serve",
             "--config",
