@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import httpx2 as httpx
 import openai
 import pytest
 
@@ -37,6 +38,95 @@ DIRECT = TARGET == "fake"
 
 UPSTREAM_KEY = "sk-upstream-secret-" + secrets.token_hex(16)
 CLIENT_KEY = "sk-client-anything"
+ADMIN_KEY = "admin-secret-" + secrets.token_hex(12)
+
+# ---------------------------------------------------------------------------
+# Secret scan: every response body and header the suite receives and every
+# line any gateway logs is kept, and test_zz_secret_scan.py checks that no
+# configured secret appears in them.
+# ---------------------------------------------------------------------------
+
+CAPTURED: list[bytes] = []
+# Secrets that must appear in no response and no log line.
+SECRETS: set[str] = {UPSTREAM_KEY, ADMIN_KEY}
+# Secrets that may be shown to their owner once (virtual keys), but never logged.
+LOG_SECRETS: set[str] = set()
+ALL_LOGS: list[Path] = []
+
+
+class _TeeStream(httpx.SyncByteStream):
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.inner:
+            CAPTURED.append(bytes(chunk))
+            yield chunk
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class TeeTransport(httpx.HTTPTransport):
+    """An httpx transport that keeps a copy of every response (headers and body)."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        resp = super().handle_request(request)
+        CAPTURED.append(str(resp.headers).encode())
+        resp.stream = _TeeStream(resp.stream)
+        return resp
+
+
+def tee_http_client(timeout: float = 30.0) -> httpx.Client:
+    return httpx.Client(transport=TeeTransport(), timeout=timeout)
+
+
+class _TeeResponse:
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def read(self, *a: Any) -> bytes:
+        data = self._inner.read(*a)
+        CAPTURED.append(data)
+        return data
+
+    def __iter__(self) -> Iterator[bytes]:
+        for line in self._inner:
+            CAPTURED.append(line)
+            yield line
+
+    def readline(self, *a: Any) -> bytes:
+        data = self._inner.readline(*a)
+        CAPTURED.append(data)
+        return data
+
+    def __enter__(self) -> "_TeeResponse":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+_real_urlopen = urllib.request.urlopen
+
+
+def _tee_urlopen(*args: Any, **kwargs: Any) -> Any:
+    try:
+        r = _real_urlopen(*args, **kwargs)
+    except urllib.error.HTTPError as e:
+        body = e.read()
+        CAPTURED.append(str(e.headers).encode() + body)
+        import io
+
+        raise urllib.error.HTTPError(e.url, e.code, e.msg, e.headers, io.BytesIO(body)) from None
+    CAPTURED.append(str(r.headers).encode())
+    return _TeeResponse(r)
+
+
+urllib.request.urlopen = _tee_urlopen
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 15.0
 
@@ -115,6 +205,7 @@ class Gateway:
         self.ledger_path = tmp / "ledger.sqlite"
         self.stderr_path = tmp / "stderr.log"
         self.stdout_path = tmp / "stdout.log"
+        ALL_LOGS.extend([self.stderr_path, self.stdout_path])
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.returncode: int | None = None
@@ -281,8 +372,10 @@ def start_gateway(fake: FakeOpenAI, tmp_path: Path) -> Iterator[Callable[..., Ga
         gw.stop()
 
 
-def make_client(base_url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=base_url, api_key=CLIENT_KEY, max_retries=0, timeout=30.0)
+def make_client(base_url: str, api_key: str = CLIENT_KEY) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=base_url, api_key=api_key, max_retries=0, timeout=30.0, http_client=tee_http_client()
+    )
 
 
 @pytest.fixture

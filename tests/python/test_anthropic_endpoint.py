@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import anthropic
 import pytest
 
-from conftest import DIRECT, SWITCHYARD_BIN, UPSTREAM_KEY, Gateway
+from conftest import DIRECT, SWITCHYARD_BIN, UPSTREAM_KEY, Gateway, tee_http_client
 from fake_anthropic import ANTHROPIC_REPLY, TOOL_PREAMBLE, FakeAnthropic
 from fake_gemini import GEMINI_REPLY, FakeGemini
 from fake_openai import DEFAULT_REPLY, FakeOpenAI
@@ -160,7 +160,9 @@ def gw(fake: FakeOpenAI, fake_anthropic: FakeAnthropic, fake_gemini: FakeGemini,
 
 @pytest.fixture
 def ac(gw: Gateway) -> Iterator[anthropic.Anthropic]:
-    c = anthropic.Anthropic(base_url=gw.url, api_key=CLIENT_KEY, max_retries=0, timeout=30.0)
+    c = anthropic.Anthropic(
+        base_url=gw.url, api_key=CLIENT_KEY, max_retries=0, timeout=30.0, http_client=tee_http_client()
+    )
     yield c
     c.close()
 
