@@ -74,6 +74,38 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Cost audit of a request log: where the money goes by task, and what the same
+    /// traffic would cost on one frontier model, on its cheaper sibling and under routing.
+    Audit {
+        /// JSONL request log: one request per line with the `model` used and the `usage`
+        /// returned (see docs/audit.md), or "-" for standard input.
+        file: String,
+        /// Config whose routes, models, tiers and prices to use (default: the built-in
+        /// config/switchyard.example.toml).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Prices file in the format of assets/prices.toml; its prices override all others.
+        #[arg(long)]
+        prices: Option<PathBuf>,
+        /// Route whose policy is costed.
+        #[arg(long, default_value = "auto")]
+        route: String,
+        /// Model of the "all on one frontier model" strategy.
+        #[arg(long, default_value = switchyard::accounting::audit::DEFAULT_FRONTIER)]
+        frontier: String,
+        /// Model of the "all on the cheaper sibling" strategy.
+        #[arg(long, default_value = switchyard::accounting::audit::DEFAULT_SIBLING)]
+        sibling: String,
+        /// Days the log covers, for monthly figures (overrides the timestamps' span).
+        #[arg(long)]
+        days: Option<f64>,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// No progress bar on stderr.
+        #[arg(long)]
+        no_progress: bool,
+    },
     /// Evaluate the classifier on labelled JSONL ({"messages": [...], "task": "..."}).
     EvalClassifier {
         /// Labelled JSONL file (or a directory of them).
@@ -124,6 +156,29 @@ fn main() -> ExitCode {
             since,
             until,
             json,
+        ),
+        Command::Audit {
+            file,
+            config,
+            prices,
+            route,
+            frontier,
+            sibling,
+            days,
+            json,
+            no_progress,
+        } => audit(
+            &file,
+            config.as_deref(),
+            prices.as_deref(),
+            switchyard::accounting::audit::AuditOptions {
+                route,
+                frontier,
+                sibling,
+                days,
+            },
+            json,
+            !no_progress,
         ),
         Command::EvalClassifier {
             file,
@@ -230,6 +285,70 @@ fn report(path: PathBuf, by: &str, since: Option<String>, until: Option<String>,
         }
         Err(e) => fail(e),
     }
+}
+
+fn audit(
+    file: &str,
+    config: Option<&std::path::Path>,
+    prices: Option<&std::path::Path>,
+    opts: switchyard::accounting::audit::AuditOptions,
+    json: bool,
+    progress: bool,
+) -> ExitCode {
+    use switchyard::accounting::audit as a;
+    let (cfg, config_label) = match a::load_config(config) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let overrides = match prices.map(a::load_price_file).transpose() {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let auditor = match a::Auditor::new(&cfg, overrides.as_ref(), opts) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    let (mut input, size): (Box<dyn std::io::Read>, Option<u64>) = if file == "-" {
+        (Box::new(std::io::stdin().lock()), None)
+    } else {
+        match std::fs::File::open(file) {
+            Ok(f) => {
+                let size = f.metadata().ok().map(|m| m.len());
+                (Box::new(f), size)
+            }
+            Err(e) => return fail(format!("cannot open {file}: {e}")),
+        }
+    };
+    let mut bar = a::Progress::new(size, progress);
+    let tally = auditor.run(&mut input, 0, &mut |done| bar.update(done));
+    bar.finish();
+    let tally = match tally {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    let meta = a::ReportMeta {
+        file: if file == "-" {
+            "standard input".into()
+        } else {
+            file.to_string()
+        },
+        config: config_label,
+    };
+    let report = auditor.summarize(tally, meta);
+    let text = if json {
+        match a::render_json(&report) {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        }
+    } else {
+        a::render_table(&report)
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+    if report.requests == 0 {
+        eprintln!("error: no line of {file} could be audited");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 fn classify(file: &str, config: Option<&std::path::Path>, route: &str) -> ExitCode {

@@ -1,5 +1,6 @@
 //! Cost and usage accounting: prices, the ledger.
 
+pub mod audit;
 pub mod ledger;
 pub mod pricing;
 pub mod recorder;

@@ -79,15 +79,20 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return Err(bad());
     }
-    // Days from civil (Howard Hinnant's algorithm), UTC.
+    let days = days_from_civil(y, m, d);
+    Ok(days * 86_400_000)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// algorithm), UTC.
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let mp = (m + 9) % 12;
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok(days * 86_400_000)
+    era * 146_097 + doe - 719_468
 }
 
 /// Runs the report over the ledger at `path`, for rows with `since <= ts_ms < until`.
