@@ -73,6 +73,13 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Token drift instead of spend: per model and task, input and output tokens per
+        /// request in the 7 days before --until (default: now) vs the 7 days before those.
+        #[arg(long, conflicts_with_all = ["since", "by"])]
+        drift: bool,
+        /// Flag a drift when tokens per request change by at least this many percent.
+        #[arg(long, requires = "drift", value_name = "PERCENT")]
+        drift_threshold: Option<String>,
     },
     /// Cost audit of a request log: where the money goes by task, and what the same
     /// traffic would cost on one frontier model, on its cheaper sibling and under routing.
@@ -150,13 +157,16 @@ fn main() -> ExitCode {
             since,
             until,
             json,
-        } => report(
-            ledger_path.unwrap_or_else(|| ledger::default_path(&data_dir)),
-            &by,
-            since,
-            until,
-            json,
-        ),
+            drift,
+            drift_threshold,
+        } => {
+            let path = ledger_path.unwrap_or_else(|| ledger::default_path(&data_dir));
+            if drift {
+                drift_report(path, until, drift_threshold, json)
+            } else {
+                report(path, &by, since, until, json)
+            }
+        }
         Command::Audit {
             file,
             config,
@@ -280,6 +290,43 @@ fn report(path: PathBuf, by: &str, since: Option<String>, until: Option<String>,
                 r::to_table(group, &rows)
             };
             // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn drift_report(path: PathBuf, until: Option<String>, threshold: Option<String>, json: bool) -> ExitCode {
+    use switchyard::accounting::report as r;
+    let end = match until.map(|s| r::parse_time(&s)).transpose() {
+        Ok(Some(ms)) => ms,
+        Ok(None) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+        Err(e) => return fail(e),
+    };
+    let threshold = match threshold.map(|t| r::parse_threshold(&t)).transpose() {
+        Ok(t) => t.unwrap_or(r::DEFAULT_DRIFT_THRESHOLD_PCT),
+        Err(e) => return fail(e),
+    };
+    if !path.exists() {
+        return fail(format!("no ledger at {}", path.display()));
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    match rt.block_on(r::drift(&path, end, threshold)) {
+        Ok(rep) => {
+            let text = if json {
+                match serde_json::to_string_pretty(&rep) {
+                    Ok(s) => s + "\n",
+                    Err(e) => return fail(e),
+                }
+            } else {
+                r::drift_table(&rep)
+            };
             let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
             ExitCode::SUCCESS
         }
