@@ -364,8 +364,8 @@ pub fn drift_table(r: &DriftReport) -> String {
         "flag"
     ));
     for d in &r.rows {
-        out.push_str(&format!(
-            "{:<24} {:<18} {:>8} {:>8} {:>10} {:>10} {:>8} {:>10} {:>10} {:>8}  {}\n",
+        let line = format!(
+            "{:<24} {:<18} {:>8} {:>8} {:>10} {:>10} {:>8} {:>10} {:>10} {:>8}  {}",
             d.model,
             d.task,
             d.last_week.requests,
@@ -377,7 +377,9 @@ pub fn drift_table(r: &DriftReport) -> String {
             fmt_tok(d.this_week.output_per_request),
             fmt_chg(d.output_change_pct),
             if d.flagged { "DRIFT" } else { "" }
-        ));
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     if r.rows.is_empty() {
         out.push_str("(no requests with usage in these two weeks)\n");
