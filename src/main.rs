@@ -94,6 +94,45 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Token drift instead of spend: per model and task, input and output tokens per
+        /// request in the 7 days before --until (default: now) vs the 7 days before those.
+        #[arg(long, conflicts_with_all = ["since", "by"])]
+        drift: bool,
+        /// Flag a drift when tokens per request change by at least this many percent.
+        #[arg(long, requires = "drift", value_name = "PERCENT")]
+        drift_threshold: Option<String>,
+    },
+    /// Cost audit of a request log: where the money goes by task, and what the same
+    /// traffic would cost on one frontier model, on its cheaper sibling and under routing.
+    Audit {
+        /// JSONL request log: one request per line with the `model` used and the `usage`
+        /// returned (see docs/audit.md), or "-" for standard input.
+        file: String,
+        /// Config whose routes, models, tiers and prices to use (default: the built-in
+        /// config/switchyard.example.toml).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Prices file in the format of assets/prices.toml; its prices override all others.
+        #[arg(long)]
+        prices: Option<PathBuf>,
+        /// Route whose policy is costed.
+        #[arg(long, default_value = "auto")]
+        route: String,
+        /// Model of the "all on one frontier model" strategy.
+        #[arg(long, default_value = switchyard::accounting::audit::DEFAULT_FRONTIER)]
+        frontier: String,
+        /// Model of the "all on the cheaper sibling" strategy.
+        #[arg(long, default_value = switchyard::accounting::audit::DEFAULT_SIBLING)]
+        sibling: String,
+        /// Days the log covers, for monthly figures (overrides the timestamps' span).
+        #[arg(long)]
+        days: Option<f64>,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// No progress bar on stderr.
+        #[arg(long)]
+        no_progress: bool,
     },
     /// Evaluate the classifier on labelled JSONL ({"messages": [...], "task": "..."}).
     EvalClassifier {
@@ -205,12 +244,38 @@ fn main() -> ExitCode {
             since,
             until,
             json,
-        } => report(
-            ledger_path.unwrap_or_else(|| ledger::default_path(&data_dir)),
-            &by,
-            since,
-            until,
+            drift,
+            drift_threshold,
+        } => {
+            let path = ledger_path.unwrap_or_else(|| ledger::default_path(&data_dir));
+            if drift {
+                drift_report(path, until, drift_threshold, json)
+            } else {
+                report(path, &by, since, until, json)
+            }
+        }
+        Command::Audit {
+            file,
+            config,
+            prices,
+            route,
+            frontier,
+            sibling,
+            days,
             json,
+            no_progress,
+        } => audit(
+            &file,
+            config.as_deref(),
+            prices.as_deref(),
+            switchyard::accounting::audit::AuditOptions {
+                route,
+                frontier,
+                sibling,
+                days,
+            },
+            json,
+            !no_progress,
         ),
         Command::EvalClassifier {
             file,
@@ -447,6 +512,107 @@ fn report(path: PathBuf, by: &str, since: Option<String>, until: Option<String>,
         }
         Err(e) => fail(e),
     }
+}
+
+fn drift_report(path: PathBuf, until: Option<String>, threshold: Option<String>, json: bool) -> ExitCode {
+    use switchyard::accounting::report as r;
+    let end = match until.map(|s| r::parse_time(&s)).transpose() {
+        Ok(Some(ms)) => ms,
+        Ok(None) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+        Err(e) => return fail(e),
+    };
+    let threshold = match threshold.map(|t| r::parse_threshold(&t)).transpose() {
+        Ok(t) => t.unwrap_or(r::DEFAULT_DRIFT_THRESHOLD_PCT),
+        Err(e) => return fail(e),
+    };
+    if !path.exists() {
+        return fail(format!("no ledger at {}", path.display()));
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    match rt.block_on(r::drift(&path, end, threshold)) {
+        Ok(rep) => {
+            let text = if json {
+                match serde_json::to_string_pretty(&rep) {
+                    Ok(s) => s + "\n",
+                    Err(e) => return fail(e),
+                }
+            } else {
+                r::drift_table(&rep)
+            };
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn audit(
+    file: &str,
+    config: Option<&std::path::Path>,
+    prices: Option<&std::path::Path>,
+    opts: switchyard::accounting::audit::AuditOptions,
+    json: bool,
+    progress: bool,
+) -> ExitCode {
+    use switchyard::accounting::audit as a;
+    let (cfg, config_label) = match a::load_config(config) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let overrides = match prices.map(a::load_price_file).transpose() {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let auditor = match a::Auditor::new(&cfg, overrides.as_ref(), opts) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    let (mut input, size): (Box<dyn std::io::Read>, Option<u64>) = if file == "-" {
+        (Box::new(std::io::stdin().lock()), None)
+    } else {
+        match std::fs::File::open(file) {
+            Ok(f) => {
+                let size = f.metadata().ok().map(|m| m.len());
+                (Box::new(f), size)
+            }
+            Err(e) => return fail(format!("cannot open {file}: {e}")),
+        }
+    };
+    let mut bar = a::Progress::new(size, progress);
+    let tally = auditor.run(&mut input, 0, &mut |done| bar.update(done));
+    bar.finish();
+    let tally = match tally {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    let meta = a::ReportMeta {
+        file: if file == "-" {
+            "standard input".into()
+        } else {
+            file.to_string()
+        },
+        config: config_label,
+    };
+    let report = auditor.summarize(tally, meta);
+    let text = if json {
+        match a::render_json(&report) {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        }
+    } else {
+        a::render_table(&report)
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+    if report.requests == 0 {
+        eprintln!("error: no line of {file} could be audited");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 fn classify(file: &str, config: Option<&std::path::Path>, route: &str) -> ExitCode {

@@ -1,5 +1,6 @@
-//! Cost and usage accounting: prices, the ledger.
+//! Cost and usage accounting: prices, the ledger, budgets, reports and the audit.
 
+pub mod audit;
 pub mod budget;
 pub mod estimate;
 pub mod ledger;

@@ -79,15 +79,31 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return Err(bad());
     }
-    // Days from civil (Howard Hinnant's algorithm), UTC.
+    let days = days_from_civil(y, m, d);
+    Ok(days * 86_400_000)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// algorithm), UTC.
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let mp = (m + 9) % 12;
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok(days * 86_400_000)
+    era * 146_097 + doe - 719_468
+}
+
+async fn open_read_only(path: &Path) -> Result<SqliteConnection, String> {
+    use sqlx::ConnectOptions;
+    let opts = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .disable_statement_logging();
+    SqliteConnection::connect_with(&opts)
+        .await
+        .map_err(|e| format!("cannot open ledger {}: {e}", path.display()))
 }
 
 /// Runs the report over the ledger at `path`, for rows with `since <= ts_ms < until`.
@@ -97,14 +113,7 @@ pub async fn report(
     since: Option<i64>,
     until: Option<i64>,
 ) -> Result<Vec<ReportRow>, String> {
-    use sqlx::ConnectOptions;
-    let opts = SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true)
-        .disable_statement_logging();
-    let mut conn = SqliteConnection::connect_with(&opts)
-        .await
-        .map_err(|e| format!("cannot open ledger {}: {e}", path.display()))?;
+    let mut conn = open_read_only(path).await?;
     let sql = format!(
         "SELECT {g} AS grp, COUNT(DISTINCT request_id), COUNT(*), COALESCE(SUM(prompt_tokens), 0), \
          COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(cost_usd), 0.0), \
@@ -185,6 +194,202 @@ pub fn to_table(by: GroupBy, rows: &[ReportRow]) -> String {
     out
 }
 
+// ---------------------------------------------------------------------------
+// Token drift: `switchyard report --drift`
+// ---------------------------------------------------------------------------
+
+/// Default drift threshold, percent.
+pub const DEFAULT_DRIFT_THRESHOLD_PCT: f64 = 30.0;
+const WEEK_MS: i64 = 7 * 86_400_000;
+
+/// Parses `--drift-threshold`: a percentage, `30` or `30%`.
+pub fn parse_threshold(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let num = t.strip_suffix('%').unwrap_or(t).trim();
+    match num.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!(
+            "--drift-threshold {s:?}: give a positive percentage such as 30 or 30%"
+        )),
+    }
+}
+
+/// Tokens per request of one model and task in one week.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct WeekTokens {
+    /// Ledger rows with usage (upstream calls that returned usage).
+    pub requests: i64,
+    pub input_per_request: Option<f64>,
+    pub output_per_request: Option<f64>,
+}
+
+/// One model and task, this week against last week.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DriftRow {
+    pub model: String,
+    pub task: String,
+    pub last_week: WeekTokens,
+    pub this_week: WeekTokens,
+    /// Percent change of input tokens per request; null unless both weeks have requests.
+    pub input_change_pct: Option<f64>,
+    pub output_change_pct: Option<f64>,
+    /// Either change is at least the threshold (up or down).
+    pub flagged: bool,
+}
+
+/// The drift report: the 7 days before `end_ms` against the 7 days before those.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DriftReport {
+    pub last_week_start_ms: i64,
+    pub this_week_start_ms: i64,
+    pub end_ms: i64,
+    pub threshold_pct: f64,
+    /// Flagged rows first, then by the largest change.
+    pub rows: Vec<DriftRow>,
+}
+
+fn change_pct(before: Option<f64>, after: Option<f64>) -> Option<f64> {
+    match (before, after) {
+        (Some(b), Some(a)) if b > 0.0 => Some((a - b) / b * 100.0),
+        (Some(b), Some(a)) if b == 0.0 && a == 0.0 => Some(0.0),
+        _ => None,
+    }
+}
+
+/// Per served model and task: input and output tokens per request in the
+/// week before `end_ms` against the week before that; a row is flagged when
+/// either changed by at least `threshold_pct` percent. Only ledger rows with
+/// usage count.
+pub async fn drift(path: &Path, end_ms: i64, threshold_pct: f64) -> Result<DriftReport, String> {
+    let mut conn = open_read_only(path).await?;
+    let mid = end_ms.saturating_sub(WEEK_MS);
+    let start = mid.saturating_sub(WEEK_MS);
+    let rows = sqlx::query(
+        "SELECT served_model, COALESCE(task, '(none)') AS t, CASE WHEN ts_ms >= ? THEN 1 ELSE 0 END AS wk, \
+         COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0) \
+         FROM ledger WHERE ts_ms >= ? AND ts_ms < ? AND prompt_tokens IS NOT NULL \
+         GROUP BY served_model, t, wk",
+    )
+    .bind(mid)
+    .bind(start)
+    .bind(end_ms)
+    .fetch_all(&mut conn)
+    .await
+    .map_err(|e| format!("ledger query failed: {e}"))?;
+    let empty = WeekTokens {
+        requests: 0,
+        input_per_request: None,
+        output_per_request: None,
+    };
+    let mut groups: std::collections::BTreeMap<(String, String), [WeekTokens; 2]> = Default::default();
+    for r in &rows {
+        let (model, task, wk): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
+        let (n, input, output): (i64, i64, i64) = (r.get(3), r.get(4), r.get(5));
+        let per = |x: i64| (n > 0).then(|| x as f64 / n as f64);
+        let slot = &mut groups.entry((model, task)).or_insert([empty; 2])[usize::from(wk == 1)];
+        *slot = WeekTokens {
+            requests: n,
+            input_per_request: per(input),
+            output_per_request: per(output),
+        };
+    }
+    let mut out: Vec<DriftRow> = groups
+        .into_iter()
+        .map(|((model, task), [last, this])| {
+            let input_change_pct = change_pct(last.input_per_request, this.input_per_request);
+            let output_change_pct = change_pct(last.output_per_request, this.output_per_request);
+            let over = |c: Option<f64>| c.is_some_and(|c| c.abs() >= threshold_pct);
+            DriftRow {
+                model,
+                task,
+                last_week: last,
+                this_week: this,
+                flagged: over(input_change_pct) || over(output_change_pct),
+                input_change_pct,
+                output_change_pct,
+            }
+        })
+        .collect();
+    let size = |r: &DriftRow| {
+        r.input_change_pct
+            .map_or(0.0, f64::abs)
+            .max(r.output_change_pct.map_or(0.0, f64::abs))
+    };
+    out.sort_by(|a, b| {
+        b.flagged
+            .cmp(&a.flagged)
+            .then_with(|| size(b).total_cmp(&size(a)))
+            .then_with(|| a.model.cmp(&b.model))
+            .then_with(|| a.task.cmp(&b.task))
+    });
+    Ok(DriftReport {
+        last_week_start_ms: start,
+        this_week_start_ms: mid,
+        end_ms,
+        threshold_pct,
+        rows: out,
+    })
+}
+
+/// `YYYY-MM-DD HH:MM` (UTC) of Unix milliseconds.
+fn fmt_ms(ms: i64) -> String {
+    let t = crate::accounting::audit::format_timestamp(ms.div_euclid(1000) as f64);
+    // 2026-11-01T00:00:00Z -> 2026-11-01 00:00
+    t.get(..16).map_or(t.clone(), |s| s.replace('T', " "))
+}
+
+/// The drift report as a plain-text table.
+pub fn drift_table(r: &DriftReport) -> String {
+    let fmt_tok = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |x| format!("{x:.1}"));
+    let fmt_chg = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |x| format!("{x:+.1}%"));
+    let mut out = format!(
+        "Tokens per request, this week ({} .. {} UTC) vs last week (from {}); flagged at >= {}% change\n",
+        fmt_ms(r.this_week_start_ms),
+        fmt_ms(r.end_ms),
+        fmt_ms(r.last_week_start_ms),
+        r.threshold_pct
+    );
+    out.push_str(&format!(
+        "{:<24} {:<18} {:>8} {:>8} {:>10} {:>10} {:>8} {:>10} {:>10} {:>8}  {}\n",
+        "model",
+        "task",
+        "req_last",
+        "req_this",
+        "in_last",
+        "in_this",
+        "in_chg",
+        "out_last",
+        "out_this",
+        "out_chg",
+        "flag"
+    ));
+    for d in &r.rows {
+        let line = format!(
+            "{:<24} {:<18} {:>8} {:>8} {:>10} {:>10} {:>8} {:>10} {:>10} {:>8}  {}",
+            d.model,
+            d.task,
+            d.last_week.requests,
+            d.this_week.requests,
+            fmt_tok(d.last_week.input_per_request),
+            fmt_tok(d.this_week.input_per_request),
+            fmt_chg(d.input_change_pct),
+            fmt_tok(d.last_week.output_per_request),
+            fmt_tok(d.this_week.output_per_request),
+            fmt_chg(d.output_change_pct),
+            if d.flagged { "DRIFT" } else { "" }
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if r.rows.is_empty() {
+        out.push_str("(no requests with usage in these two weeks)\n");
+    } else {
+        let n = r.rows.iter().filter(|d| d.flagged).count();
+        out.push_str(&format!("{n} of {} model/task pair(s) flagged\n", r.rows.len()));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +401,18 @@ mod tests {
         assert_eq!(parse_time("12345"), Ok(12345));
         assert!(parse_time("2026-13-01").is_err());
         assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn thresholds_and_changes() {
+        assert_eq!(parse_threshold("30"), Ok(30.0));
+        assert_eq!(parse_threshold("12.5%"), Ok(12.5));
+        assert!(parse_threshold("-1").is_err());
+        assert!(parse_threshold("lots").is_err());
+        assert_eq!(change_pct(Some(100.0), Some(130.0)), Some(30.0));
+        assert_eq!(change_pct(Some(100.0), Some(50.0)), Some(-50.0));
+        assert_eq!(change_pct(None, Some(50.0)), None);
+        assert_eq!(change_pct(Some(0.0), Some(5.0)), None);
+        assert_eq!(fmt_ms(1_795_737_600_000), "2026-11-27 00:00");
     }
 }
