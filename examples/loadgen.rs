@@ -7,6 +7,7 @@
 //!
 //! Usage: loadgen --url URL [--concurrency N] [--seconds S] [--warmup S] [--stream] [--model NAME]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,6 +23,8 @@ struct Args {
     warmup: f64,
     stream: bool,
     model: String,
+    /// Value of the Authorization header (`Bearer ...`).
+    key: String,
 }
 
 fn parse_args() -> Args {
@@ -32,6 +35,7 @@ fn parse_args() -> Args {
         warmup: 1.0,
         stream: false,
         model: "bench".into(),
+        key: "sk-bench".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -42,6 +46,7 @@ fn parse_args() -> Args {
             "--warmup" => a.warmup = it.next().and_then(|v| v.parse().ok()).unwrap_or(1.0),
             "--stream" => a.stream = true,
             "--model" => a.model = it.next().unwrap_or_default(),
+            "--key" => a.key = it.next().unwrap_or_default(),
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2);
@@ -62,7 +67,13 @@ struct WorkerResult {
     errors: u64,
 }
 
-async fn worker(uri: hyper::Uri, body: Bytes, warm_until: Instant, end: Instant) -> WorkerResult {
+async fn worker(
+    uri: hyper::Uri,
+    body: Bytes,
+    auth: Arc<str>,
+    warm_until: Instant,
+    end: Instant,
+) -> WorkerResult {
     let mut r = WorkerResult {
         latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("hist"),
         ttfb: Histogram::new_with_bounds(1, 60_000_000, 3).expect("hist"),
@@ -86,7 +97,7 @@ async fn worker(uri: hyper::Uri, body: Bytes, warm_until: Instant, end: Instant)
             let req = hyper::Request::post(uri.clone())
                 .header("host", &host)
                 .header("content-type", "application/json")
-                .header("authorization", "Bearer sk-bench")
+                .header("authorization", &*auth)
                 .body(Full::new(body.clone()))
                 .expect("request");
             let t0 = Instant::now();
@@ -151,9 +162,16 @@ async fn main() {
     let start = Instant::now();
     let warm_until = start + Duration::from_secs_f64(a.warmup);
     let end = warm_until + Duration::from_secs_f64(a.seconds);
+    let auth: Arc<str> = Arc::from(format!("Bearer {}", a.key));
     let mut handles = Vec::new();
     for _ in 0..a.concurrency {
-        handles.push(tokio::spawn(worker(uri.clone(), body.clone(), warm_until, end)));
+        handles.push(tokio::spawn(worker(
+            uri.clone(),
+            body.clone(),
+            auth.clone(),
+            warm_until,
+            end,
+        )));
     }
     let mut lat = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("hist");
     let mut ttfb = lat.clone();

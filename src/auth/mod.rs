@@ -201,15 +201,26 @@ fn add_limit_headers(h: &mut HeaderMap, key: &ActiveKey, now: i64) {
     }
 }
 
-/// `x-ratelimit-limit-<what>`, `-remaining-`, `-reset-` as OpenAI sends them.
+const LIMIT_HEADERS: [[HeaderName; 3]; 2] = [
+    [
+        HeaderName::from_static("x-ratelimit-limit-requests"),
+        HeaderName::from_static("x-ratelimit-remaining-requests"),
+        HeaderName::from_static("x-ratelimit-reset-requests"),
+    ],
+    [
+        HeaderName::from_static("x-ratelimit-limit-tokens"),
+        HeaderName::from_static("x-ratelimit-remaining-tokens"),
+        HeaderName::from_static("x-ratelimit-reset-tokens"),
+    ],
+];
+
+/// `x-ratelimit-limit-<what>`, `-remaining-`, `-reset-` as OpenAI sends them
+/// (`what`: "requests" or "tokens").
 pub fn put_limit(h: &mut HeaderMap, what: &str, s: Snapshot) {
-    for (name, value) in [
-        (format!("x-ratelimit-limit-{what}"), s.limit.to_string()),
-        (format!("x-ratelimit-remaining-{what}"), s.remaining.to_string()),
-        (format!("x-ratelimit-reset-{what}"), format_reset(s.reset_ms)),
-    ] {
-        if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            h.insert(n, v);
-        }
+    let [limit, remaining, reset] = &LIMIT_HEADERS[usize::from(what == "tokens")];
+    h.insert(limit.clone(), HeaderValue::from(s.limit));
+    h.insert(remaining.clone(), HeaderValue::from(s.remaining));
+    if let Ok(v) = HeaderValue::try_from(format_reset(s.reset_ms)) {
+        h.insert(reset.clone(), v);
     }
 }
