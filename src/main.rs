@@ -481,7 +481,7 @@ fn report(path: PathBuf, by: &str, since: Option<String>, until: Option<String>,
     use switchyard::accounting::report as r;
     let Some(group) = r::GroupBy::parse(by) else {
         return fail(format!(
-            "--by {by:?}: use task, model, provider, key, route or day"
+            "--by {by:?}: use task, model, provider, key, route, day or tag:NAME"
         ));
     };
     let parse = |v: Option<String>| v.map(|s| r::parse_time(&s)).transpose();
@@ -496,7 +496,7 @@ fn report(path: PathBuf, by: &str, since: Option<String>, until: Option<String>,
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
-    match rt.block_on(r::report(&path, group, since, until)) {
+    match rt.block_on(r::report(&path, group.clone(), since, until)) {
         Ok(rows) => {
             let text = if json {
                 match serde_json::to_string_pretty(&rows) {

@@ -139,6 +139,13 @@ async fn key_lifecycle_through_the_admin_api() {
         keys,
         vec![None, Some("team-a".to_string()), Some("team-a".to_string())]
     );
+    // Tags show up in reports.
+    use switchyard::accounting::report::{report, GroupBy};
+    let by_tag = report(&ledger, GroupBy::parse("tag:team").expect("by"), None, None)
+        .await
+        .expect("report");
+    let groups: Vec<(String, i64)> = by_tag.iter().map(|r| (r.group.clone(), r.requests)).collect();
+    assert_eq!(groups, vec![("search".to_string(), 2), ("(none)".to_string(), 1)]);
 }
 
 async fn key_names(path: &std::path::Path) -> Vec<Option<String>> {

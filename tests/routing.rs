@@ -562,7 +562,7 @@ async fn report_totals_equal_ledger_sums() {
         GroupBy::Day,
         GroupBy::Key,
     ] {
-        let rep = report(&gw.ledger, by, None, None).await.expect("report");
+        let rep = report(&gw.ledger, by.clone(), None, None).await.expect("report");
         let cost: f64 = rep.iter().map(|r| r.cost_usd).sum();
         let reqs: i64 = rep.iter().map(|r| r.requests).sum();
         let prompt: i64 = rep.iter().map(|r| r.prompt_tokens).sum();

@@ -8,7 +8,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, Row, SqliteConnection};
 
 /// What to group by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupBy {
     Task,
     Model,
@@ -16,10 +16,19 @@ pub enum GroupBy {
     Key,
     Route,
     Day,
+    /// The value of this tag on the request's virtual key (`tag:team`).
+    Tag(String),
 }
 
 impl GroupBy {
     pub fn parse(s: &str) -> Option<GroupBy> {
+        if let Some(tag) = s.strip_prefix("tag:") {
+            let ok = !tag.is_empty()
+                && tag
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            return ok.then(|| GroupBy::Tag(tag.to_string()));
+        }
         Some(match s {
             "task" => GroupBy::Task,
             "model" => GroupBy::Model,
@@ -31,9 +40,14 @@ impl GroupBy {
         })
     }
 
-    /// The SQL expression of the group (a fixed string: never user input).
-    fn column(self) -> &'static str {
+    /// The SQL expression of the group (a fixed string: never user input;
+    /// a tag name is bound as the query's first parameter).
+    fn column(&self) -> &'static str {
         match self {
+            GroupBy::Tag(_) => {
+                "COALESCE((SELECT json_extract(k.tags, '$.\"' || ?1 || '\"') FROM api_keys k \
+                 WHERE k.name = ledger.key_name ORDER BY k.created_ms DESC LIMIT 1), '(none)')"
+            }
             GroupBy::Task => "COALESCE(task, '(none)')",
             GroupBy::Model => "served_model",
             GroupBy::Provider => "provider",
@@ -114,14 +128,30 @@ pub async fn report(
     until: Option<i64>,
 ) -> Result<Vec<ReportRow>, String> {
     let mut conn = open_read_only(path).await?;
+    if let GroupBy::Tag(_) = &by {
+        let has_keys: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'api_keys'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| format!("ledger query failed: {e}"))?;
+        if has_keys == 0 {
+            return Err("this ledger has no virtual keys, so no tags to group by".into());
+        }
+    }
+    let tag = match &by {
+        GroupBy::Tag(t) => t.clone(),
+        _ => String::new(),
+    };
     let sql = format!(
         "SELECT {g} AS grp, COUNT(DISTINCT request_id), COUNT(*), COALESCE(SUM(prompt_tokens), 0), \
          COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(cost_usd), 0.0), \
          SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END) \
-         FROM ledger WHERE ts_ms >= ? AND ts_ms < ? GROUP BY grp ORDER BY 7 DESC, grp",
+         FROM ledger WHERE ts_ms >= ?2 AND ts_ms < ?3 GROUP BY grp ORDER BY 7 DESC, grp",
         g = by.column()
     );
     let rows = sqlx::query(&sql)
+        .bind(tag)
         .bind(since.unwrap_or(i64::MIN))
         .bind(until.unwrap_or(i64::MAX))
         .fetch_all(&mut conn)
@@ -149,7 +179,10 @@ pub async fn report(
 
 /// A plain-text table, with a total line.
 pub fn to_table(by: GroupBy, rows: &[ReportRow]) -> String {
-    let name = format!("{by:?}").to_lowercase();
+    let name = match &by {
+        GroupBy::Tag(t) => format!("tag:{t}"),
+        other => format!("{other:?}").to_lowercase(),
+    };
     let mut out = format!(
         "{:<28} {:>9} {:>9} {:>13} {:>13} {:>12} {:>14} {:>8}\n",
         name, "requests", "attempts", "prompt_tok", "output_tok", "cost_usd", "usd/request", "no_cost"

@@ -103,7 +103,7 @@ pub async fn spend(
     let by_name = q.by.as_deref().unwrap_or("model");
     let Some(by) = r::GroupBy::parse(by_name) else {
         return ApiError::invalid_request(
-            format!("by={by_name:?}: use task, model, provider, key, route or day"),
+            format!("by={by_name:?}: use task, model, provider, key, route, day or tag:NAME"),
             Some("by".into()),
         )
         .into_response();
