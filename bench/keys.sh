@@ -59,20 +59,18 @@ P_KEY=$(free_port); config keyed "$P_KEY" "${KEYED_ACCESS_LOG:-true}"
 KEY=$("$BIN/switchyard" keys create --name bench --rpm 1000000000 --tpm 1000000000000 --max-concurrency 100000 \
   --ledger "$OUT/keyed.sqlite" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
 
-start() { # name port level
+start() { # name port level  (not in a subshell: the cleanup trap must see the pid)
   RUST_LOG=$3 taskset -c "$GW_CORE" "$BIN/switchyard" serve --config "$OUT/$1.toml" > "$OUT/$1.log" 2>&1 &
-  local pid=$!
-  pids+=($pid)
+  pids+=($!)
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$2/ready" >/dev/null && break; sleep 0.1; done
-  echo "$pid"
 }
 load() { # port key
   taskset -c "$AUX_CORE" "$EX/loadgen" --url "http://127.0.0.1:$1/v1/chat/completions" --concurrency "$CONC" \
     --seconds "$SECS" --warmup 1 --key "$2"
 }
 
-BARE_PID=$(start bare "$P_BARE" warn)
-KEY_PID=$(start keyed "$P_KEY" info)
+start bare "$P_BARE" warn
+start keyed "$P_KEY" info
 # A wrong key must be refused, the right one accepted: the keyed gateway really checks.
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_KEY/v1/chat/completions" \
   -H 'authorization: Bearer sk-sy-wrong' -H 'content-type: application/json' \
