@@ -237,6 +237,19 @@ price = { input = 2.0, output = 10.0 }
     assert_eq!(r.status(), 200);
     let text = r.text().await.expect("body");
     assert!(text.contains("[DONE]"));
+    // Not streamed, no usage either: estimated at once, so the cost header is there.
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&json!({"model": "nousage", "messages": [{"role": "user", "content": prompt}]}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    let header_cost: f64 = r.headers()["x-switchyard-cost-usd"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("number");
     // The client hangs up after the first chunks of a slow stream.
     let r = client()
         .post(gw.url("/v1/chat/completions"))
@@ -257,7 +270,7 @@ price = { input = 2.0, output = 10.0 }
     let ledger = gw.ledger.clone();
     gw.stop().await;
     let rows = estimated_rows(&ledger).await;
-    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows.len(), 3, "{rows:?}");
     let (status, prompt_tokens, completion_tokens, estimated, cost) = rows[0];
     assert_eq!((status, estimated), (200, true));
     let want_prompt = switchyard::accounting::estimate::count_tokens(&format!("{prompt}\n")) as i64 + 4;
@@ -266,7 +279,16 @@ price = { input = 2.0, output = 10.0 }
     assert_eq!(completion_tokens, want_out, "the whole streamed answer, counted");
     let want_cost = want_prompt as f64 * 2e-6 + want_out as f64 * 10e-6;
     assert!((cost - want_cost).abs() < 1e-12, "{cost} vs {want_cost}");
-    let (status, _, completion, estimated, _) = rows[1];
+    assert_eq!(rows[1].0, 200);
+    assert!(rows[1].3, "non-streamed answer without usage is estimated");
+    assert_eq!(rows[1].1, want_prompt);
+    assert_eq!(rows[1].2, want_out);
+    assert!(
+        (rows[1].4 - header_cost).abs() < 1e-9,
+        "header {header_cost} vs ledger {}",
+        rows[1].4
+    );
+    let (status, _, completion, estimated, _) = rows[2];
     assert_eq!((status, estimated), (499, true));
     assert!(
         completion > 0 && completion < want_out,

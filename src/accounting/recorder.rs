@@ -33,6 +33,8 @@ pub struct Recorder {
     reservation: Option<Arc<Reservation>>,
     /// Token buckets to correct with the real token count.
     sinks: Vec<TokenSink>,
+    /// Whether `usage` is an estimate.
+    estimated: bool,
 }
 
 /// A token-per-minute bucket that took an estimate before the call.
@@ -61,6 +63,20 @@ impl Recorder {
             output: Vec::new(),
             reservation: None,
             sinks: Vec::new(),
+            estimated: false,
+        }
+    }
+
+    /// For a complete answer that came without usage: estimates it from the
+    /// prompt and the answer body now, so the cost header can show it.
+    pub fn estimate_from_body(&mut self, body: &[u8]) {
+        if self.usage.is_some() {
+            return;
+        }
+        if let Some(p) = &self.prompt {
+            estimate::capture_output(body, &mut self.output);
+            self.usage = Some(estimate::estimate_usage(p, &self.output));
+            self.estimated = true;
         }
     }
 
@@ -120,9 +136,10 @@ impl Recorder {
             if self.usage.is_none() && billed {
                 if let Some(p) = &self.prompt {
                     self.usage = Some(estimate::estimate_usage(p, &self.output));
-                    e.usage_estimated = true;
+                    self.estimated = true;
                 }
             }
+            e.usage_estimated |= self.estimated;
             e.status = status;
             e.error = error;
             e.latency_ms = self.started.elapsed().as_secs_f64() * 1e3;

@@ -300,8 +300,9 @@ async fn chat_inner(
     } = served;
     match answer {
         ChatAnswer::Complete { body, usage } => {
-            if let Some(u) = usage {
-                recorder.set_usage(u);
+            match usage {
+                Some(u) => recorder.set_usage(u),
+                None => recorder.estimate_from_body(&body),
             }
             let cost = recorder.cost();
             let mut r = json_response(StatusCode::OK, body);

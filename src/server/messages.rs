@@ -124,8 +124,9 @@ async fn messages_inner(
     } = served;
     match answer {
         ChatAnswer::Complete { body, usage } => {
-            if let Some(u) = usage {
-                recorder.set_usage(u);
+            match usage {
+                Some(u) => recorder.set_usage(u),
+                None => recorder.estimate_from_body(&body),
             }
             let out = match anthropic::chat_response_to_messages(&body, &requested) {
                 Ok(v) => v,
