@@ -141,6 +141,7 @@ impl Ctx {
             error: None,
             attempt: 1,
             routing: None,
+            experiment: None,
         }
     }
 

@@ -180,6 +180,11 @@ async fn start_budgets(
         for r in &rows {
             total += r.cost_usd;
             b.seed(s, Scope::Global, r.ts_ms, r.cost_usd);
+            if let Some(name) = &r.shadow_of {
+                // Shadow calls count against the global budget and their own, nothing else.
+                b.seed(s, Scope::Shadow(name.clone()), r.ts_ms, r.cost_usd);
+                continue;
+            }
             if let Some(route) = &r.route {
                 b.seed(s, Scope::Route(route.clone()), r.ts_ms, r.cost_usd);
             }
