@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod commands;
 pub mod config;
+pub mod experiments;
 pub mod gateway;
 pub mod metrics;
 pub mod providers;

@@ -102,6 +102,11 @@ enum Command {
         #[arg(long, requires = "drift", value_name = "PERCENT")]
         drift_threshold: Option<String>,
     },
+    /// Model-swap experiments: per arm figures and verdicts from the ledger.
+    Experiment {
+        #[command(subcommand)]
+        action: ExperimentAction,
+    },
     /// Cost audit of a request log: where the money goes by task, and what the same
     /// traffic would cost on one frontier model, on its cheaper sibling and under routing.
     Audit {
@@ -159,6 +164,33 @@ enum Command {
         /// Log2 of the number of hash buckets (8-24).
         #[arg(long)]
         buckets_log2: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExperimentAction {
+    /// Per arm: requests, cost per request, latency p50/p95, error rate, tokens per request,
+    /// mean feedback with a 95% interval; then a verdict per candidate against the control.
+    Report {
+        /// The experiment's name (its [experiments.NAME] table).
+        name: String,
+        /// SQLite ledger file (default: ledger.path of --config, else <data-dir>/ledger.sqlite).
+        #[arg(long, env = "SWITCHYARD_LEDGER")]
+        ledger: Option<PathBuf>,
+        /// Config for the ledger path and the experiment's settings.
+        #[arg(long, short, env = "SWITCHYARD_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "switchyard-data")]
+        data_dir: PathBuf,
+        /// From this time on (YYYY-MM-DD UTC, or Unix ms).
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this time (YYYY-MM-DD UTC, or Unix ms).
+        #[arg(long)]
+        until: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -236,6 +268,18 @@ fn main() -> ExitCode {
             data_dir,
         } => keys(action, ledger_path, config, data_dir),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Experiment {
+            action:
+                ExperimentAction::Report {
+                    name,
+                    ledger: ledger_path,
+                    config,
+                    data_dir,
+                    since,
+                    until,
+                    json,
+                },
+        } => experiment_report(&name, ledger_path, config, data_dir, since, until, json),
         Command::Classify { file, config, route } => classify(&file, config.as_deref(), &route),
         Command::Report {
             ledger: ledger_path,
@@ -610,6 +654,72 @@ fn audit(
     let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
     if report.requests == 0 {
         eprintln!("error: no line of {file} could be audited");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn experiment_report(
+    name: &str,
+    ledger_path: Option<PathBuf>,
+    config: Option<PathBuf>,
+    data_dir: PathBuf,
+    since: Option<String>,
+    until: Option<String>,
+    json: bool,
+) -> ExitCode {
+    use switchyard::experiments::report;
+    let cfg = match config.as_deref().map(|c| load_config(Some(c))).transpose() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let path = ledger_path
+        .or_else(|| cfg.as_ref().and_then(|c| c.ledger.path.clone()))
+        .unwrap_or_else(|| ledger::default_path(&data_dir));
+    let settings = cfg.as_ref().and_then(|c| c.experiments.get(name));
+    if cfg.is_some() && settings.is_none() {
+        eprintln!("warning: the config has no [experiments.{name}]; reporting from the ledger alone");
+    }
+    let mut bounds = [None, None];
+    for (i, v) in [since, until].into_iter().enumerate() {
+        if let Some(v) = v {
+            match switchyard::accounting::report::parse_time(&v) {
+                Ok(t) => bounds[i] = Some(t),
+                Err(e) => return fail(e),
+            }
+        }
+    }
+    if !path.exists() {
+        return fail(format!("no ledger at {}", path.display()));
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    let r = match rt.block_on(report::report(&path, name, bounds[0], bounds[1])) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let text = if json {
+        match serde_json::to_string_pretty(&r) {
+            Ok(s) => s + "\n",
+            Err(e) => return fail(e),
+        }
+    } else {
+        let header = settings.map(|e| {
+            format!(
+                "{}, {}, control {}{}",
+                e.mode.as_str(),
+                e.scope,
+                e.control,
+                if e.enabled { "" } else { ", disabled" }
+            )
+        });
+        report::to_text(&r, header.as_deref())
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+    if r.arms.is_empty() {
+        eprintln!("error: the ledger has no requests of experiment {name:?}");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

@@ -36,6 +36,7 @@ fn entry(i: usize, ts_ms: i64, model: &str, task: Option<&str>, usage: Option<(u
         usage_estimated: false,
         error: usage.is_none().then(|| "upstream failed".to_string()),
         attempt: 1,
+        experiment: None,
         routing: task.map(|t| {
             Box::new(RoutingRecord {
                 route: "auto".into(),

@@ -80,6 +80,8 @@ pub struct BudgetSettings {
     pub global: Limits,
     pub routes: HashMap<String, Limits>,
     pub keys: HashMap<String, Limits>,
+    /// Shadow calls of an experiment (`experiments.NAME.daily_budget`).
+    pub shadows: HashMap<String, Limits>,
     pub pace_factor: f64,
     /// Fractions of a limit at which a soft alert fires, ascending.
     pub alerts: Vec<f64>,
@@ -96,6 +98,7 @@ impl Default for BudgetSettings {
             global: Limits::default(),
             routes: HashMap::new(),
             keys: HashMap::new(),
+            shadows: HashMap::new(),
             pace_factor: 1.5,
             alerts: vec![0.5, 0.8, 1.0],
             webhook: None,
@@ -111,6 +114,20 @@ impl BudgetSettings {
         !self.global.is_empty()
             || self.routes.values().any(|l| !l.is_empty())
             || self.keys.values().any(|l| !l.is_empty())
+            || self.shadows.values().any(|l| !l.is_empty())
+    }
+
+    /// The scopes a shadow call of experiment `name` is charged to: the
+    /// global budget and the experiment's own, never a route or a client key.
+    pub fn shadow_scopes(&self, name: &str) -> Vec<(Scope, Limits)> {
+        let mut v = Vec::new();
+        if !self.global.is_empty() {
+            v.push((Scope::Global, self.global));
+        }
+        if let Some(l) = self.shadows.get(name).filter(|l| !l.is_empty()) {
+            v.push((Scope::Shadow(name.to_string()), *l));
+        }
+        v
     }
 
     /// The scopes of one request that carry limits. A key's own budget
@@ -141,6 +158,8 @@ pub enum Scope {
     Global,
     Route(String),
     Key(String),
+    /// Shadow calls of one experiment.
+    Shadow(String),
 }
 
 impl Scope {
@@ -149,13 +168,14 @@ impl Scope {
             Scope::Global => "global",
             Scope::Route(_) => "route",
             Scope::Key(_) => "key",
+            Scope::Shadow(_) => "shadow",
         }
     }
 
     pub fn name(&self) -> &str {
         match self {
             Scope::Global => "*",
-            Scope::Route(n) | Scope::Key(n) => n,
+            Scope::Route(n) | Scope::Key(n) | Scope::Shadow(n) => n,
         }
     }
 }
@@ -166,6 +186,7 @@ impl std::fmt::Display for Scope {
             Scope::Global => f.write_str("global"),
             Scope::Route(n) => write!(f, "route:{n}"),
             Scope::Key(n) => write!(f, "key:{n}"),
+            Scope::Shadow(n) => write!(f, "shadow:{n}"),
         }
     }
 }
@@ -517,6 +538,9 @@ impl Budgets {
         }
         for (r, l) in &settings.routes {
             scopes.push((Scope::Route(r.clone()), *l));
+        }
+        for (e, l) in &settings.shadows {
+            scopes.push((Scope::Shadow(e.clone()), *l));
         }
         let mut keys: HashMap<&String, Limits> = key_limits.iter().map(|(k, l)| (k, *l)).collect();
         for (k, l) in &settings.keys {

@@ -18,8 +18,9 @@ use tokio::task::JoinHandle;
 
 use crate::api::usage::Usage;
 
-/// Rows per INSERT statement (bounded by SQLite's parameter limit).
-const ROWS_PER_STATEMENT: usize = 1_000;
+/// Rows per INSERT statement (bounded by SQLite's parameter limit of 32766:
+/// 32 parameters per row).
+const ROWS_PER_STATEMENT: usize = 800;
 
 /// One ledger row.
 #[derive(Debug, Clone)]
@@ -48,6 +49,22 @@ pub struct LedgerEntry {
     pub attempt: u32,
     /// Routing decision, for requests sent to a route such as `auto`.
     pub routing: Option<Box<RoutingRecord>>,
+    /// The experiment arm this request ran in, if any.
+    pub experiment: Option<Box<ExperimentTag>>,
+}
+
+/// An experiment assignment, as recorded in the ledger.
+#[derive(Debug, Clone)]
+pub struct ExperimentTag {
+    pub name: Arc<str>,
+    /// `control` or the candidate's model name.
+    pub arm: Arc<str>,
+    /// A shadow copy: sent in the background, never seen by the client.
+    pub shadow: bool,
+    /// The live request a shadow copies.
+    pub parent_request_id: Option<String>,
+    /// The shadow answer's text, truncated to `record_output_chars`.
+    pub output: Option<String>,
 }
 
 /// What a route decided, as recorded in the ledger.
@@ -83,7 +100,10 @@ impl LedgerHandle {
     /// Queues a row. Never blocks.
     pub fn record(&self, entry: LedgerEntry) {
         if let Some(m) = &self.metrics {
-            m.observe(&entry);
+            // Client traffic only: shadow calls are in the ledger, reports and budgets.
+            if !entry.experiment.as_deref().is_some_and(|x| x.shadow) {
+                m.observe(&entry);
+            }
         }
         if self.access_log {
             let r = entry.routing.as_deref();
@@ -181,10 +201,40 @@ CREATE TABLE IF NOT EXISTS ledger (
     complexity REAL,
     tier TEXT,
     route_reason TEXT,
-    attempt INTEGER NOT NULL DEFAULT 1
+    attempt INTEGER NOT NULL DEFAULT 1,
+    experiment TEXT,
+    arm TEXT,
+    shadow INTEGER NOT NULL DEFAULT 0,
+    parent_request_id TEXT,
+    output TEXT
 );
 CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_request_id ON ledger (request_id);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    key_name TEXT,
+    score REAL NOT NULL,
+    comment TEXT
+);
+CREATE INDEX IF NOT EXISTS feedback_request_id ON feedback (request_id);
+CREATE TABLE IF NOT EXISTS experiment_ramp (
+    id INTEGER PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,
+    experiment TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    share REAL NOT NULL,
+    paused INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+";
+
+/// Indexes on columns that older ledger files get by migration.
+const MIGRATED_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS ledger_experiment ON ledger (experiment);
 ";
 
 /// Opens (creating if needed) the SQLite ledger and starts its writer.
@@ -212,6 +262,10 @@ pub async fn open_sqlite(
     add_missing_columns(&mut conn)
         .await
         .map_err(|e| format!("cannot migrate ledger {}: {e}", path.display()))?;
+    sqlx::raw_sql(MIGRATED_INDEXES)
+        .execute(&mut conn)
+        .await
+        .map_err(|e| format!("cannot migrate ledger {}: {e}", path.display()))?;
     let (tx, rx) = mpsc::unbounded_channel();
     let stats = Arc::new(LedgerStats::default());
     let join = tokio::spawn(run_writer(conn, rx, batch_size, flush_interval, stats.clone()));
@@ -233,6 +287,8 @@ pub struct SpendRow {
     pub key_name: Option<String>,
     pub route: Option<String>,
     pub cost_usd: f64,
+    /// The experiment, for a shadow call (charged to its own scope, not the route's or key's).
+    pub shadow_of: Option<String>,
 }
 
 /// Every priced row since `since_ms` (budget state is derived from these at start).
@@ -246,7 +302,8 @@ pub async fn spend_since(path: &Path, since_ms: i64) -> Result<Vec<SpendRow>, St
         .await
         .map_err(|e| format!("cannot read ledger {}: {e}", path.display()))?;
     let rows = sqlx::query(
-        "SELECT ts_ms, key_name, route, cost_usd FROM ledger WHERE ts_ms >= ? AND cost_usd IS NOT NULL",
+        "SELECT ts_ms, key_name, route, cost_usd, CASE WHEN shadow = 1 THEN experiment END \
+         FROM ledger WHERE ts_ms >= ? AND cost_usd IS NOT NULL",
     )
     .bind(since_ms)
     .fetch_all(&mut conn)
@@ -259,6 +316,7 @@ pub async fn spend_since(path: &Path, since_ms: i64) -> Result<Vec<SpendRow>, St
             key_name: r.get(1),
             route: r.get(2),
             cost_usd: r.get(3),
+            shadow_of: r.get(4),
         })
         .collect())
 }
@@ -273,6 +331,11 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("tier", "TEXT"),
     ("route_reason", "TEXT"),
     ("attempt", "INTEGER NOT NULL DEFAULT 1"),
+    ("experiment", "TEXT"),
+    ("arm", "TEXT"),
+    ("shadow", "INTEGER NOT NULL DEFAULT 0"),
+    ("parent_request_id", "TEXT"),
+    ("output", "TEXT"),
 ];
 
 async fn add_missing_columns(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
@@ -346,7 +409,8 @@ async fn write_batch(conn: &mut SqliteConnection, batch: &[LedgerEntry]) -> Resu
             "INSERT INTO ledger (request_id, ts_ms, key_name, endpoint, requested_model, served_model, provider, \
              upstream_model, status, stream, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cached_tokens, \
              cache_write_tokens, reasoning_tokens, cost_usd, usage_estimated, error, route, task, \
-             task_confidence, complexity, tier, route_reason, attempt) ",
+             task_confidence, complexity, tier, route_reason, attempt, experiment, arm, shadow, \
+             parent_request_id, output) ",
         );
         qb.push_values(chunk, |mut b, e| {
             let u = e.usage;
@@ -378,6 +442,12 @@ async fn write_batch(conn: &mut SqliteConnection, batch: &[LedgerEntry]) -> Resu
                 .push_bind(r.map(|r| r.tier.as_str()))
                 .push_bind(r.map(|r| r.reason.as_str()))
                 .push_bind(e.attempt as i64);
+            let x = e.experiment.as_deref();
+            b.push_bind(x.map(|x| &*x.name))
+                .push_bind(x.map(|x| &*x.arm))
+                .push_bind(x.is_some_and(|x| x.shadow))
+                .push_bind(x.and_then(|x| x.parent_request_id.as_deref()))
+                .push_bind(x.and_then(|x| x.output.as_deref()));
         });
         qb.build().execute(&mut *tx).await?;
     }
@@ -417,6 +487,7 @@ mod tests {
             error: None,
             attempt: 1,
             routing: None,
+            experiment: None,
         }
     }
 

@@ -114,6 +114,13 @@ impl Recorder {
         self.usage = Some(usage);
     }
 
+    /// Edits the row before it is written (e.g. a shadow call's recorded output).
+    pub fn annotate(&mut self, f: impl FnOnce(&mut LedgerEntry)) {
+        if let Some(e) = self.entry.as_mut() {
+            f(e);
+        }
+    }
+
     pub fn usage(&self) -> Option<Usage> {
         self.usage
     }

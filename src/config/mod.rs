@@ -7,6 +7,7 @@
 
 pub mod budgets;
 pub mod env;
+pub mod experiments;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -113,6 +114,8 @@ pub struct RawConfig {
     pub resilience: RawResilience,
     #[serde(default)]
     pub budgets: budgets::RawBudgets,
+    #[serde(default)]
+    pub experiments: IndexMap<String, experiments::RawExperiment>,
     #[serde(default)]
     pub log: RawLog,
 }
@@ -433,6 +436,8 @@ pub struct Config {
     pub resilience: crate::resilience::ResilienceSettings,
     /// Spend limits, pacing and alerts.
     pub budgets: crate::accounting::budget::BudgetSettings,
+    /// Model-swap experiments, by name.
+    pub experiments: IndexMap<String, experiments::Experiment>,
     pub log: LogSettings,
     /// Non-fatal notes for the start-up log (e.g. models without a price).
     pub warnings: Vec<String>,
@@ -1177,7 +1182,19 @@ pub fn validate(
 
     let resilience = crate::resilience::ResilienceSettings::from_raw(&raw.resilience, &mut errors);
     let route_names: Vec<&str> = routing.routes.keys().map(String::as_str).collect();
-    let budgets = budgets::build(raw.budgets, &route_names, &mut errors);
+    let mut budgets = budgets::build(raw.budgets, &route_names, &mut errors);
+    let experiments = experiments::build(raw.experiments, &models, &routing, &mut errors, &mut warnings);
+    for e in experiments.values() {
+        if let Some(daily) = e.daily_budget {
+            budgets.shadows.insert(
+                e.name.clone(),
+                crate::accounting::budget::Limits {
+                    daily: Some(daily),
+                    monthly: None,
+                },
+            );
+        }
+    }
 
     if errors.is_empty() {
         Ok(Config {
@@ -1190,6 +1207,7 @@ pub fn validate(
             routing,
             resilience,
             budgets,
+            experiments,
             log,
             warnings,
         })

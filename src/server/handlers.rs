@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -34,6 +34,7 @@ pub const X_PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provide
 pub const X_COST: HeaderName = HeaderName::from_static("x-switchyard-cost-usd");
 pub const X_OVERHEAD: HeaderName = HeaderName::from_static("x-switchyard-overhead-ms");
 pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+pub const X_EXPERIMENT: HeaderName = HeaderName::from_static("x-switchyard-experiment");
 
 type St = State<Arc<AppState>>;
 
@@ -45,17 +46,17 @@ pub(super) struct Ctx {
     /// The client's virtual key, when keys are in use.
     pub(super) key: Option<Arc<KeyUse>>,
     metrics: Arc<crate::metrics::Metrics>,
-    ts_ms: i64,
-    request_id: String,
+    pub(super) ts_ms: i64,
+    pub(super) request_id: String,
     request_id_header: HeaderValue,
+    /// `x-switchyard-experiment`, once the request is in a split experiment's arm.
+    experiment: std::sync::OnceLock<HeaderValue>,
 }
 
 impl Ctx {
     pub(super) fn new(st: &AppState, headers: &HeaderMap, key: Option<Extension<Arc<KeyUse>>>) -> Ctx {
         let started = Instant::now();
-        let ts_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let ts_ms = st.budgets.clock().now_ms();
         // Keep the client's id when it is a sane token; otherwise make one.
         let client = headers
             .get(&X_REQUEST_ID)
@@ -79,6 +80,26 @@ impl Ctx {
             ts_ms,
             request_id,
             request_id_header,
+            experiment: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Tags the request with its experiment arm: the ledger rows (through
+    /// the returned tag) and, in split mode, the response header.
+    pub(super) fn join_experiment(
+        &self,
+        a: Option<&crate::experiments::Assigned>,
+    ) -> Option<Box<crate::accounting::ledger::ExperimentTag>> {
+        let a = a?;
+        if let Some(h) = a.header() {
+            let _ = self.experiment.set(h.clone());
+        }
+        Some(a.tag())
+    }
+
+    pub(super) fn experiment_header(&self, h: &mut HeaderMap) {
+        if let Some(v) = self.experiment.get() {
+            h.insert(X_EXPERIMENT, v.clone());
         }
     }
 
@@ -106,6 +127,7 @@ impl Ctx {
         let mut r = self.error(f.error);
         let h = r.headers_mut();
         h.insert(X_ATTEMPTS, HeaderValue::from(f.attempts));
+        self.experiment_header(h);
         if let Some(v) = f.provider.as_deref().and_then(|p| HeaderValue::from_str(p).ok()) {
             h.insert(X_PROVIDER, v);
         }
@@ -141,6 +163,7 @@ impl Ctx {
             error: None,
             attempt: 1,
             routing: None,
+            experiment: None,
         }
     }
 
@@ -155,6 +178,7 @@ impl Ctx {
     ) {
         h.insert(X_REQUEST_ID, self.request_id_header.clone());
         h.insert(X_ATTEMPTS, HeaderValue::from(attempts));
+        self.experiment_header(h);
         if let Ok(v) = HeaderValue::from_str(&t.public) {
             h.insert(X_MODEL, v);
         }
@@ -251,13 +275,21 @@ async fn chat_inner(
     let mut req = ChatRequest::parse(&bytes)?;
     drop(bytes);
     check_allowed(ctx, &req.model, headers.get(&X_ROUTE_HEADER))?;
-    let (chain, mut route) = plan(st, ctx, headers, &req)?;
+    let Plan {
+        chain,
+        mut route,
+        fallbacks,
+        experiment,
+    } = plan(st, ctx, headers, &req)?;
     let names: Vec<&str> = chain.iter().map(|m| &**m).collect();
-    let mut targets = ctx.rt.targets(&names, route.is_none());
+    let mut targets = ctx.rt.targets(&names, fallbacks);
     if targets.is_empty() {
         return Err(ApiError::model_not_found(&req.model));
     }
     let acct = admit(st, ctx, &req, &mut route, &mut targets)?;
+    let experiment = still_in_experiment(experiment, &targets);
+    let tag = ctx.join_experiment(experiment.as_ref());
+    launch_shadows(st, ctx, experiment.as_ref(), &req, route.as_ref());
     let stream = req.is_stream();
     let client_wants_usage = req.client_wants_stream_usage();
     if stream {
@@ -272,6 +304,7 @@ async fn chat_inner(
         let mut e = ctx.entry("chat.completions", requested.clone(), t, stream);
         e.attempt = attempt;
         e.routing = routing.clone();
+        e.experiment = tag.clone();
         e
     };
     let served = attempt::run(
@@ -381,16 +414,82 @@ pub const X_ROUTE_REASON: HeaderName = HeaderName::from_static("x-switchyard-rou
 pub const X_SESSION: HeaderName = HeaderName::from_static("x-switchyard-session");
 pub const X_ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
 
+/// What [`plan`] decided.
+pub(super) struct Plan {
+    /// Model names in attempt order.
+    pub(super) chain: Vec<Arc<str>>,
+    pub(super) route: Option<RoutingRecord>,
+    /// Whether the first model's configured fallbacks follow the chain.
+    pub(super) fallbacks: bool,
+    /// The experiment arm the request is in.
+    pub(super) experiment: Option<crate::experiments::Assigned>,
+}
+
+/// An experiment assignment holds only while its model serves first (a
+/// budget downgrade can move the request elsewhere).
+pub(super) fn still_in_experiment(
+    a: Option<crate::experiments::Assigned>,
+    targets: &[Target],
+) -> Option<crate::experiments::Assigned> {
+    a.filter(|a| targets.first().is_some_and(|t| t.public == *a.model()))
+}
+
+/// Starts the shadow copies of a request in a shadow experiment (never awaited).
+pub(super) fn launch_shadows(
+    st: &Arc<AppState>,
+    ctx: &Ctx,
+    a: Option<&crate::experiments::Assigned>,
+    req: &ChatRequest,
+    route: Option<&RoutingRecord>,
+) {
+    let Some(a) = a.filter(|a| a.is_shadow_mode()) else {
+        return;
+    };
+    crate::experiments::shadow::launch(
+        st,
+        &ctx.rt,
+        &a.live,
+        req,
+        crate::experiments::shadow::Origin {
+            request_id: ctx.request_id.clone(),
+            ts_ms: ctx.ts_ms,
+            requested_model: req.model.clone(),
+            routing: route.cloned().map(Box::new),
+        },
+    );
+}
+
+/// The experiment arm of a request, from its stickiness key.
+fn assign(
+    live: &Arc<crate::experiments::Live>,
+    ctx: &Ctx,
+    session: Option<&str>,
+    user: Option<&str>,
+) -> crate::experiments::Assigned {
+    let key = crate::experiments::live::sticky_key(
+        live.settings.sticky_by,
+        session,
+        user,
+        ctx.key.as_ref().map(|k| k.name()),
+        &ctx.request_id,
+    );
+    crate::experiments::Assigned {
+        live: live.clone(),
+        arm: live.arm_for(key),
+    }
+}
+
 /// Picks the model chain: a route (model `auto`, another route name, or the
 /// `x-switchyard-route` header) classifies and routes; any other model name
 /// is served directly (its deployments, then its configured fallbacks),
-/// bypassing classification.
+/// bypassing classification. An experiment on the traffic may then swap
+/// the first model for its arm's.
 pub(super) fn plan(
     st: &AppState,
     ctx: &Ctx,
     headers: &HeaderMap,
     req: &ChatRequest,
-) -> Result<(Vec<Arc<str>>, Option<RoutingRecord>), ApiError> {
+) -> Result<Plan, ApiError> {
     let rt = &*ctx.rt;
     let key = ctx.key.as_deref();
     let routing = &rt.config.routing;
@@ -407,8 +506,10 @@ pub(super) fn plan(
         })?),
         None => routing.routes.get(&req.model),
     };
+    let session = header_str(&X_SESSION);
+    let user = req.extra.get("user").and_then(|u| u.as_str());
     let Some(route) = route else {
-        return Ok((vec![Arc::from(req.model.as_str())], None));
+        return Ok(plan_explicit(rt, ctx, req, session, user));
     };
     let forced = match header_str(&X_TASK) {
         None => None,
@@ -436,9 +537,17 @@ pub(super) fn plan(
         None => (d.tier, d.chain),
     };
     let proposed = chain_models.first().map(String::as_str).unwrap_or_default();
-    let session = header_str(&X_SESSION).or_else(|| req.extra.get("user").and_then(|u| u.as_str()));
-    let (model, pinned) = match session {
-        Some(key) if !key.is_empty() => {
+    let task_name = routing.task_name(d.task);
+    let experiment = rt
+        .experiments
+        .iter()
+        .find(|e| e.matches_route(&route.name, task_name, proposed))
+        .map(|live| assign(live, ctx, session, user));
+    let split = experiment.as_ref().filter(|a| !a.is_shadow_mode());
+    let (model, pinned) = match (split, session.or(user)) {
+        // The arm replaces session pinning: assignment is sticky itself.
+        (Some(a), _) => (a.model().clone(), false),
+        (None, Some(key)) if !key.is_empty() => {
             let key = format!("{}\u{1f}{key}", route.name);
             st.sessions
                 .pick(&key, proposed, |m| rt.resolve(m).is_some(), Instant::now())
@@ -453,23 +562,70 @@ pub(super) fn plan(
             .filter(|m| **m != *model)
             .map(|m| Arc::from(m.as_str())),
     );
+    let mut reason = d.reason_text(pinned);
+    if paced.is_some() {
+        reason.push_str(";paced:budget");
+    }
+    if let Some(a) = split {
+        let _ = write!(reason, ";experiment:{}/{}", a.live.name, a.label());
+    }
     let record = RoutingRecord {
         route: route.name.clone(),
-        task: routing.task_name(d.task).to_string(),
+        task: task_name.to_string(),
         confidence: d.confidence,
         complexity: d.complexity,
-        tier: if pinned {
+        tier: if pinned || split.is_some() {
             target_tier(rt, &model, tier)
         } else {
             tier.to_string()
         },
-        reason: if paced.is_some() {
-            d.reason_text(pinned) + ";paced:budget"
-        } else {
-            d.reason_text(pinned)
-        },
+        reason,
     };
-    Ok((chain, Some(record)))
+    Ok(Plan {
+        chain,
+        route: Some(record),
+        fallbacks: false,
+        experiment,
+    })
+}
+
+/// An explicit model name: its deployments and fallbacks; in a split
+/// experiment's candidate arm, the candidate first, then the model and its fallbacks.
+fn plan_explicit(
+    rt: &Runtime,
+    ctx: &Ctx,
+    req: &ChatRequest,
+    session: Option<&str>,
+    user: Option<&str>,
+) -> Plan {
+    let mut plan = Plan {
+        chain: vec![Arc::from(req.model.as_str())],
+        route: None,
+        fallbacks: true,
+        experiment: None,
+    };
+    if rt.experiments.is_empty() {
+        return plan;
+    }
+    let resolved = rt
+        .config
+        .aliases
+        .get(&req.model)
+        .map_or(req.model.as_str(), String::as_str);
+    let Some(live) = rt.experiments.iter().find(|e| e.matches_model(resolved)) else {
+        return plan;
+    };
+    let a = assign(live, ctx, session, user);
+    if a.arm.is_some() && !a.is_shadow_mode() {
+        let mut chain = vec![a.model().clone(), Arc::from(resolved)];
+        if let Some(m) = rt.config.models.get(resolved) {
+            chain.extend(m.fallbacks.iter().map(|f| Arc::from(f.as_str())));
+        }
+        plan.chain = chain;
+        plan.fallbacks = false;
+    }
+    plan.experiment = Some(a);
+    plan
 }
 
 /// The next cheaper tier that has models, and its models (cheapest first).

@@ -21,7 +21,8 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 
 use super::handlers::{
-    admit, check_allowed, json_response, plan, read_body, relay_for, route_headers, sse_response, Ctx,
+    admit, check_allowed, json_response, launch_shadows, plan, read_body, relay_for, route_headers,
+    sse_response, still_in_experiment, Ctx, Plan,
 };
 use super::state::{AppState, Target};
 use crate::api::chat::{parse_json, StreamOptions};
@@ -76,13 +77,21 @@ async fn messages_inner(
     drop(bytes);
     let mut req = anthropic::messages_to_chat(&v)?;
     check_allowed(ctx, &req.model, headers.get(&super::handlers::X_ROUTE_HEADER))?;
-    let (chain, mut route) = plan(st, ctx, headers, &req)?;
+    let Plan {
+        chain,
+        mut route,
+        fallbacks,
+        experiment,
+    } = plan(st, ctx, headers, &req)?;
     let names: Vec<&str> = chain.iter().map(|m| &**m).collect();
-    let mut targets = ctx.rt.targets(&names, route.is_none());
+    let mut targets = ctx.rt.targets(&names, fallbacks);
     if targets.is_empty() {
         return Err(ApiError::model_not_found(&req.model));
     }
     let acct = admit(st, ctx, &req, &mut route, &mut targets)?;
+    let experiment = still_in_experiment(experiment, &targets);
+    let tag = ctx.join_experiment(experiment.as_ref());
+    launch_shadows(st, ctx, experiment.as_ref(), &req, route.as_ref());
     let stream = req.is_stream();
     if stream {
         // The translation back to Anthropic events needs the usage chunk.
@@ -100,6 +109,7 @@ async fn messages_inner(
         let mut e = ctx.entry("messages", requested.clone(), t, stream);
         e.attempt = attempt;
         e.routing = routing.clone();
+        e.experiment = tag.clone();
         e
     };
     let mut call = ChatCall {
@@ -112,6 +122,7 @@ async fn messages_inner(
             let mut r = error_response(ctx, f.error);
             r.headers_mut()
                 .insert("x-switchyard-attempts", HeaderValue::from(f.attempts));
+            ctx.experiment_header(r.headers_mut());
             return Ok(r);
         }
     };

@@ -5,6 +5,7 @@
 //! [`Server`] handle whose `shutdown` drains connections and then the ledger.
 
 pub mod admin;
+pub mod experiments;
 pub mod handlers;
 pub mod messages;
 pub mod state;
@@ -37,6 +38,9 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/admin/keys", get(admin::list_keys).post(admin::create_key))
         .route("/admin/keys/{id}", axum::routing::delete(admin::revoke_key))
         .route("/admin/reload", post(admin::reload))
+        .route("/admin/experiments", get(experiments::list))
+        .route("/admin/experiments/{name}", get(experiments::show))
+        .route("/admin/experiments/{name}/reset", post(experiments::reset))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,
@@ -47,6 +51,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/messages", post(messages::messages))
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/feedback", post(experiments::feedback))
         .route("/embeddings", post(embeddings))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*id}", get(get_model))
@@ -104,7 +109,24 @@ impl Server {
 }
 
 /// Opens the ledger, builds the state and serves on `listener`.
-pub async fn start(mut config: Config, ledger_path: &Path, listener: TcpListener) -> Result<Server, String> {
+pub async fn start(config: Config, ledger_path: &Path, listener: TcpListener) -> Result<Server, String> {
+    start_with_clock(
+        config,
+        ledger_path,
+        listener,
+        crate::accounting::budget::Clock::system(),
+    )
+    .await
+}
+
+/// [`start`] with the clock budgets, ledger timestamps and experiment ramps
+/// read (tests drive time with `Clock::manual`).
+pub async fn start_with_clock(
+    mut config: Config,
+    ledger_path: &Path,
+    listener: TcpListener,
+    clock: crate::accounting::budget::Clock,
+) -> Result<Server, String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("listener has no address: {e}"))?;
@@ -121,8 +143,12 @@ pub async fn start(mut config: Config, ledger_path: &Path, listener: TcpListener
     let grace = config.server.shutdown_grace;
     let max_header = config.server.max_header_bytes;
     let key_refresh = config.server.key_refresh;
-    let budgets = start_budgets(&config, ledger_path, &metrics).await?;
+    let budgets = start_budgets(&config, ledger_path, &metrics, clock).await?;
     let keys = crate::auth::keys::KeyStore::open(ledger_path, budgets.clock().clone()).await?;
+    let experiments = Arc::new(crate::experiments::Experiments::new(
+        ledger_path.to_path_buf(),
+        crate::experiments::store::ramp_log(ledger_path).await?,
+    ));
     crate::accounting::estimate::warm_up();
     let state = Arc::new(AppState::new(
         config,
@@ -131,6 +157,7 @@ pub async fn start(mut config: Config, ledger_path: &Path, listener: TcpListener
         budgets,
         keys.clone(),
         metrics,
+        experiments,
     )?);
     if !keys.any() {
         if !state.open_access {
@@ -146,6 +173,7 @@ pub async fn start(mut config: Config, ledger_path: &Path, listener: TcpListener
     let stop = state.shutdown.clone();
     keys.spawn_refresh(key_refresh, stop.clone());
     spawn_probes(&state.rt(), &stop);
+    spawn_ramps(&state);
     let router = app(state.clone());
     let token = stop.clone();
     let task = tokio::spawn(async move {
@@ -167,11 +195,12 @@ async fn start_budgets(
     config: &Config,
     ledger_path: &Path,
     metrics: &Arc<crate::metrics::Metrics>,
+    clock: crate::accounting::budget::Clock,
 ) -> Result<Arc<crate::accounting::budget::Budgets>, String> {
-    use crate::accounting::budget::{self, Budgets, Clock, Scope};
+    use crate::accounting::budget::{self, Budgets, Scope};
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let s = &config.budgets;
-    let b = Budgets::new(Clock::system(), s.timezone, Some(tx));
+    let b = Budgets::new(clock, s.timezone, Some(tx));
     spawn_alerts(rx, s.webhook.clone(), metrics.clone());
     if s.any() {
         let since = budget::month_start_ms(s.timezone, b.clock().now_ms());
@@ -180,6 +209,11 @@ async fn start_budgets(
         for r in &rows {
             total += r.cost_usd;
             b.seed(s, Scope::Global, r.ts_ms, r.cost_usd);
+            if let Some(name) = &r.shadow_of {
+                // Shadow calls count against the global budget and their own, nothing else.
+                b.seed(s, Scope::Shadow(name.clone()), r.ts_ms, r.cost_usd);
+                continue;
+            }
             if let Some(route) = &r.route {
                 b.seed(s, Scope::Route(route.clone()), r.ts_ms, r.cost_usd);
             }
@@ -233,7 +267,7 @@ fn spawn_alerts(
 /// Re-reads the configuration from where it came from (the file, or the
 /// environment), validates it and swaps it in. The listen address and
 /// ledger file of a running server do not change.
-pub async fn reload(state: &AppState) -> Result<Vec<String>, String> {
+pub async fn reload(state: &Arc<AppState>) -> Result<Vec<String>, String> {
     let old = state.rt();
     let mut config = match &old.config.source {
         crate::config::ConfigSource::File(p) => crate::config::load_file(p),
@@ -247,7 +281,35 @@ pub async fn reload(state: &AppState) -> Result<Vec<String>, String> {
     config.server.allow_unauthenticated = old.config.server.allow_unauthenticated;
     let changes = state.reload(config).await?;
     spawn_probes(&state.rt(), &state.shutdown);
+    spawn_ramps(state);
     Ok(changes)
+}
+
+/// The ramp task of the current runtime (when an experiment has a ramp):
+/// evaluates every [`crate::experiments::ramp::TICK`] until the runtime is
+/// replaced or the server stops. It holds the state weakly.
+pub(crate) fn spawn_ramps(state: &Arc<AppState>) {
+    let rt = state.rt();
+    if !rt.experiments.iter().any(|e| e.settings.ramp.is_some()) {
+        return;
+    }
+    let (stop, retired) = (state.shutdown.clone(), rt.retired.clone());
+    let weak = Arc::downgrade(state);
+    drop(rt);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::experiments::ramp::TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = retired.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let Some(st) = weak.upgrade() else { break };
+            crate::experiments::ramp::tick(&st).await;
+        }
+    });
 }
 
 /// Active health probes: one task per provider with `probe_interval_secs`,

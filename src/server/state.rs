@@ -60,6 +60,8 @@ pub struct Runtime {
     model_objects: HashMap<String, Bytes>,
     /// Stops this runtime's background tasks (health probes) when it is replaced.
     pub retired: tokio_util::sync::CancellationToken,
+    /// Enabled experiments, bound to their state in `AppState::experiments`.
+    pub experiments: Vec<Arc<crate::experiments::Live>>,
 }
 
 /// Process-wide state: the current [`Runtime`] plus what outlives a reload.
@@ -83,6 +85,8 @@ pub struct AppState {
     pub open_access: bool,
     /// Cancelled to shut the server down (and its background tasks).
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Experiment state that outlives reloads (ramp positions, shadow limits).
+    pub experiments: Arc<crate::experiments::Experiments>,
 }
 
 impl AppState {
@@ -93,10 +97,14 @@ impl AppState {
         budgets: Arc<Budgets>,
         keys: Arc<KeyStore>,
         metrics: Arc<Metrics>,
+        experiments: Arc<crate::experiments::Experiments>,
     ) -> Result<AppState, String> {
         let idle = config.routing.session_idle;
         let open_access = config.server.listen.ip().is_loopback() || config.server.allow_unauthenticated;
-        let rt = Runtime::new(config, None)?;
+        let mut rt = Runtime::new(config, None)?;
+        let (live, events) = experiments.bind(&rt.config, budgets.clock().now_ms());
+        rt.experiments = live;
+        persist_ramp_events(&experiments, events);
         Ok(AppState {
             runtime: ArcSwap::from_pointee(rt),
             ledger,
@@ -110,6 +118,7 @@ impl AppState {
             metrics,
             open_access,
             shutdown: tokio_util::sync::CancellationToken::new(),
+            experiments,
         })
     }
 
@@ -126,6 +135,9 @@ impl AppState {
         let old = self.rt();
         let mut new = Runtime::new(config, Some(&old))?;
         new.generation = old.generation + 1;
+        let (live, events) = self.experiments.bind(&new.config, self.budgets.clock().now_ms());
+        new.experiments = live;
+        persist_ramp_events(&self.experiments, events);
         let changes = old.diff(&new);
         self.runtime.store(Arc::new(new));
         old.retired.cancel();
@@ -141,6 +153,30 @@ impl AppState {
     pub fn is_ready(&self) -> bool {
         self.ledger.is_open()
     }
+}
+
+/// Logs ramp log lines written while binding a runtime and stores them in the background.
+fn persist_ramp_events(
+    ex: &Arc<crate::experiments::Experiments>,
+    events: Vec<crate::experiments::store::RampRow>,
+) {
+    if events.is_empty() {
+        return;
+    }
+    for row in &events {
+        crate::experiments::live::log_ramp(row);
+    }
+    let path = ex.ledger_path.clone();
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    handle.spawn(async move {
+        for row in &events {
+            if let Err(e) = crate::experiments::store::insert_ramp(&path, row).await {
+                tracing::warn!(experiment = %row.experiment, "cannot store the ramp step: {e}");
+            }
+        }
+    });
 }
 
 impl Runtime {
@@ -266,6 +302,7 @@ impl Runtime {
             models_body,
             model_objects,
             retired: tokio_util::sync::CancellationToken::new(),
+            experiments: Vec::new(),
         })
     }
 
@@ -314,6 +351,23 @@ impl Runtime {
         let routes = |r: &Runtime| r.config.routing.routes.keys().cloned().collect::<Vec<_>>();
         if routes(self) != routes(new) {
             out.push(format!("routes now {:?}", routes(new)));
+        }
+        let live = |r: &Runtime| {
+            r.experiments
+                .iter()
+                .map(|e| (e.name.to_string(), e.settings.clone()))
+                .collect::<Vec<_>>()
+        };
+        let (ea, eb) = (live(self), live(new));
+        for (n, e) in &eb {
+            match ea.iter().find(|(m, _)| m == n) {
+                None => out.push(format!("experiment {n} started")),
+                Some((_, old)) if old != e => out.push(format!("experiment {n} changed")),
+                Some(_) => {}
+            }
+        }
+        for (n, _) in ea.iter().filter(|(n, _)| !eb.iter().any(|(m, _)| m == n)) {
+            out.push(format!("experiment {n} stopped"));
         }
         out
     }

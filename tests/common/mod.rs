@@ -321,6 +321,58 @@ pub async fn start_gateway_with(config_toml: &str, dir: tempfile::TempDir, ledge
     }
 }
 
+/// [`start_gateway_with`] on a given clock (budgets, ledger timestamps and experiment ramps read it).
+pub async fn start_gateway_with_clock(
+    config_toml: &str,
+    dir: tempfile::TempDir,
+    ledger: PathBuf,
+    clock: switchyard::accounting::budget::Clock,
+) -> Gw {
+    let path = dir.path().join("switchyard.toml");
+    std::fs::write(&path, config_toml).expect("write config");
+    let cfg = switchyard::config::load_file(&path).expect("config valid");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind gw");
+    let server = switchyard::server::start_with_clock(cfg, &ledger, listener, clock)
+        .await
+        .expect("start");
+    let base = format!("http://{}", server.addr);
+    Gw {
+        server: Some(server),
+        base,
+        ledger,
+        _dir: dir,
+    }
+}
+
+impl Gw {
+    /// The config file the gateway reads on reload.
+    pub fn config_path(&self) -> PathBuf {
+        self._dir.path().join("switchyard.toml")
+    }
+
+    /// The running state (for direct calls into the library).
+    pub fn state(&self) -> std::sync::Arc<switchyard::AppState> {
+        self.server
+            .as_ref()
+            .and_then(|s| s.state().upgrade())
+            .expect("running gateway")
+    }
+
+    /// Waits until every queued ledger row is written.
+    pub async fn flush_ledger(&self) {
+        let st = self.state();
+        for _ in 0..500 {
+            if st.ledger.depth() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("ledger did not flush");
+    }
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().expect("client")
 }
