@@ -99,7 +99,7 @@ fn hash_step(h: u64, x: u64) -> u64 {
 /// past the word: bytes beyond `end` are masked off, never hashed.
 #[inline(always)]
 fn word_hash_in(text: &[u8], start: usize, end: usize) -> u64 {
-    let len = end.saturating_sub(start);
+    let len = end - start;
     let mut h = FNV_OFFSET ^ (len as u64).wrapping_mul(FNV_PRIME);
     let mut at = start;
     while end - at > 8 {
@@ -414,8 +414,8 @@ impl TextScan {
         for (k, w) in bk[1..].iter_mut().zip(hs.windows(2)) {
             *k = bigram_key(w[0], w[1], self.ns_bigram);
         }
-        for (b, &k) in buckets.iter_mut().zip(&bk).take(n).skip(first) {
-            *b = bucket(k, log2);
+        for i in first..n {
+            buckets[i] = bucket(bk[i], log2);
         }
         sink.features(&buckets[first.min(n)..n], KIND_TEXT);
         let prev = hs.last().copied().or(self.prev);
@@ -513,9 +513,11 @@ impl TextScan {
         ps: &mut [u32; WORD_BATCH],
         st: &mut TextStats,
     ) -> usize {
+        // A local copy of the cursor stays in registers.
+        let mut it = words.clone();
         let mut n = 0;
         while n < WORD_BATCH {
-            let Some((start, end)) = words.next() else {
+            let Some((start, end)) = it.next() else {
                 break;
             };
             hs[n] = word_hash_in(text, start, end);
@@ -530,25 +532,32 @@ impl TextScan {
             }
             n += 1;
         }
+        *words = it;
         n
     }
 }
 
-/// Iterates the words (maximal runs of set bits) of a word-byte mask as
-/// `(start, end)` byte ranges.
+/// Iterates the words of a window as `(start, end)` byte ranges, pairing
+/// the set bits of [`Masks::starts`] and [`Masks::ends`] in order.
+#[derive(Clone)]
 struct WordIter<'m> {
     m: &'m Masks,
-    blk: usize,
-    /// Bits of block `blk` not yet visited.
-    cur: u64,
+    /// Block and not yet visited bits of the start mask.
+    sb: usize,
+    s: u64,
+    /// Block and not yet visited bits of the end mask.
+    eb: usize,
+    e: u64,
 }
 
 impl<'m> WordIter<'m> {
     fn new(m: &'m Masks) -> Self {
         WordIter {
             m,
-            blk: 0,
-            cur: if m.blocks > 0 { m.word[0] } else { 0 },
+            sb: 0,
+            s: if m.blocks > 0 { m.starts[0] } else { 0 },
+            eb: 0,
+            e: m.ends[0],
         }
     }
 }
@@ -558,30 +567,22 @@ impl Iterator for WordIter<'_> {
 
     #[inline]
     fn next(&mut self) -> Option<(usize, usize)> {
-        let (word, blocks) = (&self.m.word, self.m.blocks);
-        while self.cur == 0 {
-            self.blk += 1;
-            if self.blk >= blocks {
+        while self.s == 0 {
+            self.sb += 1;
+            if self.sb >= self.m.blocks {
                 return None;
             }
-            self.cur = word[self.blk];
+            self.s = self.m.starts[self.sb];
         }
-        let start = self.blk * 64 + self.cur.trailing_zeros() as usize;
-        // First non-word byte at or after `start` (mask bits past the
-        // window are clear, so the end never passes the window's length).
-        let mut eb = self.blk;
-        let mut inv = !self.cur & (u64::MAX << (start % 64));
-        while inv == 0 {
-            eb += 1;
-            inv = if eb < blocks { !word[eb] } else { 1 };
+        let start = self.sb * 64 + self.s.trailing_zeros() as usize;
+        self.s &= self.s - 1;
+        // Every start has its end at or before the extra block.
+        while self.e == 0 {
+            self.eb += 1;
+            self.e = *self.m.ends.get(self.eb)?;
         }
-        let end = eb * 64 + inv.trailing_zeros() as usize;
-        self.blk = eb;
-        self.cur = if eb < blocks {
-            word[eb] & (u64::MAX << (end % 64))
-        } else {
-            0
-        };
+        let end = self.eb * 64 + self.e.trailing_zeros() as usize;
+        self.e &= self.e - 1;
         Some((start, end))
     }
 }
@@ -594,25 +595,34 @@ const _: () = assert!(SYSTEM_HEAD + SYSTEM_TAIL <= 64 * MAX_BLOCKS);
 /// Per-window bit masks (bit `i % 64` of block `i / 64` is byte `i`); bits
 /// past the end of the window are clear.
 struct Masks {
-    word: [u64; MAX_BLOCKS],
+    /// First byte of every word (maximal run of word bytes).
+    starts: [u64; MAX_BLOCKS],
+    /// One past the last byte of every word (may be the window's length,
+    /// hence the extra block).
+    ends: [u64; MAX_BLOCKS + 1],
+    /// Special bytes (see [`scan_special`]).
     special: [u64; MAX_BLOCKS],
     blocks: usize,
 }
 
 impl Masks {
     /// Classifies every byte of `text` (at most `64 * MAX_BLOCKS` bytes)
-    /// with one table load per byte and no branches: the word-byte and
-    /// special-byte masks, plus (when `STATS`) the byte statistics.
+    /// with one table load per byte and no branches: word starts and ends,
+    /// special bytes, plus (when `STATS`) the byte statistics.
     #[inline]
     fn build<const STATS: bool>(text: &[u8], st: &mut TextStats) -> Masks {
         debug_assert!(text.len() <= 64 * MAX_BLOCKS);
+        let blocks = text.len().div_ceil(64).min(MAX_BLOCKS);
         let mut m = Masks {
-            word: [0; MAX_BLOCKS],
+            starts: [0; MAX_BLOCKS],
+            ends: [0; MAX_BLOCKS + 1],
             special: [0; MAX_BLOCKS],
-            blocks: text.len().div_ceil(64).min(MAX_BLOCKS),
+            blocks,
         };
         let mut acc = [0u32; 6];
-        for ((chunk, w), sp) in text.chunks(64).zip(&mut m.word).zip(&mut m.special) {
+        // 1 if the last byte of the previous block is a word byte.
+        let mut carry = 0u64;
+        for (blk, chunk) in text.chunks(64).take(blocks).enumerate() {
             // Class byte of every byte (bit 7: word, bit 6: special) and
             // the packed statistics counters of the block.
             let mut cls = [0u8; 64];
@@ -622,19 +632,28 @@ impl Masks {
                 sum = sum.wrapping_add(e);
                 *c = (e >> 56) as u8;
             }
+            let (mut w, mut sp) = (0u64, 0u64);
             for (j, c8) in cls.chunks_exact(8).enumerate() {
                 let mut v = [0u8; 8];
                 v.copy_from_slice(c8);
                 let v = u64::from_le_bytes(v);
-                *w |= gather_high_bits(v) << (8 * j);
-                *sp |= gather_high_bits(v << 1) << (8 * j);
+                w |= gather_high_bits(v) << (8 * j);
+                sp |= gather_high_bits(v << 1) << (8 * j);
             }
+            // Bit i of `before`: byte i - 1 is a word byte.
+            let before = (w << 1) | carry;
+            m.starts[blk] = w & !before;
+            m.ends[blk] = !w & before;
+            m.special[blk] = sp;
+            carry = w >> 63;
             if STATS {
                 for (k, a) in acc.iter_mut().enumerate() {
                     *a += ((sum >> (8 * k)) & 0xff) as u32;
                 }
             }
         }
+        // A word that runs to the end of a window of whole blocks.
+        m.ends[blocks] |= carry;
         if STATS {
             st.digits += acc[0];
             st.operators += acc[1];
