@@ -10,12 +10,14 @@ use std::sync::OnceLock;
 
 #[cfg(test)]
 use super::features::featurize;
-use super::features::word_hash;
+use super::features::{word_hash, USER_HEAD, USER_TAIL};
 use super::ClassifyInput;
 
 /// Bytes at the start / end of the user turn that count as "instruction zone".
 const HEAD_ZONE: usize = 400;
 const TAIL_ZONE: usize = 300;
+// The keyword zones lie inside the windows that featurisation reads.
+const _: () = assert!(HEAD_ZONE <= USER_HEAD && TAIL_ZONE <= USER_TAIL);
 /// Minimum user-turn length for the "summarize a long pasted text" rule.
 const SUMMARY_MIN_LEN: usize = 500;
 
