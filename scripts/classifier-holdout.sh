@@ -11,11 +11,37 @@
 #   - awesome-chatgpt-prompts: all held out
 #   - team prompts (data/classifier/team_prompts.jsonl): the "split": "holdout" rows,
 #     which hold out whole instruction templates and pasted passages
-# Usage: bash scripts/classifier-holdout.sh [DATASETS_DIR]   (default ../shared/datasets)
+#
+# With --loso: leave-one-source-out instead. For each of natural_instructions and
+# awesome_chatgpt_prompts, train on every other shared source plus all team prompts
+# (both splits) and evaluate on the whole left-out source (macro-F1 over the classes
+# present in it).
+# Usage: bash scripts/classifier-holdout.sh [--loso] [DATASETS_DIR]   (default ../shared/datasets)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+LOSO=0
+if [ "${1:-}" = "--loso" ]; then
+  LOSO=1
+  shift
+fi
 DATA=${1:-../shared/datasets}
 OUT=${OUT:-$(mktemp -d)}
+SY=${CARGO_TARGET_DIR:-target}/release/switchyard
+if [ "$LOSO" = 1 ]; then
+  cargo build --release --quiet --bin switchyard
+  for src in natural_instructions awesome_chatgpt_prompts; do
+    rm -rf "$OUT/loso-$src" && mkdir -p "$OUT/loso-$src/train"
+    for f in "$DATA"/*.jsonl; do
+      [ "$(basename "$f" .jsonl)" = "$src" ] || cp "$f" "$OUT/loso-$src/train/"
+    done
+    cp data/classifier/team_prompts.jsonl "$OUT/loso-$src/train/"
+    $SY train-classifier --data "$OUT/loso-$src/train" --out "$OUT/loso-$src/model.bin" >/dev/null
+    echo "== left out: $src =="
+    $SY eval-classifier "$DATA/$src.jsonl" --classifier "$OUT/loso-$src/model.bin" >"$OUT/loso-$src/eval.txt"
+    head -1 "$OUT/loso-$src/eval.txt"
+  done
+  exit 0
+fi
 mkdir -p "$OUT/train" "$OUT/holdout"
 python3 - "$DATA" "$OUT" <<'PY'
 import hashlib, json, os, sys
@@ -51,11 +77,11 @@ dump(f"{out}/all-holdout.jsonl", hold["team"] + hold["shared"])
 print(f"train {len(train)}  held-out team {len(hold['team'])}  held-out shared {len(hold['shared'])}", file=sys.stderr)
 PY
 cargo build --release --quiet --bin switchyard
-SY=target/release/switchyard
 $SY train-classifier --data "$OUT/train" --out "$OUT/holdout-model.bin"
 for set in team shared; do
   echo "== held-out: $set =="
   $SY eval-classifier "$OUT/holdout/$set.jsonl" --classifier "$OUT/holdout-model.bin"
 done
 echo "== held-out: all =="
-$SY eval-classifier "$OUT/all-holdout.jsonl" --classifier "$OUT/holdout-model.bin" | head -1
+$SY eval-classifier "$OUT/all-holdout.jsonl" --classifier "$OUT/holdout-model.bin" >"$OUT/all-holdout.txt"
+head -1 "$OUT/all-holdout.txt"

@@ -11,17 +11,19 @@
 //! from a bounded head and tail window, so the cost per request is bounded
 //! whatever the prompt length.
 
-use super::signals::{TextStats, WordCtx};
+use super::signals::{keyword_table, KeywordTable, TextStats, WordCtx};
 use super::ClassifyInput;
 
 /// Bumped whenever featurisation changes; stored in the weights file so a
 /// model trained with other features is rejected instead of misbehaving.
-pub const FEATURE_VERSION: u32 = 9;
+pub const FEATURE_VERSION: u32 = 10;
 
-/// Bytes read from the start of the last user turn.
-pub const USER_HEAD: usize = 1536;
+/// Bytes read from the start of the last user turn. The instruction sits
+/// in the first or last few hundred bytes; 768 bytes in all (1,536 + 512
+/// before feature version 10) keep the held-out scores and bound the cost.
+pub const USER_HEAD: usize = 448;
 /// Bytes read from the end of the last user turn (when it is longer than head + tail).
-pub const USER_TAIL: usize = 512;
+pub const USER_TAIL: usize = 320;
 /// Bytes read from the start of the system prompt.
 pub const SYSTEM_HEAD: usize = 1024;
 /// Bytes read from the end of the system prompt.
@@ -69,42 +71,53 @@ fn norm8(x: u64) -> u64 {
     (y & !digit) | (0x3030_3030_3030_3030 & digit)
 }
 
-/// Little-endian load of up to 8 bytes of `s` starting at `at`: bytes past
-/// `at + len` are zero. Reads 8 bytes directly when the slice allows it.
+/// Little-endian `u64` of an eight-byte slice.
 #[inline]
-fn load_le(s: &[u8], at: usize, len: usize) -> u64 {
-    if let Some(c) = s.get(at..at + 8) {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(c);
-        let x = u64::from_le_bytes(b);
-        if len >= 8 {
-            x
-        } else {
-            x & ((1u64 << (8 * len)) - 1)
-        }
-    } else {
-        let mut x = 0u64;
-        for (i, &b) in s[at..at + len.min(8)].iter().enumerate() {
-            x |= u64::from(b) << (8 * i);
-        }
-        x
-    }
+fn le64(c: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(c);
+    u64::from_le_bytes(b)
+}
+
+/// Little-endian `u64` of up to eight bytes, zero-padded (the rare word
+/// that ends within eight bytes of the end of the text).
+#[cold]
+#[inline(never)]
+fn le_bytes(c: &[u8]) -> u64 {
+    c.iter()
+        .take(8)
+        .enumerate()
+        .fold(0, |x, (i, &b)| x | u64::from(b) << (8 * i))
+}
+
+/// One step of the word hash over eight (normalised) bytes.
+#[inline]
+fn hash_step(h: u64, x: u64) -> u64 {
+    (h.rotate_left(5) ^ norm8(x)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// Hash of the word `text[start..end]` (a run of word bytes), eight bytes
 /// per step; case- and digit-normalised (see [`norm8`]). `text` may extend
 /// past the word: bytes beyond `end` are masked off, never hashed.
-#[inline]
+#[inline(always)]
 fn word_hash_in(text: &[u8], start: usize, end: usize) -> u64 {
     let len = end - start;
     let mut h = FNV_OFFSET ^ (len as u64).wrapping_mul(FNV_PRIME);
     let mut at = start;
-    while at < end {
-        let x = load_le(text, at, end - at);
-        // Zero padding bytes are folded to 0x20 like spaces; the length in
-        // the seed keeps "ab" and "ab " apart.
-        h = (h.rotate_left(5) ^ norm8(x)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    while end - at > 8 {
+        h = hash_step(h, le64(&text[at..at + 8]));
         at += 8;
+    }
+    if at < end {
+        // The last 1..=8 bytes, zero-padded. Zero padding bytes are folded
+        // to 0x20 like spaces; the length in the seed keeps "ab" and "ab "
+        // apart.
+        let rem = end - at;
+        let x = match text.get(at..at + 8) {
+            Some(c) => le64(c) & (u64::MAX >> (64 - 8 * rem)),
+            None => le_bytes(&text[at..end]),
+        };
+        h = hash_step(h, x);
     }
     h ^ (h >> 29)
 }
@@ -129,57 +142,49 @@ pub fn bucket(key: u64, log2: u32) -> u32 {
     (mix64(key) >> (64 - log2)) as u32
 }
 
-const C_WORD: u8 = 1;
-const C_SPECIAL: u8 = 2;
-const C_DIGIT: u8 = 4;
-const C_ALPHA: u8 = 8;
-/// Bytes that feed the byte statistics (digits, operators, code symbols, ...).
-const C_STAT: u8 = 16;
+// Per-byte entry of the classification pass: packed increments of the byte
+// statistics (8 bits per counter; a 64-byte block adds at most 64 to one)
+// plus the class flags, which are gathered into per-block bit masks.
+const E_DIGITS: u32 = 0;
+const E_OPERATORS: u32 = 8;
+const E_NEWLINES: u32 = 16;
+const E_QUESTIONS: u32 = 24;
+const E_NONASCII: u32 = 32;
+const E_CODE_SYMS: u32 = 40;
+/// Word byte (ASCII alphanumeric, `_`, any non-ASCII byte). The flags sit
+/// in the top byte, whose sum over a block overflows out of the `u64`
+/// without touching the counters.
+const E_WORD: u32 = 63;
+/// Special byte that starts a character: its byte 4-gram is emitted.
+const E_SPECIAL: u32 = 62;
 
-const fn build_class() -> [u8; 256] {
-    let mut t = [0u8; 256];
+const fn build_entry() -> [u64; 256] {
+    let mut t = [0u64; 256];
     let mut i = 0;
     while i < 256 {
         let b = i as u8;
-        let mut c = 0;
+        let mut e = 0u64;
         if b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80 {
-            c |= C_WORD;
+            e |= 1 << E_WORD;
         }
-        if is_special_byte(b) {
-            c |= C_SPECIAL;
+        // UTF-8 continuation bytes (0x80..0xc0) are skipped: the 4-gram is
+        // taken at the first byte of a character.
+        if is_special_byte(b) && !(b >= 0x80 && b < 0xc0) {
+            e |= 1 << E_SPECIAL;
         }
-        if b.is_ascii_digit() {
-            c |= C_DIGIT;
+        let counter = match b {
+            b'0'..=b'9' => Some(E_DIGITS),
+            b'+' | b'-' | b'*' | b'/' | b'^' | b'=' => Some(E_OPERATORS),
+            b'\n' => Some(E_NEWLINES),
+            b'?' => Some(E_QUESTIONS),
+            0x80..=0xff => Some(E_NONASCII),
+            b'{' | b'}' | b';' | b'(' | b')' | b'[' | b']' | b'<' | b'>' => Some(E_CODE_SYMS),
+            _ => None,
+        };
+        if let Some(shift) = counter {
+            e |= 1 << shift;
         }
-        if b.is_ascii_alphabetic() {
-            c |= C_ALPHA;
-        }
-        if b.is_ascii_digit()
-            || b >= 0x80
-            || matches!(
-                b,
-                b'+' | b'-'
-                    | b'*'
-                    | b'/'
-                    | b'^'
-                    | b'='
-                    | b'{'
-                    | b'}'
-                    | b';'
-                    | b'('
-                    | b')'
-                    | b'['
-                    | b']'
-                    | b'<'
-                    | b'>'
-                    | b'$'
-                    | b'\n'
-                    | b'?'
-            )
-        {
-            c |= C_STAT;
-        }
-        t[i] = c;
+        t[i] = e;
         i += 1;
     }
     t
@@ -202,7 +207,7 @@ const fn build_norm() -> [u8; 256] {
     t
 }
 
-static BYTE_CLASS: [u8; 256] = build_class();
+static BYTE_ENTRY: [u64; 256] = build_entry();
 static BYTE_NORM: [u8; 256] = build_norm();
 
 /// Bytes whose byte 4-grams are emitted: non-ASCII (other scripts, math
@@ -261,17 +266,64 @@ pub const KIND_META: usize = 2;
 /// Number of feature families.
 pub const KINDS: usize = 3;
 
-/// Receives features: `bucket` is the weight row, `kind` the feature family
-/// ([`KIND_TEXT`], [`KIND_ZONE`] or [`KIND_META`]).
+/// Receives features in batches: `buckets` are weight rows (one per feature
+/// occurrence), all of the family `kind` ([`KIND_TEXT`], [`KIND_ZONE`] or
+/// [`KIND_META`]).
 pub trait FeatureSink {
-    /// Called once per feature occurrence.
-    fn feature(&mut self, bucket: u32, kind: usize);
+    /// Called with a batch of feature occurrences of one kind.
+    fn features(&mut self, buckets: &[u32], kind: usize);
 }
 
 impl<F: FnMut(u32, usize)> FeatureSink for F {
     #[inline]
-    fn feature(&mut self, bucket: u32, kind: usize) {
-        self(bucket, kind)
+    fn features(&mut self, buckets: &[u32], kind: usize) {
+        for &b in buckets {
+            self(b, kind)
+        }
+    }
+}
+
+/// Counts the features of each kind on their way to the sink.
+struct Counting<'s, S> {
+    sink: &'s mut S,
+    counts: [u32; KINDS],
+}
+
+impl<S: FeatureSink> FeatureSink for Counting<'_, S> {
+    #[inline]
+    fn features(&mut self, buckets: &[u32], kind: usize) {
+        if let Some(c) = self.counts.get_mut(kind) {
+            *c += buckets.len() as u32;
+        }
+        self.sink.features(buckets, kind);
+    }
+}
+
+/// Fixed-capacity bucket buffer that is handed to a sink in one call.
+struct Buf<const N: usize> {
+    b: [u32; N],
+    len: usize,
+}
+
+impl<const N: usize> Buf<N> {
+    #[inline]
+    fn new() -> Self {
+        Buf { b: [0; N], len: 0 }
+    }
+
+    /// Appends a bucket (dropped if full, which callers size never to be).
+    #[inline]
+    fn push(&mut self, bucket: u32) {
+        if let Some(slot) = self.b.get_mut(self.len) {
+            *slot = bucket;
+            self.len += 1;
+        }
+    }
+
+    #[inline]
+    fn flush(&mut self, sink: &mut impl FeatureSink, kind: usize) {
+        sink.features(&self.b[..self.len.min(N)], kind);
+        self.len = 0;
     }
 }
 
@@ -281,6 +333,15 @@ const ZONE_HEAD_WORDS: u32 = 24;
 const SYSTEM_SHARED_WORDS: u32 = 64;
 /// Words at the end of the user turn that also emit zone features.
 const ZONE_TAIL_WORDS: usize = 16;
+
+/// Words hashed per batch before their features are emitted.
+const WORD_BATCH: usize = 64;
+
+/// Key of the bigram (`prev`, `h`) in namespace `ns`.
+#[inline]
+fn bigram_key(prev: u64, h: u64, ns: u64) -> u64 {
+    (prev ^ ns).wrapping_mul(FNV_PRIME).rotate_left(29) ^ h
+}
 
 /// Word-level state of one text (user turn or system prompt).
 struct TextScan {
@@ -293,13 +354,15 @@ struct TextScan {
     user: bool,
     /// Length of the whole text (for the tail keyword zone).
     total: usize,
-    prev_word: u64,
-    have_prev: bool,
+    /// Hash of the previous word of the current window.
+    prev: Option<u64>,
     n_words: u32,
-    /// Ring of the last words' (unigram, bigram) keys for the tail zone.
+    /// Ring of the last words' (unigram, bigram) keys for the tail zone
+    /// (bigram key 0: the word had no predecessor in its window).
     tail: [(u64, u64); ZONE_TAIL_WORDS],
     tail_len: usize,
     words: WordCtx,
+    keywords: &'static KeywordTable,
 }
 
 impl TextScan {
@@ -317,158 +380,341 @@ impl TextScan {
             ns_zone_bi,
             user,
             total,
-            prev_word: 0,
-            have_prev: false,
+            prev: None,
             n_words: 0,
             tail: [(0, 0); ZONE_TAIL_WORDS],
             tail_len: 0,
             words: WordCtx::new(!user),
+            keywords: keyword_table(),
         }
     }
 
-    /// One word with normalised hash `h` starting at byte `pos` of the text.
-    #[inline]
-    fn word(
-        &mut self,
-        h: u64,
-        latex: Option<u64>,
-        pos: usize,
-        sink: &mut impl FeatureSink,
-        st: &mut TextStats,
-    ) {
+    /// Features and keyword flags of a batch of consecutive words: `hs` are
+    /// their hashes, `ps` their byte positions in the text. Each feature
+    /// family is emitted by its own short loop (kept out of line so that
+    /// the loops get the registers).
+    #[inline(never)]
+    fn emit(&mut self, hs: &[u64], ps: &[u32], sink: &mut impl FeatureSink, st: &mut TextStats) {
+        let n = hs.len().min(WORD_BATCH);
         let log2 = self.log2;
-        sink.feature(bucket(h ^ self.ns_word, log2), KIND_TEXT);
-        let bigram = if self.have_prev {
-            let key = (self.prev_word ^ self.ns_bigram)
-                .wrapping_mul(FNV_PRIME)
-                .rotate_left(29)
-                ^ h;
-            sink.feature(bucket(key, log2), KIND_TEXT);
-            key
-        } else {
-            0
+        // Text unigrams.
+        let mut buckets = [0u32; WORD_BATCH];
+        for (b, &h) in buckets.iter_mut().zip(hs) {
+            *b = bucket(h ^ self.ns_word, log2);
+        }
+        sink.features(&buckets[..n], KIND_TEXT);
+        // Text bigrams; `bk[i]` is the bigram key of word i (0: none, the
+        // first word of a window).
+        let mut bk = [0u64; WORD_BATCH];
+        let first = match self.prev {
+            Some(p) if n > 0 => {
+                bk[0] = bigram_key(p, hs[0], self.ns_bigram);
+                0
+            }
+            _ => 1,
         };
-        if self.n_words < ZONE_HEAD_WORDS {
-            sink.feature(bucket(h ^ self.ns_zone, log2), KIND_ZONE);
-            if bigram != 0 {
-                sink.feature(bucket(bigram ^ self.ns_zone_bi, log2), KIND_ZONE);
+        for (k, w) in bk[1..].iter_mut().zip(hs.windows(2)) {
+            *k = bigram_key(w[0], w[1], self.ns_bigram);
+        }
+        for i in first..n {
+            buckets[i] = bucket(bk[i], log2);
+        }
+        sink.features(&buckets[first.min(n)..n], KIND_TEXT);
+        let prev = hs.last().copied().or(self.prev);
+        let mut buf = Buf::<{ 2 * WORD_BATCH }>::new();
+        // Head zone: the first words of the text.
+        let head = (ZONE_HEAD_WORDS.saturating_sub(self.n_words) as usize).min(n);
+        for (&h, &k) in hs[..head].iter().zip(&bk) {
+            buf.push(bucket(h ^ self.ns_zone, log2));
+            if k != 0 {
+                buf.push(bucket(k ^ self.ns_zone_bi, log2));
             }
         }
-        if !self.user && self.n_words < SYSTEM_SHARED_WORDS {
+        if !self.user {
             // System-prompt words are instructions too: they also feed the
             // user head-zone namespace, so a task described in the system
             // prompt and one described at the start of the user turn share
             // weights.
-            sink.feature(bucket(h ^ NS_ZONE_HEAD, log2), KIND_ZONE);
-            if bigram != 0 {
-                sink.feature(bucket(bigram ^ NS_ZONE_HEAD_BI, log2), KIND_ZONE);
+            let shared = (SYSTEM_SHARED_WORDS.saturating_sub(self.n_words) as usize).min(n);
+            buf.flush(sink, KIND_ZONE);
+            for (&h, &k) in hs[..shared].iter().zip(&bk) {
+                buf.push(bucket(h ^ NS_ZONE_HEAD, log2));
+                if k != 0 {
+                    buf.push(bucket(k ^ NS_ZONE_HEAD_BI, log2));
+                }
+            }
+        } else {
+            // Tail zone: only the last ZONE_TAIL_WORDS words can matter.
+            let skip = n.saturating_sub(ZONE_TAIL_WORDS);
+            self.tail_len += skip;
+            for (&h, &k) in hs[skip..n].iter().zip(&bk[skip..]) {
+                self.tail[self.tail_len % ZONE_TAIL_WORDS] = (h, k);
+                self.tail_len += 1;
             }
         }
-        if self.user {
-            let slot = self.tail_len % ZONE_TAIL_WORDS;
-            self.tail[slot] = (h, bigram);
-            self.tail_len += 1;
+        buf.flush(sink, KIND_ZONE);
+        // Keyword flags and complexity counters.
+        for (&h, &p) in hs.iter().zip(ps) {
+            st.on_word(h, p as usize, self.total, &mut self.words, self.keywords);
         }
-        st.on_word(h, latex, pos, self.total, &mut self.words);
-        self.n_words += 1;
-        self.prev_word = h;
-        self.have_prev = true;
+        self.n_words += n as u32;
+        self.prev = prev;
     }
 
     /// Emits the zone features of the last words (call once, at the end).
     fn flush_tail(&mut self, sink: &mut impl FeatureSink) {
         let n = self.tail_len.min(ZONE_TAIL_WORDS);
+        let mut buf = Buf::<{ 2 * ZONE_TAIL_WORDS }>::new();
         for i in 0..n {
             let (h, bi) = self.tail[(self.tail_len - n + i) % ZONE_TAIL_WORDS];
-            sink.feature(bucket(h ^ NS_ZONE_TAIL, self.log2), KIND_ZONE);
+            buf.push(bucket(h ^ NS_ZONE_TAIL, self.log2));
             if bi != 0 {
-                sink.feature(bucket(bi ^ NS_ZONE_TAIL_BI, self.log2), KIND_ZONE);
+                buf.push(bucket(bi ^ NS_ZONE_TAIL_BI, self.log2));
+            }
+        }
+        buf.flush(sink, KIND_ZONE);
+    }
+
+    /// Words of one window starting at byte `base` of the text (hashed with
+    /// [`word_hash`]); `m` holds the window's word-byte mask. Words are
+    /// hashed in batches of [`WORD_BATCH`], then [`TextScan::emit`]ted.
+    fn scan_words(
+        &mut self,
+        text: &[u8],
+        m: &Masks,
+        base: usize,
+        sink: &mut impl FeatureSink,
+        st: &mut TextStats,
+    ) {
+        // Bigrams never span the gap between head and tail windows.
+        self.prev = None;
+        let mut words = WordIter::new(m);
+        let mut hs = [0u64; WORD_BATCH];
+        let mut ps = [0u32; WORD_BATCH];
+        loop {
+            let n = self.hash_batch(text, &mut words, base, &mut hs, &mut ps, st);
+            if n == 0 {
+                return;
+            }
+            self.emit(&hs[..n], &ps[..n], sink, st);
+            if n < WORD_BATCH {
+                return;
             }
         }
     }
 
-    /// Words of one window starting at byte `base` of the text (hashed with
-    /// [`word_hash`]).
-    fn scan_words(&mut self, text: &[u8], base: usize, sink: &mut impl FeatureSink, st: &mut TextStats) {
-        let n = text.len();
-        let mut i = 0;
-        // Bigrams never span the gap between head and tail windows.
-        self.have_prev = false;
-        while i < n {
-            if BYTE_CLASS[text[i] as usize] & C_WORD == 0 {
-                i += 1;
-                continue;
-            }
-            let start = i;
-            while i < n && BYTE_CLASS[text[i] as usize] & C_WORD != 0 {
-                i += 1;
-            }
-            let h = word_hash_in(text, start, i);
-            let latex = if start > 0 && text[start - 1] == b'\\' {
+    /// Hashes the next (up to [`WORD_BATCH`]) words of `words` into `hs`
+    /// and their positions (offset by `base`) into `ps`; returns how many.
+    #[inline(never)]
+    fn hash_batch(
+        &self,
+        text: &[u8],
+        words: &mut WordIter<'_>,
+        base: usize,
+        hs: &mut [u64; WORD_BATCH],
+        ps: &mut [u32; WORD_BATCH],
+        st: &mut TextStats,
+    ) -> usize {
+        // A local copy of the cursor stays in registers.
+        let mut it = words.clone();
+        let mut n = 0;
+        while n < WORD_BATCH {
+            let Some((start, end)) = it.next() else {
+                break;
+            };
+            hs[n] = word_hash_in(text, start, end);
+            ps[n] = (base + start) as u32;
+            if start > 0 && text[start - 1] == b'\\' {
                 // LaTeX command: hash of the alphabetic prefix (`\int_0` is `int`).
-                let alpha = text[start..i]
+                let alpha = text[start..end]
                     .iter()
                     .take_while(|b| b.is_ascii_alphabetic())
                     .count();
-                Some(word_hash(&text[start..start + alpha]))
-            } else {
-                None
-            };
-            self.word(h, latex, base + start, sink, st);
+                st.on_latex(word_hash(&text[start..start + alpha]), self.keywords);
+            }
+            n += 1;
+        }
+        *words = it;
+        n
+    }
+}
+
+/// Iterates the words of a window as `(start, end)` byte ranges, pairing
+/// the set bits of [`Masks::starts`] and [`Masks::ends`] in order.
+#[derive(Clone)]
+struct WordIter<'m> {
+    m: &'m Masks,
+    /// Block and not yet visited bits of the start mask.
+    sb: usize,
+    s: u64,
+    /// Block and not yet visited bits of the end mask.
+    eb: usize,
+    e: u64,
+}
+
+impl<'m> WordIter<'m> {
+    fn new(m: &'m Masks) -> Self {
+        WordIter {
+            m,
+            sb: 0,
+            s: if m.blocks > 0 { m.starts[0] } else { 0 },
+            eb: 0,
+            e: m.ends[0],
         }
     }
+}
+
+impl Iterator for WordIter<'_> {
+    type Item = (usize, usize);
+
+    #[inline]
+    fn next(&mut self) -> Option<(usize, usize)> {
+        while self.s == 0 {
+            self.sb += 1;
+            if self.sb >= self.m.blocks {
+                return None;
+            }
+            self.s = self.m.starts[self.sb];
+        }
+        let start = self.sb * 64 + self.s.trailing_zeros() as usize;
+        self.s &= self.s - 1;
+        // Every start has its end at or before the extra block.
+        while self.e == 0 {
+            self.eb += 1;
+            self.e = *self.m.ends.get(self.eb)?;
+        }
+        let end = self.eb * 64 + self.e.trailing_zeros() as usize;
+        self.e &= self.e - 1;
+        Some((start, end))
+    }
+}
+
+/// Most 64-byte blocks of one window (a text of up to head + tail bytes is
+/// read whole as one window).
+const MAX_BLOCKS: usize = {
+    let (user, system) = (USER_HEAD + USER_TAIL, SYSTEM_HEAD + SYSTEM_TAIL);
+    (if user > system { user } else { system }).div_ceil(64)
+};
+
+/// Per-window bit masks (bit `i % 64` of block `i / 64` is byte `i`); bits
+/// past the end of the window are clear.
+struct Masks {
+    /// First byte of every word (maximal run of word bytes).
+    starts: [u64; MAX_BLOCKS],
+    /// One past the last byte of every word (may be the window's length,
+    /// hence the extra block).
+    ends: [u64; MAX_BLOCKS + 1],
+    /// Special bytes (see [`scan_special`]).
+    special: [u64; MAX_BLOCKS],
+    blocks: usize,
+}
+
+impl Masks {
+    /// Classifies every byte of `text` (at most `64 * MAX_BLOCKS` bytes)
+    /// with one table load per byte and no branches: word starts and ends,
+    /// special bytes, plus (when `STATS`) the byte statistics.
+    #[inline]
+    fn build<const STATS: bool>(text: &[u8], st: &mut TextStats) -> Masks {
+        debug_assert!(text.len() <= 64 * MAX_BLOCKS);
+        let blocks = text.len().div_ceil(64).min(MAX_BLOCKS);
+        let mut m = Masks {
+            starts: [0; MAX_BLOCKS],
+            ends: [0; MAX_BLOCKS + 1],
+            special: [0; MAX_BLOCKS],
+            blocks,
+        };
+        let mut acc = [0u32; 6];
+        // 1 if the last byte of the previous block is a word byte.
+        let mut carry = 0u64;
+        for (blk, chunk) in text.chunks(64).take(blocks).enumerate() {
+            // Class byte of every byte (bit 7: word, bit 6: special) and
+            // the packed statistics counters of the block.
+            let mut cls = [0u8; 64];
+            let mut sum = 0u64;
+            for (c, &b) in cls.iter_mut().zip(chunk) {
+                let e = BYTE_ENTRY[b as usize];
+                sum = sum.wrapping_add(e);
+                *c = (e >> 56) as u8;
+            }
+            let (mut w, mut sp) = (0u64, 0u64);
+            for (j, c8) in cls.chunks_exact(8).enumerate() {
+                let mut v = [0u8; 8];
+                v.copy_from_slice(c8);
+                let v = u64::from_le_bytes(v);
+                w |= gather_high_bits(v) << (8 * j);
+                sp |= gather_high_bits(v << 1) << (8 * j);
+            }
+            // Bit i of `before`: byte i - 1 is a word byte.
+            let before = (w << 1) | carry;
+            m.starts[blk] = w & !before;
+            m.ends[blk] = !w & before;
+            m.special[blk] = sp;
+            carry = w >> 63;
+            if STATS {
+                for (k, a) in acc.iter_mut().enumerate() {
+                    *a += ((sum >> (8 * k)) & 0xff) as u32;
+                }
+            }
+        }
+        // A word that runs to the end of a window of whole blocks.
+        m.ends[blocks] |= carry;
+        if STATS {
+            st.digits += acc[0];
+            st.operators += acc[1];
+            st.newlines += acc[2];
+            st.questions += acc[3];
+            st.nonascii += acc[4];
+            st.code_syms += acc[5];
+        }
+        m
+    }
+}
+
+/// The high bit of each of the eight bytes of `v`, as an 8-bit mask (bit
+/// `i` from byte `i`).
+#[inline]
+fn gather_high_bits(v: u64) -> u64 {
+    // Byte i's bit lands on bit 56 + i; the partial products never overlap.
+    (((v >> 7) & 0x0101_0101_0101_0101).wrapping_mul(0x0102_0408_1020_4080)) >> 56
 }
 
 /// Byte 4-grams of the normalised text ending at every special byte (code
 /// punctuation, or the first byte of a non-ASCII character); plain prose
-/// emits almost none.
-/// Also counts the byte statistics of the window into `st`.
-fn scan_bytes(text: &[u8], log2: u32, sink: &mut impl FeatureSink, st: &mut TextStats) {
-    let mut prev = b' ';
-    for (j, &b) in text.iter().enumerate() {
-        let c = BYTE_CLASS[b as usize];
-        if c & C_STAT != 0 {
+/// emits almost none. Also records the math notation found at those bytes
+/// (`$`, `\(`, `\[`, U+2200..U+22FF operators) into `st`.
+fn scan_special(text: &[u8], m: &Masks, log2: u32, sink: &mut impl FeatureSink, st: &mut TextStats) {
+    let mut buf = Buf::<64>::new();
+    for (blk, &bits) in m.special[..m.blocks].iter().enumerate() {
+        let mut bits = bits;
+        while bits != 0 {
+            let j = blk * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let b = text[j];
             match b {
-                b'0'..=b'9' => st.digits += 1,
-                b'+' | b'-' | b'*' | b'/' | b'^' | b'=' => st.operators += 1,
-                b'\n' => st.newlines += 1,
-                b'?' => st.questions += 1,
                 b'$' => st.math_delims = true,
-                b'(' | b'[' => {
-                    st.code_syms += 1;
-                    if prev == b'\\' {
-                        st.math_delims = true;
-                    }
-                }
-                0x80..=0xff => {
-                    st.nonascii += 1;
-                    // U+2200..U+22FF mathematical operators (E2 88 xx .. E2 8B xx).
-                    if prev == 0xe2 && (0x88..=0x8b).contains(&b) {
-                        st.math_symbols += 1;
-                    }
-                }
-                _ => st.code_syms += 1,
+                b'(' | b'[' if j > 0 && text[j - 1] == b'\\' => st.math_delims = true,
+                // E2 88 xx .. E2 8B xx: mathematical operators.
+                0xe2 if text.get(j + 1).is_some_and(|c| (0x88..=0x8b).contains(c)) => st.math_symbols += 1,
+                _ => {}
+            }
+            if j >= 3 {
+                let w = u32::from_le_bytes([
+                    BYTE_NORM[text[j - 3] as usize],
+                    BYTE_NORM[text[j - 2] as usize],
+                    BYTE_NORM[text[j - 1] as usize],
+                    BYTE_NORM[b as usize],
+                ]);
+                buf.push(bucket(u64::from(w) ^ NS_USER_CHAR, log2));
             }
         }
-        // The 4-gram ending at every special byte that starts a character
-        // (UTF-8 continuation bytes are skipped).
-        if c & C_SPECIAL != 0 && j >= 3 && !(0x80..0xc0).contains(&b) {
-            let w = u32::from_le_bytes([
-                BYTE_NORM[text[j - 3] as usize],
-                BYTE_NORM[text[j - 2] as usize],
-                BYTE_NORM[text[j - 1] as usize],
-                BYTE_NORM[b as usize],
-            ]);
-            sink.feature(bucket(u64::from(w) ^ NS_USER_CHAR, log2), KIND_TEXT);
-        }
-        prev = b;
+        buf.flush(sink, KIND_TEXT);
     }
 }
 
-/// Bucketed meta feature `id` with value `v`.
+/// Bucket of meta feature `id` with value `v`.
 #[inline]
-fn meta(id: u64, v: u64, log2: u32, sink: &mut impl FeatureSink) {
-    sink.feature(bucket(NS_META ^ (id << 16) ^ v, log2), KIND_META);
+fn meta(id: u64, v: u64, log2: u32) -> u32 {
+    bucket(NS_META ^ (id << 16) ^ v, log2)
 }
 
 #[inline]
@@ -501,10 +747,9 @@ pub fn featurize(
     sink: &mut impl FeatureSink,
     stats: &mut TextStats,
 ) -> [u32; KINDS] {
-    let mut counts = [0u32; KINDS];
-    let mut counting = |b: u32, kind: usize| {
-        counts[kind] += 1;
-        sink.feature(b, kind);
+    let mut counting = Counting {
+        sink,
+        counts: [0; KINDS],
     };
     let user = input.last_user.as_bytes();
     let system = input.system.as_bytes();
@@ -512,12 +757,14 @@ pub fn featurize(
     stats.system_len = system.len();
 
     let (a, b) = windows(user, USER_HEAD, USER_TAIL);
+    let ma = Masks::build::<true>(a, stats);
+    let mb = Masks::build::<true>(b, stats);
     let mut us = TextScan::new(log2, true, user.len());
-    us.scan_words(a, 0, &mut counting, stats);
-    us.scan_words(b, user.len() - b.len(), &mut counting, stats);
+    us.scan_words(a, &ma, 0, &mut counting, stats);
+    us.scan_words(b, &mb, user.len() - b.len(), &mut counting, stats);
     us.flush_tail(&mut counting);
-    scan_bytes(a, log2, &mut counting, stats);
-    scan_bytes(b, log2, &mut counting, stats);
+    scan_special(a, &ma, log2, &mut counting, stats);
+    scan_special(b, &mb, log2, &mut counting, stats);
     stats.scan_lines(a);
     stats.scan_lines(b);
     let scanned = a.len() + b.len();
@@ -525,8 +772,10 @@ pub fn featurize(
     if !system.is_empty() {
         let (sa, sb) = windows(system, SYSTEM_HEAD, SYSTEM_TAIL);
         let mut ss = TextScan::new(log2, false, system.len());
-        ss.scan_words(sa, 0, &mut counting, stats);
-        ss.scan_words(sb, system.len() - sb.len(), &mut counting, stats);
+        let ma = Masks::build::<false>(sa, stats);
+        ss.scan_words(sa, &ma, 0, &mut counting, stats);
+        let mb = Masks::build::<false>(sb, stats);
+        ss.scan_words(sb, &mb, system.len() - sb.len(), &mut counting, stats);
     }
 
     // Meta features from the statistics of the user windows.
@@ -535,20 +784,23 @@ pub fn featurize(
     let code = stats.code_syms as usize;
     let newlines = stats.newlines as usize;
     let questions = stats.questions as usize;
-    meta(1, log2_bucket(user.len()), log2, &mut counting);
-    meta(2, u64::from(!system.is_empty()), log2, &mut counting);
-    meta(3, u64::from(input.has_tools), log2, &mut counting);
-    meta(4, u64::from(input.json_schema), log2, &mut counting);
-    meta(5, input.turns.min(6) as u64, log2, &mut counting);
-    meta(6, log2_bucket(newlines).min(6), log2, &mut counting);
-    meta(7, frac_bucket(digits, scanned), log2, &mut counting);
-    meta(8, frac_bucket(nonascii, scanned), log2, &mut counting);
-    meta(9, frac_bucket(code, scanned), log2, &mut counting);
-    meta(10, log2_bucket(questions).min(3), log2, &mut counting);
     let ends_q = user.trim_ascii_end().last() == Some(&b'?');
-    meta(11, u64::from(ends_q), log2, &mut counting);
-    meta(12, log2_bucket(system.len()).min(14), log2, &mut counting);
-    counts
+    let metas = [
+        meta(1, log2_bucket(user.len()), log2),
+        meta(2, u64::from(!system.is_empty()), log2),
+        meta(3, u64::from(input.has_tools), log2),
+        meta(4, u64::from(input.json_schema), log2),
+        meta(5, input.turns.min(6) as u64, log2),
+        meta(6, log2_bucket(newlines).min(6), log2),
+        meta(7, frac_bucket(digits, scanned), log2),
+        meta(8, frac_bucket(nonascii, scanned), log2),
+        meta(9, frac_bucket(code, scanned), log2),
+        meta(10, log2_bucket(questions).min(3), log2),
+        meta(11, u64::from(ends_q), log2),
+        meta(12, log2_bucket(system.len()).min(14), log2),
+    ];
+    counting.features(&metas, KIND_META);
+    counting.counts
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ pub use train::{
     evaluate, read_labeled_jsonl, train, ClassMetrics, EvalReport, LabeledExample, TrainOptions,
 };
 
-use features::{featurize, FEATURE_VERSION, KINDS, KIND_META, KIND_ZONE};
+use features::{featurize, FeatureSink, FEATURE_VERSION, KINDS, KIND_META, KIND_ZONE};
 use signals::{RuleTask, TextStats};
 
 /// Built-in task names, in index order.
@@ -222,8 +222,10 @@ pub struct Classifier {
     /// Dequantisation factor for `weights`.
     scale: f32,
     bias: Vec<f32>,
-    /// Bucket-major: bucket `b` owns `weights[b * stride .. b * stride + stride]`.
-    weights: Vec<i16>,
+    /// Bucket-major rows of eight `i16` weights (one 16-byte row per bucket
+    /// for up to eight tasks): bucket `b` owns rows
+    /// `b * stride / 8 .. (b + 1) * stride / 8`.
+    weights: Vec<[i16; 8]>,
     threshold: f32,
     /// Task index for each [`RuleTask`], if the task exists in this model.
     rule_map: [Option<usize>; 5],
@@ -245,23 +247,55 @@ pub(crate) fn kind_values(counts: &[u32; KINDS]) -> [f32; KINDS] {
     x
 }
 
-/// Buckets buffered per feature kind before their rows are summed.
-const FLUSH_BATCH: usize = 64;
+/// Inference sink for models of up to eight tasks: adds the bucket's
+/// 16-byte weight row into the accumulator of its feature kind.
+struct RowSums<'w> {
+    rows: &'w [[i16; 8]],
+    acc: [[i32; 8]; KINDS],
+}
 
-/// Adds the 8-wide weight rows of `buckets` into `acc` (rows out of range,
-/// which a valid model never produces, are skipped).
-#[inline]
-fn add_rows8(w: &[i16], buckets: &[u32], acc: &mut [i32; 8]) {
-    let mut a = *acc;
-    for &b in buckets {
-        let start = b as usize * 8;
-        if let Some(row) = w.get(start..start + 8) {
-            for k in 0..8 {
-                a[k] += i32::from(row[k]);
+impl FeatureSink for RowSums<'_> {
+    #[inline]
+    fn features(&mut self, buckets: &[u32], kind: usize) {
+        let Some(acc) = self.acc.get_mut(kind) else {
+            return;
+        };
+        // Local copy: the eight sums stay in registers over the batch.
+        let mut a = *acc;
+        for &b in buckets {
+            // A valid model never produces a bucket out of range.
+            if let Some(row) = self.rows.get(b as usize) {
+                for (x, &w) in a.iter_mut().zip(row) {
+                    *x += i32::from(w);
+                }
+            }
+        }
+        *acc = a;
+    }
+}
+
+/// Inference sink for models with more than eight tasks (`lanes` rows of
+/// eight weights per bucket).
+struct WideRowSums<'w> {
+    rows: &'w [[i16; 8]],
+    lanes: usize,
+    acc: [[i32; MAX_TASKS]; KINDS],
+}
+
+impl FeatureSink for WideRowSums<'_> {
+    fn features(&mut self, buckets: &[u32], kind: usize) {
+        let Some(acc) = self.acc.get_mut(kind) else {
+            return;
+        };
+        for &b in buckets {
+            let start = b as usize * self.lanes;
+            if let Some(rows) = self.rows.get(start..start + self.lanes) {
+                for (a, &w) in acc.iter_mut().zip(rows.iter().flatten()) {
+                    *a += i32::from(w);
+                }
             }
         }
     }
-    *acc = a;
 }
 
 /// Stride (row length) for `n` tasks: a multiple of 8 so that rows of
@@ -326,6 +360,14 @@ impl Classifier {
         for rt in RuleTask::ALL {
             rule_map[rt.index()] = tasks.iter().position(|t| t == rt.name());
         }
+        let weights = weights
+            .chunks_exact(8)
+            .map(|c| {
+                let mut row = [0i16; 8];
+                row.copy_from_slice(c);
+                row
+            })
+            .collect();
         Ok(Classifier {
             tasks,
             buckets_log2,
@@ -354,7 +396,7 @@ impl Classifier {
                 stride: 8,
                 scale: 1.0,
                 bias: vec![0.0; DEFAULT_TASKS.len()],
-                weights: vec![0; (1usize << log2) * 8],
+                weights: vec![[0; 8]; 1usize << log2],
                 threshold: DEFAULT_THRESHOLD,
                 rule_map: [None; 5],
             },
@@ -438,7 +480,7 @@ impl Classifier {
     /// and feature versions, header, task names, biases, `i16` weights (all
     /// little-endian) and a trailing FNV-1a checksum.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.weights.len() * 2);
+        let mut out = Vec::with_capacity(64 + self.weights.len() * 16);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&FEATURE_VERSION.to_le_bytes());
@@ -454,7 +496,7 @@ impl Classifier {
         for b in &self.bias {
             out.extend_from_slice(&b.to_le_bytes());
         }
-        for w in &self.weights {
+        for w in self.weights.iter().flatten() {
             out.extend_from_slice(&w.to_le_bytes());
         }
         let sum = features::fnv1a(&out);
@@ -493,50 +535,27 @@ impl Classifier {
     fn model_probs(&self, input: &ClassifyInput<'_>, out: &mut [f32; MAX_TASKS], stats: &mut TextStats) {
         let n = self.tasks.len();
         let mut acc = [[0i32; MAX_TASKS]; KINDS];
-        let w = &self.weights;
-        let stride = self.stride;
-        let counts = if stride == 8 {
-            // Fast path (up to 8 tasks): buckets are buffered per kind and
-            // summed in a tight loop with the 8 accumulators in registers,
-            // so the row loads of a batch overlap.
-            let mut acc8 = [[0i32; 8]; KINDS];
-            let mut bufs = [[0u32; FLUSH_BATCH]; KINDS];
-            let mut lens = [0usize; KINDS];
-            let counts = featurize(
-                input,
-                self.buckets_log2,
-                &mut |b: u32, kind: usize| {
-                    let k = kind.min(KINDS - 1);
-                    bufs[k][lens[k]] = b;
-                    lens[k] += 1;
-                    if lens[k] == FLUSH_BATCH {
-                        add_rows8(w, &bufs[k], &mut acc8[k]);
-                        lens[k] = 0;
-                    }
-                },
-                stats,
-            );
-            for k in 0..KINDS {
-                add_rows8(w, &bufs[k][..lens[k]], &mut acc8[k]);
-            }
-            for (dst, src) in acc.iter_mut().zip(&acc8) {
+        let counts = if self.stride == 8 {
+            // Up to eight tasks: one 16-byte row per feature, summed into
+            // per-kind accumulators that stay in registers.
+            let mut sums = RowSums {
+                rows: &self.weights,
+                acc: [[0; 8]; KINDS],
+            };
+            let counts = featurize(input, self.buckets_log2, &mut sums, stats);
+            for (dst, src) in acc.iter_mut().zip(&sums.acc) {
                 dst[..8].copy_from_slice(src);
             }
             counts
         } else {
-            featurize(
-                input,
-                self.buckets_log2,
-                &mut |b: u32, kind: usize| {
-                    let start = b as usize * stride;
-                    if let (Some(row), Some(a)) = (w.get(start..start + n), acc.get_mut(kind)) {
-                        for (x, &y) in a.iter_mut().zip(row) {
-                            *x += i32::from(y);
-                        }
-                    }
-                },
-                stats,
-            )
+            let mut sums = WideRowSums {
+                rows: &self.weights,
+                lanes: self.stride / 8,
+                acc: [[0; MAX_TASKS]; KINDS],
+            };
+            let counts = featurize(input, self.buckets_log2, &mut sums, stats);
+            acc = sums.acc;
+            counts
         };
         let x = kind_values(&counts);
         let mut max = f32::NEG_INFINITY;

@@ -10,12 +10,14 @@ use std::sync::OnceLock;
 
 #[cfg(test)]
 use super::features::featurize;
-use super::features::word_hash;
+use super::features::{word_hash, USER_HEAD, USER_TAIL};
 use super::ClassifyInput;
 
 /// Bytes at the start / end of the user turn that count as "instruction zone".
 const HEAD_ZONE: usize = 400;
 const TAIL_ZONE: usize = 300;
+// The keyword zones lie inside the windows that featurisation reads.
+const _: () = assert!(HEAD_ZONE <= USER_HEAD && TAIL_ZONE <= USER_TAIL);
 /// Minimum user-turn length for the "summarize a long pasted text" rule.
 const SUMMARY_MIN_LEN: usize = 500;
 
@@ -524,7 +526,7 @@ const CODE_FENCE_LANGS: &[&str] = &[
 
 /// Open-addressing hash table from keyword hash to flags (power-of-two size,
 /// load factor below 1/4, so most lookups touch a single empty slot).
-struct KeywordTable {
+pub(crate) struct KeywordTable {
     slots: Vec<(u64, u32)>,
     mask: usize,
 }
@@ -562,7 +564,7 @@ impl KeywordTable {
     }
 }
 
-fn keyword_table() -> &'static KeywordTable {
+pub(crate) fn keyword_table() -> &'static KeywordTable {
     static TABLE: OnceLock<KeywordTable> = OnceLock::new();
     TABLE.get_or_init(|| {
         let n = KEYWORDS.len() + LANGUAGES.len() + LATEX_CMDS.len();
@@ -692,73 +694,65 @@ impl<'a> Iterator for Lines<'a> {
     }
 }
 
+/// `line` starts with `p` (byte loop: the prefixes are short and almost
+/// every comparison fails on the first or second byte, so this beats a
+/// `memcmp` call).
 #[inline]
-fn starts_any(line: &[u8], prefixes: &[&[u8]]) -> bool {
-    prefixes.iter().any(|p| line.starts_with(p))
+fn starts(line: &[u8], p: &[u8]) -> bool {
+    line.len() >= p.len() && line.iter().zip(p).all(|(a, b)| a == b)
+}
+
+/// Line-start prefixes of [`is_code_line`], grouped by their first byte.
+fn code_prefixes(first: u8) -> &'static [&'static [u8]] {
+    match first {
+        b'd' => &[b"def "],
+        b'c' => &[b"class ", b"const ", b"console.", b"cargo "],
+        b'i' => &[b"import ", b"impl ", b"if (", b"int main"],
+        b'#' => &[b"#include", b"#!/"],
+        b'f' => &[b"fn ", b"for (", b"func "],
+        b'p' => &[
+            b"pub fn",
+            b"pub struct",
+            b"public ",
+            b"private ",
+            b"protected ",
+            b"print(",
+            b"package ",
+            b"pip install",
+        ],
+        b'l' => &[b"let "],
+        b'v' => &[b"var "],
+        b'r' => &[b"return ", b"return;"],
+        b's' => &[b"static ", b"self.", b"std::"],
+        b'w' => &[b"while ("],
+        b'}' => &[b"} else"],
+        b'S' => &[b"SELECT ", b"System.out"],
+        b'@' => &[b"@app."],
+        b'a' => &[b"async "],
+        b'e' => &[b"elif ", b"else:", b"except ", b"except:"],
+        b't' => &[b"try:"],
+        b'<' => &[b"<?php", b"<div"],
+        b'$' => &[b"$ "],
+        b'n' => &[b"npm "],
+        b'/' => &[b"//", b"/*"],
+        _ => &[],
+    }
 }
 
 fn is_code_line(t: &[u8]) -> bool {
-    const PREFIXES: &[&[u8]] = &[
-        b"def ",
-        b"class ",
-        b"import ",
-        b"#include",
-        b"fn ",
-        b"pub fn",
-        b"pub struct",
-        b"impl ",
-        b"let ",
-        b"const ",
-        b"var ",
-        b"return ",
-        b"return;",
-        b"public ",
-        b"private ",
-        b"protected ",
-        b"static ",
-        b"if (",
-        b"for (",
-        b"while (",
-        b"} else",
-        b"print(",
-        b"console.",
-        b"func ",
-        b"package ",
-        b"#!/",
-        b"SELECT ",
-        b"@app.",
-        b"async ",
-        b"elif ",
-        b"else:",
-        b"try:",
-        b"except ",
-        b"except:",
-        b"self.",
-        b"int main",
-        b"std::",
-        b"System.out",
-        b"<?php",
-        b"<div",
-        b"$ ",
-        b"npm ",
-        b"pip install",
-        b"cargo ",
-        b"//",
-        b"/*",
-    ];
-    if t.is_empty() {
+    let Some(&first) = t.first() else {
         return false;
-    }
-    if starts_any(t, PREFIXES) {
+    };
+    if code_prefixes(first).iter().any(|p| starts(t, p)) {
         return true;
     }
-    if t.starts_with(b"from ") && t.windows(8).any(|w| w == b" import ") {
+    if starts(t, b"from ") && t.windows(8).any(|w| w == b" import ") {
         return true;
     }
     match t.last() {
         Some(b';') | Some(b'{') => true,
-        Some(b'}') => t.len() <= 3 || t.contains(&b'{') || t.starts_with(b"}"),
-        Some(b':') => t.ends_with(b"):") && (t.starts_with(b"if ") || t.starts_with(b"for ")),
+        Some(b'}') => t.len() <= 3 || t.contains(&b'{') || first == b'}',
+        Some(b':') => t.ends_with(b"):") && (starts(t, b"if ") || starts(t, b"for ")),
         _ => false,
     }
 }
@@ -782,7 +776,7 @@ impl TextStats {
                 continue;
             }
             self.lines += 1;
-            if t.starts_with(b"```") {
+            if starts(t, b"```") {
                 self.fences += 1;
                 if !in_fence {
                     let tag = t[3..].trim_ascii();
@@ -811,82 +805,59 @@ impl TextStats {
             if is_list_line(t) {
                 self.list_lines += 1;
             }
-            if t.starts_with(b"diff --git ")
-                || (t.starts_with(b"@@ -") && t[4..].windows(3).any(|w| w == b" @@"))
-                || t.starts_with(b"+++ b/")
+            if starts(t, b"diff --git ")
+                || (starts(t, b"@@ -") && t[4..].windows(3).any(|w| w == b" @@"))
+                || starts(t, b"+++ b/")
             {
                 self.diff_markers += 1;
             }
-            if (t.starts_with(b"at ") && t.contains(&b'(') && t.contains(&b':'))
-                || (t.starts_with(b"File \"") && t.windows(7).any(|w| w == b", line "))
+            if (starts(t, b"at ") && t.contains(&b'(') && t.contains(&b':'))
+                || (starts(t, b"File \"") && t.windows(7).any(|w| w == b", line "))
             {
                 self.stack_lines += 1;
             }
         }
     }
 
+    /// Records a LaTeX command candidate: `h` is the hash of the alphabetic
+    /// prefix of a word that directly follows a backslash.
+    #[inline]
+    pub(crate) fn on_latex(&mut self, h: u64, table: &KeywordTable) {
+        if table.get(h) & LATEX_BIT != 0 {
+            self.latex_cmds += 1;
+        }
+    }
+
     /// Records one word of the user turn (`ctx.system == false`) or of the
     /// system prompt: keyword flags per zone and complexity counters.
-    /// `h` is the FNV-1a hash of the normalised word, `latex` the hash of
-    /// its alphabetic prefix when it directly follows a backslash.
+    /// `h` is the hash of the normalised word, `pos` its byte offset.
     #[inline(always)]
     pub(crate) fn on_word(
         &mut self,
         h: u64,
-        latex: Option<u64>,
         pos: usize,
         total: usize,
         ctx: &mut WordCtx,
+        table: &KeywordTable,
     ) {
-        let table = keyword_table();
         let mut f = table.get(h) & !LATEX_BIT;
-        if let Some(lh) = latex {
-            if table.get(lh) & LATEX_BIT != 0 {
-                self.latex_cmds += 1;
-            }
-        }
-        if f == 0 && ctx.prev1 == 0 {
-            // Fast path: an ordinary word after an ordinary word.
+        if f == 0 {
+            // Fast path: an ordinary word (composite flags need a flag on
+            // the word itself, and there is nothing to record).
             ctx.prev3 = ctx.prev2;
-            ctx.prev2 = 0;
+            ctx.prev2 = ctx.prev1;
+            ctx.prev1 = 0;
             ctx.index += 1;
             return;
         }
-        // Composite flags.
-        if f & K_THAT != 0 && ctx.prev1 & K_PROVE != 0 {
-            f |= K_PROVE_THAT;
+        // Composite flags (only words that end one look at their context).
+        const ENDS_COMPOSITE: u32 = K_THAT | K_PROVE | K_DR | K_SAY | K_DICE | K_MAN | K_ON | K_FOR;
+        if f & ENDS_COMPOSITE != 0 {
+            f = composite(f, ctx);
         }
-        if f & K_PROVE != 0 && ctx.index == 0 && !ctx.system {
-            f |= K_PROVE_THAT;
-        }
-        if f & K_DR != 0 && ctx.prev1 & K_TL != 0 {
-            f |= K_SUMMARIZE;
-        }
-        if f & K_SAY != 0 && ctx.prev1 & K_SAYPREV != 0 && (ctx.prev2 & K_HOW != 0 || ctx.prev3 & K_HOW != 0)
-        {
-            f |= K_HOW_SAY;
-        }
-        if (f & K_DICE != 0 && ctx.prev1 & K_SE != 0)
-            || (f & K_MAN != 0 && ctx.prev1 & K_SAGT != 0)
-            || (f & K_ON != 0 && ctx.prev1 & K_DIT != 0)
-        {
-            f |= K_HOW_SAY;
-        }
-        if f & K_FOR != 0
-            && ((ctx.prev1 & K_LANG != 0 && ctx.prev2 & K_THE != 0)
-                || (ctx.prev1 & K_WORDW != 0 && ctx.prev2 & K_LANG != 0 && ctx.prev3 & K_THE != 0))
-        {
-            f |= K_HOW_SAY;
-        }
-        if f & K_CONSTRAINT != 0 {
-            self.constraints += 1;
-        }
-        if f & K_STEP != 0 {
-            self.steps += 1;
-        }
-        if f & K_REASON != 0 {
-            self.reasoning += 1;
-        }
+        self.constraints += u32::from(f & K_CONSTRAINT != 0);
+        self.steps += u32::from(f & K_STEP != 0);
+        self.reasoning += u32::from(f & K_REASON != 0);
         if ctx.system {
             if pos < HEAD_ZONE {
                 self.sys_flags |= f;
@@ -914,6 +885,36 @@ impl TextStats {
         featurize(input, 8, &mut |_b: u32, _k: usize| {}, &mut s);
         s
     }
+}
+
+/// Adds the composite flags that the word with flags `f` completes, given
+/// the flags of the previous words in `ctx`.
+fn composite(mut f: u32, ctx: &WordCtx) -> u32 {
+    if f & K_THAT != 0 && ctx.prev1 & K_PROVE != 0 {
+        f |= K_PROVE_THAT;
+    }
+    if f & K_PROVE != 0 && ctx.index == 0 && !ctx.system {
+        f |= K_PROVE_THAT;
+    }
+    if f & K_DR != 0 && ctx.prev1 & K_TL != 0 {
+        f |= K_SUMMARIZE;
+    }
+    if f & K_SAY != 0 && ctx.prev1 & K_SAYPREV != 0 && (ctx.prev2 & K_HOW != 0 || ctx.prev3 & K_HOW != 0) {
+        f |= K_HOW_SAY;
+    }
+    if (f & K_DICE != 0 && ctx.prev1 & K_SE != 0)
+        || (f & K_MAN != 0 && ctx.prev1 & K_SAGT != 0)
+        || (f & K_ON != 0 && ctx.prev1 & K_DIT != 0)
+    {
+        f |= K_HOW_SAY;
+    }
+    if f & K_FOR != 0
+        && ((ctx.prev1 & K_LANG != 0 && ctx.prev2 & K_THE != 0)
+            || (ctx.prev1 & K_WORDW != 0 && ctx.prev2 & K_LANG != 0 && ctx.prev3 & K_THE != 0))
+    {
+        f |= K_HOW_SAY;
+    }
+    f
 }
 
 /// Per-text state of the word-level keyword scan.
