@@ -214,6 +214,10 @@ daily = {limit}
 
 #[tokio::test]
 async fn streams_without_usage_and_hangups_are_estimated_with_tiktoken() {
+    // The gateway builds its tokenizer on the first estimate, in the background,
+    // counting 4 bytes per token until then; build it now (same process) so the
+    // estimates below are exact tiktoken counts.
+    assert_eq!(switchyard::accounting::estimate::count_tokens("hello world"), 2);
     let fake = start_fake().await;
     let extra = r#"
 [models.nousage]

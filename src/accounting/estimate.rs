@@ -5,6 +5,8 @@
 //! Reservations use a cheap byte count on the request path. After the fact,
 //! when usage is missing, the prompt and the output seen so far are counted
 //! with tiktoken-rs (`o200k_base`), and the ledger row is marked estimated.
+//! The tokenizer is built on the first estimate, in the background; estimates
+//! made before it is ready count 4 bytes per token.
 
 use std::sync::Arc;
 
@@ -113,7 +115,7 @@ impl PromptInfo {
 
     /// Prompt tokens counted with tiktoken (the dropped part at ~4 bytes per token).
     pub fn counted_prompt_tokens(&self) -> u64 {
-        (count_tokens(&self.text) as usize
+        (count_tokens_nonblocking(&self.text) as usize
             + self.dropped_bytes / 4
             + self.images * IMAGE_TOKENS
             + self.messages * TOKENS_PER_MESSAGE) as u64
@@ -132,8 +134,12 @@ pub fn count_tokens(text: &str) -> u64 {
     }
 }
 
+static BPE: std::sync::OnceLock<Option<tiktoken_rs::CoreBPE>> = std::sync::OnceLock::new();
+static LOADING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The tokenizer, built on first use (it takes ~100 ms and ~50 MB, so a
+/// gateway that never needs an estimate never pays for it).
 fn tokenizer() -> Option<&'static tiktoken_rs::CoreBPE> {
-    static BPE: std::sync::OnceLock<Option<tiktoken_rs::CoreBPE>> = std::sync::OnceLock::new();
     BPE.get_or_init(|| match tiktoken_rs::o200k_base() {
         Ok(b) => Some(b),
         Err(e) => {
@@ -144,11 +150,25 @@ fn tokenizer() -> Option<&'static tiktoken_rs::CoreBPE> {
     .as_ref()
 }
 
-/// Builds the tokenizer in the background so the first estimate does not pay for it.
-pub fn warm_up() {
-    std::thread::spawn(|| {
-        let _ = tokenizer();
-    });
+/// Like [`count_tokens`], but never waits for the tokenizer to be built: the
+/// first call starts building it on a background thread, and until it is
+/// ready text counts at 4 bytes per token. For the request path.
+pub fn count_tokens_nonblocking(text: &str) -> u64 {
+    if text.is_empty() {
+        return 0;
+    }
+    match BPE.get() {
+        Some(Some(bpe)) => bpe.encode_ordinary(text).len() as u64,
+        Some(None) => text.len().div_ceil(4) as u64,
+        None => {
+            if !LOADING.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                std::thread::spawn(|| {
+                    let _ = tokenizer();
+                });
+            }
+            text.len().div_ceil(4) as u64
+        }
+    }
 }
 
 /// Usage of a call whose provider reported none: the prompt plus the output seen.
@@ -156,7 +176,7 @@ pub fn estimate_usage(prompt: &PromptInfo, output: &[u8]) -> Usage {
     let out = String::from_utf8_lossy(output);
     Usage {
         prompt_tokens: prompt.counted_prompt_tokens(),
-        completion_tokens: count_tokens(&out),
+        completion_tokens: count_tokens_nonblocking(&out),
         ..Default::default()
     }
 }

@@ -213,13 +213,33 @@ impl Ctx {
 
 /// USD with 12 decimals, trailing zeros trimmed: `0.0000224`, `0.001285`, `0`.
 pub fn format_usd(c: f64) -> String {
-    let s = format!("{c:.12}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s.is_empty() || s == "-" {
-        "0".into()
-    } else {
-        s.to_string()
+    // Integer arithmetic on pico-dollars: `format!("{c:.12}")` takes the
+    // slow exact float path and showed up in profiles.
+    if !c.is_finite() || c.abs() >= 1e6 {
+        let s = format!("{c:.12}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        return if s.is_empty() || s == "-" {
+            "0".into()
+        } else {
+            s.to_string()
+        };
     }
+    let pico = (c.abs() * 1e12).round() as u64;
+    if pico == 0 {
+        return "0".into();
+    }
+    let (whole, frac) = (pico / 1_000_000_000_000, pico % 1_000_000_000_000);
+    let mut out = String::with_capacity(24);
+    if c < 0.0 {
+        out.push('-');
+    }
+    let _ = write!(out, "{whole}");
+    if frac > 0 {
+        let digits = format!("{frac:012}");
+        out.push('.');
+        out.push_str(digits.trim_end_matches('0'));
+    }
+    out
 }
 
 /// Reads the body up to the configured limit (413 beyond it).
@@ -898,4 +918,33 @@ pub async fn not_found(uri: http::Uri) -> Response {
 /// A known URL with the wrong method.
 pub async fn method_not_allowed() -> Response {
     ApiError::method_not_allowed().into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_usd;
+
+    #[test]
+    fn usd_formatting_matches_fixed_point_with_trailing_zeros_trimmed() {
+        for (c, want) in [
+            (0.0, "0"),
+            (0.0000224, "0.0000224"),
+            (0.001285, "0.001285"),
+            (0.0034, "0.0034"),
+            (1.5, "1.5"),
+            (12.0, "12"),
+            (-0.25, "-0.25"),
+            (1e-13, "0"),
+            (0.1 + 0.2, "0.3"),
+        ] {
+            assert_eq!(format_usd(c), want, "{c}");
+        }
+        for i in 0..2000u32 {
+            let c = f64::from(i) * 0.000_137_9;
+            let slow = format!("{c:.12}");
+            let slow = slow.trim_end_matches('0').trim_end_matches('.');
+            let slow = if slow.is_empty() { "0" } else { slow };
+            assert_eq!(format_usd(c), slow, "{c}");
+        }
+    }
 }

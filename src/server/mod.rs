@@ -149,7 +149,6 @@ pub async fn start_with_clock(
         ledger_path.to_path_buf(),
         crate::experiments::store::ramp_log(ledger_path).await?,
     ));
-    crate::accounting::estimate::warm_up();
     let state = Arc::new(AppState::new(
         config,
         ledger,
