@@ -431,6 +431,8 @@ fn keys(
             models,
             tags
         )
+        .trim_end()
+        .to_string()
     };
     let out = |s: String| {
         let _ = std::io::Write::write_all(&mut std::io::stdout(), s.as_bytes());
