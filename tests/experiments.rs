@@ -18,7 +18,7 @@ use switchyard::accounting::budget::Clock;
 const ADMIN: &str = "admin-key-for-experiments-5d1e";
 
 fn with_admin(cfg: String) -> String {
-    cfg.replace("[server]\n", &format!("[server]\nadmin_key = \"{ADMIN}\"\n"))
+    with_admin_key(&cfg, ADMIN)
 }
 
 /// `cand` answers like `fast` (upstream `ok`), more cheaply; `candslow` and
@@ -584,18 +584,6 @@ candidates = [{ model = "cand", share = 1.0 }]
     );
 }
 
-fn run_cli(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(args)
-        .output()
-        .expect("run switchyard");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test]
 async fn report_figures_equal_the_ledger() {
     let fake = start_fake().await;
@@ -716,15 +704,15 @@ candidates = [{ model = "cand", share = 0.3 }, { model = "candfail", share = 0.1
     assert_eq!(admin["experiment"]["candidates"][0]["share"].as_f64(), Some(0.3));
     // And the CLI.
     let ledger = gw.ledger.to_string_lossy().into_owned();
-    let (ok, out, err) = run_cli(&["experiment", "report", "rep", "--ledger", &ledger]);
+    let (ok, out, err) = run_switchyard(&["experiment", "report", "rep", "--ledger", &ledger]);
     assert!(ok, "{err}");
     assert!(out.starts_with("experiment rep\narm "), "{out}");
     assert!(out.contains(&format!("verdict {verdict}")), "{out}");
-    let (ok, out, _) = run_cli(&["experiment", "report", "rep", "--ledger", &ledger, "--json"]);
+    let (ok, out, _) = run_switchyard(&["experiment", "report", "rep", "--ledger", &ledger, "--json"]);
     assert!(ok);
     let v: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["arms"][0]["requests"].as_u64(), Some(control.requests));
-    let (ok, _, err) = run_cli(&["experiment", "report", "nope", "--ledger", &ledger]);
+    let (ok, _, err) = run_switchyard(&["experiment", "report", "nope", "--ledger", &ledger]);
     assert!(!ok && err.contains("no requests of experiment"), "{err}");
 }
 

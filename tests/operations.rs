@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 const ADMIN: &str = "admin-key-for-tests-91c2";
 
 fn with_admin(cfg: String) -> String {
-    cfg.replace("[server]\n", &format!("[server]\nadmin_key = \"{ADMIN}\"\n"))
+    with_admin_key(&cfg, ADMIN)
 }
 
 async fn create_key(gw: &Gw, spec: Value) -> (Value, String) {
@@ -606,26 +606,6 @@ async fn oversized_headers_are_refused() {
     gw.stop().await;
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(args)
-        .output()
-        .expect("run switchyard");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test]
 async fn keys_cli_and_sighup_reload_against_the_real_binary() {
     let fake = start_fake().await;
@@ -639,7 +619,7 @@ async fn keys_cli_and_sighup_reload_against_the_real_binary() {
         &format!("[server]\nlisten = \"127.0.0.1:{port}\"\nkey_refresh_secs = 1\n"),
     );
     std::fs::write(&cfg_path, &cfg).expect("write");
-    let (ok, out, err) = run(&[
+    let (ok, out, err) = run_switchyard(&[
         "keys",
         "create",
         "--name",
@@ -658,9 +638,9 @@ async fn keys_cli_and_sighup_reload_against_the_real_binary() {
     let created: Value = serde_json::from_str(out.trim()).expect("json");
     let key = created["key"].as_str().expect("key").to_string();
     assert_eq!(created["tags"]["team"], "ml");
-    let (ok, out, _) = run(&["keys", "list", "--ledger", ledger_s]);
+    let (ok, out, _) = run_switchyard(&["keys", "list", "--ledger", ledger_s]);
     assert!(ok && out.contains("cli-team") && out.contains("rpm=100") && !out.contains(&key));
-    let (ok, _, err) = run(&["keys", "create", "--name", "bad name", "--ledger", ledger_s]);
+    let (ok, _, err) = run_switchyard(&["keys", "create", "--name", "bad name", "--ledger", ledger_s]);
     assert!(!ok && err.contains("name must be"), "{err}");
 
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
@@ -712,7 +692,7 @@ async fn keys_cli_and_sighup_reload_against_the_real_binary() {
         .expect("kill")
         .success());
     // The key revoked from another process is refused within key_refresh_secs.
-    let (ok, _, err) = run(&["keys", "revoke", "cli-team", "--ledger", ledger_s]);
+    let (ok, _, err) = run_switchyard(&["keys", "revoke", "cli-team", "--ledger", ledger_s]);
     assert!(ok, "{err}");
     let mut refused = false;
     for _ in 0..40 {

@@ -440,6 +440,25 @@ struct RawMessage<'a> {
     tool_calls: Option<IgnoredAny>,
 }
 
+/// The `visit_bool`, `visit_i64`, `visit_u64` and `visit_f64` methods of a
+/// visitor that answers `$v` to every one of them.
+macro_rules! numbers_give {
+    ($v:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+    };
+}
+
 /// A string borrowed from the line when it has no escapes.
 #[derive(Debug)]
 struct BStr<'a>(Cow<'a, str>);
@@ -486,18 +505,7 @@ impl<'de> Visitor<'de> for AnyStrVisitor {
     fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
         Ok(Some(Cow::Owned(v)))
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
+    numbers_give!(None);
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(None)
     }
@@ -554,18 +562,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
             fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(Content::Null)
             }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Content::Text(Cow::Borrowed("")))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Content::Text(Cow::Borrowed("")))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Content::Text(Cow::Borrowed("")))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Content::Text(Cow::Borrowed("")))
-            }
+            numbers_give!(Content::Text(Cow::Borrowed("")));
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                 Ok(Content::Text(Cow::Borrowed("")))
@@ -622,18 +619,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Part<'a> {
             fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
                 AnyStrVisitor.visit_string(v)
             }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(None)
-            }
+            numbers_give!(None);
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(None)
             }
@@ -673,18 +659,7 @@ impl<'de> Deserialize<'de> for NonEmptyArray {
             fn visit_str<E: de::Error>(self, _: &str) -> Result<bool, E> {
                 Ok(false)
             }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
-                Ok(false)
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
-                Ok(false)
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
-                Ok(false)
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
-                Ok(false)
-            }
+            numbers_give!(false);
             fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
                 Ok(false)
             }
@@ -726,18 +701,7 @@ impl<'de> Deserialize<'de> for JsonFormat {
             fn visit_str<E: de::Error>(self, _: &str) -> Result<bool, E> {
                 Ok(false)
             }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
-                Ok(false)
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
-                Ok(false)
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
-                Ok(false)
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
-                Ok(false)
-            }
+            numbers_give!(false);
             fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
                 Ok(false)
             }

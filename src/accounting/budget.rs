@@ -208,7 +208,37 @@ struct State {
     day: i64,
     /// year * 12 + month0 of the windows.
     month: i64,
+    /// The zone and [start, end) in Unix ms of `day`: while the clock stays
+    /// inside, no calendar arithmetic is needed.
+    tz: Tz,
+    day_start_ms: i64,
+    day_end_ms: i64,
     windows: HashMap<Scope, Window>,
+}
+
+impl State {
+    /// Moves to the periods of `p`: windows of a past day (or month) start empty.
+    fn roll(&mut self, tz: Tz, p: Periods) {
+        if self.day != p.day {
+            for w in self.windows.values_mut() {
+                w.day_spent = 0.0;
+                w.day_reserved = 0.0;
+                w.day_alerted = 0;
+            }
+        }
+        if self.month != p.month {
+            for w in self.windows.values_mut() {
+                w.month_spent = 0.0;
+                w.month_reserved = 0.0;
+                w.month_alerted = 0;
+            }
+        }
+        self.day = p.day;
+        self.month = p.month;
+        self.tz = tz;
+        self.day_start_ms = p.start_ms;
+        self.day_end_ms = p.end_ms;
+    }
 }
 
 /// A soft alert: a scope's spend crossed a configured fraction of its limit.
@@ -326,21 +356,29 @@ impl Drop for Reservation {
 }
 
 /// Civil period numbers of an instant in a time zone.
-fn periods(tz: Tz, now_ms: i64) -> (i64, i64, f64) {
+/// The civil day and month of an instant in a time zone, and the day's
+/// bounds in Unix ms (DST days are 23 or 25 hours long).
+struct Periods {
+    day: i64,
+    month: i64,
+    start_ms: i64,
+    end_ms: i64,
+}
+
+fn periods(tz: Tz, now_ms: i64) -> Periods {
     let utc = DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
-    let local = utc.with_timezone(&tz);
-    let date = local.date_naive();
+    let date = utc.with_timezone(&tz).date_naive();
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-    let day = (date - epoch).num_days();
-    let month = i64::from(date.year()) * 12 + i64::from(date.month0());
-    // Elapsed fraction of the local day (DST days are 23 or 25 hours long).
-    let start = start_of(tz, date).unwrap_or(now_ms);
-    let end = date
-        .succ_opt()
-        .and_then(|d| start_of(tz, d))
-        .unwrap_or(start + 86_400_000);
-    let frac = ((now_ms - start) as f64 / (end - start).max(1) as f64).clamp(0.0, 1.0);
-    (day, month, frac)
+    let start_ms = start_of(tz, date).unwrap_or(now_ms);
+    Periods {
+        day: (date - epoch).num_days(),
+        month: i64::from(date.year()) * 12 + i64::from(date.month0()),
+        start_ms,
+        end_ms: date
+            .succ_opt()
+            .and_then(|d| start_of(tz, d))
+            .unwrap_or(start_ms + 86_400_000),
+    }
 }
 
 fn start_of(tz: Tz, date: NaiveDate) -> Option<i64> {
@@ -366,12 +404,15 @@ pub fn month_start_ms(tz: Tz, now_ms: i64) -> i64 {
 
 impl Budgets {
     pub fn new(clock: Clock, tz: Tz, alerts: Option<mpsc::UnboundedSender<Alert>>) -> Arc<Budgets> {
-        let (day, month, _) = periods(tz, clock.now_ms());
+        let p = periods(tz, clock.now_ms());
         Arc::new(Budgets {
             clock,
             state: Mutex::new(State {
-                day,
-                month,
+                day: p.day,
+                month: p.month,
+                tz,
+                day_start_ms: p.start_ms,
+                day_end_ms: p.end_ms,
                 windows: HashMap::new(),
             }),
             alerts,
@@ -390,31 +431,20 @@ impl Budgets {
 
     /// Locks the state, rolling the windows over when the day or month changed.
     fn current(&self, tz: Tz) -> (MutexGuard<'_, State>, f64) {
-        let (day, month, frac) = periods(tz, self.clock.now_ms());
+        let now = self.clock.now_ms();
         let mut st = self.lock();
-        if st.day != day {
-            st.day = day;
-            for w in st.windows.values_mut() {
-                w.day_spent = 0.0;
-                w.day_reserved = 0.0;
-                w.day_alerted = 0;
-            }
+        if st.tz != tz || now < st.day_start_ms || now >= st.day_end_ms {
+            st.roll(tz, periods(tz, now));
         }
-        if st.month != month {
-            st.month = month;
-            for w in st.windows.values_mut() {
-                w.month_spent = 0.0;
-                w.month_reserved = 0.0;
-                w.month_alerted = 0;
-            }
-        }
+        let frac = ((now - st.day_start_ms) as f64 / (st.day_end_ms - st.day_start_ms).max(1) as f64)
+            .clamp(0.0, 1.0);
         (st, frac)
     }
 
     /// Adds spend found in the ledger (at start): `ts_ms` decides whether it
     /// counts for today as well as for this month.
     pub fn seed(&self, settings: &BudgetSettings, scope: Scope, ts_ms: i64, cost: f64) {
-        let (day, month, _) = periods(settings.timezone, ts_ms);
+        let Periods { day, month, .. } = periods(settings.timezone, ts_ms);
         let (mut st, _) = self.current(settings.timezone);
         let (cur_day, cur_month) = (st.day, st.month);
         let w = st.windows.entry(scope).or_default();

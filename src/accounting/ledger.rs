@@ -67,6 +67,44 @@ pub struct ExperimentTag {
     pub output: Option<String>,
 }
 
+impl LedgerEntry {
+    /// A row for an attempt about to start: identity filled in, outcome
+    /// (status, latency, usage, cost) pending until the `Recorder` writes it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pending(
+        request_id: String,
+        ts_ms: i64,
+        endpoint: &'static str,
+        requested_model: String,
+        served_model: Arc<str>,
+        provider: Arc<str>,
+        upstream_model: Arc<str>,
+        stream: bool,
+    ) -> LedgerEntry {
+        LedgerEntry {
+            request_id,
+            ts_ms,
+            key_name: None,
+            endpoint,
+            requested_model,
+            served_model,
+            provider,
+            upstream_model,
+            status: 0,
+            stream,
+            latency_ms: 0.0,
+            ttft_ms: None,
+            usage: None,
+            cost_usd: None,
+            usage_estimated: false,
+            error: None,
+            attempt: 1,
+            routing: None,
+            experiment: None,
+        }
+    }
+}
+
 /// What a route decided, as recorded in the ledger.
 #[derive(Debug, Clone)]
 pub struct RoutingRecord {

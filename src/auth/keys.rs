@@ -413,24 +413,6 @@ impl KeyStore {
         self.by_hash.store(Arc::new(next));
         Ok(())
     }
-
-    /// Re-reads the table every `every` until `stop`.
-    pub fn spawn_refresh(self: &Arc<Self>, every: Duration, stop: tokio_util::sync::CancellationToken) {
-        let s = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                if let Err(e) = s.refresh().await {
-                    tracing::warn!("key refresh failed: {e}");
-                }
-            }
-        });
-    }
 }
 
 #[cfg(test)]

@@ -164,13 +164,21 @@ impl DeploymentLimits {
         }
         if let Some(t) = &self.tpm {
             if let Err(d) = t.try_take(tokens as f64, now_ms) {
-                if let Some(r) = &self.rpm {
-                    r.adjust(-1.0, now_ms);
-                }
+                self.release(0, now_ms);
                 return Err(d);
             }
         }
         Ok(())
+    }
+
+    /// Gives back what [`try_acquire`](Self::try_acquire) took, when nothing was sent after all.
+    pub fn release(&self, tokens: u64, now_ms: i64) {
+        if let Some(r) = &self.rpm {
+            r.adjust(-1.0, now_ms);
+        }
+        if let Some(t) = &self.tpm {
+            t.adjust(-(tokens as f64), now_ms);
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 pub mod keys;
 pub mod limiter;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -29,9 +29,9 @@ pub struct KeyUse {
     pub key: Arc<ActiveKey>,
     clock: crate::accounting::budget::Clock,
     slot: bool,
-    /// Tokens taken from the TPM bucket up front, settled once against the real count.
-    estimated: std::sync::Mutex<Option<f64>>,
-    settled: AtomicBool,
+    /// Tokens taken from the TPM bucket up front; swapped to 0 by the first
+    /// settlement, so later attempts count in full.
+    estimated: AtomicU64,
 }
 
 impl KeyUse {
@@ -43,22 +43,15 @@ impl KeyUse {
     pub fn take_tokens(&self, estimate: u64) -> Result<(), Denied> {
         let Some(b) = &self.key.tpm else { return Ok(()) };
         b.try_take(estimate as f64, self.clock.now_ms())?;
-        if let Ok(mut e) = self.estimated.lock() {
-            *e = Some(estimate as f64);
-        }
+        self.estimated.store(estimate, Ordering::Release);
         Ok(())
     }
 
     /// Corrects the TPM bucket with the tokens an attempt really used.
     pub fn settle_tokens(&self, actual: u64) {
         let Some(b) = &self.key.tpm else { return };
-        let first = !self.settled.swap(true, Ordering::AcqRel);
-        let estimated = if first {
-            self.estimated.lock().ok().and_then(|e| *e).unwrap_or(0.0)
-        } else {
-            0.0
-        };
-        b.adjust(actual as f64 - estimated, self.clock.now_ms());
+        let estimated = self.estimated.swap(0, Ordering::AcqRel);
+        b.adjust(actual as f64 - estimated as f64, self.clock.now_ms());
     }
 }
 
@@ -113,8 +106,8 @@ pub fn rate_limited(what: &str, d: Denied) -> ApiError {
 }
 
 /// Renders an auth error in the endpoint's own format (Anthropic's on /v1/messages).
-fn reject(path: &str, e: ApiError) -> Response {
-    if path.starts_with("/v1/messages") {
+fn reject(anthropic: bool, e: ApiError) -> Response {
+    if anthropic {
         let status = e.status;
         let body = crate::providers::anthropic::api_error_to_messages(&e);
         let mut r = (status, body.to_string()).into_response();
@@ -134,11 +127,11 @@ pub async fn require_key(State(st): State<Arc<AppState>>, mut req: Request, next
     if !keys.any() && st.open_access {
         return next.run(req).await;
     }
-    let path = req.uri().path().to_string();
+    let anthropic = req.uri().path().starts_with("/v1/messages");
     let Some(secret) = presented(req.headers()).filter(|s| !s.is_empty()) else {
         st.metrics.rejected("auth");
         return reject(
-            &path,
+            anthropic,
             unauthorized(
                 "You didn't provide an API key. Provide it as `Authorization: Bearer sk-...` (or `x-api-key`).",
             ),
@@ -146,13 +139,13 @@ pub async fn require_key(State(st): State<Arc<AppState>>, mut req: Request, next
     };
     let Some(key) = keys.lookup(secret) else {
         st.metrics.rejected("auth");
-        return reject(&path, unauthorized("Incorrect API key provided."));
+        return reject(anthropic, unauthorized("Incorrect API key provided."));
     };
     let now = keys.clock().now_ms();
     let rpm = match key.rpm.as_ref().map(|b| b.try_take(1.0, now)) {
         Some(Err(d)) => {
             st.metrics.rejected("rate_limit_requests");
-            let mut r = reject(&path, rate_limited("requests per min (RPM)", d));
+            let mut r = reject(anthropic, rate_limited("requests per min (RPM)", d));
             add_limit_headers(r.headers_mut(), &key, now);
             return r;
         }
@@ -169,7 +162,7 @@ pub async fn require_key(State(st): State<Arc<AppState>>, mut req: Request, next
                     limit: u64::from(c.max()),
                 },
             );
-            return reject(&path, e);
+            return reject(anthropic, e);
         }
         Some(_) => true,
         None => false,
@@ -178,8 +171,7 @@ pub async fn require_key(State(st): State<Arc<AppState>>, mut req: Request, next
         key: key.clone(),
         clock: keys.clock().clone(),
         slot,
-        estimated: std::sync::Mutex::new(None),
-        settled: AtomicBool::new(false),
+        estimated: AtomicU64::new(0),
     });
     req.extensions_mut().insert(key_use);
     let mut resp = next.run(req).await;

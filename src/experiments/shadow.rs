@@ -123,45 +123,32 @@ async fn run(
                 counters.shadow_over_budget.fetch_add(1, Relaxed);
                 tracing::debug!(experiment = %live.name, "shadow call skipped: {}", e.message());
                 if let Some(l) = &limits {
-                    if let Some(b) = &l.rpm {
-                        b.adjust(-1.0, clock.now_ms());
-                    }
-                    if let Some(b) = &l.tpm {
-                        b.adjust(-(estimated as f64), clock.now_ms());
-                    }
+                    // Give the request back: nothing was sent.
+                    l.release(estimated, clock.now_ms());
                 }
                 return;
             }
         }
     };
     counters.shadow_started.fetch_add(1, Relaxed);
-    let entry = LedgerEntry {
-        request_id: format!("{}:shadow:{model}", origin.request_id),
-        ts_ms: origin.ts_ms,
-        key_name: None,
-        endpoint: ENDPOINT,
-        requested_model: origin.requested_model.clone(),
-        served_model: target.public.clone(),
-        provider: provider.name.clone(),
-        upstream_model: target.upstream.clone(),
-        status: 0,
-        stream: false,
-        latency_ms: 0.0,
-        ttft_ms: None,
-        usage: None,
-        cost_usd: None,
-        usage_estimated: false,
-        error: None,
-        attempt: 1,
-        routing: origin.routing.clone(),
-        experiment: Some(Box::new(ExperimentTag {
-            name: live.name.clone(),
-            arm: model.clone(),
-            shadow: true,
-            parent_request_id: Some(origin.request_id.clone()),
-            output: None,
-        })),
-    };
+    let mut entry = LedgerEntry::pending(
+        format!("{}:shadow:{model}", origin.request_id),
+        origin.ts_ms,
+        ENDPOINT,
+        origin.requested_model.clone(),
+        target.public.clone(),
+        provider.name.clone(),
+        target.upstream.clone(),
+        false,
+    );
+    entry.routing = origin.routing.clone();
+    entry.experiment = Some(Box::new(ExperimentTag {
+        name: live.name.clone(),
+        arm: model.clone(),
+        shadow: true,
+        parent_request_id: Some(origin.request_id.clone()),
+        output: None,
+    }));
     let mut recorder = Recorder::new(st.ledger.clone(), entry, Instant::now(), target.price)
         .with_request(Some(Arc::new(prompt)), reservation);
     if let Some(l) = limits.filter(|l| l.tpm.is_some()) {

@@ -182,12 +182,7 @@ pub async fn run(
             let Some(permit) = health.acquire() else {
                 if let Some(l) = limits {
                     // Give the request back: nothing was sent.
-                    if let Some(b) = &l.rpm {
-                        b.adjust(-1.0, clock.now_ms());
-                    }
-                    if let Some(b) = &l.tpm {
-                        b.adjust(-(acct.estimated_tokens as f64), clock.now_ms());
-                    }
+                    l.release(acct.estimated_tokens, clock.now_ms());
                 }
                 skipped += 1;
                 continue 'targets;

@@ -61,15 +61,7 @@ struct HealthList {
 /// GET /admin/health: breaker state, recent error rate and EWMA latency per deployment.
 pub async fn health(State(st): State<Arc<AppState>>) -> Response {
     let data = st.rt().health.iter().map(|h| h.report()).collect();
-    match serde_json::to_vec(&HealthList { object: "list", data }) {
-        Ok(b) => {
-            let mut r = (StatusCode::OK, Bytes::from(b)).into_response();
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r
-        }
-        Err(e) => ApiError::internal(e.to_string()).into_response(),
-    }
+    json(StatusCode::OK, &HealthList { object: "list", data })
 }
 
 #[cfg(test)]
@@ -138,20 +130,13 @@ pub async fn spend(
         "budgets": budgets,
         "ledger_queue_depth": st.ledger.depth(),
     });
-    let mut resp = (StatusCode::OK, Bytes::from(body.to_string())).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp
+    json(StatusCode::OK, &body)
 }
 
-fn json(status: StatusCode, v: &impl Serialize) -> Response {
+/// `v` as a JSON response.
+pub(super) fn json(status: StatusCode, v: &impl Serialize) -> Response {
     match serde_json::to_vec(v) {
-        Ok(b) => {
-            let mut r = (status, Bytes::from(b)).into_response();
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r
-        }
+        Ok(b) => super::handlers::json_response(status, Bytes::from(b)),
         Err(e) => ApiError::internal(e.to_string()).into_response(),
     }
 }

@@ -8,11 +8,11 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::handlers::{json_response, read_body, Ctx};
+use super::admin::json;
+use super::handlers::{read_body, Ctx};
 use super::state::AppState;
 use crate::api::ApiError;
 use crate::auth::KeyUse;
@@ -30,13 +30,6 @@ struct FeedbackBody {
     score: Option<f64>,
     thumbs: Option<String>,
     comment: Option<String>,
-}
-
-fn json<T: Serialize>(status: StatusCode, v: &T) -> Response {
-    match serde_json::to_vec(v) {
-        Ok(b) => json_response(status, Bytes::from(b)),
-        Err(e) => ApiError::internal(e.to_string()).into_response(),
-    }
 }
 
 fn not_found(what: &str, name: &str, code: &'static str) -> ApiError {

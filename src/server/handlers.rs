@@ -144,27 +144,18 @@ impl Ctx {
         t: &Target,
         stream: bool,
     ) -> LedgerEntry {
-        LedgerEntry {
-            request_id: self.request_id.clone(),
-            ts_ms: self.ts_ms,
-            key_name: self.key.as_ref().map(|k| k.name().to_string()),
+        let mut e = LedgerEntry::pending(
+            self.request_id.clone(),
+            self.ts_ms,
             endpoint,
-            requested_model: requested,
-            served_model: t.public.clone(),
-            provider: self.rt.providers[t.provider].name.clone(),
-            upstream_model: t.upstream.clone(),
-            status: 0,
+            requested,
+            t.public.clone(),
+            self.rt.providers[t.provider].name.clone(),
+            t.upstream.clone(),
             stream,
-            latency_ms: 0.0,
-            ttft_ms: None,
-            usage: None,
-            cost_usd: None,
-            usage_estimated: false,
-            error: None,
-            attempt: 1,
-            routing: None,
-            experiment: None,
-        }
+        );
+        e.key_name = self.key.as_ref().map(|k| k.name().to_string());
+        e
     }
 
     /// Adds the identity and timing headers to a successful response.
@@ -294,22 +285,7 @@ async fn chat_inner(
     let bytes = read_body(body, headers, ctx.rt.config.server.max_body_bytes).await?;
     let mut req = ChatRequest::parse(&bytes)?;
     drop(bytes);
-    check_allowed(ctx, &req.model, headers.get(&X_ROUTE_HEADER))?;
-    let Plan {
-        chain,
-        mut route,
-        fallbacks,
-        experiment,
-    } = plan(st, ctx, headers, &req)?;
-    let names: Vec<&str> = chain.iter().map(|m| &**m).collect();
-    let mut targets = ctx.rt.targets(&names, fallbacks);
-    if targets.is_empty() {
-        return Err(ApiError::model_not_found(&req.model));
-    }
-    let acct = admit(st, ctx, &req, &mut route, &mut targets)?;
-    let experiment = still_in_experiment(experiment, &targets);
-    let tag = ctx.join_experiment(experiment.as_ref());
-    launch_shadows(st, ctx, experiment.as_ref(), &req, route.as_ref());
+    let p = prepare(st, ctx, headers, &req)?;
     let stream = req.is_stream();
     let client_wants_usage = req.client_wants_stream_usage();
     if stream {
@@ -319,25 +295,24 @@ async fn chat_inner(
             .include_usage = Some(true);
     }
     let requested = std::mem::take(&mut req.model);
-    let routing = route.clone().map(Box::new);
-    let entry = |t: &Target, attempt: u32| {
-        let mut e = ctx.entry("chat.completions", requested.clone(), t, stream);
-        e.attempt = attempt;
-        e.routing = routing.clone();
-        e.experiment = tag.clone();
-        e
-    };
+    let entry = |t: &Target, attempt: u32| p.entry(ctx, "chat.completions", &requested, t, stream, attempt);
+    let Prepared {
+        ref targets,
+        ref route,
+        ref acct,
+        ..
+    } = p;
     let served = attempt::run(
         st,
         &ctx.rt,
-        &targets,
+        targets,
         &mut ChatCall {
             req: &mut req,
             forward: &[],
         },
         &entry,
         ctx.started,
-        &acct,
+        acct,
     )
     .await;
     let served = match served {
@@ -443,6 +418,68 @@ pub(super) struct Plan {
     pub(super) fallbacks: bool,
     /// The experiment arm the request is in.
     pub(super) experiment: Option<crate::experiments::Assigned>,
+}
+
+/// A chat-shaped request between parsing and the attempt loop.
+pub(super) struct Prepared {
+    pub(super) targets: Vec<Target>,
+    pub(super) route: Option<RoutingRecord>,
+    pub(super) acct: Accounting,
+    routing: Option<Box<RoutingRecord>>,
+    experiment: Option<Box<crate::accounting::ledger::ExperimentTag>>,
+}
+
+impl Prepared {
+    /// The ledger row of one attempt.
+    pub(super) fn entry(
+        &self,
+        ctx: &Ctx,
+        endpoint: &'static str,
+        requested: &str,
+        t: &Target,
+        stream: bool,
+        attempt: u32,
+    ) -> LedgerEntry {
+        let mut e = ctx.entry(endpoint, requested.to_string(), t, stream);
+        e.attempt = attempt;
+        e.routing = self.routing.clone();
+        e.experiment = self.experiment.clone();
+        e
+    }
+}
+
+/// What /v1/chat/completions and /v1/messages share once the request is
+/// parsed: the key's allow-list, the plan, the targets, budget admission,
+/// and the experiment arm with its shadow copies.
+pub(super) fn prepare(
+    st: &Arc<AppState>,
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    req: &ChatRequest,
+) -> Result<Prepared, ApiError> {
+    check_allowed(ctx, &req.model, headers.get(&X_ROUTE_HEADER))?;
+    let Plan {
+        chain,
+        mut route,
+        fallbacks,
+        experiment,
+    } = plan(st, ctx, headers, req)?;
+    let names: Vec<&str> = chain.iter().map(|m| &**m).collect();
+    let mut targets = ctx.rt.targets(&names, fallbacks);
+    if targets.is_empty() {
+        return Err(ApiError::model_not_found(&req.model));
+    }
+    let acct = admit(st, ctx, req, &mut route, &mut targets)?;
+    let experiment = still_in_experiment(experiment, &targets);
+    let tag = ctx.join_experiment(experiment.as_ref());
+    launch_shadows(st, ctx, experiment.as_ref(), req, route.as_ref());
+    Ok(Prepared {
+        routing: route.clone().map(Box::new),
+        targets,
+        route,
+        acct,
+        experiment: tag,
+    })
 }
 
 /// An experiment assignment holds only while its model serves first (a

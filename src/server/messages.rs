@@ -21,8 +21,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 
 use super::handlers::{
-    admit, check_allowed, json_response, launch_shadows, plan, read_body, relay_for, route_headers,
-    sse_response, still_in_experiment, Ctx, Plan,
+    json_response, prepare, read_body, relay_for, route_headers, sse_response, Ctx, Prepared,
 };
 use super::state::{AppState, Target};
 use crate::api::chat::{parse_json, StreamOptions};
@@ -76,22 +75,7 @@ async fn messages_inner(
     let v: Value = parse_json(&bytes)?;
     drop(bytes);
     let mut req = anthropic::messages_to_chat(&v)?;
-    check_allowed(ctx, &req.model, headers.get(&super::handlers::X_ROUTE_HEADER))?;
-    let Plan {
-        chain,
-        mut route,
-        fallbacks,
-        experiment,
-    } = plan(st, ctx, headers, &req)?;
-    let names: Vec<&str> = chain.iter().map(|m| &**m).collect();
-    let mut targets = ctx.rt.targets(&names, fallbacks);
-    if targets.is_empty() {
-        return Err(ApiError::model_not_found(&req.model));
-    }
-    let acct = admit(st, ctx, &req, &mut route, &mut targets)?;
-    let experiment = still_in_experiment(experiment, &targets);
-    let tag = ctx.join_experiment(experiment.as_ref());
-    launch_shadows(st, ctx, experiment.as_ref(), &req, route.as_ref());
+    let p = prepare(st, ctx, headers, &req)?;
     let stream = req.is_stream();
     if stream {
         // The translation back to Anthropic events needs the usage chunk.
@@ -104,19 +88,18 @@ async fn messages_inner(
         .iter()
         .filter_map(|k| headers.get(k).map(|v| (k.clone(), v.clone())))
         .collect();
-    let routing = route.clone().map(Box::new);
-    let entry = |t: &Target, attempt: u32| {
-        let mut e = ctx.entry("messages", requested.clone(), t, stream);
-        e.attempt = attempt;
-        e.routing = routing.clone();
-        e.experiment = tag.clone();
-        e
-    };
+    let entry = |t: &Target, attempt: u32| p.entry(ctx, "messages", &requested, t, stream, attempt);
+    let Prepared {
+        ref targets,
+        ref route,
+        ref acct,
+        ..
+    } = p;
     let mut call = ChatCall {
         req: &mut req,
         forward: &forward,
     };
-    let served = match attempt::run(st, &ctx.rt, &targets, &mut call, &entry, ctx.started, &acct).await {
+    let served = match attempt::run(st, &ctx.rt, targets, &mut call, &entry, ctx.started, acct).await {
         Ok(s) => s,
         Err(f) => {
             let mut r = error_response(ctx, f.error);

@@ -170,7 +170,16 @@ pub async fn start_with_clock(
         );
     }
     let stop = state.shutdown.clone();
-    keys.spawn_refresh(key_refresh, stop.clone());
+    // Keys created or revoked by another process (the CLI) take effect within `key_refresh`.
+    spawn_every(key_refresh, stop.clone(), stop.clone(), false, move || {
+        let keys = keys.clone();
+        async move {
+            if let Err(e) = keys.refresh().await {
+                tracing::warn!("key refresh failed: {e}");
+            }
+            true
+        }
+    });
     spawn_probes(&state.rt(), &stop);
     spawn_ramps(&state);
     let router = app(state.clone());
@@ -292,21 +301,52 @@ pub(crate) fn spawn_ramps(state: &Arc<AppState>) {
     if !rt.experiments.iter().any(|e| e.settings.ramp.is_some()) {
         return;
     }
-    let (stop, retired) = (state.shutdown.clone(), rt.retired.clone());
     let weak = Arc::downgrade(state);
-    drop(rt);
+    let every = crate::experiments::ramp::TICK;
+    spawn_every(
+        every,
+        state.shutdown.clone(),
+        rt.retired.clone(),
+        true,
+        move || {
+            let weak = weak.clone();
+            async move {
+                let Some(st) = weak.upgrade() else { return false };
+                crate::experiments::ramp::tick(&st).await;
+                true
+            }
+        },
+    );
+}
+
+/// Runs `f` every `every` (at once first, unless `skip_first`) until `stop`
+/// or `retired` is cancelled or `f` answers false. Missed ticks are delayed,
+/// not bunched.
+pub(crate) fn spawn_every<F, Fut>(
+    every: Duration,
+    stop: CancellationToken,
+    retired: CancellationToken,
+    skip_first: bool,
+    mut f: F,
+) where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(crate::experiments::ramp::TICK);
+        let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
+        if skip_first {
+            tick.tick().await;
+        }
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = retired.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            let Some(st) = weak.upgrade() else { break };
-            crate::experiments::ramp::tick(&st).await;
+            if !f().await {
+                break;
+            }
         }
     });
 }
@@ -318,18 +358,13 @@ pub(crate) fn spawn_probes(rt: &state::Runtime, stop: &CancellationToken) {
         let Some(every) = provider.settings.probe_interval else {
             continue;
         };
-        let (provider, health, stop) = (provider.clone(), health.clone(), stop.clone());
-        let retired = rt.retired.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = retired.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                let Some(permit) = health.acquire() else { continue };
+        let (provider, health) = (provider.clone(), health.clone());
+        spawn_every(every, stop.clone(), rt.retired.clone(), false, move || {
+            let (provider, health) = (provider.clone(), health.clone());
+            async move {
+                let Some(permit) = health.acquire() else {
+                    return true;
+                };
                 let started = std::time::Instant::now();
                 let outcome = match provider.probe().await {
                     Ok(()) => crate::resilience::breaker::Outcome::Success,
@@ -340,6 +375,7 @@ pub(crate) fn spawn_probes(rt: &state::Runtime, stop: &CancellationToken) {
                 };
                 tracing::trace!(provider = %provider.name, ms = started.elapsed().as_millis() as u64, "health probe");
                 health.record(permit, outcome, None);
+                true
             }
         });
     }

@@ -436,3 +436,30 @@ pub async fn ledger_rows(path: &std::path::Path) -> Vec<Row> {
         })
         .collect()
 }
+
+/// `cfg` (from [`config_for`]) with `admin_key` set to `key`.
+pub fn with_admin_key(cfg: &str, key: &str) -> String {
+    cfg.replace("[server]\n", &format!("[server]\nadmin_key = \"{key}\"\n"))
+}
+
+/// A port free on 127.0.0.1 just now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Runs the `switchyard` binary: (success, stdout, stderr).
+pub fn run_switchyard(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .output()
+        .expect("run switchyard");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
