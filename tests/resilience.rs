@@ -386,7 +386,11 @@ async fn everything_down_gives_one_clear_error() {
     assert_eq!((out.status, out.attempts.as_str()), (503, "0"));
     let v: Value = serde_json::from_str(&out.body).expect("json");
     assert_eq!(v["error"]["code"], "no_healthy_upstream");
-    assert!(t.elapsed() < Duration::from_millis(100));
+    assert!(
+        t.elapsed() < Duration::from_millis(250),
+        "fails fast, no 300 ms timeout paid: {:?}",
+        t.elapsed()
+    );
 }
 
 #[tokio::test]
