@@ -47,6 +47,7 @@ fn main() {
                 has_tools: false,
                 json_schema: false,
                 turns: 2,
+                context: "",
             };
             for _ in 0..1_000 {
                 black_box(clf.classify(black_box(&input)));

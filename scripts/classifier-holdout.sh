@@ -9,7 +9,7 @@
 #   - natural-instructions: whole task files task1619, task618, task1447, task360, task219
 #   - gsm8k, mbpp: ids whose SHA-1 is 0 mod 5 (20%)
 #   - awesome-chatgpt-prompts: all held out
-#   - team prompts (data/classifier/team_prompts.jsonl): the "split": "holdout" rows,
+#   - team prompts (data/classifier/*.jsonl): the "split": "holdout" rows,
 #     which hold out whole instruction templates and pasted passages
 #
 # With --loso: leave-one-source-out instead. For each of natural_instructions and
@@ -34,7 +34,7 @@ if [ "$LOSO" = 1 ]; then
     for f in "$DATA"/*.jsonl; do
       [ "$(basename "$f" .jsonl)" = "$src" ] || cp "$f" "$OUT/loso-$src/train/"
     done
-    cp data/classifier/team_prompts.jsonl "$OUT/loso-$src/train/"
+    cp data/classifier/*.jsonl "$OUT/loso-$src/train/"
     $SY train-classifier --data "$OUT/loso-$src/train" --out "$OUT/loso-$src/model.bin" >/dev/null
     echo "== left out: $src =="
     $SY eval-classifier "$DATA/$src.jsonl" --classifier "$OUT/loso-$src/model.bin" >"$OUT/loso-$src/eval.txt"
@@ -63,9 +63,12 @@ for name in sorted(os.listdir(data)):
         else:
             held = int(hashlib.sha1(row["id"].encode()).hexdigest(), 16) % 5 == 0
         (hold["shared"] if held else train).append(keep(row))
-for line in open("data/classifier/team_prompts.jsonl", encoding="utf-8"):
-    row = json.loads(line)
-    (hold["team"] if row.get("split") == "holdout" else train).append(keep(row))
+for name in sorted(os.listdir("data/classifier")):
+    if not name.endswith(".jsonl"):
+        continue
+    for line in open(os.path.join("data/classifier", name), encoding="utf-8"):
+        row = json.loads(line)
+        (hold["team"] if row.get("split") == "holdout" else train).append(keep(row))
 def dump(path, rows):
     with open(path, "w", encoding="utf-8") as f:
         for r in rows:

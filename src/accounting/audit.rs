@@ -267,6 +267,7 @@ pub struct AuditLine<'a> {
     pub has_tools: bool,
     pub json_schema: bool,
     pub turns: usize,
+    pub context: Cow<'a, str>,
 }
 
 impl AuditLine<'_> {
@@ -277,6 +278,7 @@ impl AuditLine<'_> {
             has_tools: self.has_tools,
             json_schema: self.json_schema,
             turns: self.turns,
+            context: &self.context,
         }
     }
 }
@@ -358,10 +360,12 @@ pub fn parse_line(line: &[u8]) -> Result<AuditLine<'_>, String> {
         has_tools: tools,
         json_schema: format,
         turns: 0,
+        context: Cow::Borrowed(""),
     };
     if let Some(list) = messages {
         out.turns = list.len();
         let mut last_user = None;
+        let mut previous = None;
         for m in list {
             let role = m.role.as_ref().map_or("", |r| r.0.as_ref());
             if m.tool_calls.is_some() {
@@ -382,13 +386,18 @@ pub fn parse_line(line: &[u8]) -> Result<AuditLine<'_>, String> {
                         s.push_str(&text);
                     }
                 }
-                "user" => last_user = Some(m.content),
+                "user" => previous = last_user.replace(m.content),
                 "tool" | "function" => out.has_tools = true,
                 _ => {}
             }
         }
         if let Some(Content::Text(t)) = last_user {
             out.last_user = t;
+        }
+        if let Some(Content::Text(t)) = previous {
+            if out.last_user.len() < crate::routing::classifier::CONTEXT_IF_SHORTER {
+                out.context = t;
+            }
         }
     }
     Ok(out)
@@ -2311,14 +2320,16 @@ mod tests {
                     got.last_user,
                     got.has_tools,
                     got.json_schema,
-                    got.turns
+                    got.turns,
+                    got.context
                 ),
                 (
                     want.system.as_str(),
                     want.last_user.as_str(),
                     want.has_tools,
                     want.json_schema,
-                    want.turns
+                    want.turns,
+                    want.context.as_str()
                 ),
                 "{b}"
             );

@@ -18,6 +18,7 @@ pub fn input_from_chat(req: &ChatRequest) -> OwnedInput {
         ..Default::default()
     };
     let mut last_user = None;
+    let mut previous = None;
     for m in &req.messages {
         match m.role.as_str() {
             "system" | "developer" if m.content.is_some() => {
@@ -26,7 +27,7 @@ pub fn input_from_chat(req: &ChatRequest) -> OwnedInput {
                 }
                 out.system.push_str(&content_text(m.content.as_ref()));
             }
-            "user" => last_user = Some(m),
+            "user" => previous = last_user.replace(m),
             "tool" | "function" => out.has_tools = true,
             _ => {}
         }
@@ -36,6 +37,9 @@ pub fn input_from_chat(req: &ChatRequest) -> OwnedInput {
     }
     if let Some(m) = last_user {
         out.last_user = content_text(m.content.as_ref());
+    }
+    if let Some(m) = previous.filter(|_| out.last_user.len() < classifier::CONTEXT_IF_SHORTER) {
+        out.context = content_text(m.content.as_ref());
     }
     let non_empty = |k: &str| {
         req.extra

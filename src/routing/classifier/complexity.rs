@@ -52,6 +52,7 @@ mod tests {
             has_tools: false,
             json_schema: false,
             turns: 1,
+            context: "",
         };
         score(&i, &TextStats::scan(&i))
     }

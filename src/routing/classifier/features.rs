@@ -16,7 +16,7 @@ use super::ClassifyInput;
 
 /// Bumped whenever featurisation changes; stored in the weights file so a
 /// model trained with other features is rejected instead of misbehaving.
-pub const FEATURE_VERSION: u32 = 10;
+pub const FEATURE_VERSION: u32 = 11;
 
 /// Bytes read from the start of the last user turn. The instruction sits
 /// in the first or last few hundred bytes; 768 bytes in all (1,536 + 512
@@ -28,6 +28,11 @@ pub const USER_TAIL: usize = 320;
 pub const SYSTEM_HEAD: usize = 1024;
 /// Bytes read from the end of the system prompt.
 pub const SYSTEM_TAIL: usize = 512;
+/// Bytes read from the start of the context (the user turn before a short
+/// follow-up; feature version 11).
+pub const CONTEXT_HEAD: usize = 256;
+/// Bytes read from the end of the context.
+pub const CONTEXT_TAIL: usize = 128;
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -41,6 +46,9 @@ const NS_SYS_WORD: u64 = 0xff51_afd7_ed55_8ccd;
 const NS_SYS_BIGRAM: u64 = 0xc4ce_b9fe_1a85_ec53;
 const NS_SYS_ZONE: u64 = 0x2545_f491_4f6c_dd1d;
 const NS_META: u64 = 0x6a09_e667_f3bc_c909;
+const NS_CTX_WORD: u64 = 0x9b05_688c_2b3e_6c1f;
+const NS_CTX_BIGRAM: u64 = 0x1f83_d9ab_fb41_bd6b;
+const NS_CTX_ZONE: u64 = 0x5be0_cd19_137e_2179;
 const NS_ZONE_HEAD: u64 = 0xbb67_ae85_84ca_a73b;
 const NS_ZONE_HEAD_BI: u64 = 0x3c6e_f372_fe94_f82b;
 const NS_ZONE_TAIL: u64 = 0xa54f_f53a_5f1d_36f1;
@@ -343,6 +351,17 @@ fn bigram_key(prev: u64, h: u64, ns: u64) -> u64 {
     (prev ^ ns).wrapping_mul(FNV_PRIME).rotate_left(29) ^ h
 }
 
+/// Which text a [`TextScan`] reads: its features live in their own namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The last user turn (also feeds the rules and the complexity score).
+    User,
+    /// The system prompt.
+    System,
+    /// The user turn before a short follow-up (features only).
+    Context,
+}
+
 /// Word-level state of one text (user turn or system prompt).
 struct TextScan {
     log2: u32,
@@ -351,7 +370,7 @@ struct TextScan {
     ns_zone: u64,
     ns_zone_bi: u64,
     /// User turn (tail zone, byte statistics, byte 4-grams).
-    user: bool,
+    role: Role,
     /// Length of the whole text (for the tail keyword zone).
     total: usize,
     /// Hash of the previous word of the current window.
@@ -366,11 +385,11 @@ struct TextScan {
 }
 
 impl TextScan {
-    fn new(log2: u32, user: bool, total: usize) -> Self {
-        let (ns_word, ns_bigram, ns_zone, ns_zone_bi) = if user {
-            (NS_USER_WORD, NS_USER_BIGRAM, NS_ZONE_HEAD, NS_ZONE_HEAD_BI)
-        } else {
-            (NS_SYS_WORD, NS_SYS_BIGRAM, NS_SYS_ZONE, NS_SYS_ZONE ^ 1)
+    fn new(log2: u32, role: Role, total: usize) -> Self {
+        let (ns_word, ns_bigram, ns_zone, ns_zone_bi) = match role {
+            Role::User => (NS_USER_WORD, NS_USER_BIGRAM, NS_ZONE_HEAD, NS_ZONE_HEAD_BI),
+            Role::System => (NS_SYS_WORD, NS_SYS_BIGRAM, NS_SYS_ZONE, NS_SYS_ZONE ^ 1),
+            Role::Context => (NS_CTX_WORD, NS_CTX_BIGRAM, NS_CTX_ZONE, NS_CTX_ZONE ^ 1),
         };
         TextScan {
             log2,
@@ -378,13 +397,13 @@ impl TextScan {
             ns_bigram,
             ns_zone,
             ns_zone_bi,
-            user,
+            role,
             total,
             prev: None,
             n_words: 0,
             tail: [(0, 0); ZONE_TAIL_WORDS],
             tail_len: 0,
-            words: WordCtx::new(!user),
+            words: WordCtx::new(role != Role::User),
             keywords: keyword_table(),
         }
     }
@@ -430,7 +449,7 @@ impl TextScan {
                 buf.push(bucket(k ^ self.ns_zone_bi, log2));
             }
         }
-        if !self.user {
+        if self.role == Role::System {
             // System-prompt words are instructions too: they also feed the
             // user head-zone namespace, so a task described in the system
             // prompt and one described at the start of the user turn share
@@ -443,7 +462,7 @@ impl TextScan {
                     buf.push(bucket(k ^ NS_ZONE_HEAD_BI, log2));
                 }
             }
-        } else {
+        } else if self.role == Role::User {
             // Tail zone: only the last ZONE_TAIL_WORDS words can matter.
             let skip = n.saturating_sub(ZONE_TAIL_WORDS);
             self.tail_len += skip;
@@ -759,7 +778,7 @@ pub fn featurize(
     let (a, b) = windows(user, USER_HEAD, USER_TAIL);
     let ma = Masks::build::<true>(a, stats);
     let mb = Masks::build::<true>(b, stats);
-    let mut us = TextScan::new(log2, true, user.len());
+    let mut us = TextScan::new(log2, Role::User, user.len());
     us.scan_words(a, &ma, 0, &mut counting, stats);
     us.scan_words(b, &mb, user.len() - b.len(), &mut counting, stats);
     us.flush_tail(&mut counting);
@@ -771,11 +790,24 @@ pub fn featurize(
     stats.scanned = scanned as u32;
     if !system.is_empty() {
         let (sa, sb) = windows(system, SYSTEM_HEAD, SYSTEM_TAIL);
-        let mut ss = TextScan::new(log2, false, system.len());
+        let mut ss = TextScan::new(log2, Role::System, system.len());
         let ma = Masks::build::<false>(sa, stats);
         ss.scan_words(sa, &ma, 0, &mut counting, stats);
         let mb = Masks::build::<false>(sb, stats);
         ss.scan_words(sb, &mb, system.len() - sb.len(), &mut counting, stats);
+    }
+
+    let context = input.context.as_bytes();
+    if !context.is_empty() {
+        // Features only: the rules and the complexity score read the last
+        // turn alone, so the context's keyword flags go to a scratch copy.
+        let mut scratch = TextStats::default();
+        let (ca, cb) = windows(context, CONTEXT_HEAD, CONTEXT_TAIL);
+        let mut cs = TextScan::new(log2, Role::Context, context.len());
+        let ma = Masks::build::<false>(ca, &mut scratch);
+        cs.scan_words(ca, &ma, 0, &mut counting, &mut scratch);
+        let mb = Masks::build::<false>(cb, &mut scratch);
+        cs.scan_words(cb, &mb, context.len() - cb.len(), &mut counting, &mut scratch);
     }
 
     // Meta features from the statistics of the user windows.
@@ -798,6 +830,7 @@ pub fn featurize(
         meta(10, log2_bucket(questions).min(3), log2),
         meta(11, u64::from(ends_q), log2),
         meta(12, log2_bucket(system.len()).min(14), log2),
+        meta(13, u64::from(!context.is_empty()), log2),
     ];
     counting.features(&metas, KIND_META);
     counting.counts
@@ -814,6 +847,7 @@ mod tests {
             has_tools: false,
             json_schema: false,
             turns: 1,
+            context: "",
         }
     }
 
@@ -878,6 +912,7 @@ mod tests {
             has_tools: false,
             json_schema: false,
             turns: 1,
+            context: "",
         };
         featurize(
             &sys,
@@ -891,5 +926,35 @@ mod tests {
         );
         assert!(!u.is_empty() && !s.is_empty());
         assert!(s.iter().all(|x| !u.contains(x)));
+    }
+
+    #[test]
+    fn context_adds_its_own_features_and_leaves_the_rules_alone() {
+        let collect = |i: &ClassifyInput<'_>| {
+            let mut out = Vec::new();
+            let mut st = TextStats::default();
+            featurize(i, 16, &mut |x: u32, k: usize| out.push((x, k)), &mut st);
+            (out, st.any_flags, st.head_flags, st.constraints, st.user_len)
+        };
+        let plain = input("and in German?");
+        let with = ClassifyInput {
+            context: "Translate 'good morning' into French, step by step, and you must be exact.",
+            turns: 3,
+            ..plain
+        };
+        let (a, fa, ha, ca, la) = collect(&ClassifyInput { turns: 3, ..plain });
+        let (b, fb, hb, cb, lb) = collect(&with);
+        // The last turn's features are all still there, plus context words
+        // in namespaces of their own (none shared with the user turn's).
+        let user_text: Vec<u32> = a.iter().filter(|f| f.1 == KIND_TEXT).map(|f| f.0).collect();
+        let extra: Vec<(u32, usize)> = b.iter().filter(|f| !a.contains(f)).copied().collect();
+        assert!(a.iter().all(|f| b.contains(f) || f.1 == KIND_META));
+        assert!(
+            extra.iter().filter(|f| f.1 == KIND_TEXT).count() >= 10,
+            "{extra:?}"
+        );
+        assert!(extra.iter().all(|f| !user_text.contains(&f.0)));
+        // Rules and complexity read the last turn only.
+        assert_eq!((fa, ha, ca, la), (fb, hb, cb, lb));
     }
 }

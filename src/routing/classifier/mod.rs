@@ -66,7 +66,17 @@ pub struct ClassifyInput<'a> {
     pub json_schema: bool,
     /// Number of messages.
     pub turns: usize,
+    /// The user turn before the last one, when the last one is a short
+    /// follow-up ("and in German?", "another one"): shorter than
+    /// [`CONTEXT_IF_SHORTER`] bytes. Empty otherwise.
+    pub context: &'a str,
 }
+
+/// A last user turn shorter than this many bytes is read together with the
+/// user turn before it (a short follow-up takes its task from the
+/// conversation). Every builder of a [`ClassifyInput`] (training, serving,
+/// audit) applies it the same way.
+pub const CONTEXT_IF_SHORTER: usize = 200;
 
 impl<'a> ClassifyInput<'a> {
     /// A single-turn request with only a user message.
@@ -77,6 +87,7 @@ impl<'a> ClassifyInput<'a> {
             has_tools: false,
             json_schema: false,
             turns: 1,
+            context: "",
         }
     }
 }
@@ -94,6 +105,8 @@ pub struct OwnedInput {
     pub json_schema: bool,
     /// Number of messages.
     pub turns: usize,
+    /// See [`ClassifyInput::context`].
+    pub context: String,
 }
 
 impl OwnedInput {
@@ -105,6 +118,7 @@ impl OwnedInput {
             has_tools: self.has_tools,
             json_schema: self.json_schema,
             turns: self.turns,
+            context: &self.context,
         }
     }
 }
@@ -150,6 +164,7 @@ pub fn input_from_messages(messages: &serde_json::Value) -> OwnedInput {
     };
     out.turns = list.len();
     let mut last_user: Option<&serde_json::Value> = None;
+    let mut previous: Option<&serde_json::Value> = None;
     for m in list {
         let role = m.get("role").and_then(|r| r.as_str()).unwrap_or("");
         match role {
@@ -161,7 +176,7 @@ pub fn input_from_messages(messages: &serde_json::Value) -> OwnedInput {
                     content_text(c, &mut out.system);
                 }
             }
-            "user" => last_user = m.get("content"),
+            "user" => previous = std::mem::replace(&mut last_user, m.get("content")),
             "tool" | "function" => out.has_tools = true,
             _ => {}
         }
@@ -171,6 +186,9 @@ pub fn input_from_messages(messages: &serde_json::Value) -> OwnedInput {
     }
     if let Some(c) = last_user {
         content_text(c, &mut out.last_user);
+    }
+    if let Some(c) = previous.filter(|_| out.last_user.len() < CONTEXT_IF_SHORTER) {
+        content_text(c, &mut out.context);
     }
     out
 }
@@ -733,6 +751,14 @@ mod tests {
         assert_eq!(o.last_user, "a\nb");
         assert_eq!(o.turns, 4);
         assert!(!o.has_tools);
+        // A short last turn is read with the user turn before it; a long one alone.
+        assert_eq!(o.context, "first");
+        let long = "x".repeat(CONTEXT_IF_SHORTER);
+        let v2 = serde_json::json!([
+            {"role": "user", "content": "first"},
+            {"role": "user", "content": long}
+        ]);
+        assert_eq!(input_from_messages(&v2).context, "");
         let req = serde_json::json!({"messages": v, "tools": [{"type": "function"}], "response_format": {"type": "json_schema"}});
         let o = input_from_request(&req);
         assert!(o.has_tools && o.json_schema);

@@ -1033,6 +1033,7 @@ mod tests {
             has_tools: false,
             json_schema: false,
             turns: 1,
+            context: "",
         }
     }
 
