@@ -257,6 +257,12 @@ fn init_logging(json: bool, level: &str) -> tracing_appender::non_blocking::Work
     guard
 }
 
+/// Writes command output to stdout. A reader that went away (`| head`)
+/// is not an error worth a panic: the rest of the output is dropped.
+fn say(text: &str) {
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _log_guard = (!matches!(cli.command, Command::Serve { .. })).then(|| init_logging(false, "info"));
@@ -335,7 +341,7 @@ fn main() -> ExitCode {
             };
             match switchyard::commands::eval_classifier(&clf, &file, json) {
                 Ok(report) => {
-                    println!("{report}");
+                    say(&format!("{report}\n"));
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(e),
@@ -348,7 +354,7 @@ fn main() -> ExitCode {
             buckets_log2,
         } => match switchyard::commands::train_classifier(&data, &out, epochs, buckets_log2) {
             Ok(summary) => {
-                println!("{summary}");
+                say(&format!("{summary}\n"));
                 ExitCode::SUCCESS
             }
             Err(e) => fail(e),
@@ -760,22 +766,22 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     match config::load_file(file) {
         Ok(cfg) => {
             for w in &cfg.warnings {
-                println!("warning: {w}");
+                say(&format!("warning: {w}\n"));
             }
-            println!(
-                "{}: OK ({} providers, {} models, {} aliases)",
+            say(&format!(
+                "{}: OK ({} providers, {} models, {} aliases)\n",
                 file.display(),
                 cfg.providers.len(),
                 cfg.models.len(),
                 cfg.aliases.len()
-            );
+            ));
             ExitCode::SUCCESS
         }
         Err(errs) => {
             for e in &errs.0 {
-                println!("error: {e}");
+                say(&format!("error: {e}\n"));
             }
-            println!("{}: {} error(s)", file.display(), errs.0.len());
+            say(&format!("{}: {} error(s)\n", file.display(), errs.0.len()));
             ExitCode::FAILURE
         }
     }
