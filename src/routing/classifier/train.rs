@@ -46,6 +46,11 @@ pub struct TrainOptions {
     pub merge_system_copies: bool,
     /// Abstention threshold stored in the trained model.
     pub threshold: f32,
+    /// Independent SGD runs (seeds `seed`, `seed + 1`, ...) whose weights
+    /// are averaged: one run's out-of-domain accuracy swings with the order
+    /// it happened to see the data in, the average does not (and costs
+    /// nothing at inference: it is still one linear model).
+    pub runs: usize,
 }
 
 impl Default for TrainOptions {
@@ -59,6 +64,7 @@ impl Default for TrainOptions {
             class_balance: true,
             merge_system_copies: true,
             threshold: DEFAULT_THRESHOLD,
+            runs: 5,
         }
     }
 }
@@ -155,10 +161,57 @@ pub fn train(examples: &[LabeledExample], opts: &TrainOptions) -> Classifier {
     }
 
     let rows = 1usize << log2;
+    let runs = opts.runs.max(1);
     let mut w = vec![0.0f32; rows * stride];
     let mut bias = vec![0.0f32; n];
+    for r in 0..runs {
+        let (wr, br) = sgd(
+            &data,
+            opts,
+            opts.seed.wrapping_add(r as u64),
+            rows * stride,
+            stride,
+            n,
+        );
+        for (a, b) in w.iter_mut().zip(&wr) {
+            *a += b / runs as f32;
+        }
+        for (a, b) in bias.iter_mut().zip(&br) {
+            *a += b / runs as f32;
+        }
+    }
+
+    let max_abs = w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let scale = if max_abs > 0.0 { max_abs / 32767.0 } else { 1.0 };
+    let q: Vec<i16> = w
+        .iter()
+        .map(|v| (v / scale).round().clamp(-32767.0, 32767.0) as i16)
+        .collect();
+    let tasks_out = if tasks.is_empty() {
+        DEFAULT_TASKS.iter().map(|s| s.to_string()).collect()
+    } else {
+        tasks
+    };
+    let mut bias_out = bias;
+    bias_out.resize(tasks_out.len(), 0.0);
+    Classifier::from_parts(tasks_out, log2, scale, bias_out, q, opts.threshold)
+        .unwrap_or_else(|_| Classifier::rules_only())
+}
+
+/// One SGD run over `data` (shuffled by `seed`): the float weights
+/// (`size` = rows x `stride`) and the biases of `n` classes.
+fn sgd(
+    data: &[Prepared],
+    opts: &TrainOptions,
+    seed: u64,
+    size: usize,
+    stride: usize,
+    n: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut w = vec![0.0f32; size];
+    let mut bias = vec![0.0f32; n];
     let mut order: Vec<usize> = (0..data.len()).collect();
-    let mut rng = Rng(opts.seed | 1);
+    let mut rng = Rng(seed | 1);
     let total_steps = (opts.epochs * data.len()).max(1) as f32;
     let mut step = 0usize;
     let mut z = vec![0.0f32; n];
@@ -201,22 +254,7 @@ pub fn train(examples: &[LabeledExample], opts: &TrainOptions) -> Classifier {
             }
         }
     }
-
-    let max_abs = w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let scale = if max_abs > 0.0 { max_abs / 32767.0 } else { 1.0 };
-    let q: Vec<i16> = w
-        .iter()
-        .map(|v| (v / scale).round().clamp(-32767.0, 32767.0) as i16)
-        .collect();
-    let tasks_out = if tasks.is_empty() {
-        DEFAULT_TASKS.iter().map(|s| s.to_string()).collect()
-    } else {
-        tasks
-    };
-    let mut bias_out = bias;
-    bias_out.resize(tasks_out.len(), 0.0);
-    Classifier::from_parts(tasks_out, log2, scale, bias_out, q, opts.threshold)
-        .unwrap_or_else(|_| Classifier::rules_only())
+    (w, bias)
 }
 
 #[derive(serde::Deserialize)]
