@@ -101,6 +101,7 @@ pub fn train_classifier(
     out: &Path,
     epochs: Option<usize>,
     buckets_log2: Option<u32>,
+    runs: Option<usize>,
 ) -> Result<String, String> {
     let examples = read_labeled_jsonl(data)?;
     if examples.is_empty() {
@@ -112,6 +113,12 @@ pub fn train_classifier(
     }
     if let Some(b) = buckets_log2 {
         opts.buckets_log2 = b;
+    }
+    if let Some(r) = runs {
+        if r == 0 {
+            return Err("--runs must be at least 1".into());
+        }
+        opts.runs = r;
     }
     let started = std::time::Instant::now();
     let clf = train(&examples, &opts);

@@ -164,6 +164,9 @@ enum Command {
         /// Log2 of the number of hash buckets (8-24).
         #[arg(long)]
         buckets_log2: Option<u32>,
+        /// Independent SGD runs whose weights are averaged (default 5; 1 is fastest).
+        #[arg(long)]
+        runs: Option<usize>,
     },
 }
 
@@ -352,7 +355,8 @@ fn main() -> ExitCode {
             out,
             epochs,
             buckets_log2,
-        } => match switchyard::commands::train_classifier(&data, &out, epochs, buckets_log2) {
+            runs,
+        } => match switchyard::commands::train_classifier(&data, &out, epochs, buckets_log2, runs) {
             Ok(summary) => {
                 say(&format!("{summary}\n"));
                 ExitCode::SUCCESS

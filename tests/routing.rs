@@ -501,7 +501,7 @@ fn custom_tasks_train_and_route() {
     std::fs::write(dir.path().join("mine.jsonl"), lines).expect("write");
     let out = dir.path().join("weights.bin");
     let summary =
-        switchyard::commands::train_classifier(dir.path(), &out, Some(20), Some(12)).expect("train");
+        switchyard::commands::train_classifier(dir.path(), &out, Some(20), Some(12), None).expect("train");
     assert!(summary.contains("legal_review"), "{summary}");
     let cfg = format!(
         r#"
