@@ -445,7 +445,7 @@ fn keys(
         .to_string()
     };
     let out = |s: String| {
-        let _ = std::io::Write::write_all(&mut std::io::stdout(), s.as_bytes());
+        say(&s);
     };
     match action {
         KeysAction::Create {
@@ -563,7 +563,7 @@ fn report(path: PathBuf, by: &str, since: Option<String>, until: Option<String>,
                 r::to_table(group, &rows)
             };
             // A closed pipe (`| head`) is not an error worth a panic.
-            let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+            say(&text);
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
@@ -600,7 +600,7 @@ fn drift_report(path: PathBuf, until: Option<String>, threshold: Option<String>,
             } else {
                 r::drift_table(&rep)
             };
-            let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+            say(&text);
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
@@ -663,7 +663,7 @@ fn audit(
     } else {
         a::render_table(&report)
     };
-    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+    say(&text);
     if report.requests == 0 {
         eprintln!("error: no line of {file} could be audited");
         return ExitCode::FAILURE;
@@ -729,7 +729,7 @@ fn experiment_report(
         });
         report::to_text(&r, header.as_deref())
     };
-    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+    say(&text);
     if r.arms.is_empty() {
         eprintln!("error: the ledger has no requests of experiment {name:?}");
         return ExitCode::FAILURE;

@@ -39,6 +39,31 @@ async fn chat_with(gw: &Gw, key: Option<&str>, model: &str) -> reqwest::Response
     r.send().await.expect("send")
 }
 
+/// Sends `n` chat requests for `model` at once with `key`; their statuses.
+async fn concurrent_statuses(gw: &Gw, key: &str, model: &str, n: usize) -> Vec<u16> {
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let (url, k) = (gw.url("/v1/chat/completions"), key.to_string());
+        let body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+        tasks.push(tokio::spawn(async move {
+            client()
+                .post(url)
+                .bearer_auth(k)
+                .json(&body)
+                .send()
+                .await
+                .expect("send")
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("task"));
+    }
+    out
+}
+
 #[tokio::test]
 async fn key_lifecycle_through_the_admin_api() {
     let fake = start_fake().await;
@@ -200,47 +225,14 @@ async fn limits_hold_under_concurrency() {
     let (_, rpm_key) = create_key(&gw, json!({"name": "rpm10", "rpm": 10})).await;
     let (_, conc_key) = create_key(&gw, json!({"name": "conc2", "max_concurrency": 2})).await;
     // 50 concurrent requests against rpm=10: exactly 10 pass.
-    let mut tasks = Vec::new();
-    for _ in 0..50 {
-        let (url, k) = (gw.url("/v1/chat/completions"), rpm_key.clone());
-        tasks.push(tokio::spawn(async move {
-            client()
-                .post(url)
-                .bearer_auth(k)
-                .json(&json!({"model": "fast", "messages": [{"role": "user", "content": "hi"}]}))
-                .send()
-                .await
-                .expect("send")
-                .status()
-                .as_u16()
-        }));
-    }
     let mut count: HashMap<u16, usize> = HashMap::new();
-    for t in tasks {
-        *count.entry(t.await.expect("task")).or_default() += 1;
+    for s in concurrent_statuses(&gw, &rpm_key, "fast", 50).await {
+        *count.entry(s).or_default() += 1;
     }
     assert_eq!(count.get(&200), Some(&10), "{count:?}");
     assert_eq!(count.get(&429), Some(&40), "{count:?}");
     // 6 concurrent slow requests against max_concurrency=2: 2 run, 4 are refused.
-    let mut tasks = Vec::new();
-    for _ in 0..6 {
-        let (url, k) = (gw.url("/v1/chat/completions"), conc_key.clone());
-        tasks.push(tokio::spawn(async move {
-            client()
-                .post(url)
-                .bearer_auth(k)
-                .json(&json!({"model": "slow-300", "messages": [{"role": "user", "content": "hi"}]}))
-                .send()
-                .await
-                .expect("send")
-                .status()
-                .as_u16()
-        }));
-    }
-    let mut statuses = Vec::new();
-    for t in tasks {
-        statuses.push(t.await.expect("task"));
-    }
+    let mut statuses = concurrent_statuses(&gw, &conc_key, "slow-300", 6).await;
     statuses.sort();
     assert_eq!(statuses, vec![200, 200, 429, 429, 429, 429]);
     // The slots are free again afterwards.

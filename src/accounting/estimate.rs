@@ -113,6 +113,16 @@ impl PromptInfo {
             + self.messages * TOKENS_PER_MESSAGE) as u64
     }
 
+    /// The most this request can use, for a budget reservation: the prompt by
+    /// the byte rule and the output at its `max_tokens`, else `default_output`.
+    pub fn worst_case_usage(&self, default_output: u32) -> Usage {
+        Usage {
+            prompt_tokens: self.approx_prompt_tokens(),
+            completion_tokens: self.max_output.unwrap_or(u64::from(default_output)),
+            ..Default::default()
+        }
+    }
+
     /// Prompt tokens counted with tiktoken (the dropped part at ~4 bytes per token).
     pub fn counted_prompt_tokens(&self) -> u64 {
         (count_tokens_nonblocking(&self.text) as usize

@@ -20,7 +20,6 @@ use crate::accounting::estimate::PromptInfo;
 use crate::accounting::ledger::{ExperimentTag, LedgerEntry, RoutingRecord};
 use crate::accounting::recorder::{Recorder, TokenSink};
 use crate::api::chat::ChatRequest;
-use crate::api::usage::Usage;
 use crate::providers::ChatAnswer;
 use crate::resilience::breaker::State;
 use crate::server::state::Runtime;
@@ -109,13 +108,7 @@ async fn run(
     let reservation = if scopes.is_empty() {
         None
     } else {
-        let worst = Usage {
-            prompt_tokens: prompt.approx_prompt_tokens(),
-            completion_tokens: prompt
-                .max_output
-                .unwrap_or(u64::from(budgets.reserve_output_tokens)),
-            ..Default::default()
-        };
+        let worst = prompt.worst_case_usage(budgets.reserve_output_tokens);
         let estimate = target.price.map_or(0.0, |p| p.cost(&worst));
         match st.budgets.reserve(budgets, scopes, estimate) {
             Ok(r) => Some(Arc::new(r)),

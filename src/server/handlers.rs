@@ -21,7 +21,6 @@ use crate::accounting::budget::{OnExceed, Scope};
 use crate::accounting::estimate::PromptInfo;
 use crate::accounting::ledger::{LedgerEntry, RoutingRecord};
 use crate::api::chat::{ChatRequest, EmbeddingsRequest, StreamOptions};
-use crate::api::usage::Usage;
 use crate::api::ApiError;
 use crate::auth::KeyUse;
 use crate::gateway::attempt::{self, Accounting, ChatCall, EmbeddingsCall, Served};
@@ -729,13 +728,7 @@ pub(super) fn admit(
         acct.prompt = Some(Arc::new(prompt));
         return Ok(acct);
     }
-    let worst = Usage {
-        prompt_tokens: prompt.approx_prompt_tokens(),
-        completion_tokens: prompt
-            .max_output
-            .unwrap_or(u64::from(budgets.reserve_output_tokens)),
-        ..Default::default()
-    };
+    let worst = prompt.worst_case_usage(budgets.reserve_output_tokens);
     let estimate = |ts: &[Target]| {
         ts.iter()
             .filter_map(|t| t.price.map(|p| p.cost(&worst)))
