@@ -1,7 +1,7 @@
 //! A fast fake OpenAI upstream for benchmarks: answers instantly with a
 //! ~1.3 KB chat completion, or a short SSE stream when `"stream":true`.
 //!
-//! Usage: bench_upstream [ADDR] [--status CODE]
+//! Usage: bench_upstream [ADDR] [--status CODE] [--chunks N]
 //! (default 127.0.0.1:0; prints the bound address). With `--status 503` every
 //! request fails with that status and an OpenAI error body: a broken deployment.
 
@@ -22,7 +22,8 @@ fn completion_body() -> Bytes {
     Bytes::from(body)
 }
 
-fn stream_body() -> Bytes {
+/// `chunks` content chunks (default 5), then the finish chunk, usage and `[DONE]`.
+fn stream_body(chunks: usize) -> Bytes {
     let mut s = String::new();
     let chunk = |delta: &str, finish: &str| {
         format!(
@@ -30,7 +31,9 @@ fn stream_body() -> Bytes {
         )
     };
     s.push_str(&chunk(r#"{"role":"assistant","content":""}"#, "null"));
-    for w in ["Hello", " from", " the", " bench", " upstream."] {
+    let words = ["Hello", " from", " the", " bench", " upstream."];
+    for i in 0..chunks {
+        let w = words[i % words.len()];
         s.push_str(&chunk(&format!(r#"{{"content":"{w}"}}"#), "null"));
     }
     s.push_str(&chunk("{}", "\"stop\""));
@@ -51,7 +54,13 @@ async fn main() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("{}", listener.local_addr()?);
     let completion = completion_body();
-    let stream = stream_body();
+    let chunks = args
+        .iter()
+        .position(|a| a == "--chunks")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(5);
+    let stream = stream_body(chunks);
     loop {
         let (sock, _) = listener.accept().await?;
         sock.set_nodelay(true)?;
