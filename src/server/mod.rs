@@ -8,6 +8,8 @@ pub mod admin;
 pub mod experiments;
 pub mod handlers;
 pub mod messages;
+pub mod response_store;
+pub mod responses;
 pub mod state;
 
 use std::future::Future;
@@ -51,6 +53,14 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/messages", post(messages::messages))
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/responses", post(responses::create))
+        .route("/responses", post(responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::retrieve).delete(responses::delete),
+        )
+        .route("/v1/completions", post(responses::completions))
+        .route("/completions", post(responses::completions))
         .route("/v1/feedback", post(experiments::feedback))
         .route("/embeddings", post(embeddings))
         .route("/v1/models", get(list_models))
