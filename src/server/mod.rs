@@ -194,8 +194,11 @@ pub async fn start_with_clock(
     spawn_ramps(&state);
     let router = app(state.clone());
     let token = stop.clone();
+    let responses = state.responses.clone();
     let task = tokio::spawn(async move {
         serve_loop(listener, router, token.cancelled_owned(), grace, max_header).await;
+        // Stored /v1/responses answers still queued are written before exit.
+        responses.flush().await;
         // Every handle to the ledger is gone once connections are: drain it.
         writer.finish().await;
     });

@@ -9,8 +9,9 @@
 //! cannot read or continue it.
 //!
 //! Writes never hold up a request: the response is kept in memory until its
-//! row is written by a background task, and reads look there first, so a
-//! follow-up sent right after an answer finds it.
+//! row is written by a background task (one queue, so writes and deletes
+//! apply in order), and reads look there first, so a follow-up sent right
+//! after an answer finds it. Shutdown waits for the queue to drain.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{ConnectOptions, Row};
+use tokio::sync::{mpsc, oneshot};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS responses (
@@ -60,6 +62,14 @@ pub struct ResponseStore {
     pool: tokio::sync::OnceCell<Option<SqlitePool>>,
     /// Responses whose row is not written yet.
     pending: Mutex<HashMap<String, Arc<Stored>>>,
+    /// The writer task's queue: writes and deletes are applied in order.
+    ops: std::sync::OnceLock<mpsc::UnboundedSender<Op>>,
+}
+
+enum Op {
+    Put(String, Arc<Stored>, i64),
+    Delete(String, oneshot::Sender<Result<(), String>>),
+    Flush(oneshot::Sender<()>),
 }
 
 impl ResponseStore {
@@ -68,6 +78,7 @@ impl ResponseStore {
             path,
             pool: tokio::sync::OnceCell::new(),
             pending: Mutex::new(HashMap::new()),
+            ops: std::sync::OnceLock::new(),
         }
     }
 
@@ -105,17 +116,56 @@ impl ResponseStore {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps a response for `ttl` (returns at once; the row is written in the background).
+    /// The writer task's queue (started on first use, from a request).
+    fn queue(self: &Arc<Self>) -> &mpsc::UnboundedSender<Op> {
+        self.ops.get_or_init(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<Op>();
+            // The task holds the store weakly: it ends when the store is gone.
+            let weak = Arc::downgrade(self);
+            tokio::spawn(async move {
+                while let Some(op) = rx.recv().await {
+                    let Some(this) = weak.upgrade() else { break };
+                    match op {
+                        Op::Put(id, stored, now_ms) => {
+                            if let Err(e) = this.write(&id, &stored, now_ms).await {
+                                tracing::warn!(response_id = %id, "response store: row not written: {e}");
+                            }
+                            let mut p = this.pending();
+                            if p.get(&id).is_some_and(|s| Arc::ptr_eq(s, &stored)) {
+                                p.remove(&id);
+                            }
+                        }
+                        Op::Delete(id, done) => {
+                            let _ = done.send(this.remove(&id).await);
+                        }
+                        Op::Flush(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            });
+            tx
+        })
+    }
+
+    /// Keeps a response (returns at once; the row is written in the background).
     pub fn put(self: &Arc<Self>, id: String, stored: Stored, now_ms: i64) {
         let stored = Arc::new(stored);
         self.pending().insert(id.clone(), stored.clone());
-        let this = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = this.write(&id, &stored, now_ms).await {
-                tracing::warn!(response_id = %id, "response store: row not written: {e}");
-            }
-            this.pending().remove(&id);
-        });
+        if self.queue().send(Op::Put(id.clone(), stored, now_ms)).is_err() {
+            self.pending().remove(&id);
+        }
+    }
+
+    /// Waits until every response kept so far is written (at shutdown).
+    pub async fn flush(self: &Arc<Self>) {
+        if self.ops.get().is_none() {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.queue().send(Op::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
     }
 
     async fn write(&self, id: &str, s: &Stored, now_ms: i64) -> Result<(), String> {
@@ -137,6 +187,16 @@ impl ResponseStore {
         .map_err(|e| e.to_string())?;
         sqlx::query("DELETE FROM responses WHERE expires_ms <= ?")
             .bind(now_ms)
+            .execute(pool)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), String> {
+        let pool = self.pool().await.ok_or("store unavailable")?;
+        sqlx::query("DELETE FROM responses WHERE id = ?")
+            .bind(id)
             .execute(pool)
             .await
             .map_err(|e| e.to_string())?;
@@ -173,17 +233,22 @@ impl ResponseStore {
     }
 
     /// Deletes a stored response; whether one was there for this key.
-    pub async fn delete(&self, id: &str, key_name: Option<&str>, now_ms: i64) -> Result<bool, String> {
+    pub async fn delete(
+        self: &Arc<Self>,
+        id: &str,
+        key_name: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool, String> {
         if self.get(id, key_name, now_ms).await?.is_none() {
             return Ok(false);
         }
         self.pending().remove(id);
-        let pool = self.pool().await.ok_or("store unavailable")?;
-        sqlx::query("DELETE FROM responses WHERE id = ?")
-            .bind(id)
-            .execute(pool)
-            .await
-            .map_err(|e| e.to_string())?;
+        // Through the writer's queue, so a write still queued for it cannot bring it back.
+        let (tx, rx) = oneshot::channel();
+        self.queue()
+            .send(Op::Delete(id.to_string(), tx))
+            .map_err(|_| "store closed".to_string())?;
+        rx.await.map_err(|_| "store closed".to_string())??;
         Ok(true)
     }
 }
