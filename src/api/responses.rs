@@ -18,6 +18,7 @@ use super::chat::{parse_json, ChatMessage, ChatRequest};
 use super::error::ApiError;
 use super::usage::Usage;
 use crate::gateway::sse::SseEvent;
+use crate::providers::anthropic::{decode_tool_id, encode_tool_id};
 
 /// Tool types OpenAI runs on its side. They can only be served by an
 /// upstream that speaks the Responses API itself.
@@ -554,7 +555,13 @@ fn items_to_messages(
                         _ => "{}".to_string(),
                     }
                 };
-                let call = json!({"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}});
+                // Gemini's thought signature rides in the call id (see `encode_tool_id`).
+                let (id, sig) = decode_tool_id(call_id);
+                let mut call =
+                    json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}});
+                if let Some(sig) = sig {
+                    call["extra_content"] = json!({"google": {"thought_signature": sig}});
+                }
                 match out.last_mut() {
                     Some(m) if m.role == "assistant" => {
                         let calls = m.extra.entry("tool_calls").or_insert_with(|| json!([]));
@@ -581,7 +588,8 @@ fn items_to_messages(
                 })?;
                 let output = parts_text(it.get("output").unwrap_or(&Value::Null));
                 let mut m = message("tool", Some(Value::String(output)));
-                m.extra.insert("tool_call_id".into(), call_id.into());
+                m.extra
+                    .insert("tool_call_id".into(), decode_tool_id(call_id).0.into());
                 out.push(m);
             }
             // Reasoning is the model's own; a chat upstream cannot take it back.
@@ -776,7 +784,7 @@ impl Translation {
             let call_id = c
                 .get("id")
                 .and_then(Value::as_str)
-                .map_or_else(|| new_id("call"), str::to_string);
+                .map_or_else(|| new_id("call"), |id| encode_tool_id(id, c.get("extra_content")));
             output.push(call_item(
                 &new_id("fc"),
                 &call_id,
@@ -1139,10 +1147,10 @@ impl ChunkToResponses {
                             .and_then(Value::as_str)
                             .unwrap_or_default()
                             .to_string();
-                        let call_id = tc
-                            .get("id")
-                            .and_then(Value::as_str)
-                            .map_or_else(|| new_id("call"), str::to_string);
+                        let call_id = tc.get("id").and_then(Value::as_str).map_or_else(
+                            || new_id("call"),
+                            |id| encode_tool_id(id, tc.get("extra_content")),
+                        );
                         let custom = self.t.custom.contains(&name);
                         let i = self.open_item(
                             Kind::Call {
@@ -1448,6 +1456,30 @@ mod tests {
         assert!(t.custom.contains("apply_patch"));
         assert_eq!(fin["output"][0]["type"], "custom_tool_call");
         assert_eq!(fin["output"][0]["input"], "x");
+    }
+
+    #[test]
+    fn gemini_thought_signatures_survive_a_round_trip() {
+        let r = parse(json!({"model": "m", "input": "x"}));
+        let (_, t) = r.to_chat(&[], false).expect("chat");
+        let body = json!({"choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant",
+            "content": null, "tool_calls": [{"id": "call_g", "type": "function", "extra_content":
+            {"google": {"thought_signature": "c2ln"}}, "function": {"name": "f", "arguments": "{}"}}]}}]});
+        let out = t
+            .chat_body_to_response(body.to_string().as_bytes(), &Shell::new("m", Map::new()), None)
+            .expect("resp");
+        let call = out["output"][0].clone();
+        assert_ne!(call["call_id"], "call_g", "the signature rides in the id");
+        let next = parse(json!({"model": "m", "input": [
+            {"role": "user", "content": "x"}, call.clone(),
+            {"type": "function_call_output", "call_id": call["call_id"], "output": "ok"}]}));
+        let (c, _) = next.to_chat(&[], false).expect("chat");
+        assert_eq!(c.messages[1].extra["tool_calls"][0]["id"], "call_g");
+        assert_eq!(
+            c.messages[1].extra["tool_calls"][0]["extra_content"]["google"]["thought_signature"],
+            "c2ln"
+        );
+        assert_eq!(c.messages[2].extra["tool_call_id"], "call_g");
     }
 
     #[test]
