@@ -67,7 +67,13 @@ async fn fake_responses(State(seen): State<Seen>, body: Bytes) -> Response {
         .push(("/v1/responses".into(), v.clone()));
     let model = v["model"].as_str().unwrap_or_default().to_string();
     if v["stream"] == json!(true) {
-        let mut r = Response::new(Body::from(native_stream(&model)));
+        let mut events = native_stream(&model);
+        if model == "cut" {
+            // Ends cleanly before `response.completed`.
+            let at = events.find("event: response.completed").expect("terminal event");
+            events.truncate(at);
+        }
+        let mut r = Response::new(Body::from(events));
         r.headers_mut()
             .insert("content-type", "text/event-stream".parse().expect("hv"));
         return r;
@@ -124,6 +130,10 @@ api_key = "sk-ant-secret"
 provider = "oai"
 model = "gpt-up"
 price = {{ input = 1.0, output = 4.0, cached_input = 0.1 }}
+
+[models.native-cut]
+provider = "oai"
+model = "cut"
 
 [models.sonnet]
 provider = "claude"
@@ -603,4 +613,38 @@ async fn bad_responses_requests_are_openai_errors() {
     let r = send(&gw, "/v1/responses", json!({"model": "nope", "input": "x"}), None).await;
     assert_eq!(r.status(), 404);
     assert!(gw.stop_and_rows().await.is_empty());
+}
+
+#[tokio::test]
+async fn native_stream_cut_before_its_end_is_recorded_as_failed() {
+    let fake = start_fake().await;
+    let (native, _seen) = start_native().await;
+    let mut gw = start_gateway(&config(fake.addr, native, "")).await;
+    let r = send(
+        &gw,
+        "/v1/responses",
+        json!({"model": "native-cut", "input": "hi", "stream": true}),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.expect("body");
+    assert!(text.contains("response.output_text.delta"));
+    assert!(!text.contains("event: response.completed"));
+    assert!(
+        text.ends_with("\n\n") && text.contains("event: error\n"),
+        "the client learns it is cut: {text}"
+    );
+    let rows = gw.stop_and_rows().await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, 502);
+    assert!(
+        rows[0]
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("before response.completed"),
+        "{:?}",
+        rows[0]
+    );
 }

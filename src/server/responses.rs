@@ -277,6 +277,7 @@ async fn create_inner(
                     provider.settings.idle_timeout,
                     provider.name.clone(),
                     ctx.rt.secrets[target.provider].clone(),
+                    ctx.rt.health[target.provider].clone(),
                     keep,
                 ))
             } else {
@@ -401,8 +402,17 @@ fn native_events(
     idle: Duration,
     provider: Arc<str>,
     secret: Option<Arc<str>>,
+    health: Arc<crate::resilience::health::Health>,
     keep: Option<Keep>,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+    // A failure after the stream was committed still counts against the deployment.
+    let failed = move || {
+        health.record(
+            crate::resilience::breaker::Permit::Normal,
+            crate::resilience::breaker::Outcome::Failure,
+            None,
+        )
+    };
     struct St {
         upstream: ByteStream,
         splitter: SseSplitter,
@@ -428,6 +438,7 @@ fn native_events(
     stream::unfold(st, move |mut st| {
         let provider = provider.clone();
         let secret = secret.clone();
+        let failed = failed.clone();
         async move {
             loop {
                 if let Some(b) = st.queue.pop_front() {
@@ -443,6 +454,7 @@ fn native_events(
                         if let Some(r) = st.recorder.take() {
                             r.finish(504, Some(m));
                         }
+                        failed();
                         st.done = true;
                     }
                     Ok(Some(Ok(bytes))) => {
@@ -482,13 +494,18 @@ fn native_events(
                         if let Some(r) = st.recorder.take() {
                             r.finish(api.status.as_u16(), Some(api.message));
                         }
+                        failed();
                         st.done = true;
                     }
                     Ok(None) => {
                         if let Some(r) = st.recorder.take() {
                             match st.status {
                                 Some(s) => r.finish(s, (s != 200).then(|| "upstream response failed".into())),
-                                None => r.finish(502, Some("stream ended before response.completed".into())),
+                                None => {
+                                    let m = "upstream stream ended before response.completed";
+                                    st.queue.push_back(error_frame(m));
+                                    r.finish(502, Some(m.into()));
+                                }
                             }
                         }
                         st.done = true;
