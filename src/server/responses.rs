@@ -194,9 +194,11 @@ async fn create_inner(
     let mut native = req.body.clone();
     let mut context = history.clone().unwrap_or_default();
     context.extend(req.input.iter().cloned());
-    if history.is_some() {
+    if let Some(h) = &history {
         native.remove("previous_response_id");
-        native.insert("input".into(), Value::Array(context.clone()));
+        let mut items: Vec<Value> = h.iter().filter_map(native_history_item).collect();
+        items.extend(req.input.iter().cloned());
+        native.insert("input".into(), Value::Array(items));
     }
     let requested = req.model.clone();
     let entry = |t: &Target, attempt: u32| p.entry(ctx, "responses", &requested, t, stream, attempt);
@@ -298,6 +300,23 @@ async fn create_inner(
             ))
         }
     }
+}
+
+/// A stored conversation item as input for a native upstream: item ids are
+/// left out (they may be this gateway's, unknown upstream), and reasoning
+/// items are kept only with their `encrypted_content` (which OpenAI needs).
+fn native_history_item(it: &Value) -> Option<Value> {
+    if it.get("type").and_then(Value::as_str) == Some("reasoning") {
+        return it
+            .get("encrypted_content")
+            .is_some_and(Value::is_string)
+            .then(|| it.clone());
+    }
+    let mut it = it.clone();
+    if let Some(o) = it.as_object_mut() {
+        o.remove("id");
+    }
+    Some(it)
 }
 
 /// Chat SSE (from the relay) -> the Responses event stream.
