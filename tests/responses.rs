@@ -66,6 +66,12 @@ async fn fake_responses(State(seen): State<Seen>, body: Bytes) -> Response {
         .expect("lock")
         .push(("/v1/responses".into(), v.clone()));
     let model = v["model"].as_str().unwrap_or_default().to_string();
+    if model == "down" {
+        let mut r =
+            axum::Json(json!({"error": {"message": "overloaded", "type": "server_error"}})).into_response();
+        *r.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+        return r;
+    }
     if v["stream"] == json!(true) {
         let mut events = native_stream(&model);
         if model == "cut" {
@@ -134,6 +140,11 @@ price = {{ input = 1.0, output = 4.0, cached_input = 0.1 }}
 [models.native-cut]
 provider = "oai"
 model = "cut"
+
+[models.native-down]
+provider = "oai"
+model = "down"
+fallbacks = ["fast"]
 
 [models.sonnet]
 provider = "claude"
@@ -652,4 +663,44 @@ async fn native_stream_cut_before_its_end_is_recorded_as_failed() {
         "{:?}",
         rows[0]
     );
+}
+
+#[tokio::test]
+async fn a_chain_mixes_native_and_translated_deployments() {
+    let fake = start_fake().await;
+    let (native, seen) = start_native().await;
+    let cfg = config(fake.addr, native, "").replace(
+        "max_attempts = 1",
+        "max_attempts = 3\nbackoff_base_ms = 1\nbackoff_max_ms = 2\nretries_per_target = 0",
+    );
+    let mut gw = start_gateway(&cfg).await;
+    for stream in [false, true] {
+        let r = send(
+            &gw,
+            "/v1/responses",
+            json!({"model": "native-down", "input": "hi", "stream": stream}),
+            None,
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-switchyard-provider"], "fake");
+        assert_eq!(r.headers()["x-switchyard-attempts"], "2");
+        let text = r.text().await.expect("body");
+        if stream {
+            assert!(text.contains("event: response.completed"), "{text}");
+            assert!(text.contains(ANSWER) || text.contains("response.output_text.delta"));
+        } else {
+            let v: Value = serde_json::from_str(&text).expect("json");
+            assert_eq!(v["object"], "response", "translated back from chat: {v}");
+            assert_eq!(v["output"][0]["content"][0]["text"], ANSWER);
+        }
+    }
+    assert_eq!(
+        seen.lock().expect("lock").len(),
+        2,
+        "the native deployment was tried first"
+    );
+    let rows = gw.stop_and_rows().await;
+    let got: Vec<(&str, i64)> = rows.iter().map(|r| (r.provider.as_str(), r.status)).collect();
+    assert_eq!(got, [("oai", 502), ("fake", 200), ("oai", 502), ("fake", 200)]);
 }
