@@ -69,7 +69,7 @@ enabled = false
   };
   const r = await run(
     CODEX,
-    ['exec', '--skip-git-repo-check', '--disable', 'multi_agent', '--json', 'Say hello to the gateway.'],
+    ['exec', '--skip-git-repo-check', '--json', 'Say hello to the gateway.'],
     { cwd: work, env },
   );
   const events = r.out
