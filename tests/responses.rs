@@ -181,7 +181,7 @@ async fn native_upstream_gets_the_request_as_sent_and_the_ledger_its_usage() {
         "model": "native", "input": [{"role": "user", "content": "hi"}],
         "tools": [{"type": "web_search"}, {"type": "function", "name": "f", "parameters": {"type": "object"}}],
         "include": ["reasoning.encrypted_content"], "store": false, "reasoning": {"effort": "high"},
-        "prompt_cache_key": "pk", "future_field": {"kept": true}
+        "prompt_cache_key": "pk", "future_field": {"kept": true}, "max_output_tokens": 77
     });
     let r = send(&gw, "/v1/responses", body.clone(), None).await;
     assert_eq!(r.status(), 200);

@@ -56,6 +56,15 @@ impl Call for ResponsesCall<'_> {
         if self.went_native {
             let mut body = self.native.clone();
             body.insert("model".into(), Value::String(target.upstream.to_string()));
+            // The output cap the chat request carries (from `max_output_tokens`, or
+            // lowered by admission) applies here too.
+            let cap = ["max_completion_tokens", "max_tokens"]
+                .iter()
+                .filter_map(|k| self.chat.extra.get(*k).and_then(Value::as_u64))
+                .min();
+            if let Some(n) = cap {
+                body.insert("max_output_tokens".into(), n.into());
+            }
             // Serialising a Map cannot fail.
             let bytes = serde_json::to_vec(&body).unwrap_or_default();
             Box::pin(provider.responses(bytes, self.stream))
