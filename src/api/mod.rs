@@ -2,8 +2,10 @@
 
 pub mod base64;
 pub mod chat;
+pub mod completions;
 pub mod error;
 pub mod models;
+pub mod responses;
 pub mod usage;
 
 pub use error::ApiError;

@@ -256,6 +256,9 @@ pub struct RawLedger {
     pub path: Option<PathBuf>,
     pub batch_size: Option<usize>,
     pub flush_interval_ms: Option<u64>,
+    /// How long `/v1/responses` answers are kept for `previous_response_id`, in
+    /// seconds (default 2592000 = 30 days; 0 turns storage off).
+    pub responses_ttl_secs: Option<u64>,
 }
 
 /// Provider types known to this build.
@@ -332,6 +335,10 @@ pub struct RawProvider {
     pub anthropic_version: Option<String>,
     /// `max_tokens` sent when the client gives none (Anthropic requires it; default 4096).
     pub default_max_tokens: Option<u32>,
+    // openai only
+    /// The upstream speaks OpenAI's Responses API (`POST /responses`): `/v1/responses`
+    /// requests are forwarded as they are (default: true for OpenAI's own URL).
+    pub responses_api: Option<bool>,
     // simulated only
     pub latency_ms: Option<u64>,
     pub tokens_per_second: Option<f64>,
@@ -472,6 +479,8 @@ pub struct LedgerSettings {
     pub batch_size: usize,
     /// How long the writer waits to fill a batch before writing it.
     pub flush_interval: Duration,
+    /// How long stored `/v1/responses` answers live; `None`: storage off.
+    pub responses_ttl: Option<Duration>,
 }
 
 /// Index of a provider in `Config::providers`.
@@ -501,6 +510,8 @@ pub struct ProviderSettings {
     pub anthropic_version: String,
     /// Anthropic default `max_tokens`.
     pub default_max_tokens: u32,
+    /// OpenAI: `/v1/responses` is forwarded as is to the upstream's `/responses`.
+    pub responses_api: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -807,6 +818,9 @@ pub fn validate(
         path: raw.ledger.path,
         batch_size: batch_size.max(1),
         flush_interval: Duration::from_millis(raw.ledger.flush_interval_ms.unwrap_or(100)),
+        responses_ttl: Some(raw.ledger.responses_ttl_secs.unwrap_or(30 * 24 * 3600))
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs),
     };
 
     let mut providers = Vec::with_capacity(raw.providers.len());
@@ -913,6 +927,12 @@ pub fn validate(
                 errors.push(err(at(k), format!("only used by type \"{}\"", only.as_str())));
             }
         }
+        if p.responses_api.is_some() && kind != ProviderKind::Openai {
+            errors.push(err(at("responses_api"), "only used by type \"openai\""));
+        }
+        let responses_api = kind == ProviderKind::Openai
+            && p.responses_api
+                .unwrap_or_else(|| Some(base_url.as_str()) == ProviderKind::Openai.default_base_url());
         if p.default_max_tokens == Some(0) {
             errors.push(err(at("default_max_tokens"), "must be at least 1"));
         }
@@ -991,6 +1011,7 @@ pub fn validate(
                 .anthropic_version
                 .unwrap_or_else(|| crate::providers::anthropic::API_VERSION.into()),
             default_max_tokens: p.default_max_tokens.unwrap_or(4096).max(1),
+            responses_api,
         });
     }
 

@@ -27,7 +27,7 @@ use crate::resilience::breaker::{Outcome, Permit};
 use crate::resilience::health::Health;
 use crate::server::state::{AppState, Runtime, Target};
 
-type BoxFut<'a> = Pin<Box<dyn Future<Output = Result<ChatAnswer, ProviderError>> + Send + 'a>>;
+pub type BoxFut<'a> = Pin<Box<dyn Future<Output = Result<ChatAnswer, ProviderError>> + Send + 'a>>;
 
 /// One kind of upstream call (chat, embeddings), re-aimed at each target.
 pub trait Call: Send {

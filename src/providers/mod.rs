@@ -103,6 +103,24 @@ impl Provider {
         }
     }
 
+    /// Whether `/v1/responses` requests go to this upstream as they are
+    /// (an OpenAI provider with `responses_api`).
+    pub fn speaks_responses(&self) -> bool {
+        self.settings.responses_api && matches!(self.backend, Backend::OpenAi(_))
+    }
+
+    /// Forwards a Responses API body (`model` already the upstream id) to an
+    /// upstream that [`speaks_responses`](Self::speaks_responses).
+    pub async fn responses(&self, body: Vec<u8>, stream: bool) -> Result<ChatAnswer, ProviderError> {
+        match &self.backend {
+            Backend::OpenAi(b) => b.responses(body, stream).await,
+            _ => Err(ProviderError::new(
+                ProviderErrorKind::Malformed,
+                "this provider does not speak the Responses API",
+            )),
+        }
+    }
+
     /// A cheap active health check.
     pub async fn probe(&self) -> Result<(), ProviderError> {
         match &self.backend {

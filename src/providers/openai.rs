@@ -22,6 +22,7 @@ pub struct OpenAiBackend {
     client: reqwest::Client,
     chat_url: reqwest::Url,
     embeddings_url: reqwest::Url,
+    responses_url: reqwest::Url,
     models_url: reqwest::Url,
     probe_timeout: Duration,
     headers: HeaderMap,
@@ -50,6 +51,7 @@ impl OpenAiBackend {
             client,
             chat_url: url("/chat/completions")?,
             embeddings_url: url("/embeddings")?,
+            responses_url: url("/responses")?,
             models_url: url("/models")?,
             probe_timeout: s.first_byte_timeout,
             headers,
@@ -91,6 +93,23 @@ impl OpenAiBackend {
             let body = resp.bytes().await.map_err(map_reqwest_error)?;
             check_json_object(&body)?;
             let usage = usage_from_openai_json(&body);
+            Ok(ChatAnswer::Complete { body, usage })
+        }
+    }
+
+    /// Forwards a Responses API body (model already the upstream id) to
+    /// `POST /responses`; the answer is in the Responses format.
+    pub async fn responses(&self, body: Vec<u8>, stream: bool) -> Result<ChatAnswer, ProviderError> {
+        let resp = self.post(&self.responses_url, body).await?;
+        if stream {
+            let stream = resp.bytes_stream().map(|r| r.map_err(map_reqwest_error));
+            Ok(ChatAnswer::Stream(Box::pin(stream)))
+        } else {
+            let body = resp.bytes().await.map_err(map_reqwest_error)?;
+            check_json_object(&body)?;
+            let usage = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("usage").and_then(crate::api::responses::usage_from_json));
             Ok(ChatAnswer::Complete { body, usage })
         }
     }

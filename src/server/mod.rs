@@ -8,6 +8,8 @@ pub mod admin;
 pub mod experiments;
 pub mod handlers;
 pub mod messages;
+pub mod response_store;
+pub mod responses;
 pub mod state;
 
 use std::future::Future;
@@ -51,6 +53,14 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/messages", post(messages::messages))
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/responses", post(responses::create))
+        .route("/responses", post(responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::retrieve).delete(responses::delete),
+        )
+        .route("/v1/completions", post(responses::completions))
+        .route("/completions", post(responses::completions))
         .route("/v1/feedback", post(experiments::feedback))
         .route("/embeddings", post(embeddings))
         .route("/v1/models", get(list_models))
@@ -184,8 +194,11 @@ pub async fn start_with_clock(
     spawn_ramps(&state);
     let router = app(state.clone());
     let token = stop.clone();
+    let responses = state.responses.clone();
     let task = tokio::spawn(async move {
         serve_loop(listener, router, token.cancelled_owned(), grace, max_header).await;
+        // Stored /v1/responses answers still queued are written before exit.
+        responses.flush().await;
         // Every handle to the ledger is gone once connections are: drain it.
         writer.finish().await;
     });

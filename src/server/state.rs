@@ -87,6 +87,8 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Experiment state that outlives reloads (ramp positions, shadow limits).
     pub experiments: Arc<crate::experiments::Experiments>,
+    /// Stored `/v1/responses` answers (in the ledger database).
+    pub responses: Arc<super::response_store::ResponseStore>,
 }
 
 impl AppState {
@@ -113,6 +115,7 @@ impl AppState {
             sessions: Sessions::new(idle),
             budgets,
             reload_lock: tokio::sync::Mutex::new(()),
+            responses: Arc::new(super::response_store::ResponseStore::new(ledger_path.clone())),
             ledger_path,
             keys,
             metrics,
