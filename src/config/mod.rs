@@ -594,19 +594,106 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
 }
 
 /// Parses TOML text into the raw schema, naming the key path of a type error.
+/// Every unknown key is reported at once (each with its path), not only the
+/// first; a syntax or type error still stops the parse.
 pub fn parse_toml(text: &str) -> Result<RawConfig, ConfigErrors> {
     let de = toml::Deserializer::new(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
+    let first = match serde_path_to_error::deserialize::<_, RawConfig>(de) {
+        Ok(raw) => return Ok(raw),
+        Err(e) => e,
+    };
+    let path_of = |p: &serde_path_to_error::Path| {
+        let s = p.to_string();
+        if s == "." {
+            String::new()
+        } else {
+            s
+        }
+    };
+    let located = |inner: &toml::de::Error| {
         let mut msg = inner.message().to_string();
         if let Some(span) = inner.span() {
             let (line, col) = line_col(text, span.start);
             msg = format!("{msg} (line {line}, column {col})");
         }
-        let path = if path == "." { String::new() } else { path };
-        ConfigErrors(vec![err(path, msg)])
-    })
+        msg
+    };
+    let first_path = path_of(first.path());
+    let first_unknown = unknown_field(first.inner().message());
+    let first_msg = located(first.inner());
+    let Some(first_field) = first_unknown else {
+        return Err(ConfigErrors(vec![err(first_path, first_msg)]));
+    };
+    // Unknown keys: drop each one from the document and parse again, so the
+    // next one (or the next real error) shows up too.
+    let mut errors = vec![err(first_path.clone(), first_msg)];
+    let Ok(mut doc) = text.parse::<toml::Table>() else {
+        return Err(ConfigErrors(errors));
+    };
+    let segments = |p: &serde_path_to_error::Path| -> Vec<String> {
+        p.iter()
+            .filter_map(|s| match s {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut pending = Some((segments(first.path()), first_field));
+    for _ in 0..200 {
+        let Some((at, field)) = pending.take() else { break };
+        if !remove_key(&mut doc, &at, &field) {
+            break;
+        }
+        match serde_path_to_error::deserialize::<_, RawConfig>(toml::Value::Table(doc.clone())) {
+            Ok(_) => break,
+            Err(e) => {
+                let path = path_of(e.path());
+                let msg = e.inner().to_string();
+                match unknown_field(&msg) {
+                    Some(f) => {
+                        pending = Some((segments(e.path()), f));
+                        errors.push(err(path, msg));
+                    }
+                    None => {
+                        errors.push(err(path, msg));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Err(ConfigErrors(errors))
+}
+
+/// A log level, or `tracing` directives (`target=level`, comma-separated)
+/// whose levels are all known.
+fn valid_log_level(l: &str) -> bool {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let known = |v: &str| LEVELS.contains(&v.trim().to_ascii_lowercase().as_str());
+    !l.trim().is_empty()
+        && l.split(',').all(|d| match d.rsplit_once('=') {
+            Some((target, level)) => !target.trim().is_empty() && known(level),
+            None => known(d),
+        })
+}
+
+/// The field name of serde's "unknown field `x`, expected ..." message.
+fn unknown_field(msg: &str) -> Option<String> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+/// Removes `field` from the table at `path` inside `doc`.
+fn remove_key(doc: &mut toml::Table, path: &[String], field: &str) -> bool {
+    let mut cur = doc;
+    for seg in path {
+        match cur.get_mut(seg) {
+            Some(toml::Value::Table(t)) => cur = t,
+            _ => return false,
+        }
+    }
+    cur.remove(field).is_some()
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -744,7 +831,12 @@ pub fn validate(
     let mut warnings = Vec::new();
 
     let listen = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-    let listen = match listen.parse::<SocketAddr>() {
+    // `localhost:4000` means the IPv4 loopback (no resolver lookup at start).
+    let listen_addr = match listen.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => listen.to_string(),
+    };
+    let listen = match listen_addr.parse::<SocketAddr>() {
         Ok(a) => a,
         Err(_) => {
             errors.push(err(
@@ -795,7 +887,20 @@ pub fn validate(
                 false
             }
         },
-        level: raw.log.level.clone().unwrap_or_else(|| "info".into()),
+        level: match raw.log.level.as_deref() {
+            None => "info".into(),
+            Some(l) if valid_log_level(l) => l.to_string(),
+            Some(l) => {
+                errors.push(err(
+                    "log.level",
+                    format!(
+                        "{l:?}: expected one of \"error\", \"warn\", \"info\", \"debug\", \"trace\", \"off\" \
+                         (or directives such as \"switchyard=debug,info\")"
+                    ),
+                ));
+                "info".into()
+            }
+        },
         access: raw.log.access.unwrap_or(true),
     };
 
@@ -809,6 +914,10 @@ pub fn validate(
         flush_interval: Duration::from_millis(raw.ledger.flush_interval_ms.unwrap_or(100)),
     };
 
+    // Names as written, so that an entry dropped for its own error does not
+    // cascade into "unknown ..." errors wherever it is referenced.
+    let raw_provider_names: Vec<String> = raw.providers.keys().cloned().collect();
+    let raw_model_names: Vec<String> = raw.models.keys().cloned().collect();
     let mut providers = Vec::with_capacity(raw.providers.len());
     for (name, p) in raw.providers {
         let at = |k: &str| format!("providers.{name}.{k}");
@@ -1018,7 +1127,9 @@ pub fn validate(
                     weight: 1,
                 }),
                 None => {
-                    errors.push(err(at("provider"), format!("unknown provider {pname:?}")));
+                    if !raw_provider_names.contains(pname) {
+                        errors.push(err(at("provider"), format!("unknown provider {pname:?}")));
+                    }
                     continue;
                 }
             },
@@ -1036,7 +1147,9 @@ pub fn validate(
                         continue;
                     };
                     let Some(provider) = find(pname) else {
-                        errors.push(err(dp("provider"), format!("unknown provider {pname:?}")));
+                        if !raw_provider_names.contains(pname) {
+                            errors.push(err(dp("provider"), format!("unknown provider {pname:?}")));
+                        }
                         continue;
                     };
                     let weight = d.weight.unwrap_or(1);
@@ -1194,6 +1307,30 @@ pub fn validate(
                 },
             );
         }
+    }
+
+    // A model dropped for its own error is not reported again wherever it is
+    // named (routes, aliases, fallbacks, experiments).
+    let broken: Vec<String> = raw_model_names
+        .iter()
+        .filter(|n| !models.contains_key(*n))
+        .map(|n| format!("{n:?}"))
+        .collect();
+    if !broken.is_empty() {
+        let own = |path: &str| {
+            raw_model_names
+                .iter()
+                .filter(|n| !models.contains_key(*n))
+                .any(|n| path == format!("models.{n}") || path.starts_with(&format!("models.{n}.")))
+        };
+        errors.retain(|e| own(&e.path) || !broken.iter().any(|b| e.message.contains(b.as_str())));
+    }
+    if models.is_empty() && errors.is_empty() {
+        warnings.push(
+            "no [models.*] configured: only names matching a provider's `models` patterns are served, \
+             and `auto` has no models to route to"
+                .into(),
+        );
     }
 
     if errors.is_empty() {
