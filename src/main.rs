@@ -738,7 +738,12 @@ fn experiment_report(
 }
 
 fn classify(file: &str, config: Option<&std::path::Path>, route: &str) -> ExitCode {
-    let cfg = match load_config(config) {
+    // Classifying calls no provider: `${VAR}` references (API keys) need not be set.
+    let loaded = match config {
+        Some(p) => switchyard::accounting::audit::load_config(Some(p)).map(|(c, _)| c),
+        None => load_config(None),
+    };
+    let cfg = match loaded {
         Ok(c) => c,
         Err(e) => return fail(e),
     };

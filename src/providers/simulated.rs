@@ -404,10 +404,9 @@ fn tool_score(f: &Value, text: &str) -> usize {
     let mut words: Vec<String> = Vec::new();
     let mut cur = String::new();
     for c in name.chars() {
-        if c == '_' || c == '-' || c == '.' || (c.is_uppercase() && !cur.is_empty()) {
-            if !cur.is_empty() {
-                words.push(std::mem::take(&mut cur));
-            }
+        let boundary = c == '_' || c == '-' || c == '.' || c.is_uppercase();
+        if boundary && !cur.is_empty() {
+            words.push(std::mem::take(&mut cur));
         }
         if c.is_alphanumeric() {
             cur.push(c.to_ascii_lowercase());
