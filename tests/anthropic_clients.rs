@@ -206,7 +206,7 @@ async fn anthropic_upstream_receives_claude_code_fields_untouched() {
         r#"
 [providers.anthropic]
 type = "anthropic"
-base_url = "http://{addr}/v1"
+base_url = "http://{addr}"
 api_key = "{UPSTREAM_KEY}"
 models = ["claude-*"]
 "#

@@ -587,19 +587,41 @@ fn glob_match(p: &[u8], s: &[u8]) -> bool {
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigErrors(vec![err("", format!("cannot read {}: {e}", path.display()))]))?;
-    let raw = parse_toml(&text)?;
-    validate(raw, ConfigSource::File(path.to_path_buf()), &|k| {
+    let (raw, mut errors) = parse_toml_lenient(&text);
+    let Some(raw) = raw else {
+        return Err(ConfigErrors(errors));
+    };
+    let result = validate(raw, ConfigSource::File(path.to_path_buf()), &|k| {
         std::env::var(k).ok()
-    })
+    });
+    match result {
+        Ok(cfg) if errors.is_empty() => Ok(cfg),
+        // Unknown keys, and what validation found besides, in one report.
+        Ok(_) => Err(ConfigErrors(errors)),
+        Err(ConfigErrors(more)) => {
+            errors.extend(more);
+            Err(ConfigErrors(errors))
+        }
+    }
 }
 
 /// Parses TOML text into the raw schema, naming the key path of a type error.
 /// Every unknown key is reported at once (each with its path), not only the
 /// first; a syntax or type error still stops the parse.
 pub fn parse_toml(text: &str) -> Result<RawConfig, ConfigErrors> {
+    match parse_toml_lenient(text) {
+        (Some(raw), errors) if errors.is_empty() => Ok(raw),
+        (_, errors) => Err(ConfigErrors(errors)),
+    }
+}
+
+/// [`parse_toml`], plus the config without its unknown keys when unknown
+/// keys were the only problem, so validation can report its errors in the
+/// same run.
+fn parse_toml_lenient(text: &str) -> (Option<RawConfig>, Vec<ConfigError>) {
     let de = toml::Deserializer::new(text);
     let first = match serde_path_to_error::deserialize::<_, RawConfig>(de) {
-        Ok(raw) => return Ok(raw),
+        Ok(raw) => return (Some(raw), Vec::new()),
         Err(e) => e,
     };
     let path_of = |p: &serde_path_to_error::Path| {
@@ -622,14 +644,15 @@ pub fn parse_toml(text: &str) -> Result<RawConfig, ConfigErrors> {
     let first_unknown = unknown_field(first.inner().message());
     let first_msg = located(first.inner());
     let Some(first_field) = first_unknown else {
-        return Err(ConfigErrors(vec![err(first_path, first_msg)]));
+        return (None, vec![err(first_path, first_msg)]);
     };
     // Unknown keys: drop each one from the document and parse again, so the
     // next one (or the next real error) shows up too.
     let mut errors = vec![err(first_path.clone(), first_msg)];
     let Ok(mut doc) = text.parse::<toml::Table>() else {
-        return Err(ConfigErrors(errors));
+        return (None, errors);
     };
+    let mut cleaned = None;
     let segments = |p: &serde_path_to_error::Path| -> Vec<String> {
         p.iter()
             .filter_map(|s| match s {
@@ -646,10 +669,13 @@ pub fn parse_toml(text: &str) -> Result<RawConfig, ConfigErrors> {
             break;
         }
         match serde_path_to_error::deserialize::<_, RawConfig>(toml::Value::Table(doc.clone())) {
-            Ok(_) => break,
+            Ok(raw) => {
+                cleaned = Some(raw);
+                break;
+            }
             Err(e) => {
                 let path = path_of(e.path());
-                let msg = e.inner().to_string();
+                let msg = e.inner().message().to_string();
                 match unknown_field(&msg) {
                     Some(f) => {
                         pending = Some((segments(e.path()), f));
@@ -663,7 +689,7 @@ pub fn parse_toml(text: &str) -> Result<RawConfig, ConfigErrors> {
             }
         }
     }
-    Err(ConfigErrors(errors))
+    (cleaned, errors)
 }
 
 /// A log level, or `tracing` directives (`target=level`, comma-separated)
@@ -684,8 +710,13 @@ fn unknown_field(msg: &str) -> Option<String> {
     Some(rest.split('`').next()?.to_string())
 }
 
-/// Removes `field` from the table at `path` inside `doc`.
+/// Removes `field` from the table at `path` inside `doc` (the path may end
+/// with the field itself, as serde_path_to_error reports it).
 fn remove_key(doc: &mut toml::Table, path: &[String], field: &str) -> bool {
+    let path = match path.split_last() {
+        Some((last, parent)) if last == field => parent,
+        _ => path,
+    };
     let mut cur = doc;
     for seg in path {
         match cur.get_mut(seg) {
