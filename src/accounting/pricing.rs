@@ -195,6 +195,11 @@ mod tests {
             default_price("gpt-5.4-mini-2026-03-05"),
             default_price("gpt-5.4-mini")
         );
+        // Claude Code 2.1's default model, in its dashed form.
+        assert_eq!(
+            default_price("claude-opus-5-5").map(|p| (p.input, p.output)),
+            Some((4.0, 20.0))
+        );
         assert_eq!(
             default_price("claude-haiku-4-5-20251001"),
             default_price("claude-haiku-4.5")

@@ -131,6 +131,8 @@ def test_claude_code_completes_a_turn(gw: Gateway, tmp_path: Path) -> None:
     messages = [r for r in rows if r["endpoint"] == "messages"]
     assert messages, f"no /v1/messages rows in the ledger: {rows}"
     assert all(r["status"] == 200 for r in messages), messages
+    # Claude Code's dashed model ids (claude-opus-5-5, claude-haiku-4-5-...) are priced.
+    assert all(r["cost_usd"] is not None for r in messages), messages
     # Nothing Claude Code sent was refused.
     refused = [line for line in gw.stderr().splitlines() if "request refused" in line]
     assert not refused, "\n".join(refused)
