@@ -811,9 +811,9 @@ async fn serve(
     let mut cfg: Config = loaded?;
     cfg.server.allow_unauthenticated |= allow_unauthenticated;
     if let Some(l) = listen {
-        cfg.server.listen = l
-            .parse()
-            .map_err(|_| format!("--listen {l:?} is not a socket address"))?;
+        cfg.server.listen = config::parse_listen(&l).ok_or_else(|| {
+            format!("--listen {l:?} is not a socket address like 127.0.0.1:4000 or localhost:4000")
+        })?;
     }
     let ledger_path = ledger_path
         .or_else(|| cfg.ledger.path.clone())

@@ -692,6 +692,19 @@ fn parse_toml_lenient(text: &str) -> (Option<RawConfig>, Vec<ConfigError>) {
     (cleaned, errors)
 }
 
+/// A listen address: `IP:PORT`, or `localhost:PORT` for the IPv4 loopback
+/// (no resolver lookup at start).
+pub fn parse_listen(s: &str) -> Option<SocketAddr> {
+    let s = s.trim();
+    match s.strip_prefix("localhost:") {
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p))),
+        None => s.parse().ok(),
+    }
+}
+
 /// A log level, or `tracing` directives (`target=level`, comma-separated)
 /// whose levels are all known.
 fn valid_log_level(l: &str) -> bool {
@@ -862,14 +875,9 @@ pub fn validate(
     let mut warnings = Vec::new();
 
     let listen = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-    // `localhost:4000` means the IPv4 loopback (no resolver lookup at start).
-    let listen_addr = match listen.strip_prefix("localhost:") {
-        Some(port) => format!("127.0.0.1:{port}"),
-        None => listen.to_string(),
-    };
-    let listen = match listen_addr.parse::<SocketAddr>() {
-        Ok(a) => a,
-        Err(_) => {
+    let listen = match parse_listen(listen) {
+        Some(a) => a,
+        None => {
             errors.push(err(
                 "server.listen",
                 format!("{listen:?} is not a socket address like 127.0.0.1:4000"),
@@ -1359,7 +1367,7 @@ pub fn validate(
     if models.is_empty() && errors.is_empty() {
         warnings.push(
             "no [models.*] configured: only names matching a provider's `models` patterns are served, \
-             and `auto` has no models to route to"
+             and `auto` routes only among the models a local upstream lists (if any)"
                 .into(),
         );
     }
