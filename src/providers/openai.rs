@@ -26,6 +26,8 @@ pub struct OpenAiBackend {
     probe_timeout: Duration,
     headers: HeaderMap,
     timeout: Duration,
+    /// OpenAI's and DeepSeek's own APIs reject `top_k` (vLLM, Ollama take it).
+    strip_top_k: bool,
 }
 
 impl OpenAiBackend {
@@ -54,6 +56,8 @@ impl OpenAiBackend {
             probe_timeout: s.first_byte_timeout,
             headers,
             timeout: s.timeout,
+            strip_top_k: s.base_url.contains("://api.openai.com")
+                || s.base_url.contains("://api.deepseek.com"),
         })
     }
 
@@ -78,7 +82,7 @@ impl OpenAiBackend {
 
     pub async fn chat(&self, req: &ChatRequest) -> Result<ChatAnswer, ProviderError> {
         // Anthropic-only fields out, reasoning controls mapped (usually a no-op, no copy).
-        let cleaned = super::reasoning::for_openai(req);
+        let cleaned = super::reasoning::for_openai(req, self.strip_top_k);
         let req = cleaned.as_ref().unwrap_or(req);
         let body = serde_json::to_vec(req).map_err(|e| {
             ProviderError::new(

@@ -16,7 +16,8 @@
 //!
 //! Other OpenAI-compatible upstreams (DeepSeek, vLLM, Ollama, non-reasoning
 //! OpenAI models) get no reasoning field they might reject. Anthropic-only
-//! fields (`thinking`, `output_config`, `context_management`, `top_k`, the
+//! fields (`thinking`, `output_config`, `context_management`, `top_k` for
+//! OpenAI's and DeepSeek's own APIs, the
 //! assistant messages' signed `thinking_blocks`, `cache_control` on tools)
 //! never reach an OpenAI-type upstream.
 
@@ -105,12 +106,13 @@ pub fn openai_takes_effort(model: &str) -> bool {
 
 /// The request as an OpenAI-type upstream should get it, or `None` when it
 /// is fine as it is (the common case: nothing is copied). Removes the
-/// Anthropic-only fields and, for OpenAI reasoning models, sets
+/// Anthropic-only fields (`top_k` only with `strip_top_k`: OpenAI's and
+/// DeepSeek's APIs reject it, vLLM and Ollama take it) and, for OpenAI reasoning models, sets
 /// `reasoning_effort` from Anthropic's controls when the client gave none.
 /// `req.model` must be the upstream model id.
-pub fn for_openai(req: &ChatRequest) -> Option<ChatRequest> {
-    let anthropic_top =
-        PASSTHROUGH_FIELDS.iter().any(|k| req.extra.contains_key(*k)) || req.extra.contains_key("top_k");
+pub fn for_openai(req: &ChatRequest, strip_top_k: bool) -> Option<ChatRequest> {
+    let top_k = strip_top_k && req.extra.contains_key("top_k");
+    let anthropic_top = PASSTHROUGH_FIELDS.iter().any(|k| req.extra.contains_key(*k)) || top_k;
     let in_messages = req.messages.iter().any(|m| m.extra.contains_key(THINKING_BLOCKS));
     let tool_cc = matches!(req.extra.get("tools"), Some(Value::Array(t)) if t.iter().any(|t| t.get("cache_control").is_some()));
     if !anthropic_top && !in_messages && !tool_cc {
@@ -126,7 +128,9 @@ pub fn for_openai(req: &ChatRequest) -> Option<ChatRequest> {
     for k in PASSTHROUGH_FIELDS {
         out.extra.remove(*k);
     }
-    out.extra.remove("top_k");
+    if strip_top_k {
+        out.extra.remove("top_k");
+    }
     for m in &mut out.messages {
         m.extra.remove(THINKING_BLOCKS);
     }
@@ -251,7 +255,7 @@ mod tests {
             "tools": [{"type": "function", "function": {"name": "f"}, "cache_control": {"type": "ephemeral"}}],
         }))
         .unwrap();
-        let out = for_openai(&req).unwrap();
+        let out = for_openai(&req, true).unwrap();
         let v = serde_json::to_value(&out).unwrap();
         assert_eq!(v["reasoning_effort"], "high");
         for k in ["thinking", "context_management", "top_k"] {
@@ -262,14 +266,20 @@ mod tests {
 
         let mut older = req.clone();
         older.model = "gpt-4o-mini".into();
-        let v = serde_json::to_value(for_openai(&older).unwrap()).unwrap();
+        let v = serde_json::to_value(for_openai(&older, true).unwrap()).unwrap();
         assert!(v.get("reasoning_effort").is_none());
 
         let plain: ChatRequest = serde_json::from_value(
             json!({"model": "gpt-5.4", "messages": [{"role": "user", "content": "hi"}]}),
         )
         .unwrap();
-        assert!(for_openai(&plain).is_none(), "nothing to change means no copy");
+        assert!(
+            for_openai(&plain, true).is_none(),
+            "nothing to change means no copy"
+        );
+        let mut local = plain.clone();
+        local.extra.insert("top_k".into(), json!(20));
+        assert!(for_openai(&local, false).is_none(), "vLLM keeps top_k");
     }
 
     #[test]

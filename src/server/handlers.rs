@@ -998,13 +998,10 @@ pub async fn log_unlogged_errors(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    // Cheap copies (reference-counted), no allocation on the request path.
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let request_id = req
-        .headers()
-        .get(&X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let uri = req.uri().clone();
+    let request_id = req.headers().get(&X_REQUEST_ID).cloned();
     let r = next.run(req).await;
     let status = r.status();
     if (status.is_client_error() || status.is_server_error())
@@ -1013,9 +1010,9 @@ pub async fn log_unlogged_errors(
     {
         tracing::info!(
             target: "switchyard::access",
-            request_id = request_id.as_deref().unwrap_or("-"),
+            request_id = request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
             method = %method,
-            path = %path,
+            path = uri.path(),
             status = status.as_u16(),
             "request refused"
         );
