@@ -376,39 +376,66 @@ pub(crate) fn spawn_discovery(rt: &Arc<state::Runtime>, stop: &CancellationToken
         return;
     }
     let weak = Arc::downgrade(rt);
+    // The last list each provider gave (kept while its fetches fail), and
+    // whether it is failing (warn once per run of failures, not every minute).
+    type Last = Vec<(Option<Vec<crate::api::models::ModelObject>>, bool)>;
+    let last: Arc<std::sync::Mutex<Last>> =
+        Arc::new(std::sync::Mutex::new(vec![(None, false); providers.len()]));
     spawn_every(
         DISCOVERY_EVERY,
         stop.clone(),
         rt.retired.clone(),
         false,
         move || {
-            let (weak, providers) = (weak.clone(), providers.clone());
+            let (weak, providers, last) = (weak.clone(), providers.clone(), last.clone());
             async move {
-                let mut found = Vec::new();
-                let mut failed = false;
+                let mut results = Vec::with_capacity(providers.len());
                 for p in &providers {
-                    match p.list_models().await {
-                        Ok(ids) => found.extend(ids.into_iter().map(|id| crate::api::models::ModelObject {
-                            id,
-                            object: "model",
-                            created: 1_767_225_600,
-                            owned_by: p.settings.name.clone(),
-                        })),
+                    results.push(p.list_models().await);
+                }
+                let Some(rt) = weak.upgrade() else { return false };
+                let Ok(mut last) = last.lock() else { return false };
+                for ((p, result), (list, failing)) in providers.iter().zip(results).zip(last.iter_mut()) {
+                    match result {
+                        Ok(ids) => {
+                            *failing = false;
+                            *list = Some(
+                                ids.into_iter()
+                                    .map(|id| crate::api::models::ModelObject {
+                                        id,
+                                        object: "model",
+                                        created: 1_767_225_600,
+                                        owned_by: p.settings.name.clone(),
+                                    })
+                                    .collect(),
+                            );
+                        }
+                        Err(e) if *failing => {
+                            tracing::debug!(provider = %p.name, "cannot list the upstream's models: {}", e.message);
+                        }
                         Err(e) => {
-                            failed = true;
-                            tracing::warn!(provider = %p.name, "cannot list the upstream's models: {}", e.message);
+                            *failing = true;
+                            tracing::warn!(
+                                provider = %p.name,
+                                "cannot list the upstream's models (GET /models): {}; retrying every {} s",
+                                e.message,
+                                DISCOVERY_EVERY.as_secs()
+                            );
                         }
                     }
                 }
-                let Some(rt) = weak.upgrade() else { return false };
                 let mut seen = std::collections::HashSet::new();
-                found.retain(|o| seen.insert(o.id.clone()));
-                if !(failed && found.is_empty()) {
-                    if found.len() != rt.discovered.load().len() {
-                        tracing::info!(models = found.len(), "upstream models discovered");
-                    }
-                    rt.discovered.store(Arc::new(found));
+                let found: Vec<_> = last
+                    .iter()
+                    .filter_map(|(l, _)| l.as_ref())
+                    .flatten()
+                    .filter(|o| seen.insert(o.id.clone()))
+                    .cloned()
+                    .collect();
+                if found.len() != rt.discovered.load().len() {
+                    tracing::info!(models = found.len(), "upstream models discovered");
                 }
+                rt.discovered.store(Arc::new(found));
                 true
             }
         },
