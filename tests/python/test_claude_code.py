@@ -21,7 +21,8 @@ from typing import Iterator
 import anthropic
 import pytest
 
-from conftest import DIRECT, REPO, Gateway, tee_http_client
+from conftest import DIRECT, REPO, UPSTREAM_KEY, Gateway, tee_http_client
+from fake_anthropic import FakeAnthropic
 
 pytestmark = pytest.mark.skipif(DIRECT, reason="needs the gateway (SWITCHYARD_TEST_TARGET=fake)")
 
@@ -89,7 +90,8 @@ def test_anthropic_sdk_models_list_pages_in_anthropic_shape(gw: Gateway) -> None
     c.close()
 
 
-def test_claude_code_completes_a_turn(gw: Gateway, tmp_path: Path) -> None:
+def _run_claude(gw: Gateway, tmp_path: Path, prompt: str) -> dict:
+    """`claude -p PROMPT --output-format json` against the gateway; its result object."""
     assert CLAUDE.exists(), (
         f"Claude Code is not installed at {CLAUDE}: run `npm ci --prefix tests/claude` "
         "(scripts/test does it)"
@@ -115,7 +117,7 @@ def test_claude_code_completes_a_turn(gw: Gateway, tmp_path: Path) -> None:
         "NO_PROXY": "127.0.0.1,localhost",
     }
     proc = subprocess.run(
-        [str(CLAUDE), "-p", "Reply with the word pong.", "--output-format", "json", "--max-turns", "4"],
+        [str(CLAUDE), "-p", prompt, "--output-format", "json", "--max-turns", "4"],
         cwd=work, env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 0, (
@@ -126,7 +128,10 @@ def test_claude_code_completes_a_turn(gw: Gateway, tmp_path: Path) -> None:
     assert out.get("type") == "result", out
     assert out.get("is_error") is False, out
     assert out.get("subtype") == "success", out
-    assert "[simulated]" in (out.get("result") or ""), out
+    return out
+
+
+def _check_ledger(gw: Gateway) -> None:
     rows = _rows(gw)
     messages = [r for r in rows if r["endpoint"] == "messages"]
     assert messages, f"no /v1/messages rows in the ledger: {rows}"
@@ -136,3 +141,46 @@ def test_claude_code_completes_a_turn(gw: Gateway, tmp_path: Path) -> None:
     # Nothing Claude Code sent was refused.
     refused = [line for line in gw.stderr().splitlines() if "request refused" in line]
     assert not refused, "\n".join(refused)
+
+
+def test_claude_code_completes_a_turn(gw: Gateway, tmp_path: Path) -> None:
+    out = _run_claude(gw, tmp_path, "Reply with the word pong.")
+    assert "[simulated]" in (out.get("result") or ""), out
+    _check_ledger(gw)
+
+
+ANTHROPIC_CONFIG = """\
+[providers.anthropic]
+type = "anthropic"
+base_url = "{url}"
+api_key = "${{FAKE_UPSTREAM_KEY}}"
+models = ["claude-*"]
+"""
+
+
+def test_claude_code_through_an_anthropic_upstream(tmp_path: Path) -> None:
+    """Claude Code -> gateway -> the fake Anthropic API, which validates like the real one
+    (no `system` role in messages, no unknown fields, tool results must answer tool uses).
+    Claude Code's own controls must arrive untouched, and the turn includes a tool round trip
+    (the fake calls the first tool offered)."""
+    fake = FakeAnthropic(expected_key=UPSTREAM_KEY)
+    fake.start()
+    g = Gateway(tmp_path / "gw", ANTHROPIC_CONFIG.format(url=fake.base_url))
+    try:
+        out = _run_claude(g, tmp_path, "Reply with the word pong.")
+        assert out.get("num_turns", 0) >= 2, out
+        sent = [r["body"] for r in fake.received()]
+        assert len(sent) >= 2, sent
+        for b in sent:
+            assert all(m["role"] in ("user", "assistant") for m in b["messages"]), b["messages"]
+            # Claude Code 2.1 sends these; they must pass through as sent.
+            assert b.get("thinking", {}).get("type") == "adaptive", b.get("thinking")
+            assert "effort" in (b.get("output_config") or {}), b.get("output_config")
+            assert isinstance(b.get("context_management"), dict), b.get("context_management")
+            assert any("cache_control" in blk for blk in b["system"]), b["system"]
+        last = sent[-1]["messages"][-1]["content"]
+        assert any(blk.get("type") == "tool_result" for blk in last), last
+        _check_ledger(g)
+    finally:
+        g.stop()
+        fake.stop()
