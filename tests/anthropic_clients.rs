@@ -632,7 +632,7 @@ async fn every_refused_request_logs_one_access_line() {
     std::fs::write(&cfg, sim_config("")).expect("write");
     let ledger = dir.path().join("l.sqlite");
     // One key exists, so requests without it are refused.
-    let (ok, _, err) = run_switchyard(&[
+    let (ok, out, err) = run_switchyard(&[
         "keys",
         "create",
         "--name",
@@ -641,6 +641,11 @@ async fn every_refused_request_logs_one_access_line() {
         ledger.to_str().expect("path"),
     ]);
     assert!(ok, "{err}");
+    let key = out
+        .lines()
+        .find_map(|l| l.strip_prefix("key: "))
+        .map(|k| k.trim().to_string())
+        .expect("the key is printed once");
     let port = free_port();
     let log = dir.path().join("log.txt");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
@@ -693,13 +698,26 @@ async fn every_refused_request_logs_one_access_line() {
                 .header("x-request-id", "refused-msg"),
             401,
         ),
+        // A valid key, but no `max_tokens`: Anthropic's 400.
+        (
+            c.post(format!("{base}/v1/messages"))
+                .header("x-request-id", "refused-msg-400")
+                .header("x-api-key", &key),
+            400,
+        ),
     ];
     for (req, want) in refused {
         let r = req.json(&json!({})).send().await.expect("send");
         assert_eq!(r.status().as_u16(), want);
     }
     // The log writer is asynchronous: wait for the lines.
-    let ids = ["refused-401", "refused-404", "refused-405", "refused-msg"];
+    let ids = [
+        "refused-401",
+        "refused-404",
+        "refused-405",
+        "refused-msg",
+        "refused-msg-400",
+    ];
     let deadline = Instant::now() + Duration::from_secs(60);
     let text = loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -711,7 +729,7 @@ async fn every_refused_request_logs_one_access_line() {
     for id in ids {
         let n = text
             .lines()
-            .filter(|l| l.contains(id) && l.contains("request refused"))
+            .filter(|l| l.contains(&format!("request_id={id} ")) && l.contains("request refused"))
             .count();
         assert_eq!(n, 1, "{id}: one access line\n{text}");
     }

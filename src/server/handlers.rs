@@ -1010,7 +1010,7 @@ pub async fn log_unlogged_errors(
     {
         tracing::info!(
             target: "switchyard::access",
-            request_id = request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
+            request_id = %request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
             method = %method,
             path = uri.path(),
             status = status.as_u16(),
