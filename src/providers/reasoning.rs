@@ -7,6 +7,9 @@
 //! Anthropic upstreams get Anthropic's fields untouched (`anthropic.rs`);
 //! this module maps them for the others:
 //!
+//! (Azure OpenAI is treated as OpenAI; its deployment name is the model id
+//! checked below.)
+//!
 //! | asked | OpenAI reasoning models (`o1`, `o3`, `o4*`, `gpt-5*` but not `*chat*`) | Gemini 2.5 | Gemini 3 |
 //! |---|---|---|---|
 //! | `reasoning_effort` | as sent | `thinkingBudget` 1024 / 8192 / 24576 | `thinkingLevel` low / high |
