@@ -237,9 +237,7 @@ impl NativeBackend {
                 })
             }
             Flavor::Azure => {
-                // OpenAI's API rules: Anthropic-only fields out, reasoning mapped.
-                let cleaned = super::reasoning::for_openai(req, true);
-                let body = serde_json::to_vec(cleaned.as_ref().unwrap_or(req))
+                let body = serde_json::to_vec(req)
                     .map_err(|e| ProviderError::new(ProviderErrorKind::Malformed, e.to_string()))?;
                 let url = azure::embeddings_url(&self.base, &req.model, &self.api_version);
                 let resp = self.post(&url, body, &[]).await?;
