@@ -738,7 +738,12 @@ fn experiment_report(
 }
 
 fn classify(file: &str, config: Option<&std::path::Path>, route: &str) -> ExitCode {
-    let cfg = match load_config(config) {
+    // Classifying calls no provider: `${VAR}` references (API keys) need not be set.
+    let loaded = match config {
+        Some(p) => switchyard::accounting::audit::load_config(Some(p)).map(|(c, _)| c),
+        None => load_config(None),
+    };
+    let cfg = match loaded {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
@@ -806,9 +811,9 @@ async fn serve(
     let mut cfg: Config = loaded?;
     cfg.server.allow_unauthenticated |= allow_unauthenticated;
     if let Some(l) = listen {
-        cfg.server.listen = l
-            .parse()
-            .map_err(|_| format!("--listen {l:?} is not a socket address"))?;
+        cfg.server.listen = config::parse_listen(&l).ok_or_else(|| {
+            format!("--listen {l:?} is not a socket address like 127.0.0.1:4000 or localhost:4000")
+        })?;
     }
     let ledger_path = ledger_path
         .or_else(|| cfg.ledger.path.clone())

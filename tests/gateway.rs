@@ -570,7 +570,16 @@ async fn models_health_ready() {
 #[tokio::test]
 async fn concurrent_requests_give_exactly_n_rows() {
     let fake = start_fake().await;
-    let mut gw = start_gateway(&config_for(fake.addr, "")).await;
+    // 200 requests at once on a loaded 2-core machine can take longer than
+    // the shared config's 3 s total timeout (a stream already answered 200
+    // then ends as 504): this test counts rows, so give it a timeout far
+    // beyond any scheduling delay.
+    let cfg = config_for(fake.addr, "").replace("\ntimeout_ms = 3000", "\ntimeout_ms = 120000");
+    assert!(
+        cfg.contains("\ntimeout_ms = 120000"),
+        "config_for changed: update this test"
+    );
+    let mut gw = start_gateway(&cfg).await;
     let c = client();
     let n = 200;
     let futs = (0..n).map(|i| {

@@ -598,26 +598,157 @@ fn glob_match(p: &[u8], s: &[u8]) -> bool {
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigErrors(vec![err("", format!("cannot read {}: {e}", path.display()))]))?;
-    let raw = parse_toml(&text)?;
-    validate(raw, ConfigSource::File(path.to_path_buf()), &|k| {
+    let (raw, mut errors) = parse_toml_lenient(&text);
+    let Some(raw) = raw else {
+        return Err(ConfigErrors(errors));
+    };
+    let result = validate(raw, ConfigSource::File(path.to_path_buf()), &|k| {
         std::env::var(k).ok()
-    })
+    });
+    match result {
+        Ok(cfg) if errors.is_empty() => Ok(cfg),
+        // Unknown keys, and what validation found besides, in one report.
+        Ok(_) => Err(ConfigErrors(errors)),
+        Err(ConfigErrors(more)) => {
+            errors.extend(more);
+            Err(ConfigErrors(errors))
+        }
+    }
 }
 
 /// Parses TOML text into the raw schema, naming the key path of a type error.
+/// Every unknown key is reported at once (each with its path), not only the
+/// first; a syntax or type error still stops the parse.
 pub fn parse_toml(text: &str) -> Result<RawConfig, ConfigErrors> {
+    match parse_toml_lenient(text) {
+        (Some(raw), errors) if errors.is_empty() => Ok(raw),
+        (_, errors) => Err(ConfigErrors(errors)),
+    }
+}
+
+/// [`parse_toml`], plus the config without its unknown keys when unknown
+/// keys were the only problem, so validation can report its errors in the
+/// same run.
+fn parse_toml_lenient(text: &str) -> (Option<RawConfig>, Vec<ConfigError>) {
     let de = toml::Deserializer::new(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
+    let first = match serde_path_to_error::deserialize::<_, RawConfig>(de) {
+        Ok(raw) => return (Some(raw), Vec::new()),
+        Err(e) => e,
+    };
+    let path_of = |p: &serde_path_to_error::Path| {
+        let s = p.to_string();
+        if s == "." {
+            String::new()
+        } else {
+            s
+        }
+    };
+    let located = |inner: &toml::de::Error| {
         let mut msg = inner.message().to_string();
         if let Some(span) = inner.span() {
             let (line, col) = line_col(text, span.start);
             msg = format!("{msg} (line {line}, column {col})");
         }
-        let path = if path == "." { String::new() } else { path };
-        ConfigErrors(vec![err(path, msg)])
-    })
+        msg
+    };
+    let first_path = path_of(first.path());
+    let first_unknown = unknown_field(first.inner().message());
+    let first_msg = located(first.inner());
+    let Some(first_field) = first_unknown else {
+        return (None, vec![err(first_path, first_msg)]);
+    };
+    // Unknown keys: drop each one from the document and parse again, so the
+    // next one (or the next real error) shows up too.
+    let mut errors = vec![err(first_path.clone(), first_msg)];
+    let Ok(mut doc) = text.parse::<toml::Table>() else {
+        return (None, errors);
+    };
+    let mut cleaned = None;
+    let segments = |p: &serde_path_to_error::Path| -> Vec<String> {
+        p.iter()
+            .filter_map(|s| match s {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut pending = Some((segments(first.path()), first_field));
+    for _ in 0..200 {
+        let Some((at, field)) = pending.take() else { break };
+        if !remove_key(&mut doc, &at, &field) {
+            break;
+        }
+        match serde_path_to_error::deserialize::<_, RawConfig>(toml::Value::Table(doc.clone())) {
+            Ok(raw) => {
+                cleaned = Some(raw);
+                break;
+            }
+            Err(e) => {
+                let path = path_of(e.path());
+                let msg = e.inner().message().to_string();
+                match unknown_field(&msg) {
+                    Some(f) => {
+                        pending = Some((segments(e.path()), f));
+                        errors.push(err(path, msg));
+                    }
+                    None => {
+                        errors.push(err(path, msg));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    (cleaned, errors)
+}
+
+/// A listen address: `IP:PORT`, or `localhost:PORT` for the IPv4 loopback
+/// (no resolver lookup at start).
+pub fn parse_listen(s: &str) -> Option<SocketAddr> {
+    let s = s.trim();
+    match s.strip_prefix("localhost:") {
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p))),
+        None => s.parse().ok(),
+    }
+}
+
+/// A log level, or `tracing` directives (`target=level`, comma-separated)
+/// whose levels are all known.
+fn valid_log_level(l: &str) -> bool {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let known = |v: &str| LEVELS.contains(&v.trim().to_ascii_lowercase().as_str());
+    !l.trim().is_empty()
+        && l.split(',').all(|d| match d.rsplit_once('=') {
+            Some((target, level)) => !target.trim().is_empty() && known(level),
+            None => known(d),
+        })
+}
+
+/// The field name of serde's "unknown field `x`, expected ..." message.
+fn unknown_field(msg: &str) -> Option<String> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+/// Removes `field` from the table at `path` inside `doc` (the path may end
+/// with the field itself, as serde_path_to_error reports it).
+fn remove_key(doc: &mut toml::Table, path: &[String], field: &str) -> bool {
+    let path = match path.split_last() {
+        Some((last, parent)) if last == field => parent,
+        _ => path,
+    };
+    let mut cur = doc;
+    for seg in path {
+        match cur.get_mut(seg) {
+            Some(toml::Value::Table(t)) => cur = t,
+            _ => return false,
+        }
+    }
+    cur.remove(field).is_some()
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -755,9 +886,9 @@ pub fn validate(
     let mut warnings = Vec::new();
 
     let listen = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-    let listen = match listen.parse::<SocketAddr>() {
-        Ok(a) => a,
-        Err(_) => {
+    let listen = match parse_listen(listen) {
+        Some(a) => a,
+        None => {
             errors.push(err(
                 "server.listen",
                 format!("{listen:?} is not a socket address like 127.0.0.1:4000"),
@@ -806,7 +937,20 @@ pub fn validate(
                 false
             }
         },
-        level: raw.log.level.clone().unwrap_or_else(|| "info".into()),
+        level: match raw.log.level.as_deref() {
+            None => "info".into(),
+            Some(l) if valid_log_level(l) => l.to_string(),
+            Some(l) => {
+                errors.push(err(
+                    "log.level",
+                    format!(
+                        "{l:?}: expected one of \"error\", \"warn\", \"info\", \"debug\", \"trace\", \"off\" \
+                         (or directives such as \"switchyard=debug,info\")"
+                    ),
+                ));
+                "info".into()
+            }
+        },
         access: raw.log.access.unwrap_or(true),
     };
 
@@ -823,6 +967,10 @@ pub fn validate(
             .map(Duration::from_secs),
     };
 
+    // Names as written, so that an entry dropped for its own error does not
+    // cascade into "unknown ..." errors wherever it is referenced.
+    let raw_provider_names: Vec<String> = raw.providers.keys().cloned().collect();
+    let raw_model_names: Vec<String> = raw.models.keys().cloned().collect();
     let mut providers = Vec::with_capacity(raw.providers.len());
     for (name, p) in raw.providers {
         let at = |k: &str| format!("providers.{name}.{k}");
@@ -1039,7 +1187,9 @@ pub fn validate(
                     weight: 1,
                 }),
                 None => {
-                    errors.push(err(at("provider"), format!("unknown provider {pname:?}")));
+                    if !raw_provider_names.contains(pname) {
+                        errors.push(err(at("provider"), format!("unknown provider {pname:?}")));
+                    }
                     continue;
                 }
             },
@@ -1057,7 +1207,9 @@ pub fn validate(
                         continue;
                     };
                     let Some(provider) = find(pname) else {
-                        errors.push(err(dp("provider"), format!("unknown provider {pname:?}")));
+                        if !raw_provider_names.contains(pname) {
+                            errors.push(err(dp("provider"), format!("unknown provider {pname:?}")));
+                        }
                         continue;
                     };
                     let weight = d.weight.unwrap_or(1);
@@ -1215,6 +1367,30 @@ pub fn validate(
                 },
             );
         }
+    }
+
+    // A model dropped for its own error is not reported again wherever it is
+    // named (routes, aliases, fallbacks, experiments).
+    let broken: Vec<String> = raw_model_names
+        .iter()
+        .filter(|n| !models.contains_key(*n))
+        .map(|n| format!("{n:?}"))
+        .collect();
+    if !broken.is_empty() {
+        let own = |path: &str| {
+            raw_model_names
+                .iter()
+                .filter(|n| !models.contains_key(*n))
+                .any(|n| path == format!("models.{n}") || path.starts_with(&format!("models.{n}.")))
+        };
+        errors.retain(|e| own(&e.path) || !broken.iter().any(|b| e.message.contains(b.as_str())));
+    }
+    if models.is_empty() && errors.is_empty() {
+        warnings.push(
+            "no [models.*] configured: only names matching a provider's `models` patterns are served, \
+             and `auto` routes only among the models a local upstream lists (if any)"
+                .into(),
+        );
     }
 
     if errors.is_empty() {

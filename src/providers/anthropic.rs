@@ -186,6 +186,10 @@ const MAPPED_FIELDS: &[&str] = &[
     "tool_choice",
     "parallel_tool_calls",
     "user",
+    "top_k",
+    "thinking",
+    "output_config",
+    "context_management",
 ];
 
 /// Builds the body of `POST /v1/messages` from an OpenAI chat request.
@@ -308,8 +312,16 @@ pub fn build_request(
         };
         body.insert("temperature".into(), Value::from(t));
     }
-    if let Some(p) = x.get("top_p").filter(|v| v.is_number()) {
-        body.insert("top_p".into(), p.clone());
+    for key in ["top_p", "top_k"] {
+        if let Some(p) = x.get(key).filter(|v| v.is_number()) {
+            body.insert(key.into(), p.clone());
+        }
+    }
+    // Anthropic's own controls (from `/v1/messages` clients), untouched.
+    for key in PASSTHROUGH_FIELDS {
+        if let Some(v) = x.get(*key).filter(|v| !v.is_null()) {
+            body.insert((*key).into(), v.clone());
+        }
     }
     let stops: Vec<Value> = match x.get("stop") {
         Some(Value::String(s)) => vec![Value::from(s.as_str())],
@@ -493,6 +505,20 @@ fn file_block(part: &Value) -> Option<Value> {
 
 fn assistant_blocks(m: &ChatMessage, i: usize, dropped: &mut Vec<String>) -> Result<Vec<Value>, ApiError> {
     let mut out = Vec::new();
+    // Thinking blocks (with their signatures) come first, as Anthropic sent them.
+    if let Some(Value::Array(blocks)) = m.extra.get(THINKING_BLOCKS) {
+        out.extend(
+            blocks
+                .iter()
+                .filter(|b| {
+                    matches!(
+                        b.get("type").and_then(Value::as_str),
+                        Some("thinking" | "redacted_thinking")
+                    )
+                })
+                .cloned(),
+        );
+    }
     match &m.content {
         Some(Value::String(s)) if !s.is_empty() => out.push(json!({"type": "text", "text": s})),
         Some(Value::Array(parts)) => {
@@ -509,7 +535,7 @@ fn assistant_blocks(m: &ChatMessage, i: usize, dropped: &mut Vec<String>) -> Res
         }
         _ => {}
     }
-    if m.extra.contains_key("reasoning_content") {
+    if m.extra.contains_key("reasoning_content") && !m.extra.contains_key(THINKING_BLOCKS) {
         // Thinking blocks need Anthropic's signature to be sent back; an
         // OpenAI reasoning_content string has none.
         note(dropped, "messages[].reasoning_content");
@@ -639,10 +665,15 @@ pub fn parse_response(body: &[u8], public_model: &str) -> Result<(Bytes, Usage),
     let mut text = String::new();
     let mut reasoning = String::new();
     let mut tool_calls = Vec::new();
+    let mut thinking_blocks = Vec::new();
     for b in &msg.content {
         match b.get("type").and_then(Value::as_str) {
             Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
-            Some("thinking") => reasoning.push_str(b.get("thinking").and_then(Value::as_str).unwrap_or("")),
+            Some("thinking") => {
+                reasoning.push_str(b.get("thinking").and_then(Value::as_str).unwrap_or(""));
+                thinking_blocks.push(b.clone());
+            }
+            Some("redacted_thinking") => thinking_blocks.push(b.clone()),
             Some("tool_use") => {
                 let args = b.get("input").map_or_else(|| "{}".to_string(), Value::to_string);
                 tool_calls.push(json!({
@@ -660,6 +691,10 @@ pub fn parse_response(body: &[u8], public_model: &str) -> Result<(Bytes, Usage),
     message.insert("content".into(), content_or_null(text, !tool_calls.is_empty()));
     if !reasoning.is_empty() {
         message.insert("reasoning_content".into(), Value::from(reasoning));
+    }
+    if !thinking_blocks.is_empty() {
+        // OpenAI clients ignore it; `/v1/messages` gives the signed blocks back.
+        message.insert(THINKING_BLOCKS.into(), Value::Array(thinking_blocks));
     }
     if !tool_calls.is_empty() {
         message.insert("tool_calls".into(), Value::Array(tool_calls));
@@ -800,6 +835,8 @@ struct EvDelta<'a> {
     partial_json: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     thinking: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    signature: Option<Cow<'a, str>>,
     #[serde(default)]
     stop_reason: Option<String>,
 }
@@ -927,6 +964,13 @@ impl StreamTranslator {
                         }
                         BlockKind::Thinking
                     }
+                    Some("redacted_thinking") => {
+                        // Not OpenAI's; `/v1/messages` turns it back into the block.
+                        let d =
+                            json!({"redacted_thinking": block.get("data").cloned().unwrap_or(Value::Null)});
+                        out.push(self.writer.chunk(0, d.to_string().as_bytes(), None));
+                        BlockKind::Other
+                    }
                     Some("tool_use") => {
                         let n = self.next_tool;
                         self.next_tool += 1;
@@ -959,12 +1003,19 @@ impl StreamTranslator {
                             out.push(self.writer.chunk(0, &delta_str("reasoning_content", t), None));
                         }
                     }
+                    (Some("signature_delta"), BlockKind::Thinking) => {
+                        // Not OpenAI's; `/v1/messages` needs it to give the
+                        // signed block back (clients send it on the next turn).
+                        if let Some(sig) = d.signature.as_deref().filter(|s| !s.is_empty()) {
+                            out.push(self.writer.chunk(0, &delta_str(SIGNATURE_DELTA, sig), None));
+                        }
+                    }
                     (Some("input_json_delta"), BlockKind::Tool(n)) => {
                         if let Some(p) = d.partial_json.as_deref().filter(|p| !p.is_empty()) {
                             out.push(self.writer.chunk(0, &delta_tool_args(n, p), None));
                         }
                     }
-                    // signature_delta, citations_delta, deltas of unknown blocks.
+                    // citations_delta, deltas of unknown blocks.
                     _ => {}
                 }
             }
@@ -1036,40 +1087,55 @@ pub fn messages_to_chat(body: &Value) -> Result<ChatRequest, ApiError> {
         .filter(|m| !m.is_empty())
         .ok_or_else(|| bad("`messages` must be a non-empty array.", "messages"))?;
 
-    let mut messages = Vec::new();
-    match obj.get("system") {
-        Some(Value::String(s)) if !s.is_empty() => {
-            messages.push(msg("system", Some(Value::from(s.as_str()))))
-        }
-        Some(Value::Array(blocks)) => {
-            let parts: Vec<Value> = blocks.iter().filter_map(text_part).collect();
-            if !parts.is_empty() {
-                messages.push(msg("system", Some(Value::Array(parts))));
-            }
-        }
-        _ => {}
-    }
-
+    // The system prompt: the top-level `system`, then every `role: "system"`
+    // entry of `messages` (Claude Code sends some), in order. One leading
+    // system message, so the classifier and every upstream read it as system.
+    let mut system: Vec<Value> = Vec::new();
+    system_parts(obj.get("system"), &mut system);
+    let mut messages = Vec::with_capacity(in_msgs.len() + 1);
     for (i, m) in in_msgs.iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str).unwrap_or("");
         let content = m.get("content");
         match role {
             "user" => user_to_chat(content, i, &mut messages)?,
             "assistant" => messages.push(assistant_to_chat(content)),
+            "system" => system_parts(content, &mut system),
             _ => {
                 return Err(bad(
-                    "Message role must be `user` or `assistant`.",
+                    "Message role must be `user`, `assistant` or `system`.",
                     format!("messages[{i}].role"),
                 ))
             }
         }
     }
+    if messages.is_empty() {
+        return Err(bad(
+            "`messages` needs at least one `user` or `assistant` message.",
+            "messages",
+        ));
+    }
+    if !system.is_empty() {
+        let content = match system.as_slice() {
+            // A single plain block stays a plain string (the common case).
+            [only] if only.get("cache_control").is_none() => only.get("text").cloned(),
+            _ => Some(Value::Array(system)),
+        };
+        messages.insert(0, msg("system", content));
+    }
 
     let mut extra = Map::new();
     extra.insert("max_tokens".into(), Value::from(max_tokens));
-    for key in ["temperature", "top_p"] {
+    for key in ["temperature", "top_p", "top_k"] {
         if let Some(v) = obj.get(key).filter(|v| v.is_number()) {
             extra.insert(key.into(), v.clone());
+        }
+    }
+    // Anthropic's reasoning and context controls travel as sent: an Anthropic
+    // upstream gets them untouched, the others map them (see
+    // `reasoning_effort` and `strip_anthropic_only`).
+    for key in PASSTHROUGH_FIELDS {
+        if let Some(v) = obj.get(*key).filter(|v| !v.is_null()) {
+            extra.insert((*key).into(), v.clone());
         }
     }
     if let Some(Value::Array(stops)) = obj.get("stop_sequences") {
@@ -1093,7 +1159,11 @@ pub fn messages_to_chat(body: &Value) -> Result<ChatRequest, ApiError> {
                     "parameters".into(),
                     t.get("input_schema").cloned().unwrap_or(Value::Null),
                 );
-                json!({"type": "function", "function": f})
+                let mut tool = json!({"type": "function", "function": f});
+                if let Some(cc) = t.get("cache_control") {
+                    tool["cache_control"] = cc.clone();
+                }
+                tool
             })
             .collect();
         if !fns.is_empty() {
@@ -1135,6 +1205,23 @@ pub fn messages_to_chat(body: &Value) -> Result<ChatRequest, ApiError> {
         }),
         extra,
     })
+}
+
+/// Anthropic request fields kept as sent in `ChatRequest::extra`: forwarded
+/// untouched to Anthropic upstreams, mapped or removed for the others.
+pub const PASSTHROUGH_FIELDS: &[&str] = &["thinking", "output_config", "context_management"];
+
+/// Appends the text blocks of a `system` value (string or blocks) to `out`.
+fn system_parts(v: Option<&Value>, out: &mut Vec<Value>) {
+    match v {
+        Some(Value::String(s)) if !s.is_empty() => out.push(json!({"type": "text", "text": s})),
+        Some(Value::Array(blocks)) => out.extend(blocks.iter().filter_map(text_part).filter(|p| {
+            p.get("text")
+                .and_then(Value::as_str)
+                .is_some_and(|t| !t.is_empty())
+        })),
+        _ => {}
+    }
 }
 
 fn msg(role: &str, content: Option<Value>) -> ChatMessage {
@@ -1211,7 +1298,12 @@ fn user_to_chat(content: Option<&Value>, i: usize, out: &mut Vec<ChatMessage>) -
                     if b.get("is_error") == Some(&Value::Bool(true)) {
                         text.insert_str(0, "Error: ");
                     }
-                    let mut m = msg("tool", Some(Value::from(text)));
+                    // A cache breakpoint on the result stays on its text.
+                    let content = match b.get("cache_control") {
+                        Some(cc) => json!([{"type": "text", "text": text, "cache_control": cc}]),
+                        None => Value::from(text),
+                    };
+                    let mut m = msg("tool", Some(content));
                     m.extra
                         .insert("tool_call_id".into(), Value::from(decode_tool_id(id).0));
                     out.push(m);
@@ -1236,12 +1328,17 @@ fn user_to_chat(content: Option<&Value>, i: usize, out: &mut Vec<ChatMessage>) -
 fn assistant_to_chat(content: Option<&Value>) -> ChatMessage {
     let mut text = String::new();
     let mut calls = Vec::new();
+    let mut thinking = Vec::new();
     match content {
         Some(Value::String(s)) => text.push_str(s),
         Some(Value::Array(blocks)) => {
             for b in blocks {
                 match b.get("type").and_then(Value::as_str) {
                     Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
+                    // Signed thinking must go back to Anthropic as it came
+                    // (tool use with thinking requires it); other upstreams
+                    // never see it (`strip_anthropic_only`).
+                    Some("thinking" | "redacted_thinking") => thinking.push(b.clone()),
                     Some("tool_use") => {
                         let (id, sig) = decode_tool_id(b.get("id").and_then(Value::as_str).unwrap_or(""));
                         let mut call = json!({
@@ -1270,8 +1367,16 @@ fn assistant_to_chat(content: Option<&Value>) -> ChatMessage {
     if !calls.is_empty() {
         m.extra.insert("tool_calls".into(), Value::Array(calls));
     }
+    if !thinking.is_empty() {
+        m.extra.insert(THINKING_BLOCKS.into(), Value::Array(thinking));
+    }
     m
 }
+
+/// The assistant-message field (ours, not OpenAI's) carrying Anthropic
+/// `thinking` / `redacted_thinking` blocks with their signatures, in
+/// requests from `/v1/messages` and in translated Anthropic responses.
+pub const THINKING_BLOCKS: &str = "thinking_blocks";
 
 /// OpenAI `finish_reason` -> Anthropic `stop_reason`.
 fn stop_reason(finish: &str) -> &'static str {
@@ -1310,7 +1415,9 @@ pub fn chat_response_to_messages(openai_body: &[u8], model: &str) -> Result<Valu
         .ok_or_else(|| upstream_bad("Upstream response has no choices.".into()))?;
     let m = choice.get("message").unwrap_or(&Value::Null);
     let mut content = Vec::new();
-    if let Some(r) = m
+    if let Some(Value::Array(blocks)) = m.get(THINKING_BLOCKS) {
+        content.extend(blocks.iter().cloned());
+    } else if let Some(r) = m
         .get("reasoning_content")
         .and_then(Value::as_str)
         .filter(|r| !r.is_empty())
@@ -1404,12 +1511,19 @@ struct OChoice {
     finish_reason: Option<String>,
 }
 
+/// The chunk-delta field (ours) carrying an Anthropic thinking signature.
+const SIGNATURE_DELTA: &str = "reasoning_signature";
+
 #[derive(Deserialize, Default)]
 struct ODelta {
     #[serde(default)]
     content: Option<String>,
     #[serde(default)]
     reasoning_content: Option<String>,
+    #[serde(default)]
+    reasoning_signature: Option<String>,
+    #[serde(default)]
+    redacted_thinking: Option<Value>,
     #[serde(default)]
     tool_calls: Option<Vec<OToolDelta>>,
 }
@@ -1439,6 +1553,7 @@ struct OFunction {
 enum OpenBlock {
     Text,
     Thinking,
+    Redacted,
     /// OpenAI tool-call index.
     Tool(u64),
 }
@@ -1601,6 +1716,27 @@ impl ChunkToMessagesStream {
                     out,
                 );
                 out.push(Self::delta(idx, json!({"type": "thinking_delta", "thinking": r})));
+            }
+            if let Some(sig) = d.reasoning_signature.filter(|s| !s.is_empty()) {
+                let idx = self.ensure(
+                    OpenBlock::Thinking,
+                    json!({"type": "thinking", "thinking": "", "signature": ""}),
+                    out,
+                );
+                out.push(Self::delta(
+                    idx,
+                    json!({"type": "signature_delta", "signature": sig}),
+                ));
+                // The signature ends its block: a next thinking block is a new one.
+                self.close(out);
+            }
+            if let Some(data) = d.redacted_thinking.filter(|v| !v.is_null()) {
+                self.ensure(
+                    OpenBlock::Redacted,
+                    json!({"type": "redacted_thinking", "data": data}),
+                    out,
+                );
+                self.close(out);
             }
             if let Some(t) = d.content.filter(|t| !t.is_empty()) {
                 let idx = self.ensure(OpenBlock::Text, json!({"type": "text", "text": ""}), out);
@@ -2213,10 +2349,173 @@ mod tests {
             Some("messages")
         );
         assert_eq!(
-            param(json!({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}))
+            param(json!({"model": "m", "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]}))
                 .as_deref(),
             Some("messages[0].role")
         );
+        assert_eq!(
+            param(json!({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}))
+                .as_deref(),
+            Some("messages"),
+            "system entries alone are no conversation"
+        );
+    }
+
+    /// Claude Code 2.x: `role: "system"` entries inside `messages`, system
+    /// blocks with cache_control, thinking, output_config, context_management.
+    fn claude_code_body() -> Value {
+        json!({
+            "model": "claude-opus-4-8",
+            "max_tokens": 32000,
+            "stream": true,
+            "system": [
+                {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": "Be brief."}
+            ],
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "What does main.rs do?"}]},
+                {"role": "system", "content": "Reminder: the repo is a Rust gateway."},
+                {"role": "assistant", "content": [
+                    {"type": "thinking", "thinking": "Look at the file.", "signature": "sig-1"},
+                    {"type": "redacted_thinking", "data": "opaque"},
+                    {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"path": "main.rs"}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "fn main() {}",
+                     "cache_control": {"type": "ephemeral"}}
+                ]},
+                {"role": "system", "content": [{"type": "text", "text": "Answer in one line."}]}
+            ],
+            "tools": [{"name": "Read", "description": "Read a file",
+                       "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}},
+                       "cache_control": {"type": "ephemeral"}}],
+            "thinking": {"type": "adaptive"},
+            "output_config": {"effort": "high"},
+            "context_management": {"edits": [{"type": "clear_thinking_20251015"}]},
+            "metadata": {"user_id": "u1"}
+        })
+    }
+
+    #[test]
+    fn system_entries_in_messages_fold_into_the_system_prompt() {
+        let req = messages_to_chat(&claude_code_body()).expect("translates");
+        let roles: Vec<&str> = req.messages.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["system", "user", "assistant", "tool"]);
+        let system = req.messages[0].text();
+        assert_eq!(
+            system,
+            "You are Claude Code.\nBe brief.\nReminder: the repo is a Rust gateway.\nAnswer in one line."
+        );
+        assert_eq!(
+            req.messages[0].content.as_ref().unwrap()[0]["cache_control"]["type"],
+            "ephemeral"
+        );
+        // The classifier reads the system prompt as system and the user's question as the last turn.
+        let input = crate::routing::input_from_chat(&req);
+        assert_eq!(input.last_user, "What does main.rs do?");
+        assert!(input.system.ends_with("Answer in one line."), "{}", input.system);
+    }
+
+    #[test]
+    fn anthropic_upstream_gets_claude_code_fields_untouched() {
+        let chat = messages_to_chat(&claude_code_body()).expect("translates");
+        let built = build_request(&chat, "claude-opus-4-8", &opts()).expect("builds");
+        let b = &built.body;
+        let src = claude_code_body();
+        for k in ["thinking", "output_config", "context_management"] {
+            assert_eq!(b[k], src[k], "{k}");
+        }
+        assert_eq!(b["system"][0]["cache_control"]["type"], "ephemeral");
+        assert_eq!(b["system"].as_array().map(Vec::len), Some(4));
+        assert_eq!(b["tools"][0]["cache_control"]["type"], "ephemeral");
+        // Signed thinking goes back first in its assistant turn, as Anthropic requires.
+        let assistant = &b["messages"][1]["content"];
+        assert_eq!(
+            assistant[0],
+            json!({"type": "thinking", "thinking": "Look at the file.", "signature": "sig-1"})
+        );
+        assert_eq!(
+            assistant[1],
+            json!({"type": "redacted_thinking", "data": "opaque"})
+        );
+        assert_eq!(assistant[2]["type"], "tool_use");
+        let result = &b["messages"][2]["content"][0];
+        assert_eq!(result["type"], "tool_result");
+        assert_eq!(result["content"][0]["cache_control"]["type"], "ephemeral");
+        assert!(
+            !built
+                .dropped
+                .iter()
+                .any(|d| d.contains("thinking") || d.contains("output_config")),
+            "{:?}",
+            built.dropped
+        );
+    }
+
+    #[test]
+    fn signed_thinking_round_trips_through_the_openai_form() {
+        // Non-streaming: Anthropic message -> OpenAI body -> /v1/messages answer.
+        let upstream = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+            "content": [{"type": "thinking", "thinking": "hmm", "signature": "sig-9"},
+                        {"type": "redacted_thinking", "data": "zzz"},
+                        {"type": "text", "text": "Hi"}],
+            "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 2}});
+        let (openai, _) = parse_response(upstream.to_string().as_bytes(), "m").expect("parses");
+        let back = chat_response_to_messages(&openai, "m").expect("back");
+        assert_eq!(
+            back["content"][0],
+            json!({"type": "thinking", "thinking": "hmm", "signature": "sig-9"})
+        );
+        assert_eq!(
+            back["content"][1],
+            json!({"type": "redacted_thinking", "data": "zzz"})
+        );
+        assert_eq!(back["content"][2]["text"], "Hi");
+
+        // Streaming: Anthropic SSE -> OpenAI chunks -> Anthropic SSE.
+        let raw = [
+            r#"{"type":"message_start","message":{"id":"msg_2","usage":{"input_tokens":3}}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hmm"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"sig-9"}}"#,
+            r#"{"type":"content_block_stop","index":0}"#,
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"redacted_thinking","data":"zzz"}}"#,
+            r#"{"type":"content_block_stop","index":1}"#,
+            r#"{"type":"content_block_start","index":2,"content_block":{"type":"text","text":""}}"#,
+            r#"{"type":"content_block_delta","index":2,"delta":{"type":"text_delta","text":"Hi"}}"#,
+            r#"{"type":"content_block_stop","index":2}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":2}}"#,
+            r#"{"type":"message_stop"}"#,
+        ];
+        let sse: String = raw.iter().map(|d| format!("data: {d}\n\n")).collect();
+        let mut t = StreamTranslator::new("m", true);
+        let mut chunks = Vec::new();
+        for ev in events(sse.as_bytes()) {
+            t.on_event(&ev, &mut chunks).expect("event");
+        }
+        let mut back = ChunkToMessagesStream::new("m");
+        let mut out = Vec::new();
+        let joined: Vec<u8> = chunks.concat();
+        for ev in events(&joined) {
+            back.on_event(&ev, &mut out).expect("chunk");
+        }
+        let text: String = out
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect();
+        assert!(
+            text.contains(r#""delta":{"signature":"sig-9","type":"signature_delta"}"#)
+                || text.contains(r#""delta":{"type":"signature_delta","signature":"sig-9"}"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""content_block":{"data":"zzz","type":"redacted_thinking"}"#)
+                || text.contains(r#""content_block":{"type":"redacted_thinking","data":"zzz"}"#),
+            "{text}"
+        );
+        // The thinking block (index 0) closes before the redacted one (1) and the text (2).
+        let starts = text.matches("event: content_block_start").count();
+        assert_eq!(starts, 3, "{text}");
     }
 
     #[test]

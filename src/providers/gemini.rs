@@ -63,6 +63,10 @@ const MAPPED_FIELDS: &[&str] = &[
     "presence_penalty",
     "frequency_penalty",
     "seed",
+    "top_k",
+    "reasoning_effort",
+    "thinking",
+    "output_config",
 ];
 
 /// Gemini accepts at most 5 stop sequences
@@ -311,8 +315,19 @@ pub fn build_request(req: &ChatRequest, opts: &GeminiOptions) -> Result<BuiltReq
         }
         _ => {}
     }
+    if let Some(k) = x.get("top_k").filter(|v| v.is_number()) {
+        gen.insert("topK".into(), k.clone());
+    }
+    // reasoning_effort / Anthropic thinking -> thinkingConfig (see reasoning.rs).
+    let mut thinking = Map::new();
     if opts.include_thoughts {
-        gen.insert("thinkingConfig".into(), json!({"includeThoughts": true}));
+        thinking.insert("includeThoughts".into(), Value::Bool(true));
+    }
+    if let Some((k, v)) = super::reasoning::gemini_thinking(&req.model, x) {
+        thinking.insert(k.into(), v);
+    }
+    if !thinking.is_empty() {
+        gen.insert("thinkingConfig".into(), Value::Object(thinking));
     }
     if !gen.is_empty() {
         body.insert("generationConfig".into(), Value::Object(gen));

@@ -12,6 +12,7 @@ pub mod error;
 pub mod gemini;
 pub mod native;
 pub mod openai;
+pub mod reasoning;
 pub mod simulated;
 
 use std::pin::Pin;
@@ -127,6 +128,25 @@ impl Provider {
             Backend::OpenAi(b) => b.probe().await,
             Backend::Native(b) => b.probe().await,
             Backend::Simulated(s) => s.probe(),
+        }
+    }
+
+    /// Whether the gateway lists this provider's own models (from its
+    /// `GET /models`): an OpenAI-compatible provider that serves every name
+    /// (`models = ["*"]`) at a base URL other than OpenAI's, i.e. a local
+    /// vLLM / Ollama / llama.cpp server or a proxy.
+    pub fn discovers_models(&self) -> bool {
+        matches!(self.backend, Backend::OpenAi(_))
+            && self.settings.kind == ProviderKind::Openai
+            && self.settings.patterns.iter().any(|p| p.as_str() == "*")
+            && !self.settings.base_url.contains("://api.openai.com")
+    }
+
+    /// The upstream's model ids (OpenAI-compatible providers only).
+    pub async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
+        match &self.backend {
+            Backend::OpenAi(b) => b.list_models().await,
+            _ => Ok(Vec::new()),
         }
     }
 

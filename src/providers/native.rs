@@ -194,7 +194,9 @@ impl NativeBackend {
                 }
             }
             Flavor::Azure => {
-                let body = serde_json::to_vec(req)
+                // OpenAI's API rules: Anthropic-only fields out, reasoning mapped.
+                let cleaned = super::reasoning::for_openai(req, true);
+                let body = serde_json::to_vec(cleaned.as_ref().unwrap_or(req))
                     .map_err(|e| ProviderError::new(ProviderErrorKind::Malformed, e.to_string()))?;
                 let url = azure::chat_url(&self.base, model, &self.api_version);
                 let resp = self.post(&url, body, &[]).await?;

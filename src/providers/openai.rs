@@ -27,6 +27,8 @@ pub struct OpenAiBackend {
     probe_timeout: Duration,
     headers: HeaderMap,
     timeout: Duration,
+    /// OpenAI's and DeepSeek's own APIs reject `top_k` (vLLM, Ollama take it).
+    strip_top_k: bool,
 }
 
 impl OpenAiBackend {
@@ -56,6 +58,8 @@ impl OpenAiBackend {
             probe_timeout: s.first_byte_timeout,
             headers,
             timeout: s.timeout,
+            strip_top_k: s.base_url.contains("://api.openai.com")
+                || s.base_url.contains("://api.deepseek.com"),
         })
     }
 
@@ -79,6 +83,9 @@ impl OpenAiBackend {
     }
 
     pub async fn chat(&self, req: &ChatRequest) -> Result<ChatAnswer, ProviderError> {
+        // Anthropic-only fields out, reasoning controls mapped (usually a no-op, no copy).
+        let cleaned = super::reasoning::for_openai(req, self.strip_top_k);
+        let req = cleaned.as_ref().unwrap_or(req);
         let body = serde_json::to_vec(req).map_err(|e| {
             ProviderError::new(
                 ProviderErrorKind::Malformed,
@@ -130,6 +137,40 @@ impl OpenAiBackend {
             401 | 403 | 429 | 500..=599 => Err(ProviderError::from_status(status, None, &Bytes::new())),
             _ => Ok(()),
         }
+    }
+
+    /// The upstream's own model ids (`GET /models`, OpenAI's list shape, as
+    /// vLLM, Ollama, llama.cpp and LM Studio serve it).
+    pub async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
+        let resp = self
+            .client
+            .get(self.models_url.clone())
+            .headers(self.headers.clone())
+            .timeout(self.probe_timeout)
+            .send()
+            .await
+            .map_err(map_reqwest_error)?;
+        let status = resp.status();
+        let body = read_limited(resp, 4 * 1024 * 1024).await;
+        if !status.is_success() {
+            return Err(ProviderError::from_status(status.as_u16(), None, &body));
+        }
+        #[derive(serde::Deserialize)]
+        struct Entry {
+            id: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct List {
+            data: Vec<Entry>,
+        }
+        let list: List = serde_json::from_slice(&body)
+            .map_err(|e| ProviderError::new(ProviderErrorKind::Malformed, format!("model list: {e}")))?;
+        Ok(list
+            .data
+            .into_iter()
+            .map(|e| e.id)
+            .filter(|id| !id.is_empty())
+            .collect())
     }
 
     pub async fn embeddings(&self, req: &EmbeddingsRequest) -> Result<EmbeddingsAnswer, ProviderError> {

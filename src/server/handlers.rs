@@ -107,6 +107,16 @@ impl Ctx {
     }
 
     pub(super) fn error(&self, e: ApiError) -> Response {
+        self.log_refused(&e);
+        let mut r = e.into_response();
+        r.headers_mut()
+            .insert(X_REQUEST_ID, self.request_id_header.clone());
+        r.extensions_mut().insert(AccessLogged);
+        r
+    }
+
+    /// The access line of a request the gateway refused (or failed).
+    pub(super) fn log_refused(&self, e: &ApiError) {
         tracing::info!(
             target: "switchyard::access",
             request_id = %self.request_id,
@@ -115,10 +125,6 @@ impl Ctx {
             code = e.code.as_deref().unwrap_or("-"),
             "request refused"
         );
-        let mut r = e.into_response();
-        r.headers_mut()
-            .insert(X_REQUEST_ID, self.request_id_header.clone());
-        r
     }
 
     /// The response when no attempt succeeded.
@@ -565,6 +571,17 @@ pub(super) fn plan(
     let session = header_str(&X_SESSION);
     let user = req.extra.get("user").and_then(|u| u.as_str());
     let Some(route) = route else {
+        // `auto` with no route but upstreams that list their models (a local vLLM / Ollama).
+        if req.model == "auto" && headers.get(&X_ROUTE_HEADER).is_none() {
+            if let Some(chain) = rt.discovered_auto_chain() {
+                return Ok(Plan {
+                    chain,
+                    route: None,
+                    fallbacks: true,
+                    experiment: None,
+                });
+            }
+        }
         return Ok(plan_explicit(rt, ctx, req, session, user));
     };
     let forced = match header_str(&X_TASK) {
@@ -910,17 +927,105 @@ async fn embeddings_inner(
     }
 }
 
-/// GET /v1/models
-pub async fn list_models(State(st): St) -> Response {
-    json_response(StatusCode::OK, st.rt().models_body.clone())
+/// GET /v1/models: OpenAI's list, or Anthropic's (paged with `limit`,
+/// `after_id`, `before_id`) when the request is Anthropic-style
+/// (`anthropic-version` or `x-api-key` header).
+pub async fn list_models(State(st): St, headers: HeaderMap, uri: http::Uri) -> Response {
+    let rt = st.rt();
+    if crate::api::models::is_anthropic_style(&headers) {
+        let page = anthropic_page(uri.query().unwrap_or(""));
+        let v = crate::api::models::anthropic_list(&rt.all_models(), &page);
+        return json_response(StatusCode::OK, Bytes::from(v.to_string()));
+    }
+    if rt.discovered.load().is_empty() {
+        return json_response(StatusCode::OK, rt.models_body.clone());
+    }
+    let list = crate::api::models::ModelList {
+        object: "list",
+        data: &rt.all_models(),
+    };
+    match serde_json::to_vec(&list) {
+        Ok(b) => json_response(StatusCode::OK, Bytes::from(b)),
+        Err(e) => ApiError::internal(e.to_string()).into_response(),
+    }
 }
 
-/// GET /v1/models/{id}
-pub async fn get_model(State(st): St, Path(id): Path<String>) -> Response {
-    match st.rt().model_object(&id) {
+/// The Anthropic paging parameters of a query string (unknown ones ignored).
+fn anthropic_page(q: &str) -> crate::api::models::AnthropicPage {
+    let mut page = crate::api::models::AnthropicPage::default();
+    for (k, v) in q.split('&').filter_map(|kv| kv.split_once('=')) {
+        match k {
+            "limit" => page.limit = v.parse().ok(),
+            "after_id" => page.after_id = Some(v.to_string()),
+            "before_id" => page.before_id = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    page
+}
+
+/// GET /v1/models/{id} (Anthropic's object for Anthropic-style requests).
+pub async fn get_model(State(st): St, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let rt = st.rt();
+    if crate::api::models::is_anthropic_style(&headers) {
+        return match rt.model_info(&id) {
+            Some(o) => json_response(
+                StatusCode::OK,
+                Bytes::from(crate::api::models::anthropic_object(&o).to_string()),
+            ),
+            None => {
+                let e = ApiError::model_not_found(&id);
+                let body = crate::providers::anthropic::api_error_to_messages(&e);
+                json_response(e.status, Bytes::from(body.to_string()))
+            }
+        };
+    }
+    match rt.model_object(&id) {
         Some(b) => json_response(StatusCode::OK, b),
         None => ApiError::model_not_found(&id).into_response(),
     }
+}
+
+/// Marks a response whose access line was already written.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AccessLogged;
+
+/// Outermost layer: one access line for every error response nothing else
+/// logged (authentication 401/403/429, unknown URL 404, wrong method 405,
+/// extractor rejections), so every refused request is in the log.
+pub async fn log_unlogged_errors(
+    State(st): St,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    // Cheap copies (reference-counted), no allocation on the request path.
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let request_id = req.headers().get(&X_REQUEST_ID).cloned();
+    let r = next.run(req).await;
+    let status = r.status();
+    if (status.is_client_error() || status.is_server_error())
+        && r.extensions().get::<AccessLogged>().is_none()
+        && st.rt().config.log.access
+    {
+        tracing::info!(
+            target: "switchyard::access",
+            request_id = %request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
+            method = %method,
+            path = uri.path(),
+            status = status.as_u16(),
+            "request refused"
+        );
+    }
+    r
+}
+
+/// HEAD / and GET /: 200, for clients and load balancers that check the base URL.
+pub async fn root() -> Response {
+    json_response(
+        StatusCode::OK,
+        Bytes::from_static(br#"{"status":"ok","service":"switchyard"}"#),
+    )
 }
 
 /// GET /health: the process is alive.

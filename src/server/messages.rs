@@ -39,6 +39,7 @@ const FORWARDED: [HeaderName; 2] = [
 
 /// Anthropic's error shape (`{"type":"error","error":{...}}`) with the request id.
 fn error_response(ctx: &Ctx, e: ApiError) -> Response {
+    ctx.log_refused(&e);
     let status = e.status;
     let body = anthropic::api_error_to_messages(&e);
     let mut r = json_response(status, Bytes::from(body.to_string()));
@@ -48,6 +49,7 @@ fn error_response(ctx: &Ctx, e: ApiError) -> Response {
     }
     r.headers_mut()
         .insert("x-request-id", ctx.request_id_header().clone());
+    r.extensions_mut().insert(super::handlers::AccessLogged);
     r
 }
 
@@ -122,7 +124,8 @@ async fn messages_inner(
                 Some(u) => recorder.set_usage(u),
                 None => recorder.estimate_from_body(&body),
             }
-            let out = match anthropic::chat_response_to_messages(&body, &requested) {
+            // The served model, as Anthropic's API answers (`auto` names what answered).
+            let out = match anthropic::chat_response_to_messages(&body, &target.public) {
                 Ok(v) => v,
                 Err(e) => {
                     recorder.finish(502, Some(e.message.clone()));
@@ -140,7 +143,7 @@ async fn messages_inner(
         }
         ChatAnswer::Stream(upstream_bytes) => {
             let relay = relay_for(&ctx.rt, &target, upstream_bytes, true, recorder);
-            let events = to_messages_events(relay, ChunkToMessagesStream::new(&requested));
+            let events = to_messages_events(relay, ChunkToMessagesStream::new(&target.public));
             Ok(sse_response(
                 Body::from_stream(events),
                 ctx,

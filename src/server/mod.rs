@@ -73,10 +73,15 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(admin)
         .merge(api)
         .route("/metrics", get(admin::metrics))
+        .route("/", get(root))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            log_unlogged_errors,
+        ))
         .with_state(state)
 }
 
@@ -191,6 +196,7 @@ pub async fn start_with_clock(
         }
     });
     spawn_probes(&state.rt(), &stop);
+    spawn_discovery(&state.rt(), &stop);
     spawn_ramps(&state);
     let router = app(state.clone());
     let token = stop.clone();
@@ -302,6 +308,7 @@ pub async fn reload(state: &Arc<AppState>) -> Result<Vec<String>, String> {
     config.server.allow_unauthenticated = old.config.server.allow_unauthenticated;
     let changes = state.reload(config).await?;
     spawn_probes(&state.rt(), &state.shutdown);
+    spawn_discovery(&state.rt(), &state.shutdown);
     spawn_ramps(state);
     Ok(changes)
 }
@@ -362,6 +369,90 @@ pub(crate) fn spawn_every<F, Fut>(
             }
         }
     });
+}
+
+/// How often the model lists of local upstreams are fetched again.
+pub const DISCOVERY_EVERY: Duration = Duration::from_secs(60);
+
+/// Model discovery: for the providers that list their own models
+/// ([`crate::providers::Provider::discovers_models`]), `GET /models` at
+/// start and every [`DISCOVERY_EVERY`], into `Runtime::discovered`. A failed
+/// fetch keeps the last list. Holds the runtime weakly; stops with it.
+pub(crate) fn spawn_discovery(rt: &Arc<state::Runtime>, stop: &CancellationToken) {
+    let providers: Vec<_> = rt
+        .providers
+        .iter()
+        .filter(|p| p.discovers_models())
+        .cloned()
+        .collect();
+    if providers.is_empty() {
+        return;
+    }
+    let weak = Arc::downgrade(rt);
+    // The last list each provider gave (kept while its fetches fail), and
+    // whether it is failing (warn once per run of failures, not every minute).
+    type Last = Vec<(Option<Vec<crate::api::models::ModelObject>>, bool)>;
+    let last: Arc<std::sync::Mutex<Last>> =
+        Arc::new(std::sync::Mutex::new(vec![(None, false); providers.len()]));
+    spawn_every(
+        DISCOVERY_EVERY,
+        stop.clone(),
+        rt.retired.clone(),
+        false,
+        move || {
+            let (weak, providers, last) = (weak.clone(), providers.clone(), last.clone());
+            async move {
+                let mut results = Vec::with_capacity(providers.len());
+                for p in &providers {
+                    results.push(p.list_models().await);
+                }
+                let Some(rt) = weak.upgrade() else { return false };
+                let Ok(mut last) = last.lock() else { return false };
+                for ((p, result), (list, failing)) in providers.iter().zip(results).zip(last.iter_mut()) {
+                    match result {
+                        Ok(ids) => {
+                            *failing = false;
+                            *list = Some(
+                                ids.into_iter()
+                                    .map(|id| crate::api::models::ModelObject {
+                                        id,
+                                        object: "model",
+                                        created: 1_767_225_600,
+                                        owned_by: p.settings.name.clone(),
+                                    })
+                                    .collect(),
+                            );
+                        }
+                        Err(e) if *failing => {
+                            tracing::debug!(provider = %p.name, "cannot list the upstream's models: {}", e.message);
+                        }
+                        Err(e) => {
+                            *failing = true;
+                            tracing::warn!(
+                                provider = %p.name,
+                                "cannot list the upstream's models (GET /models): {}; retrying every {} s",
+                                e.message,
+                                DISCOVERY_EVERY.as_secs()
+                            );
+                        }
+                    }
+                }
+                let mut seen = std::collections::HashSet::new();
+                let found: Vec<_> = last
+                    .iter()
+                    .filter_map(|(l, _)| l.as_ref())
+                    .flatten()
+                    .filter(|o| seen.insert(o.id.clone()))
+                    .cloned()
+                    .collect();
+                if found.len() != rt.discovered.load().len() {
+                    tracing::info!(models = found.len(), "upstream models discovered");
+                }
+                rt.discovered.store(Arc::new(found));
+                true
+            }
+        },
+    );
 }
 
 /// Active health probes: one task per provider with `probe_interval_secs`,

@@ -58,6 +58,11 @@ pub struct Runtime {
     /// Pre-rendered `GET /v1/models` body.
     pub models_body: Bytes,
     model_objects: HashMap<String, Bytes>,
+    /// The configured models, aliases and routes, in list order.
+    pub model_list: Vec<ModelObject>,
+    /// Models listed by local / pass-through upstreams (their `GET /models`),
+    /// refreshed by `server::spawn_discovery`; empty when none discovers.
+    pub discovered: arc_swap::ArcSwap<Vec<ModelObject>>,
     /// Stops this runtime's background tasks (health probes) when it is replaced.
     pub retired: tokio_util::sync::CancellationToken,
     /// Enabled experiments, bound to their state in `AppState::experiments`.
@@ -304,6 +309,8 @@ impl Runtime {
             targets,
             models_body,
             model_objects,
+            model_list: objects,
+            discovered: arc_swap::ArcSwap::from_pointee(Vec::new()),
             retired: tokio_util::sync::CancellationToken::new(),
             experiments: Vec::new(),
         })
@@ -453,14 +460,58 @@ impl Runtime {
         if let Some(b) = self.model_objects.get(id) {
             return Some(b.clone());
         }
+        serde_json::to_vec(&self.model_info(id)?).ok().map(Bytes::from)
+    }
+
+    /// Every listed model: the configured ones, then the discovered ones
+    /// not configured under the same name.
+    pub fn all_models(&self) -> std::borrow::Cow<'_, [ModelObject]> {
+        let disc = self.discovered.load();
+        if disc.is_empty() {
+            return std::borrow::Cow::Borrowed(&self.model_list);
+        }
+        let mut all = self.model_list.clone();
+        all.extend(
+            disc.iter()
+                .filter(|d| !self.model_list.iter().any(|o| o.id == d.id))
+                .cloned(),
+        );
+        std::borrow::Cow::Owned(all)
+    }
+
+    /// The `auto` chain when the config has no `auto` route but upstreams
+    /// list their models: the discovered chat models, cheapest first by the
+    /// shipped prices (unpriced ones after, in the upstream's order).
+    pub fn discovered_auto_chain(&self) -> Option<Vec<Arc<str>>> {
+        let disc = self.discovered.load();
+        let mut m: Vec<(f64, usize, &str)> = disc
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| !o.id.contains("embed"))
+            .map(|(i, o)| {
+                let p = pricing::default_price(&o.id).map_or(f64::INFINITY, |p| p.input + p.output);
+                (p, i, o.id.as_str())
+            })
+            .collect();
+        if m.is_empty() {
+            return None;
+        }
+        m.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        Some(m.into_iter().map(|(_, _, id)| Arc::from(id)).collect())
+    }
+
+    /// The model object of a configured or pass-through model id.
+    pub fn model_info(&self, id: &str) -> Option<ModelObject> {
+        if let Some(o) = self.model_list.iter().find(|o| o.id == id) {
+            return Some(o.clone());
+        }
         let t = pass_through(&self.providers, id)?;
-        let o = ModelObject {
+        Some(ModelObject {
             id: id.to_string(),
             object: "model",
             created: 1_767_225_600,
             owned_by: self.providers[t.provider].settings.name.clone(),
-        };
-        serde_json::to_vec(&o).ok().map(Bytes::from)
+        })
     }
 }
 
