@@ -24,6 +24,7 @@ use super::handlers::{
     json_response, prepare, read_body, relay_for, route_headers, sse_response, Ctx, Prepared,
 };
 use super::state::{AppState, Target};
+use crate::accounting::estimate::OutputField;
 use crate::api::chat::{parse_json, StreamOptions};
 use crate::api::ApiError;
 use crate::auth::KeyUse;
@@ -75,7 +76,7 @@ async fn messages_inner(
     let v: Value = parse_json(&bytes)?;
     drop(bytes);
     let mut req = anthropic::messages_to_chat(&v)?;
-    let p = prepare(st, ctx, headers, &req)?;
+    let p = prepare(st, ctx, headers, &mut req, OutputField::MESSAGES)?;
     let stream = req.is_stream();
     if stream {
         // The translation back to Anthropic events needs the usage chunk.
