@@ -256,6 +256,10 @@ pub struct RawLedger {
     pub path: Option<PathBuf>,
     pub batch_size: Option<usize>,
     pub flush_interval_ms: Option<u64>,
+    /// "batch" (default) or "sync" (responses wait until their rows are on disk).
+    pub durability: Option<String>,
+    /// Rows kept in memory behind a failing write before they are spooled to a file (default 10000).
+    pub max_pending_rows: Option<usize>,
 }
 
 /// Provider types known to this build.
@@ -472,6 +476,8 @@ pub struct LedgerSettings {
     pub batch_size: usize,
     /// How long the writer waits to fill a batch before writing it.
     pub flush_interval: Duration,
+    pub durability: crate::accounting::ledger::Durability,
+    pub max_pending_rows: usize,
 }
 
 /// Index of a provider in `Config::providers`.
@@ -803,10 +809,23 @@ pub fn validate(
     if batch_size == 0 {
         errors.push(err("ledger.batch_size", "must be greater than 0"));
     }
+    let durability = match raw.ledger.durability.as_deref() {
+        None | Some("batch") => crate::accounting::ledger::Durability::Batch,
+        Some("sync") => crate::accounting::ledger::Durability::Sync,
+        Some(d) => {
+            errors.push(err(
+                "ledger.durability",
+                format!("{d:?}: expected \"batch\" or \"sync\""),
+            ));
+            crate::accounting::ledger::Durability::Batch
+        }
+    };
     let ledger = LedgerSettings {
         path: raw.ledger.path,
         batch_size: batch_size.max(1),
         flush_interval: Duration::from_millis(raw.ledger.flush_interval_ms.unwrap_or(100)),
+        durability,
+        max_pending_rows: raw.ledger.max_pending_rows.unwrap_or(10_000),
     };
 
     let mut providers = Vec::with_capacity(raw.providers.len());

@@ -324,7 +324,10 @@ async fn chat_inner(
     .await;
     let served = match served {
         Ok(s) => s,
-        Err(f) => return Ok(ctx.failed(f, route.as_ref())),
+        Err(f) => {
+            st.ledger.durable().await;
+            return Ok(ctx.failed(f, route.as_ref()));
+        }
     };
     let Served {
         target,
@@ -346,12 +349,13 @@ async fn chat_inner(
                 route_headers(r.headers_mut(), rr);
             }
             recorder.finish(200, None);
+            st.ledger.durable().await;
             Ok(r)
         }
         ChatAnswer::Stream(upstream_bytes) => {
             let relay = relay_for(&ctx.rt, &target, upstream_bytes, client_wants_usage, recorder);
             Ok(sse_response(
-                Body::from_stream(relay),
+                durable_body(st, relay),
                 ctx,
                 &target,
                 upstream,
@@ -360,6 +364,24 @@ async fn chat_inner(
             ))
         }
     }
+}
+
+/// A streamed body; with `[ledger] durability = "sync"` it ends only once
+/// the stream's ledger row (written when the relay finishes) is on disk.
+pub(super) fn durable_body<S>(st: &AppState, s: S) -> Body
+where
+    S: futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static,
+{
+    use futures_util::StreamExt;
+    if !st.ledger.is_sync() {
+        return Body::from_stream(s);
+    }
+    let ledger = st.ledger.clone();
+    let tail = futures_util::stream::once(async move {
+        ledger.durable().await;
+    })
+    .filter_map(|()| async { None::<Result<Bytes, std::convert::Infallible>> });
+    Body::from_stream(s.chain(tail))
 }
 
 /// The relay for a served stream, wired to its provider's name, secret and health.
@@ -971,13 +993,17 @@ async fn embeddings_inner(
             let mut r = json_response(StatusCode::OK, body);
             ctx.decorate(r.headers_mut(), &target, upstream, cost, attempts);
             recorder.finish(200, None);
+            st.ledger.durable().await;
             Ok(r)
         }
         Ok(Served { recorder, .. }) => {
             recorder.finish(502, Some("embeddings answered with a stream".into()));
             Err(ApiError::internal("embeddings answered with a stream"))
         }
-        Err(f) => Ok(ctx.failed(f, None)),
+        Err(f) => {
+            st.ledger.durable().await;
+            Ok(ctx.failed(f, None))
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 
 use super::handlers::{
-    json_response, prepare, read_body, relay_for, route_headers, sse_response, Ctx, Prepared,
+    durable_body, json_response, prepare, read_body, relay_for, route_headers, sse_response, Ctx, Prepared,
 };
 use super::state::{AppState, Target};
 use crate::accounting::estimate::OutputField;
@@ -103,6 +103,7 @@ async fn messages_inner(
     let served = match attempt::run(st, &ctx.rt, targets, &mut call, &entry, ctx.started, acct).await {
         Ok(s) => s,
         Err(f) => {
+            st.ledger.durable().await;
             let mut r = error_response(ctx, f.error);
             r.headers_mut()
                 .insert("x-switchyard-attempts", HeaderValue::from(f.attempts));
@@ -137,13 +138,14 @@ async fn messages_inner(
                 route_headers(r.headers_mut(), rr);
             }
             recorder.finish(200, None);
+            st.ledger.durable().await;
             Ok(r)
         }
         ChatAnswer::Stream(upstream_bytes) => {
             let relay = relay_for(&ctx.rt, &target, upstream_bytes, true, recorder);
             let events = to_messages_events(relay, ChunkToMessagesStream::new(&requested));
             Ok(sse_response(
-                Body::from_stream(events),
+                durable_body(st, events),
                 ctx,
                 &target,
                 upstream,

@@ -133,10 +133,15 @@ pub async fn start_with_clock(
     // The socket decides loopback-or-not, whatever the config said.
     config.server.listen = addr;
     let metrics = crate::metrics::Metrics::new();
-    let (ledger, writer) = ledger::open_sqlite(
+    let (ledger, writer) = ledger::open_sqlite_with(
         ledger_path,
-        config.ledger.batch_size,
-        config.ledger.flush_interval,
+        ledger::WriterOptions {
+            batch_size: config.ledger.batch_size,
+            flush_interval: config.ledger.flush_interval,
+            durability: config.ledger.durability,
+            max_pending_rows: config.ledger.max_pending_rows,
+            ..Default::default()
+        },
     )
     .await?;
     let ledger = ledger.with_observers(metrics.clone(), config.log.access);
