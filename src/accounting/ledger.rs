@@ -526,6 +526,9 @@ async fn add_missing_columns(conn: &mut SqliteConnection) -> Result<(), sqlx::Er
     Ok(())
 }
 
+/// An experiment tag in the spool: name, arm, shadow, parent_request_id, output.
+type SpoolExperiment = (String, String, bool, Option<String>, Option<String>);
+
 /// A row as the spool file keeps it (one JSON object a line).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SpoolRow {
@@ -550,7 +553,7 @@ struct SpoolRow {
     /// route, task, confidence, complexity, tier, reason.
     routing: Option<(String, String, f32, f32, String, String)>,
     /// name, arm, shadow, parent_request_id, output.
-    experiment: Option<(String, String, bool, Option<String>, Option<String>)>,
+    experiment: Option<SpoolExperiment>,
 }
 
 impl SpoolRow {
