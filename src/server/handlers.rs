@@ -826,7 +826,9 @@ pub(super) fn admit(
     };
     match granted {
         Ok((reservation, n)) => {
-            if strict && prompt.max_output != Some(n) {
+            // Unpriced models are never charged: nothing to cap for.
+            let priced = targets.iter().any(|t| t.price.is_some());
+            if strict && priced && prompt.max_output != Some(n) {
                 // Set or lowered: the answer (and the TPM estimate) follow the cap.
                 field.set(&mut req.extra, n);
                 prompt.max_output = Some(n);
