@@ -65,14 +65,22 @@ TOML
   echo "$c1|$ct|$rows"
 }
 
-echo "running: batch durability..." >&2
-IFS='|' read -r B1 BT BROWS <<< "$(run_mode batch)"
-echo "running: sync durability..." >&2
-IFS='|' read -r S1 ST SROWS <<< "$(run_mode sync)"
+# ORDER=sync-first runs sync before batch (to check the order does not decide the figures).
+if [ "${ORDER:-}" = "sync-first" ]; then
+  echo "running: sync durability..." >&2
+  IFS='|' read -r S1 ST SROWS <<< "$(run_mode sync)"
+  echo "running: batch durability..." >&2
+  IFS='|' read -r B1 BT BROWS <<< "$(run_mode batch)"
+else
+  echo "running: batch durability..." >&2
+  IFS='|' read -r B1 BT BROWS <<< "$(run_mode batch)"
+  echo "running: sync durability..." >&2
+  IFS='|' read -r S1 ST SROWS <<< "$(run_mode sync)"
+fi
 
 REPORT=$(cat <<MD
 ### Ledger durability, run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(df -T "$OUT" | awk 'NR==2 {print $2}') at bench/out)
-gateway pinned to core $GW_CORE; upstream + load generator on core $AUX_CORE; ${SECS}s per run after 1s warm-up.
+gateway pinned to core $GW_CORE; upstream + load generator on core $AUX_CORE; ${SECS}s per run after 1s warm-up; order: ${ORDER:-batch-first}.
 
 | measure | durability = "batch" | durability = "sync" |
 |---|---|---|
