@@ -1187,6 +1187,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn spool_round_trips_every_field_in_order() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut spool = Spool::new(dir.path().join("l.sqlite.spool"));
+        assert!(!spool.active);
+        let mut rows: Vec<LedgerEntry> = (0..5).map(entry).collect();
+        rows[1].routing = Some(Box::new(RoutingRecord {
+            route: "auto".into(),
+            task: "code".into(),
+            confidence: 0.75,
+            complexity: 0.5,
+            tier: "economy".into(),
+            reason: "classifier".into(),
+        }));
+        rows[2].experiment = Some(Box::new(ExperimentTag {
+            name: Arc::from("exp"),
+            arm: Arc::from("cand"),
+            shadow: true,
+            parent_request_id: Some("r0".into()),
+            output: Some("text \"quoted\"\n".into()),
+        }));
+        rows[3].endpoint = "messages";
+        rows[4].usage = None;
+        rows[4].error = Some("boom".into());
+        spool.append(&rows[..3], true).await.expect("append");
+        spool.append(&rows[3..], false).await.expect("append");
+        let (a, bad) = spool.read_chunk(2).await.expect("read");
+        let (b, _) = spool.read_chunk(10).await.expect("read");
+        assert_eq!(bad, 0);
+        assert!(!spool.active, "all read");
+        let back: Vec<LedgerEntry> = a.into_iter().chain(b).collect();
+        assert_eq!(format!("{back:?}"), format!("{rows:?}"));
+        spool.clear().await;
+        assert!(!dir.path().join("l.sqlite.spool").exists());
+    }
+
+    #[tokio::test]
     async fn all_rows_written_on_close() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("l.sqlite");
