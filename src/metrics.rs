@@ -133,6 +133,10 @@ pub struct Gauges {
     pub ledger_queue_depth: u64,
     pub ledger_written: u64,
     pub ledger_failed: u64,
+    /// Rows kept behind a failing ledger write (memory or spool file).
+    pub ledger_pending: u64,
+    pub ledger_spooled: u64,
+    pub ledger_retries: u64,
     /// (scope, period, spent, limit) of every budget.
     pub budgets: Vec<(String, &'static str, f64, f64)>,
     pub config_generation: u64,
@@ -374,8 +378,23 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP switchyard_ledger_rows_failed_total Ledger rows that could not be written.\n# TYPE switchyard_ledger_rows_failed_total counter\nswitchyard_ledger_rows_failed_total {}",
+            "# HELP switchyard_ledger_rows_failed_total Ledger rows that could be neither written nor spooled (logged in full).\n# TYPE switchyard_ledger_rows_failed_total counter\nswitchyard_ledger_rows_failed_total {}",
             g.ledger_failed
+        );
+        let _ = writeln!(
+            out,
+            "# HELP switchyard_ledger_rows_pending Ledger rows kept behind a failing write (in memory or the spool file), written once the database accepts them.\n# TYPE switchyard_ledger_rows_pending gauge\nswitchyard_ledger_rows_pending {}",
+            g.ledger_pending
+        );
+        let _ = writeln!(
+            out,
+            "# HELP switchyard_ledger_rows_spooled_total Ledger rows appended to the spool file behind a failing write.\n# TYPE switchyard_ledger_rows_spooled_total counter\nswitchyard_ledger_rows_spooled_total {}",
+            g.ledger_spooled
+        );
+        let _ = writeln!(
+            out,
+            "# HELP switchyard_ledger_write_retries_total Failed ledger write attempts (each is retried with backoff).\n# TYPE switchyard_ledger_write_retries_total counter\nswitchyard_ledger_write_retries_total {}",
+            g.ledger_retries
         );
         let _ = writeln!(
             out,

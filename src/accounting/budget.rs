@@ -7,7 +7,15 @@
 //! Each upstream attempt charges its real cost when its ledger row is written;
 //! the reservation is released when the last holder (the handler, the stream
 //! relay) drops it. So `spent + reserved` never passes a limit through
-//! concurrency; only an answer costing more than its estimate can.
+//! concurrency; only an answer costing more than its reservation can.
+//!
+//! In [`BudgetMode::Strict`] (the default) the reservation also bounds the
+//! answer: admission computes, under the same lock, how many output tokens
+//! the scopes' remaining room affords at the targets' output prices
+//! ([`Budgets::reserve_output`]), the handler caps the request's
+//! `max_tokens` (or the inbound format's field) at that, and exactly that is
+//! reserved. In [`BudgetMode::Estimate`] the reservation is an estimate
+//! (`max_tokens`, else `reserve_output_tokens`) and the answer is not capped.
 //!
 //! Periods follow the configured time zone. State is rebuilt from the ledger
 //! at start ([`Budgets::seed`]), so a restart does not reset a day's spend.
@@ -73,6 +81,55 @@ pub enum OnExceed {
     Downgrade,
 }
 
+/// How a budget bounds an answer (`budgets.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BudgetMode {
+    /// Cap each request's output tokens at what the remaining room affords
+    /// and reserve exactly that: spend never passes a limit (see docs/reliability.md).
+    #[default]
+    Strict,
+    /// Reserve `max_tokens` (else `reserve_output_tokens`) without capping the
+    /// answer: an answer longer than its reservation can overshoot.
+    Estimate,
+}
+
+/// One target's cost of a request: `fixed` USD (the prompt, the
+/// per-request fee) plus `per_output` USD per output token.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CostLine {
+    pub fixed: f64,
+    pub per_output: f64,
+}
+
+impl CostLine {
+    /// A request's cost at `price`: the prompt by the byte rule at the dearer
+    /// of the input and cache-write prices plus the per-request fee, and the
+    /// output price for every choice (`n`).
+    pub fn of(
+        price: &crate::accounting::pricing::Price,
+        prompt: &crate::accounting::estimate::PromptInfo,
+    ) -> CostLine {
+        let input = prompt.approx_prompt_tokens() as f64;
+        CostLine {
+            fixed: input * price.input.max(price.cache_write.unwrap_or(price.input)) / 1e6
+                + price.per_request,
+            per_output: price.output * prompt.choices as f64 / 1e6,
+        }
+    }
+
+    /// The cost with `n` output tokens.
+    pub fn at(&self, n: u64) -> f64 {
+        self.fixed + n as f64 * self.per_output
+    }
+}
+
+/// What [`Budgets::reserve_output`] granted.
+pub struct Granted {
+    pub reservation: Reservation,
+    /// Output tokens the request may produce (at most the wanted number).
+    pub output_tokens: u64,
+}
+
 /// Validated `[budgets]` settings.
 #[derive(Debug, Clone)]
 pub struct BudgetSettings {
@@ -87,8 +144,13 @@ pub struct BudgetSettings {
     pub alerts: Vec<f64>,
     pub webhook: Option<String>,
     pub on_exceed: OnExceed,
-    /// Output tokens reserved for a request that sets no max_tokens.
+    /// Output tokens reserved for a request that sets no max_tokens (in
+    /// strict mode also the cap such a request is sent with).
     pub reserve_output_tokens: u32,
+    pub mode: BudgetMode,
+    /// Strict mode: a request whose room affords fewer output tokens than
+    /// this (or than its own smaller `max_tokens`) is refused, not clamped.
+    pub min_output_tokens: u32,
 }
 
 impl Default for BudgetSettings {
@@ -104,6 +166,8 @@ impl Default for BudgetSettings {
             webhook: None,
             on_exceed: OnExceed::Reject,
             reserve_output_tokens: 4096,
+            mode: BudgetMode::Strict,
+            min_output_tokens: 16,
         }
     }
 }
@@ -402,6 +466,65 @@ pub fn month_start_ms(tz: Tz, now_ms: i64) -> i64 {
         .unwrap_or(now_ms)
 }
 
+/// The least room (limit - spent - reserved) over every limited period of
+/// `scopes`; Err when one is already used up (an exhausted budget refuses
+/// even a $0 request). `estimate` only fills the error.
+fn room(st: &State, scopes: &[(Scope, Limits)], estimate: f64) -> Result<f64, Exceeded> {
+    let mut least = f64::INFINITY;
+    for (scope, limits) in scopes {
+        let w = st.windows.get(scope).cloned().unwrap_or_default();
+        for (period, limit, used) in [
+            ("day", limits.daily, w.day_spent + w.day_reserved),
+            ("month", limits.monthly, w.month_spent + w.month_reserved),
+        ] {
+            if let Some(limit) = limit {
+                if used >= limit {
+                    return Err(Exceeded {
+                        scope: scope.clone(),
+                        period,
+                        limit,
+                        used,
+                        estimate,
+                    });
+                }
+                least = least.min(limit - used);
+            }
+        }
+    }
+    Ok(least)
+}
+
+/// The refusal for a request needing `estimate`: the scope with the least room.
+fn room_error(st: &State, scopes: &[(Scope, Limits)], estimate: f64) -> Exceeded {
+    let mut worst: Option<Exceeded> = None;
+    for (scope, limits) in scopes {
+        let w = st.windows.get(scope).cloned().unwrap_or_default();
+        for (period, limit, used) in [
+            ("day", limits.daily, w.day_spent + w.day_reserved),
+            ("month", limits.monthly, w.month_spent + w.month_reserved),
+        ] {
+            if let Some(limit) = limit {
+                if worst.as_ref().is_none_or(|e| limit - used < e.limit - e.used) {
+                    worst = Some(Exceeded {
+                        scope: scope.clone(),
+                        period,
+                        limit,
+                        used,
+                        estimate,
+                    });
+                }
+            }
+        }
+    }
+    worst.unwrap_or(Exceeded {
+        scope: Scope::Global,
+        period: "day",
+        limit: 0.0,
+        used: 0.0,
+        estimate,
+    })
+}
+
 impl Budgets {
     pub fn new(clock: Clock, tz: Tz, alerts: Option<mpsc::UnboundedSender<Alert>>) -> Arc<Budgets> {
         let p = periods(tz, clock.now_ms());
@@ -464,42 +587,80 @@ impl Budgets {
         estimate: f64,
     ) -> Result<Reservation, Exceeded> {
         let estimate = estimate.max(0.0);
-        let (mut st, _) = self.current(settings.timezone);
-        for (scope, limits) in &scopes {
-            let w = st.windows.get(scope).cloned().unwrap_or_default();
-            for (period, limit, used) in [
-                ("day", limits.daily, w.day_spent + w.day_reserved),
-                ("month", limits.monthly, w.month_spent + w.month_reserved),
-            ] {
-                if let Some(limit) = limit {
-                    // A request must fit; with nothing reserved yet, an exhausted budget refuses even $0.
-                    if used + estimate > limit + 1e-12 || used >= limit {
-                        return Err(Exceeded {
-                            scope: scope.clone(),
-                            period,
-                            limit,
-                            used,
-                            estimate,
-                        });
-                    }
-                }
+        let (st, _) = self.current(settings.timezone);
+        let room = room(&st, &scopes, estimate)?;
+        if estimate > room + 1e-12 {
+            return Err(room_error(&st, &scopes, estimate));
+        }
+        Ok(self.hold(st, settings, scopes, estimate))
+    }
+
+    /// Strict admission: under one lock, the largest `n <= wanted` output
+    /// tokens such that the costliest target's `fixed + n * per_output` fits
+    /// the room left in every scope, reserved in every scope. Refused when
+    /// `n` would be below `min(wanted, min_output)`. Without priced lines
+    /// nothing is reserved and `wanted` is granted.
+    pub fn reserve_output(
+        self: &Arc<Self>,
+        settings: &BudgetSettings,
+        scopes: Vec<(Scope, Limits)>,
+        lines: &[CostLine],
+        wanted: u64,
+        min_output: u64,
+    ) -> Result<Granted, Exceeded> {
+        let need = wanted.min(min_output.max(1));
+        let worst = |n: u64| lines.iter().map(|l| l.at(n).max(0.0)).fold(0.0, f64::max);
+        let (st, _) = self.current(settings.timezone);
+        let room = room(&st, &scopes, worst(need))?;
+        let mut n = wanted;
+        for l in lines {
+            let left = room - l.fixed.max(0.0);
+            if left < 0.0 {
+                return Err(room_error(&st, &scopes, worst(need)));
+            }
+            if l.per_output > 0.0 {
+                // `as` saturates: a free-ish model with a large room affords u64::MAX.
+                n = n.min((left / l.per_output).floor() as u64);
             }
         }
+        // Float rounding can put n * price a hair above the room: step down.
+        while n > 0 && worst(n) > room {
+            n -= 1;
+        }
+        if n < need {
+            return Err(room_error(&st, &scopes, worst(need)));
+        }
+        let amount = worst(n);
+        let reservation = self.hold(st, settings, scopes, amount);
+        Ok(Granted {
+            reservation,
+            output_tokens: n,
+        })
+    }
+
+    /// Adds `amount` to every scope's reservations (the caller checked the room).
+    fn hold(
+        self: &Arc<Self>,
+        mut st: MutexGuard<'_, State>,
+        settings: &BudgetSettings,
+        scopes: Vec<(Scope, Limits)>,
+        amount: f64,
+    ) -> Reservation {
         for (scope, _) in &scopes {
             let w = st.windows.entry(scope.clone()).or_default();
-            w.day_reserved += estimate;
-            w.month_reserved += estimate;
+            w.day_reserved += amount;
+            w.month_reserved += amount;
         }
         let (day, month) = (st.day, st.month);
         drop(st);
-        Ok(Reservation {
+        Reservation {
             budgets: self.clone(),
             scopes,
-            amount: estimate,
+            amount,
             day,
             month,
             alerts: settings.alerts.clone(),
-        })
+        }
     }
 
     fn charge(&self, scopes: &[(Scope, Limits)], cost: f64, alerts: &[f64]) {
@@ -705,6 +866,72 @@ mod tests {
         assert_eq!(admitted.load(Ordering::Relaxed), 100);
         let snap = b.snapshot(&s, &HashMap::new());
         assert!(snap[0].daily_spent_usd <= 1.0 + 1e-9);
+    }
+
+    #[test]
+    fn strict_reservations_cap_the_output_at_the_room() {
+        let (b, s, _) = setup(1.0, "2026-11-27T12:00:00Z");
+        let scopes = s.scopes(None, None);
+        // $0.10 fixed, $0.01 per output token: 90 tokens fit in $1.
+        let line = [CostLine {
+            fixed: 0.1,
+            per_output: 0.01,
+        }];
+        let g = b.reserve_output(&s, scopes.clone(), &line, 50, 16).expect("fits");
+        assert_eq!(g.output_tokens, 50, "what was asked, when it fits");
+        assert!((g.reservation.amount() - 0.6).abs() < 1e-12);
+        // $0.40 left: 30 tokens, not the 1000 asked.
+        let g2 = b
+            .reserve_output(&s, scopes.clone(), &line, 1000, 16)
+            .expect("clamped");
+        assert_eq!(g2.output_tokens, 30);
+        // Nothing left: below the minimum is a refusal.
+        assert!(b.reserve_output(&s, scopes.clone(), &line, 1000, 16).is_err());
+        drop(g2);
+        // The dearest of several targets decides.
+        let lines = [
+            line[0],
+            CostLine {
+                fixed: 0.0,
+                per_output: 0.02,
+            },
+        ];
+        let g3 = b
+            .reserve_output(&s, scopes.clone(), &lines, u64::MAX, 1)
+            .expect("fits");
+        assert_eq!(g3.output_tokens, 20);
+        assert!(g3.reservation.amount() <= 0.4 + 1e-12);
+        // A request asking for fewer than the minimum gets what it asked, if it fits.
+        drop(g3);
+        drop(g);
+        let g4 = b.reserve_output(&s, scopes, &line, 5, 16).expect("fits");
+        assert_eq!(g4.output_tokens, 5);
+    }
+
+    #[test]
+    fn concurrent_strict_reservations_never_exceed_the_limit() {
+        let (b, s, _) = setup(1.0, "2026-11-27T12:00:00Z");
+        let scopes = s.scopes(None, None);
+        let line = [CostLine {
+            fixed: 0.001,
+            per_output: 0.0001,
+        }];
+        let reserved = Mutex::new(Vec::new());
+        std::thread::scope(|t| {
+            for _ in 0..8 {
+                t.spawn(|| {
+                    for _ in 0..200 {
+                        if let Ok(g) = b.reserve_output(&s, scopes.clone(), &line, 100, 16) {
+                            reserved.lock().expect("lock").push(g);
+                        }
+                    }
+                });
+            }
+        });
+        let held = reserved.into_inner().expect("lock");
+        let total: f64 = held.iter().map(|g| g.reservation.amount()).sum();
+        assert!(total <= 1.0 + 1e-9, "{total}");
+        assert!(total > 1.0 - (0.001 + 16.0 * 0.0001), "the room is used: {total}");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::api::chat::ChatRequest;
 use crate::api::usage::Usage;
@@ -27,6 +27,75 @@ const IMAGE_TOKENS: usize = 1_000;
 /// Per-message overhead tokens (role, separators), as OpenAI counts them.
 const TOKENS_PER_MESSAGE: usize = 4;
 
+/// Token estimates are capped here (about 10^12): far above any real
+/// request, far below where `u64` sums wrap or `f64` loses whole tokens, so
+/// `max_tokens: 18446744073709551615` weighs as much as any other impossible
+/// request instead of wrapping around to a small one.
+pub const MAX_TOKEN_ESTIMATE: u64 = 1 << 40;
+
+/// Where an inbound format keeps the cap on the answer's length: the fields
+/// read (first present wins) and the one written when the gateway sets a cap
+/// on a request that had none. Budget admission is written against this, so
+/// a new inbound format only names its field.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputField {
+    pub read: &'static [&'static str],
+    pub write: &'static str,
+}
+
+impl OutputField {
+    /// `/v1/chat/completions`: `max_completion_tokens` wins over `max_tokens`;
+    /// a cap set by the gateway goes into `max_tokens`, which every
+    /// OpenAI-compatible server and the gateway's translators read (OpenAI's
+    /// reasoning models want `max_completion_tokens`: clients of those send it
+    /// themselves, and then that field is the one capped).
+    pub const CHAT: OutputField = OutputField {
+        read: &["max_completion_tokens", "max_tokens"],
+        write: "max_tokens",
+    };
+    /// `/v1/messages` (translated to the chat form, where it is `max_tokens`).
+    pub const MESSAGES: OutputField = OutputField {
+        read: &["max_tokens"],
+        write: "max_tokens",
+    };
+    /// `/v1/responses`.
+    pub const RESPONSES: OutputField = OutputField {
+        read: &["max_output_tokens"],
+        write: "max_output_tokens",
+    };
+
+    /// The request's cap, if it set one (`null` counts as unset).
+    pub fn get(&self, extra: &Map<String, Value>) -> Option<u64> {
+        self.read
+            .iter()
+            .find_map(|k| extra.get(*k).filter(|v| !v.is_null()).and_then(Value::as_u64))
+    }
+
+    /// The field name a value came from (for error messages).
+    pub fn name_in(&self, extra: &Map<String, Value>) -> &'static str {
+        self.read
+            .iter()
+            .copied()
+            .find(|k| extra.get(*k).is_some_and(|v| !v.is_null()))
+            .unwrap_or(self.write)
+    }
+
+    /// Caps the request at `n`: every read field present is set to `n`; if
+    /// none is, `write` is added.
+    pub fn set(&self, extra: &mut Map<String, Value>, n: u64) {
+        let mut any = false;
+        for k in self.read {
+            if let Some(v) = extra.get_mut(*k).filter(|v| !v.is_null()) {
+                *v = Value::from(n);
+                any = true;
+            }
+        }
+        if !any {
+            extra.insert(self.write.to_string(), Value::from(n));
+        }
+    }
+}
+
 /// What an estimate needs to know of a request's prompt.
 #[derive(Debug, Default)]
 pub struct PromptInfo {
@@ -37,15 +106,23 @@ pub struct PromptInfo {
     /// Image parts seen.
     pub images: usize,
     pub messages: usize,
-    /// `max_completion_tokens` or `max_tokens`, if the request set one.
+    /// `max_completion_tokens` or `max_tokens` (the inbound format's field), if the request set one.
     pub max_output: Option<u64>,
+    /// Answers asked for (`n`, at least 1): each may use `max_output` tokens.
+    pub choices: u64,
 }
 
 impl PromptInfo {
     /// Collects the prompt's text without interpreting it further.
     pub fn from_chat(req: &ChatRequest) -> PromptInfo {
+        Self::from_chat_with(req, OutputField::CHAT)
+    }
+
+    /// [`from_chat`](Self::from_chat) with the inbound format's output field.
+    pub fn from_chat_with(req: &ChatRequest, field: OutputField) -> PromptInfo {
         let mut p = PromptInfo {
             messages: req.messages.len(),
+            choices: 1,
             ..Default::default()
         };
         for m in &req.messages {
@@ -63,9 +140,8 @@ impl PromptInfo {
                 p.walk(v);
             }
         }
-        p.max_output = ["max_completion_tokens", "max_tokens"]
-            .iter()
-            .find_map(|k| req.extra.get(*k).and_then(Value::as_u64));
+        p.max_output = field.get(&req.extra);
+        p.choices = req.extra.get("n").and_then(Value::as_u64).unwrap_or(1).max(1);
         p
     }
 
@@ -113,12 +189,25 @@ impl PromptInfo {
             + self.messages * TOKENS_PER_MESSAGE) as u64
     }
 
+    /// Output tokens of all `choices` at `per_choice` each, saturating.
+    pub fn output_tokens(&self, per_choice: u64) -> u64 {
+        per_choice.saturating_mul(self.choices).min(MAX_TOKEN_ESTIMATE)
+    }
+
+    /// Tokens taken from TPM buckets up front: the prompt by the byte rule
+    /// plus `max_output` for every choice, saturating at [`MAX_TOKEN_ESTIMATE`].
+    pub fn token_estimate(&self) -> u64 {
+        self.approx_prompt_tokens()
+            .saturating_add(self.output_tokens(self.max_output.unwrap_or(0)))
+            .min(MAX_TOKEN_ESTIMATE)
+    }
+
     /// The most this request can use, for a budget reservation: the prompt by
     /// the byte rule and the output at its `max_tokens`, else `default_output`.
     pub fn worst_case_usage(&self, default_output: u32) -> Usage {
         Usage {
             prompt_tokens: self.approx_prompt_tokens(),
-            completion_tokens: self.max_output.unwrap_or(u64::from(default_output)),
+            completion_tokens: self.output_tokens(self.max_output.unwrap_or(u64::from(default_output))),
             ..Default::default()
         }
     }
@@ -240,6 +329,51 @@ mod tests {
         assert!(!p.text.contains("base64"));
         assert_eq!((p.images, p.messages, p.max_output), (1, 2, Some(50)));
         assert!(p.approx_prompt_tokens() >= p.counted_prompt_tokens());
+    }
+
+    #[test]
+    fn output_field_reads_and_caps_the_formats_field() {
+        let parse = |b: &str| ChatRequest::parse(b.as_bytes()).expect("valid");
+        let mut r = parse(
+            r#"{"model":"m","max_tokens":500,"max_completion_tokens":80,"messages":[{"role":"user","content":"x"}]}"#,
+        );
+        assert_eq!(OutputField::CHAT.get(&r.extra), Some(80));
+        OutputField::CHAT.set(&mut r.extra, 40);
+        assert_eq!(
+            (
+                r.extra["max_tokens"].as_u64(),
+                r.extra["max_completion_tokens"].as_u64()
+            ),
+            (Some(40), Some(40))
+        );
+        let mut r = parse(r#"{"model":"m","max_tokens":null,"messages":[{"role":"user","content":"x"}]}"#);
+        assert_eq!(OutputField::CHAT.get(&r.extra), None);
+        OutputField::CHAT.set(&mut r.extra, 7);
+        assert_eq!(r.extra["max_tokens"], 7);
+        assert!(!r.extra.contains_key("max_completion_tokens"));
+        let mut r = parse(r#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#);
+        OutputField::RESPONSES.set(&mut r.extra, 9);
+        assert_eq!(r.extra["max_output_tokens"], 9);
+        assert_eq!(OutputField::RESPONSES.get(&r.extra), Some(9));
+    }
+
+    #[test]
+    fn token_estimates_saturate() {
+        for (max, n) in [(u64::MAX, 1), (1 << 63, 1), (1 << 53, 3), (u64::MAX, u64::MAX)] {
+            let body = format!(
+                r#"{{"model":"m","max_tokens":{max},"n":{n},"messages":[{{"role":"user","content":"x"}}]}}"#
+            );
+            let p = PromptInfo::from_chat(&ChatRequest::parse(body.as_bytes()).expect("valid"));
+            assert_eq!(p.token_estimate(), MAX_TOKEN_ESTIMATE, "{max} x {n}");
+            assert_eq!(p.worst_case_usage(10).completion_tokens, MAX_TOKEN_ESTIMATE);
+        }
+        let p = PromptInfo::from_chat(
+            &ChatRequest::parse(
+                br#"{"model":"m","max_tokens":100,"n":2,"messages":[{"role":"user","content":"hi"}]}"#,
+            )
+            .expect("valid"),
+        );
+        assert_eq!(p.token_estimate(), 5 + 200);
     }
 
     #[test]

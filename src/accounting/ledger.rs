@@ -5,6 +5,22 @@
 //! drains the channel in batches, each batch one multi-row INSERT inside one
 //! transaction. The writer exits only when every sender is gone and the
 //! channel is empty, so a graceful shutdown loses nothing.
+//!
+//! A batch that cannot be written (the database is locked by another
+//! process, the disk is full) is never dropped: it is retried with backoff,
+//! and rows queue behind it in order, first in memory (up to
+//! `max_pending_rows`), then appended to a spool file next to the ledger
+//! (`<ledger>.spool`, JSON lines), which is replayed in order once writes
+//! succeed again, or at the next start. Rows still unwritten at shutdown
+//! go to the spool as well.
+//!
+//! Durability ([`Durability`]): `batch` (default) writes every
+//! `flush_interval` or `batch_size` rows with `synchronous = NORMAL`, so a
+//! SIGKILL loses the rows of at most the batch being collected (rows queued
+//! in memory) and a power loss may lose the last commits; `sync` writes at
+//! once with `synchronous = FULL` (group commit: whatever queued while the
+//! previous commit ran goes in the next), and the server holds each response
+//! until its rows are on disk ([`LedgerHandle::durable`]).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -116,11 +132,53 @@ pub struct RoutingRecord {
     pub reason: String,
 }
 
+/// When a row counts as persisted (`[ledger] durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Batched writes every `flush_interval` (or `batch_size` rows); responses never wait.
+    #[default]
+    Batch,
+    /// Group commit with fsync (`synchronous = FULL`); each response waits
+    /// until its rows are on disk (in the database or the fsynced spool).
+    Sync,
+}
+
+/// How the writer runs.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+    pub durability: Durability,
+    /// Rows kept in memory behind a failing write before they go to the spool file.
+    pub max_pending_rows: usize,
+    /// First retry delay after a failed write (doubling up to `retry_max`).
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// SQLite's busy timeout for the writer's connection.
+    pub busy_timeout: Duration,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            batch_size: 512,
+            flush_interval: Duration::from_millis(100),
+            durability: Durability::Batch,
+            max_pending_rows: 10_000,
+            retry_base: Duration::from_millis(50),
+            retry_max: Duration::from_secs(2),
+            busy_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
 /// Cheap, cloneable sender side of the ledger.
 #[derive(Clone)]
 pub struct LedgerHandle {
     tx: mpsc::UnboundedSender<LedgerEntry>,
     stats: Arc<LedgerStats>,
+    /// Rows of the channel's prefix that are durable (sync mode); None in batch mode.
+    durable: Option<tokio::sync::watch::Receiver<u64>>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
     /// Log one `switchyard::access` line per row.
     access_log: bool,
@@ -131,7 +189,14 @@ pub struct LedgerHandle {
 pub struct LedgerStats {
     pub queued: AtomicU64,
     pub written: AtomicU64,
+    /// Rows that could be neither written nor spooled (they are logged in full).
     pub failed: AtomicU64,
+    /// Rows waiting behind a failing write, in memory or in the spool file.
+    pub pending: AtomicU64,
+    /// Rows ever appended to the spool file.
+    pub spooled: AtomicU64,
+    /// Failed write attempts (each retried).
+    pub retries: AtomicU64,
 }
 
 impl LedgerHandle {
@@ -162,7 +227,9 @@ impl LedgerHandle {
                 "request"
             );
         }
-        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        // Counted before it is sent: a row's position in the channel is then
+        // never beyond the count a later `durable()` reads (see there).
+        self.stats.queued.fetch_add(1, Ordering::SeqCst);
         if let Err(e) = self.tx.send(entry) {
             // Only possible if the writer died: keep the row in the log rather than drop it silently.
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -181,6 +248,21 @@ impl LedgerHandle {
     /// Whether the writer is alive.
     pub fn is_open(&self) -> bool {
         !self.tx.is_closed()
+    }
+
+    /// In `sync` durability: waits until every row queued so far (this
+    /// request's included) is on disk. Returns at once in `batch` mode, or
+    /// if the writer is gone.
+    pub async fn durable(&self) {
+        let Some(rx) = &self.durable else { return };
+        let target = self.stats.queued.load(Ordering::SeqCst);
+        let mut rx = rx.clone();
+        let _ = rx.wait_for(|d| *d >= target).await;
+    }
+
+    /// Whether responses wait for their rows (`durability = "sync"`).
+    pub fn is_sync(&self) -> bool {
+        self.durable.is_some()
     }
 
     /// Rows queued but not yet written.
@@ -281,16 +363,46 @@ pub async fn open_sqlite(
     batch_size: usize,
     flush_interval: Duration,
 ) -> Result<(LedgerHandle, LedgerWriter), String> {
+    open_sqlite_with(
+        path,
+        WriterOptions {
+            batch_size,
+            flush_interval,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// The spool file of a ledger: rows waiting for the database, one JSON object a line.
+pub fn spool_path(ledger: &Path) -> std::path::PathBuf {
+    let mut p = ledger.as_os_str().to_owned();
+    p.push(".spool");
+    std::path::PathBuf::from(p)
+}
+
+/// [`open_sqlite`] with every writer option. Rows left in the spool file by
+/// an earlier run are written first (or stay queued, if the database is
+/// not writable yet).
+pub async fn open_sqlite_with(
+    path: &Path,
+    opts: WriterOptions,
+) -> Result<(LedgerHandle, LedgerWriter), String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    let opts = SqliteConnectOptions::new()
+    let sync = if opts.durability == Durability::Sync {
+        SqliteSynchronous::Full
+    } else {
+        SqliteSynchronous::Normal
+    };
+    let connect = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
+        .synchronous(sync)
         .busy_timeout(Duration::from_secs(5));
-    let mut conn = SqliteConnection::connect_with(&opts)
+    let mut conn = SqliteConnection::connect_with(&connect)
         .await
         .map_err(|e| format!("cannot open ledger {}: {e}", path.display()))?;
     sqlx::raw_sql(SCHEMA)
@@ -304,13 +416,35 @@ pub async fn open_sqlite(
         .execute(&mut conn)
         .await
         .map_err(|e| format!("cannot migrate ledger {}: {e}", path.display()))?;
+    // From here on the writer handles a busy database itself (retry, spool).
+    sqlx::raw_sql(&format!(
+        "PRAGMA busy_timeout = {}",
+        opts.busy_timeout.as_millis()
+    ))
+    .execute(&mut conn)
+    .await
+    .map_err(|e| format!("cannot configure ledger {}: {e}", path.display()))?;
     let (tx, rx) = mpsc::unbounded_channel();
     let stats = Arc::new(LedgerStats::default());
-    let join = tokio::spawn(run_writer(conn, rx, batch_size, flush_interval, stats.clone()));
+    let (durable_tx, durable_rx) = tokio::sync::watch::channel(0u64);
+    let mut w = Writer {
+        conn,
+        rx,
+        backlog: std::collections::VecDeque::new(),
+        spool: Spool::new(spool_path(path)),
+        stats: stats.clone(),
+        received: 0,
+        durable_tx,
+        failing_since: None,
+        opts: opts.clone(),
+    };
+    w.replay_leftover_spool().await;
+    let join = tokio::spawn(w.run());
     Ok((
         LedgerHandle {
             tx,
             stats,
+            durable: (opts.durability == Durability::Sync).then_some(durable_rx),
             metrics: None,
             access_log: false,
         },
@@ -392,52 +526,575 @@ async fn add_missing_columns(conn: &mut SqliteConnection) -> Result<(), sqlx::Er
     Ok(())
 }
 
-async fn run_writer(
-    mut conn: SqliteConnection,
-    mut rx: mpsc::UnboundedReceiver<LedgerEntry>,
-    batch_size: usize,
-    flush_interval: Duration,
-    stats: Arc<LedgerStats>,
-) {
-    let mut batch = Vec::with_capacity(batch_size);
-    // recv_many returns 0 only when the channel is closed and empty.
-    while rx.recv_many(&mut batch, batch_size).await > 0 {
-        // Let the batch fill for up to `flush_interval`: one transaction per
-        // interval instead of one per request keeps the writer's CPU off the
-        // request path under load. A closed channel ends the wait at once.
-        let deadline = tokio::time::Instant::now() + flush_interval;
-        while batch.len() < batch_size {
-            let room = batch_size - batch.len();
-            match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
-                Ok(n) if n > 0 => continue,
-                _ => break,
-            }
+/// An experiment tag in the spool: name, arm, shadow, parent_request_id, output.
+type SpoolExperiment = (String, String, bool, Option<String>, Option<String>);
+
+/// A row as the spool file keeps it (one JSON object a line).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SpoolRow {
+    request_id: String,
+    ts_ms: i64,
+    key_name: Option<String>,
+    endpoint: String,
+    requested_model: String,
+    served_model: String,
+    provider: String,
+    upstream_model: String,
+    status: u16,
+    stream: bool,
+    latency_ms: f64,
+    ttft_ms: Option<f64>,
+    /// prompt, completion, cached, cache_write, reasoning.
+    usage: Option<[u64; 5]>,
+    cost_usd: Option<f64>,
+    usage_estimated: bool,
+    error: Option<String>,
+    attempt: u32,
+    /// route, task, confidence, complexity, tier, reason.
+    routing: Option<(String, String, f32, f32, String, String)>,
+    /// name, arm, shadow, parent_request_id, output.
+    experiment: Option<SpoolExperiment>,
+}
+
+impl SpoolRow {
+    fn from_entry(e: &LedgerEntry) -> SpoolRow {
+        SpoolRow {
+            request_id: e.request_id.clone(),
+            ts_ms: e.ts_ms,
+            key_name: e.key_name.clone(),
+            endpoint: e.endpoint.to_string(),
+            requested_model: e.requested_model.clone(),
+            served_model: e.served_model.to_string(),
+            provider: e.provider.to_string(),
+            upstream_model: e.upstream_model.to_string(),
+            status: e.status,
+            stream: e.stream,
+            latency_ms: e.latency_ms,
+            ttft_ms: e.ttft_ms,
+            usage: e.usage.map(|u| {
+                [
+                    u.prompt_tokens,
+                    u.completion_tokens,
+                    u.cached_tokens,
+                    u.cache_write_tokens,
+                    u.reasoning_tokens,
+                ]
+            }),
+            cost_usd: e.cost_usd,
+            usage_estimated: e.usage_estimated,
+            error: e.error.clone(),
+            attempt: e.attempt,
+            routing: e.routing.as_deref().map(|r| {
+                (
+                    r.route.clone(),
+                    r.task.clone(),
+                    r.confidence,
+                    r.complexity,
+                    r.tier.clone(),
+                    r.reason.clone(),
+                )
+            }),
+            experiment: e.experiment.as_deref().map(|x| {
+                (
+                    x.name.to_string(),
+                    x.arm.to_string(),
+                    x.shadow,
+                    x.parent_request_id.clone(),
+                    x.output.clone(),
+                )
+            }),
         }
-        let mut attempt = 0u32;
-        loop {
-            match write_batch(&mut conn, &batch).await {
-                Ok(()) => {
-                    stats.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    }
+
+    fn into_entry(self) -> LedgerEntry {
+        LedgerEntry {
+            request_id: self.request_id,
+            ts_ms: self.ts_ms,
+            key_name: self.key_name,
+            endpoint: intern(self.endpoint),
+            requested_model: self.requested_model,
+            served_model: Arc::from(self.served_model),
+            provider: Arc::from(self.provider),
+            upstream_model: Arc::from(self.upstream_model),
+            status: self.status,
+            stream: self.stream,
+            latency_ms: self.latency_ms,
+            ttft_ms: self.ttft_ms,
+            usage: self.usage.map(|u| Usage {
+                prompt_tokens: u[0],
+                completion_tokens: u[1],
+                cached_tokens: u[2],
+                cache_write_tokens: u[3],
+                reasoning_tokens: u[4],
+            }),
+            cost_usd: self.cost_usd,
+            usage_estimated: self.usage_estimated,
+            error: self.error,
+            attempt: self.attempt,
+            routing: self
+                .routing
+                .map(|(route, task, confidence, complexity, tier, reason)| {
+                    Box::new(RoutingRecord {
+                        route,
+                        task,
+                        confidence,
+                        complexity,
+                        tier,
+                        reason,
+                    })
+                }),
+            experiment: self.experiment.map(|(name, arm, shadow, parent, output)| {
+                Box::new(ExperimentTag {
+                    name: Arc::from(name),
+                    arm: Arc::from(arm),
+                    shadow,
+                    parent_request_id: parent,
+                    output,
+                })
+            }),
+        }
+    }
+}
+
+/// The `&'static str` of an endpoint name read back from the spool: the
+/// known names, else leaked once per distinct name (a handful at most).
+fn intern(name: String) -> &'static str {
+    static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(n) = names.iter().find(|n| **n == name) {
+        return n;
+    }
+    let leaked: &'static str = Box::leak(name.into_boxed_str());
+    names.push(leaked);
+    leaked
+}
+
+/// The spool file: appended behind a failing write, read back in order.
+struct Spool {
+    path: std::path::PathBuf,
+    /// Bytes of the file already read back into memory.
+    read_pos: u64,
+    /// Whether the file holds rows not yet read back.
+    active: bool,
+}
+
+impl Spool {
+    fn new(path: std::path::PathBuf) -> Spool {
+        let active = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
+        Spool {
+            path,
+            read_pos: 0,
+            active,
+        }
+    }
+
+    /// Appends rows (fsynced when `sync`), off the async threads.
+    async fn append(&mut self, rows: &[LedgerEntry], sync: bool) -> std::io::Result<()> {
+        let mut buf = Vec::with_capacity(rows.len() * 256);
+        for r in rows {
+            serde_json::to_writer(&mut buf, &SpoolRow::from_entry(r)).map_err(std::io::Error::other)?;
+            buf.push(b'\n');
+        }
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            f.write_all(&buf)?;
+            if sync {
+                f.sync_data()?;
+            }
+            Ok::<(), std::io::Error>(())
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        self.active = true;
+        Ok(())
+    }
+
+    /// Up to `max` rows from where reading stopped. Lines that do not parse
+    /// (a torn last line after a crash) are counted and skipped.
+    async fn read_chunk(&mut self, max: usize) -> std::io::Result<(Vec<LedgerEntry>, u64)> {
+        let (path, pos) = (self.path.clone(), self.read_pos);
+        let (rows, bad, new_pos, at_end) = tokio::task::spawn_blocking(move || {
+            use std::io::{BufRead, Seek};
+            let f = std::fs::File::open(&path)?;
+            let len = f.metadata()?.len();
+            let mut r = std::io::BufReader::new(f);
+            r.seek(std::io::SeekFrom::Start(pos))?;
+            let (mut rows, mut bad, mut at) = (Vec::new(), 0u64, pos);
+            let mut line = Vec::new();
+            while rows.len() < max {
+                line.clear();
+                let n = r.read_until(b'\n', &mut line)?;
+                if n == 0 {
                     break;
                 }
-                Err(e) if attempt < 5 => {
-                    attempt += 1;
-                    tracing::warn!("ledger write failed (attempt {attempt}), retrying: {e}");
-                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                at += n as u64;
+                match serde_json::from_slice::<SpoolRow>(&line) {
+                    Ok(row) => rows.push(row.into_entry()),
+                    Err(_) => bad += 1,
+                }
+            }
+            Ok::<_, std::io::Error>((rows, bad, at, at >= len))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        self.read_pos = new_pos;
+        if at_end {
+            self.active = false;
+        }
+        Ok((rows, bad))
+    }
+
+    /// Removes the file once everything in it is in the database.
+    async fn clear(&mut self) {
+        let (path, pos) = (self.path.clone(), self.read_pos);
+        let _ = tokio::task::spawn_blocking(move || {
+            if std::fs::metadata(&path).is_ok_and(|m| m.len() <= pos) {
+                let _ = std::fs::remove_file(&path);
+            }
+        })
+        .await;
+        self.read_pos = 0;
+    }
+
+    /// Puts `rows` (older than anything in the file) in front of the unread
+    /// part of the file, fsynced: what shutdown does with rows it could not write.
+    async fn prepend(&mut self, rows: &[LedgerEntry]) -> std::io::Result<()> {
+        let mut buf = Vec::with_capacity(rows.len() * 256);
+        for r in rows {
+            serde_json::to_writer(&mut buf, &SpoolRow::from_entry(r)).map_err(std::io::Error::other)?;
+            buf.push(b'\n');
+        }
+        let (path, pos) = (self.path.clone(), self.read_pos);
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Seek, Write};
+            let mut rest = Vec::new();
+            if let Ok(mut f) = std::fs::File::open(&path) {
+                f.seek(std::io::SeekFrom::Start(pos))?;
+                f.read_to_end(&mut rest)?;
+            }
+            let mut tmp_path = path.as_os_str().to_owned();
+            tmp_path.push(".tmp");
+            let mut f = std::fs::File::create(&tmp_path)?;
+            f.write_all(&buf)?;
+            f.write_all(&rest)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp_path, &path)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        self.read_pos = 0;
+        self.active = true;
+        Ok(())
+    }
+}
+
+/// The background writer's state.
+struct Writer {
+    conn: SqliteConnection,
+    rx: mpsc::UnboundedReceiver<LedgerEntry>,
+    /// Rows behind a failing write, oldest first, each with its channel
+    /// position if it is not on disk anywhere yet (sync mode's watermark).
+    backlog: std::collections::VecDeque<(LedgerEntry, Option<u64>)>,
+    spool: Spool,
+    stats: Arc<LedgerStats>,
+    /// Rows taken from the channel so far.
+    received: u64,
+    durable_tx: tokio::sync::watch::Sender<u64>,
+    /// When writes started failing (None: they succeed).
+    failing_since: Option<std::time::Instant>,
+    opts: WriterOptions,
+}
+
+impl Writer {
+    fn sync(&self) -> bool {
+        self.opts.durability == Durability::Sync
+    }
+
+    /// Publishes how much of the channel's prefix is on disk.
+    fn publish_durable(&self) {
+        let mark = self
+            .backlog
+            .iter()
+            .find_map(|(_, seq)| *seq)
+            .map_or(self.received, |s| s.saturating_sub(1));
+        self.durable_tx.send_replace(mark);
+    }
+
+    fn write_failed(&mut self, e: &sqlx::Error, rows: usize) {
+        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+        match self.failing_since {
+            None => {
+                self.failing_since = Some(std::time::Instant::now());
+                tracing::warn!(
+                    rows,
+                    "ledger write failed, keeping the rows and retrying with backoff: {e}"
+                );
+            }
+            Some(t) => tracing::warn!(
+                pending = self.stats.pending.load(Ordering::Relaxed),
+                spooled = self.stats.spooled.load(Ordering::Relaxed),
+                failing_for_ms = t.elapsed().as_millis() as u64,
+                "ledger write still failing, rows kept: {e}"
+            ),
+        }
+    }
+
+    fn recovered(&mut self) {
+        if let Some(t) = self.failing_since.take() {
+            tracing::info!(
+                failing_for_ms = t.elapsed().as_millis() as u64,
+                "ledger writes succeed again; every kept row is written"
+            );
+        }
+    }
+
+    /// Queues fresh rows (channel positions `first..`) behind the failing
+    /// head: in memory up to the bound (none in sync mode), else the spool.
+    async fn enqueue(&mut self, rows: Vec<LedgerEntry>, first: u64) {
+        if rows.is_empty() {
+            return;
+        }
+        let to_spool =
+            self.spool.active || self.sync() || self.backlog.len() + rows.len() > self.opts.max_pending_rows;
+        if to_spool {
+            let sync = self.sync();
+            match self.spool.append(&rows, sync).await {
+                Ok(()) => {
+                    self.stats.spooled.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    self.stats.pending.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    return;
+                }
+                Err(e) => tracing::error!(
+                    path = %self.spool.path.display(),
+                    "cannot spool {} ledger rows, keeping them in memory: {e}",
+                    rows.len()
+                ),
+            }
+        }
+        self.stats.pending.fetch_add(rows.len() as u64, Ordering::Relaxed);
+        for (i, r) in rows.into_iter().enumerate() {
+            self.backlog.push_back((r, Some(first + i as u64 + 1)));
+        }
+    }
+
+    /// Moves what the channel holds now behind the head (never waits).
+    async fn drain_channel(&mut self) {
+        let mut fresh = Vec::new();
+        while let Ok(e) = self.rx.try_recv() {
+            fresh.push(e);
+            if fresh.len() >= self.opts.batch_size.max(1024) {
+                let first = self.received;
+                self.received += fresh.len() as u64;
+                self.enqueue(std::mem::take(&mut fresh), first).await;
+            }
+        }
+        let first = self.received;
+        self.received += fresh.len() as u64;
+        self.enqueue(fresh, first).await;
+    }
+
+    /// Writes the oldest kept rows; Ok(true) when nothing is kept any more.
+    async fn write_head(&mut self) -> Result<bool, sqlx::Error> {
+        if self.backlog.is_empty() && self.spool.active {
+            match self.spool.read_chunk(self.opts.batch_size.max(1)).await {
+                Ok((rows, bad)) => {
+                    if bad > 0 {
+                        self.stats.failed.fetch_add(bad, Ordering::Relaxed);
+                        tracing::error!(bad, "unreadable lines in the ledger spool were skipped");
+                        self.stats.pending.fetch_sub(
+                            bad.min(self.stats.pending.load(Ordering::Relaxed)),
+                            Ordering::Relaxed,
+                        );
+                    }
+                    self.backlog.extend(rows.into_iter().map(|r| (r, None)));
                 }
                 Err(e) => {
-                    stats.failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    tracing::error!("ledger write failed for {} rows: {e}", batch.len());
-                    for row in &batch {
-                        tracing::error!(request_id = %row.request_id, "unpersisted ledger row: {row:?}");
-                    }
-                    break;
+                    tracing::error!(path = %self.spool.path.display(), "cannot read the ledger spool: {e}");
+                    return Err(sqlx::Error::Io(e));
                 }
             }
         }
-        batch.clear();
+        let n = self.backlog.len().min(self.opts.batch_size.max(1));
+        if n > 0 {
+            let head: Vec<LedgerEntry> = self.backlog.iter().take(n).map(|(e, _)| e.clone()).collect();
+            write_batch(&mut self.conn, &head).await?;
+            self.backlog.drain(..n);
+            self.stats.written.fetch_add(n as u64, Ordering::Relaxed);
+            let p = self.stats.pending.load(Ordering::Relaxed);
+            self.stats
+                .pending
+                .store(p.saturating_sub(n as u64), Ordering::Relaxed);
+        }
+        if self.backlog.is_empty() && !self.spool.active {
+            self.spool.clear().await;
+            return Ok(true);
+        }
+        Ok(false)
     }
-    let _ = conn.close().await;
+
+    /// Rows an earlier run left in the spool: written now, before anything
+    /// reads the ledger (budgets are rebuilt from it), skipping rows the
+    /// earlier run did write before it stopped.
+    async fn replay_leftover_spool(&mut self) {
+        if !self.spool.active {
+            return;
+        }
+        let mut replayed = 0usize;
+        while self.spool.active {
+            let rows = match self.spool.read_chunk(self.opts.batch_size.max(1)).await {
+                Ok((rows, _)) => rows,
+                Err(e) => {
+                    tracing::error!("cannot read the ledger spool: {e}");
+                    return;
+                }
+            };
+            let mut fresh = Vec::with_capacity(rows.len());
+            for r in rows {
+                let seen: Result<Option<i64>, _> = sqlx::query_scalar(
+                    "SELECT 1 FROM ledger WHERE request_id = ? AND attempt = ? AND ts_ms = ? AND status = ? AND latency_ms = ? LIMIT 1",
+                )
+                .bind(&r.request_id)
+                .bind(r.attempt as i64)
+                .bind(r.ts_ms)
+                .bind(r.status as i64)
+                .bind(r.latency_ms)
+                .fetch_optional(&mut self.conn)
+                .await;
+                if !matches!(seen, Ok(Some(_))) {
+                    fresh.push(r);
+                }
+            }
+            if let Err(e) = write_batch(&mut self.conn, &fresh).await {
+                // Not writable yet: the writer keeps them queued and retries.
+                tracing::warn!("ledger spool replay deferred: {e}");
+                self.stats
+                    .pending
+                    .fetch_add(fresh.len() as u64, Ordering::Relaxed);
+                self.backlog.extend(fresh.into_iter().map(|r| (r, None)));
+                self.failing_since = Some(std::time::Instant::now());
+                return;
+            }
+            // Not counted in `written`: these were queued by an earlier run.
+            replayed += fresh.len();
+        }
+        self.spool.clear().await;
+        tracing::info!(
+            rows = replayed,
+            "ledger rows replayed from the spool of an earlier run"
+        );
+    }
+
+    async fn run(mut self) {
+        let batch_size = self.opts.batch_size.max(1);
+        let mut batch = Vec::with_capacity(batch_size);
+        let mut delay = self.opts.retry_base;
+        let mut closing_tries = 0u32;
+        loop {
+            if self.backlog.is_empty() && !self.spool.active {
+                // The common case: nothing kept, wait for rows.
+                // recv_many returns 0 only when the channel is closed and empty.
+                if self.rx.recv_many(&mut batch, batch_size).await == 0 {
+                    break;
+                }
+                if self.sync() {
+                    // Group commit: whatever queued meanwhile goes in this transaction.
+                    while batch.len() < batch_size {
+                        match self.rx.try_recv() {
+                            Ok(e) => batch.push(e),
+                            Err(_) => break,
+                        }
+                    }
+                } else {
+                    // Let the batch fill for up to `flush_interval`: one
+                    // transaction per interval instead of one per request keeps
+                    // the writer's CPU off the request path under load. A
+                    // closed channel ends the wait at once.
+                    let deadline = tokio::time::Instant::now() + self.opts.flush_interval;
+                    while batch.len() < batch_size {
+                        let room = batch_size - batch.len();
+                        match tokio::time::timeout_at(deadline, self.rx.recv_many(&mut batch, room)).await {
+                            Ok(n) if n > 0 => continue,
+                            _ => break,
+                        }
+                    }
+                }
+                let first = self.received;
+                self.received += batch.len() as u64;
+                match write_batch(&mut self.conn, &batch).await {
+                    Ok(()) => {
+                        self.stats
+                            .written
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        batch.clear();
+                        self.publish_durable();
+                    }
+                    Err(e) => {
+                        self.write_failed(&e, batch.len());
+                        self.enqueue(std::mem::take(&mut batch), first).await;
+                        self.publish_durable();
+                        delay = self.opts.retry_base;
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+                continue;
+            }
+            // Behind a failed write: take in what arrived, retry the oldest.
+            self.drain_channel().await;
+            self.publish_durable();
+            let closed = self.rx.is_closed() && self.rx.is_empty();
+            match self.write_head().await {
+                Ok(done) => {
+                    delay = self.opts.retry_base;
+                    if done {
+                        self.recovered();
+                    }
+                    self.publish_durable();
+                }
+                Err(e) => {
+                    let kept = self.backlog.len();
+                    self.write_failed(&e, kept);
+                    if closed {
+                        closing_tries += 1;
+                        if closing_tries >= 3 {
+                            self.spool_backlog_at_exit().await;
+                            break;
+                        }
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.opts.retry_max);
+                }
+            }
+        }
+        let _ = self.conn.close().await;
+    }
+
+    /// At shutdown with the database still failing: the kept rows go to the
+    /// spool (in order, fsynced) for the next start to replay.
+    async fn spool_backlog_at_exit(&mut self) {
+        let rows: Vec<LedgerEntry> = self.backlog.drain(..).map(|(e, _)| e).collect();
+        match self.spool.prepend(&rows).await {
+            Ok(()) => {
+                self.stats.spooled.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                tracing::error!(
+                    rows = rows.len(),
+                    path = %self.spool.path.display(),
+                    "ledger not writable at shutdown: rows kept in the spool, replayed at the next start"
+                );
+            }
+            Err(e) => {
+                self.stats.failed.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                tracing::error!("ledger not writable and spool failed at shutdown: {e}");
+                for row in &rows {
+                    tracing::error!(request_id = %row.request_id, "unpersisted ledger row: {row:?}");
+                }
+            }
+        }
+    }
 }
 
 async fn write_batch(conn: &mut SqliteConnection, batch: &[LedgerEntry]) -> Result<(), sqlx::Error> {
@@ -527,6 +1184,42 @@ mod tests {
             routing: None,
             experiment: None,
         }
+    }
+
+    #[tokio::test]
+    async fn spool_round_trips_every_field_in_order() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut spool = Spool::new(dir.path().join("l.sqlite.spool"));
+        assert!(!spool.active);
+        let mut rows: Vec<LedgerEntry> = (0..5).map(entry).collect();
+        rows[1].routing = Some(Box::new(RoutingRecord {
+            route: "auto".into(),
+            task: "code".into(),
+            confidence: 0.75,
+            complexity: 0.5,
+            tier: "economy".into(),
+            reason: "classifier".into(),
+        }));
+        rows[2].experiment = Some(Box::new(ExperimentTag {
+            name: Arc::from("exp"),
+            arm: Arc::from("cand"),
+            shadow: true,
+            parent_request_id: Some("r0".into()),
+            output: Some("text \"quoted\"\n".into()),
+        }));
+        rows[3].endpoint = "messages";
+        rows[4].usage = None;
+        rows[4].error = Some("boom".into());
+        spool.append(&rows[..3], true).await.expect("append");
+        spool.append(&rows[3..], false).await.expect("append");
+        let (a, bad) = spool.read_chunk(2).await.expect("read");
+        let (b, _) = spool.read_chunk(10).await.expect("read");
+        assert_eq!(bad, 0);
+        assert!(!spool.active, "all read");
+        let back: Vec<LedgerEntry> = a.into_iter().chain(b).collect();
+        assert_eq!(format!("{back:?}"), format!("{rows:?}"));
+        spool.clear().await;
+        assert!(!dir.path().join("l.sqlite.spool").exists());
     }
 
     #[tokio::test]

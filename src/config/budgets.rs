@@ -4,7 +4,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 use super::{err, ConfigError};
-use crate::accounting::budget::{BudgetSettings, Limits, OnExceed};
+use crate::accounting::budget::{BudgetMode, BudgetSettings, Limits, OnExceed};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +26,12 @@ pub struct RawBudgets {
     pub on_exceed: Option<String>,
     /// Output tokens reserved for a request without max_tokens (default 4096).
     pub reserve_output_tokens: Option<u32>,
+    /// "strict" (default: cap each answer's max_tokens at what the budget's
+    /// room affords and reserve exactly that) or "estimate" (reserve
+    /// max_tokens or reserve_output_tokens, answers uncapped).
+    pub mode: Option<String>,
+    /// Strict mode: refuse rather than clamp below this many output tokens (default 16).
+    pub min_output_tokens: Option<u32>,
     #[serde(default)]
     pub routes: IndexMap<String, RawLimits>,
     #[serde(default)]
@@ -96,7 +102,24 @@ pub fn build(raw: RawBudgets, routes: &[&str], errors: &mut Vec<ConfigError>) ->
         )),
     }
     if let Some(n) = raw.reserve_output_tokens {
-        s.reserve_output_tokens = n;
+        if n == 0 {
+            errors.push(err("budgets.reserve_output_tokens", "must be at least 1"));
+        }
+        s.reserve_output_tokens = n.max(1);
+    }
+    match raw.mode.as_deref() {
+        None | Some("strict") => {}
+        Some("estimate") => s.mode = BudgetMode::Estimate,
+        Some(m) => errors.push(err(
+            "budgets.mode",
+            format!("{m:?}: expected \"strict\" or \"estimate\""),
+        )),
+    }
+    if let Some(n) = raw.min_output_tokens {
+        if n == 0 {
+            errors.push(err("budgets.min_output_tokens", "must be at least 1"));
+        }
+        s.min_output_tokens = n.max(1);
     }
     for (name, l) in raw.routes {
         if !routes.contains(&name.as_str()) {

@@ -259,6 +259,10 @@ pub struct RawLedger {
     /// How long `/v1/responses` answers are kept for `previous_response_id`, in
     /// seconds (default 2592000 = 30 days; 0 turns storage off).
     pub responses_ttl_secs: Option<u64>,
+    /// "batch" (default) or "sync" (responses wait until their rows are on disk).
+    pub durability: Option<String>,
+    /// Rows kept in memory behind a failing write before they are spooled to a file (default 10000).
+    pub max_pending_rows: Option<usize>,
 }
 
 /// Provider types known to this build.
@@ -481,6 +485,8 @@ pub struct LedgerSettings {
     pub flush_interval: Duration,
     /// How long stored `/v1/responses` answers live; `None`: storage off.
     pub responses_ttl: Option<Duration>,
+    pub durability: crate::accounting::ledger::Durability,
+    pub max_pending_rows: usize,
 }
 
 /// Index of a provider in `Config::providers`.
@@ -958,6 +964,17 @@ pub fn validate(
     if batch_size == 0 {
         errors.push(err("ledger.batch_size", "must be greater than 0"));
     }
+    let durability = match raw.ledger.durability.as_deref() {
+        None | Some("batch") => crate::accounting::ledger::Durability::Batch,
+        Some("sync") => crate::accounting::ledger::Durability::Sync,
+        Some(d) => {
+            errors.push(err(
+                "ledger.durability",
+                format!("{d:?}: expected \"batch\" or \"sync\""),
+            ));
+            crate::accounting::ledger::Durability::Batch
+        }
+    };
     let ledger = LedgerSettings {
         path: raw.ledger.path,
         batch_size: batch_size.max(1),
@@ -965,6 +982,8 @@ pub fn validate(
         responses_ttl: Some(raw.ledger.responses_ttl_secs.unwrap_or(30 * 24 * 3600))
             .filter(|s| *s > 0)
             .map(Duration::from_secs),
+        durability,
+        max_pending_rows: raw.ledger.max_pending_rows.unwrap_or(10_000),
     };
 
     // Names as written, so that an entry dropped for its own error does not

@@ -16,7 +16,8 @@ use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::Live;
-use crate::accounting::estimate::PromptInfo;
+use crate::accounting::budget::{BudgetMode, CostLine};
+use crate::accounting::estimate::{OutputField, PromptInfo};
 use crate::accounting::ledger::{ExperimentTag, LedgerEntry, RoutingRecord};
 use crate::accounting::recorder::{Recorder, TokenSink};
 use crate::api::chat::ChatRequest;
@@ -94,7 +95,7 @@ async fn run(
     };
     let provider = rt.providers[target.provider].clone();
     let prompt = PromptInfo::from_chat(&req);
-    let estimated = prompt.approx_prompt_tokens() + prompt.max_output.unwrap_or(0);
+    let estimated = prompt.token_estimate();
     let clock = st.budgets.clock().clone();
     let limits = rt.limits[target.provider].clone();
     if let Some(l) = &limits {
@@ -108,9 +109,32 @@ async fn run(
     let reservation = if scopes.is_empty() {
         None
     } else {
-        let worst = prompt.worst_case_usage(budgets.reserve_output_tokens);
-        let estimate = target.price.map_or(0.0, |p| p.cost(&worst));
-        match st.budgets.reserve(budgets, scopes, estimate) {
+        let reserved = if budgets.mode == BudgetMode::Strict {
+            // Like a client request: the copy's answer is capped at what the room affords.
+            let lines: Vec<CostLine> = target.price.iter().map(|p| CostLine::of(p, &prompt)).collect();
+            let wanted = prompt
+                .max_output
+                .unwrap_or(u64::from(budgets.reserve_output_tokens));
+            st.budgets
+                .reserve_output(
+                    budgets,
+                    scopes,
+                    &lines,
+                    wanted,
+                    u64::from(budgets.min_output_tokens),
+                )
+                .map(|g| {
+                    if prompt.max_output != Some(g.output_tokens) {
+                        OutputField::CHAT.set(&mut req.extra, g.output_tokens);
+                    }
+                    g.reservation
+                })
+        } else {
+            let worst = prompt.worst_case_usage(budgets.reserve_output_tokens);
+            let estimate = target.price.map_or(0.0, |p| p.cost(&worst));
+            st.budgets.reserve(budgets, scopes, estimate)
+        };
+        match reserved {
             Ok(r) => Some(Arc::new(r)),
             Err(e) => {
                 counters.shadow_over_budget.fetch_add(1, Relaxed);

@@ -275,6 +275,9 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         ledger_queue_depth: st.ledger.depth(),
         ledger_written: stats.written.load(std::sync::atomic::Ordering::Relaxed),
         ledger_failed: stats.failed.load(std::sync::atomic::Ordering::Relaxed),
+        ledger_pending: stats.pending.load(std::sync::atomic::Ordering::Relaxed),
+        ledger_spooled: stats.spooled.load(std::sync::atomic::Ordering::Relaxed),
+        ledger_retries: stats.retries.load(std::sync::atomic::Ordering::Relaxed),
         budgets,
         config_generation: rt.generation,
     };

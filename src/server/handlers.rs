@@ -17,8 +17,8 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
 use super::state::{AppState, Runtime, Target};
-use crate::accounting::budget::{OnExceed, Scope};
-use crate::accounting::estimate::PromptInfo;
+use crate::accounting::budget::{BudgetMode, OnExceed, Scope};
+use crate::accounting::estimate::{OutputField, PromptInfo};
 use crate::accounting::ledger::{LedgerEntry, RoutingRecord};
 use crate::api::chat::{ChatRequest, EmbeddingsRequest, StreamOptions};
 use crate::api::ApiError;
@@ -34,6 +34,8 @@ pub const X_COST: HeaderName = HeaderName::from_static("x-switchyard-cost-usd");
 pub const X_OVERHEAD: HeaderName = HeaderName::from_static("x-switchyard-overhead-ms");
 pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 pub const X_EXPERIMENT: HeaderName = HeaderName::from_static("x-switchyard-experiment");
+/// The output-token cap a strict budget put on the request (set or lowered).
+pub const X_MAX_TOKENS_CLAMPED: HeaderName = HeaderName::from_static("x-switchyard-max-tokens-clamped");
 
 type St = State<Arc<AppState>>;
 
@@ -50,6 +52,8 @@ pub(super) struct Ctx {
     request_id_header: HeaderValue,
     /// `x-switchyard-experiment`, once the request is in a split experiment's arm.
     experiment: std::sync::OnceLock<HeaderValue>,
+    /// `x-switchyard-max-tokens-clamped`, once a strict budget capped the answer.
+    clamped: std::sync::OnceLock<HeaderValue>,
 }
 
 impl Ctx {
@@ -80,6 +84,7 @@ impl Ctx {
             request_id,
             request_id_header,
             experiment: std::sync::OnceLock::new(),
+            clamped: std::sync::OnceLock::new(),
         }
     }
 
@@ -99,6 +104,9 @@ impl Ctx {
     pub(super) fn experiment_header(&self, h: &mut HeaderMap) {
         if let Some(v) = self.experiment.get() {
             h.insert(X_EXPERIMENT, v.clone());
+        }
+        if let Some(v) = self.clamped.get() {
+            h.insert(X_MAX_TOKENS_CLAMPED, v.clone());
         }
     }
 
@@ -290,7 +298,7 @@ async fn chat_inner(
     let bytes = read_body(body, headers, ctx.rt.config.server.max_body_bytes).await?;
     let mut req = ChatRequest::parse(&bytes)?;
     drop(bytes);
-    let p = prepare(st, ctx, headers, &req)?;
+    let p = prepare(st, ctx, headers, &mut req, OutputField::CHAT)?;
     let stream = req.is_stream();
     let client_wants_usage = req.client_wants_stream_usage();
     if stream {
@@ -322,7 +330,10 @@ async fn chat_inner(
     .await;
     let served = match served {
         Ok(s) => s,
-        Err(f) => return Ok(ctx.failed(f, route.as_ref())),
+        Err(f) => {
+            st.ledger.durable().await;
+            return Ok(ctx.failed(f, route.as_ref()));
+        }
     };
     let Served {
         target,
@@ -344,12 +355,13 @@ async fn chat_inner(
                 route_headers(r.headers_mut(), rr);
             }
             recorder.finish(200, None);
+            st.ledger.durable().await;
             Ok(r)
         }
         ChatAnswer::Stream(upstream_bytes) => {
             let relay = relay_for(&ctx.rt, &target, upstream_bytes, client_wants_usage, recorder);
             Ok(sse_response(
-                Body::from_stream(relay),
+                durable_body(st, relay),
                 ctx,
                 &target,
                 upstream,
@@ -358,6 +370,24 @@ async fn chat_inner(
             ))
         }
     }
+}
+
+/// A streamed body; with `[ledger] durability = "sync"` it ends only once
+/// the stream's ledger row (written when the relay finishes) is on disk.
+pub(super) fn durable_body<S>(st: &AppState, s: S) -> Body
+where
+    S: futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static,
+{
+    use futures_util::StreamExt;
+    if !st.ledger.is_sync() {
+        return Body::from_stream(s);
+    }
+    let ledger = st.ledger.clone();
+    let tail = futures_util::stream::once(async move {
+        ledger.durable().await;
+    })
+    .filter_map(|()| async { None::<Result<Bytes, std::convert::Infallible>> });
+    Body::from_stream(s.chain(tail))
 }
 
 /// The relay for a served stream, wired to its provider's name, secret and health.
@@ -454,13 +484,15 @@ impl Prepared {
 }
 
 /// What /v1/chat/completions and /v1/messages share once the request is
-/// parsed: the key's allow-list, the plan, the targets, budget admission,
-/// and the experiment arm with its shadow copies.
+/// parsed: the key's allow-list, the plan, the targets, budget admission
+/// (which may cap the request's `field`, the inbound format's output-token
+/// field, in strict budget mode), and the experiment arm with its shadow copies.
 pub(super) fn prepare(
     st: &Arc<AppState>,
     ctx: &Ctx,
     headers: &HeaderMap,
-    req: &ChatRequest,
+    req: &mut ChatRequest,
+    field: OutputField,
 ) -> Result<Prepared, ApiError> {
     check_allowed(ctx, &req.model, headers.get(&X_ROUTE_HEADER))?;
     let Plan {
@@ -474,7 +506,7 @@ pub(super) fn prepare(
     if targets.is_empty() {
         return Err(ApiError::model_not_found(&req.model));
     }
-    let acct = admit(st, ctx, req, &mut route, &mut targets)?;
+    let acct = admit(st, ctx, req, field, &mut route, &mut targets)?;
     let experiment = still_in_experiment(experiment, &targets);
     let tag = ctx.join_experiment(experiment.as_ref());
     launch_shadows(st, ctx, experiment.as_ref(), req, route.as_ref());
@@ -714,17 +746,32 @@ fn lower_tier(rt: &Runtime, tier: &str) -> Option<(String, Vec<String>)> {
 /// Budget admission: reserves the request's maximum cost in every budget
 /// that applies. When a budget has no room, routed requests move to the
 /// cheapest tier if `budgets.on_exceed = "downgrade"`; otherwise 429.
+///
+/// In strict mode (the default) the request's output-token `field` is capped
+/// at what the room affords (a request without one gets at most
+/// `reserve_output_tokens`) and exactly that cost is reserved, so the answer
+/// cannot cost more than its reservation (see [`Budgets::reserve_output`]).
+///
+/// [`Budgets::reserve_output`]: crate::accounting::budget::Budgets::reserve_output
 pub(super) fn admit(
     st: &AppState,
     ctx: &Ctx,
-    req: &ChatRequest,
+    req: &mut ChatRequest,
+    field: OutputField,
     route: &mut Option<RoutingRecord>,
     targets: &mut Vec<Target>,
 ) -> Result<Accounting, ApiError> {
     let rt = &ctx.rt;
     let budgets = &rt.config.budgets;
-    let prompt = PromptInfo::from_chat(req);
-    let estimated_tokens = prompt.approx_prompt_tokens() + prompt.max_output.unwrap_or(0);
+    let mut prompt = PromptInfo::from_chat_with(req, field);
+    if prompt.max_output == Some(0) {
+        let name = field.name_in(&req.extra);
+        return Err(ApiError::invalid_request(
+            format!("`{name}` must be at least 1."),
+            Some(name.into()),
+        ));
+    }
+    let estimated_tokens = prompt.token_estimate();
     if let Some(k) = &ctx.key {
         if let Err(d) = k.take_tokens(estimated_tokens) {
             st.metrics.rejected("rate_limit_tokens");
@@ -745,43 +792,91 @@ pub(super) fn admit(
         acct.prompt = Some(Arc::new(prompt));
         return Ok(acct);
     }
-    let worst = prompt.worst_case_usage(budgets.reserve_output_tokens);
-    let estimate = |ts: &[Target]| {
-        ts.iter()
-            .filter_map(|t| t.price.map(|p| p.cost(&worst)))
-            .fold(0.0, f64::max)
-    };
-    let exceeded = match st.budgets.reserve(budgets, scopes.clone(), estimate(targets)) {
-        Ok(r) => {
-            acct.prompt = Some(Arc::new(prompt));
-            acct.reservation = Some(Arc::new(r));
-            return Ok(acct);
+    let strict = budgets.mode == BudgetMode::Strict;
+    // Strict: the answer may use what the client asked for, else the reserve.
+    let wanted = prompt
+        .max_output
+        .unwrap_or(u64::from(budgets.reserve_output_tokens));
+    let reserve = |ts: &[Target]| -> Result<(crate::accounting::budget::Reservation, u64), _> {
+        if strict {
+            let lines = cost_lines(ts, &prompt);
+            st.budgets
+                .reserve_output(
+                    budgets,
+                    scopes.clone(),
+                    &lines,
+                    wanted,
+                    u64::from(budgets.min_output_tokens),
+                )
+                .map(|g| (g.reservation, g.output_tokens))
+        } else {
+            let worst = prompt.worst_case_usage(budgets.reserve_output_tokens);
+            let estimate = ts
+                .iter()
+                .filter_map(|t| t.price.map(|p| p.cost(&worst)))
+                .fold(0.0, f64::max);
+            st.budgets
+                .reserve(budgets, scopes.clone(), estimate)
+                .map(|r| (r, wanted))
         }
-        Err(e) => e,
     };
-    if let (OnExceed::Downgrade, Some(rr)) = (budgets.on_exceed, route.as_mut()) {
-        let cheapest = rt.config.routing.tiers.first().cloned().unwrap_or_default();
-        let models = crate::routing::policy::tier_models(&rt.config.models, &cheapest);
-        let names: Vec<&str> = models.iter().map(String::as_str).collect();
-        let cheaper = rt.targets(&names, false);
-        if !cheaper.is_empty() {
-            if let Ok(r) = st.budgets.reserve(budgets, scopes, estimate(&cheaper)) {
-                *targets = cheaper;
-                rr.tier = cheapest;
-                rr.reason.push_str(";downgraded:budget");
-                acct.prompt = Some(Arc::new(prompt));
-                acct.reservation = Some(Arc::new(r));
-                return Ok(acct);
+    let granted = match reserve(targets) {
+        Ok(g) => Ok(g),
+        Err(exceeded) => {
+            let mut downgraded = None;
+            if let (OnExceed::Downgrade, Some(rr)) = (budgets.on_exceed, route.as_mut()) {
+                let cheapest = rt.config.routing.tiers.first().cloned().unwrap_or_default();
+                let models = crate::routing::policy::tier_models(&rt.config.models, &cheapest);
+                let names: Vec<&str> = models.iter().map(String::as_str).collect();
+                let cheaper = rt.targets(&names, false);
+                if !cheaper.is_empty() {
+                    if let Ok(g) = reserve(&cheaper) {
+                        *targets = cheaper;
+                        rr.tier = cheapest;
+                        rr.reason.push_str(";downgraded:budget");
+                        downgraded = Some(g);
+                    }
+                }
             }
+            downgraded.ok_or(exceeded)
+        }
+    };
+    match granted {
+        Ok((reservation, n)) => {
+            // Unpriced models are never charged: nothing to cap for.
+            let priced = targets.iter().any(|t| t.price.is_some());
+            if strict && priced && prompt.max_output != Some(n) {
+                // Set or lowered: the answer (and the TPM estimate) follow the cap.
+                field.set(&mut req.extra, n);
+                prompt.max_output = Some(n);
+                acct.estimated_tokens = prompt.token_estimate();
+                let _ = ctx.clamped.set(HeaderValue::from(n));
+            }
+            acct.prompt = Some(Arc::new(prompt));
+            acct.reservation = Some(Arc::new(reservation));
+            Ok(acct)
+        }
+        Err(exceeded) => {
+            st.metrics.rejected("budget");
+            if let Some(k) = &ctx.key {
+                // Nothing will be sent: give the estimated tokens back.
+                k.settle_tokens(0);
+            }
+            tracing::info!(scope = %exceeded.scope, period = exceeded.period, "request refused: budget exhausted");
+            Err(budget_error(&exceeded.scope, &exceeded.message()))
         }
     }
-    st.metrics.rejected("budget");
-    if let Some(k) = &ctx.key {
-        // Nothing will be sent: give the estimated tokens back.
-        k.settle_tokens(0);
-    }
-    tracing::info!(scope = %exceeded.scope, period = exceeded.period, "request refused: budget exhausted");
-    Err(budget_error(&exceeded.scope, &exceeded.message()))
+}
+
+/// Each priced target's cost of `prompt` (see [`CostLine::of`]).
+///
+/// [`CostLine::of`]: crate::accounting::budget::CostLine::of
+fn cost_lines(targets: &[Target], prompt: &PromptInfo) -> Vec<crate::accounting::budget::CostLine> {
+    targets
+        .iter()
+        .filter_map(|t| t.price)
+        .map(|p| crate::accounting::budget::CostLine::of(&p, prompt))
+        .collect()
 }
 
 fn budget_error(_scope: &Scope, message: &str) -> ApiError {
@@ -917,13 +1012,17 @@ async fn embeddings_inner(
             let mut r = json_response(StatusCode::OK, body);
             ctx.decorate(r.headers_mut(), &target, upstream, cost, attempts);
             recorder.finish(200, None);
+            st.ledger.durable().await;
             Ok(r)
         }
         Ok(Served { recorder, .. }) => {
             recorder.finish(502, Some("embeddings answered with a stream".into()));
             Err(ApiError::internal("embeddings answered with a stream"))
         }
-        Err(f) => Ok(ctx.failed(f, None)),
+        Err(f) => {
+            st.ledger.durable().await;
+            Ok(ctx.failed(f, None))
+        }
     }
 }
 

@@ -21,9 +21,10 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 
 use super::handlers::{
-    json_response, prepare, read_body, relay_for, route_headers, sse_response, Ctx, Prepared,
+    durable_body, json_response, prepare, read_body, relay_for, route_headers, sse_response, Ctx, Prepared,
 };
 use super::state::{AppState, Target};
+use crate::accounting::estimate::OutputField;
 use crate::api::chat::{parse_json, StreamOptions};
 use crate::api::ApiError;
 use crate::auth::KeyUse;
@@ -77,7 +78,7 @@ async fn messages_inner(
     let v: Value = parse_json(&bytes)?;
     drop(bytes);
     let mut req = anthropic::messages_to_chat(&v)?;
-    let p = prepare(st, ctx, headers, &req)?;
+    let p = prepare(st, ctx, headers, &mut req, OutputField::MESSAGES)?;
     let stream = req.is_stream();
     if stream {
         // The translation back to Anthropic events needs the usage chunk.
@@ -104,6 +105,7 @@ async fn messages_inner(
     let served = match attempt::run(st, &ctx.rt, targets, &mut call, &entry, ctx.started, acct).await {
         Ok(s) => s,
         Err(f) => {
+            st.ledger.durable().await;
             let mut r = error_response(ctx, f.error);
             r.headers_mut()
                 .insert("x-switchyard-attempts", HeaderValue::from(f.attempts));
@@ -139,13 +141,14 @@ async fn messages_inner(
                 route_headers(r.headers_mut(), rr);
             }
             recorder.finish(200, None);
+            st.ledger.durable().await;
             Ok(r)
         }
         ChatAnswer::Stream(upstream_bytes) => {
             let relay = relay_for(&ctx.rt, &target, upstream_bytes, true, recorder);
             let events = to_messages_events(relay, ChunkToMessagesStream::new(&target.public));
             Ok(sse_response(
-                Body::from_stream(events),
+                durable_body(st, events),
                 ctx,
                 &target,
                 upstream,

@@ -148,10 +148,15 @@ pub async fn start_with_clock(
     // The socket decides loopback-or-not, whatever the config said.
     config.server.listen = addr;
     let metrics = crate::metrics::Metrics::new();
-    let (ledger, writer) = ledger::open_sqlite(
+    let (ledger, writer) = ledger::open_sqlite_with(
         ledger_path,
-        config.ledger.batch_size,
-        config.ledger.flush_interval,
+        ledger::WriterOptions {
+            batch_size: config.ledger.batch_size,
+            flush_interval: config.ledger.flush_interval,
+            durability: config.ledger.durability,
+            max_pending_rows: config.ledger.max_pending_rows,
+            ..Default::default()
+        },
     )
     .await?;
     let ledger = ledger.with_observers(metrics.clone(), config.log.access);
@@ -216,7 +221,8 @@ pub async fn start_with_clock(
     })
 }
 
-/// Budget state: rebuilt from this month's ledger rows; alerts go to the log
+/// Budget state: rebuilt from this month's ledger rows (every scope: global,
+/// routes, keys, shadows); alerts go to the log
 /// and, if configured, to a webhook.
 async fn start_budgets(
     config: &Config,
@@ -229,7 +235,10 @@ async fn start_budgets(
     let s = &config.budgets;
     let b = Budgets::new(clock, s.timezone, Some(tx));
     spawn_alerts(rx, s.webhook.clone(), metrics.clone());
-    if s.any() {
+    // Always, not only when the config names limits: a virtual key's own
+    // `daily_budget` lives in the key store, and its spend must survive a
+    // restart like any configured scope's.
+    {
         let since = budget::month_start_ms(s.timezone, b.clock().now_ms());
         let rows = ledger::spend_since(ledger_path, since).await?;
         let mut total = 0.0;

@@ -28,6 +28,7 @@ use super::handlers::{
 };
 use super::response_store::{ResponseStore, Stored};
 use super::state::{AppState, Target};
+use crate::accounting::estimate::OutputField;
 use crate::accounting::recorder::Recorder;
 use crate::api::chat::{ChatRequest, StreamOptions};
 use crate::api::completions::{self, CompletionRequest};
@@ -161,7 +162,9 @@ async fn create_inner(
     // that speaks the Responses API itself (OpenAI keeps its own responses).
     let native_only = !req.hosted.is_empty() || (req.previous_response_id.is_some() && history.is_none());
     let (mut chat, translation) = req.to_chat(history.as_deref().unwrap_or(&[]), native_only)?;
-    let mut p = prepare(st, ctx, headers, &chat)?;
+    // The translated request carries the Responses cap as `max_completion_tokens`;
+    // a strict-budget cap lands there too and is carried back to native calls.
+    let mut p = prepare(st, ctx, headers, &mut chat, OutputField::CHAT)?;
     if native_only {
         p.targets
             .retain(|t| ctx.rt.providers[t.provider].speaks_responses());
@@ -619,7 +622,7 @@ async fn completions_inner(
     let bytes = read_body(body, headers, ctx.rt.config.server.max_body_bytes).await?;
     let CompletionRequest { chat: mut req, echo } = CompletionRequest::parse(&bytes)?;
     drop(bytes);
-    let p = prepare(st, ctx, headers, &req)?;
+    let p = prepare(st, ctx, headers, &mut req, OutputField::CHAT)?;
     let stream = req.is_stream();
     let client_wants_usage = req.client_wants_stream_usage();
     if stream {
