@@ -1115,9 +1115,15 @@ mod tests {
         // A signature with a docstring and no body (a stub to complete).
         let stub = "def clamp(x: float, lo: float, hi: float) -> float:\n    \"\"\"Limit x to the range [lo, hi].\n    >>> clamp(5, 0, 3)\n    3\n    \"\"\"\n";
         assert_eq!(fire(stub), Some((RuleTask::Code, "function_stub")));
-        assert_eq!(fire("Complete this:\n\ndef first_word(s):\n    '''Return the first word of s.'''"), Some((RuleTask::Code, "function_stub")));
+        assert_eq!(
+            fire("Complete this:\n\ndef first_word(s):\n    '''Return the first word of s.'''"),
+            Some((RuleTask::Code, "function_stub"))
+        );
         // Prose that mentions "def" or quotes is not a stub.
-        assert_eq!(fire("def leppard: who was the drummer?\n\"\"\"great band\"\"\""), None);
+        assert_eq!(
+            fire("def leppard: who was the drummer?\n\"\"\"great band\"\"\""),
+            None
+        );
         assert_eq!(fire("Write a script for a wedding video."), None);
         // A fence around plain prose is not code.
         let prose = "Summarize:\n```\nThe meeting went well and everyone agreed.\n```";
