@@ -643,6 +643,11 @@ pub struct TextStats {
     pub newlines: u32,
     /// Question marks in the scanned user text.
     pub questions: u32,
+    /// Python function signatures (`def name(...):`, `def name(...) -> T:`).
+    pub py_defs: u32,
+    /// Docstring delimiters (a line starting with `"""` or `'''`) and
+    /// doctest lines (`>>> `).
+    pub docstrings: u32,
 }
 
 /// Position of the first `\n` in `s`, eight bytes at a time.
@@ -757,6 +762,12 @@ fn is_code_line(t: &[u8]) -> bool {
     }
 }
 
+/// A Python function signature line: `def name(` ... `:` (optionally `async`).
+fn is_py_signature(t: &[u8]) -> bool {
+    let t = if starts(t, b"async ") { &t[6..] } else { t };
+    starts(t, b"def ") && t.ends_with(b":") && t.contains(&b'(') && t.contains(&b')')
+}
+
 fn is_list_line(t: &[u8]) -> bool {
     match t {
         [b'-' | b'*' | b'+' | b'\xe2', b' ' | b'\x80', ..] => true,
@@ -804,6 +815,12 @@ impl TextStats {
             }
             if is_list_line(t) {
                 self.list_lines += 1;
+            }
+            if is_py_signature(t) {
+                self.py_defs += 1;
+            }
+            if starts(t, b"\"\"\"") || starts(t, b"'''") || starts(t, b">>> ") {
+                self.docstrings += 1;
             }
             if starts(t, b"diff --git ")
                 || (starts(t, b"@@ -") && t[4..].windows(3).any(|w| w == b" @@"))
@@ -997,6 +1014,9 @@ pub fn detect(input: &ClassifyInput<'_>, s: &TextStats) -> Option<(RuleTask, &'s
     if s.code_lines >= 8 || (s.code_lines >= 3 && s.code_lines * 10 >= s.lines * 4) {
         return Some((RuleTask::Code, "code_block"));
     }
+    if s.py_defs >= 1 && s.docstrings >= 1 {
+        return Some((RuleTask::Code, "function_stub"));
+    }
     let h = s.head_flags;
     if h & K_PLANG != 0 && h & (K_CODEOBJ | K_CODEVERB) != 0 {
         return Some((RuleTask::Code, "code_request"));
@@ -1091,6 +1111,18 @@ mod tests {
         assert_eq!(
             fire("Implement binary search in Java."),
             Some((RuleTask::Code, "code_request"))
+        );
+        // A signature with a docstring and no body (a stub to complete).
+        let stub = "def clamp(x: float, lo: float, hi: float) -> float:\n    \"\"\"Limit x to the range [lo, hi].\n    >>> clamp(5, 0, 3)\n    3\n    \"\"\"\n";
+        assert_eq!(fire(stub), Some((RuleTask::Code, "function_stub")));
+        assert_eq!(
+            fire("Complete this:\n\ndef first_word(s):\n    '''Return the first word of s.'''"),
+            Some((RuleTask::Code, "function_stub"))
+        );
+        // Prose that mentions "def" or quotes is not a stub.
+        assert_eq!(
+            fire("def leppard: who was the drummer?\n\"\"\"great band\"\"\""),
+            None
         );
         assert_eq!(fire("Write a script for a wedding video."), None);
         // A fence around plain prose is not code.

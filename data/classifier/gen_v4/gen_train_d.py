@@ -1,0 +1,61 @@
+from gen_train_a import U, S, M, add, many
+cr = "complex_reasoning"
+many(cr, [
+ "If you are in a queue and there are 4 people in front of you and 6 behind you, and then 2 people from the front leave and 3 join the back, what is your position and how many people are in the queue?",
+ "A rectangle has a perimeter of 46 cm and its length is 5 cm more than its width. Find its area.",
+ "What is the sum of all the odd numbers between 1 and 99 inclusive? Explain how you got it.",
+ "A shop discounts a coat by 25% and then takes a further 10% off the reduced price. What is the total percentage discount?",
+ "How many different ways can 5 books be arranged on a shelf if two particular books must always be next to each other?",
+ "Estimate how many grains of rice would fit in a standard bathtub. Show your reasoning step by step.",
+ "Roughly how many words does an average person speak in a lifetime? Walk through your estimate.",
+ "How many tennis balls could fit inside a school bus? Explain the assumptions behind your estimate.",
+ "How many times does the Earth rotate on its axis during one human lifetime of 75 years, approximately? Explain your calculation.",
+ "Sara is older than Tom but younger than Uma. Vic is older than Uma. Who is the youngest, and can we tell who is the oldest?",
+ "If all bloops are razzies and some razzies are lazzies, must some bloops be lazzies? Justify your answer.",
+ "A farmer has chickens and cows. There are 30 heads and 74 legs in total. How many of each are there?",
+ "Find the value of x if 2^(x+1) = 64.",
+ "A clock shows 3:15. What is the angle between the hour and minute hands?",
+ "Three friends split a bill. Ana pays twice as much as Ben, and Ben pays 10 dollars more than Cleo. The bill is 130 dollars. How much does each pay?",
+ "A tank is filled by pipe A in 6 hours and by pipe B in 4 hours, and emptied by pipe C in 12 hours. With all three open, how long does it take to fill?",
+ "What is the probability of getting at least one six in four rolls of a fair die?",
+ "Solve the system: 2x + 3y = 12 and x - y = 1.",
+ "If the day before yesterday was Saturday, what day will it be three days after tomorrow?",
+ "A snail climbs 3 metres up a 10-metre well each day and slides back 2 metres each night. On which day does it reach the top?",
+ "Determine whether 221 is a prime number, and explain how you checked.",
+ "What is the remainder when 2^100 is divided by 7?",
+ "In a class of 30 students, 18 play football, 12 play basketball and 5 play both. How many play neither?",
+ "A car depreciates by 12% each year. If it costs 30,000 today, what will it be worth after 4 years, and after how many years will it be worth less than half?",
+ "There are 8 people at a party and each person shakes hands with every other person once. How many handshakes are there? Generalize the formula.",
+ "One of three switches outside a closed room controls a lamp inside. You can enter the room only once. How can you figure out which switch it is?",
+ "A is the father of B. B is the sister of C. C is the son of D. How is D related to A? Explain each step.",
+ "You have a 3-litre jug and a 5-litre jug and unlimited water. How can you measure exactly 4 litres?",
+ "If a train travels 240 km in 3 hours and then 180 km in 2 hours, what is its average speed for the whole journey?",
+ "The average of five numbers is 18. When one number is removed, the average of the rest is 16. What number was removed?",
+ "Prove that there are infinitely many prime numbers.",
+ "Show that the square root of 2 is irrational.",
+ "Is it possible to tile a chessboard with two opposite corners removed using 2x1 dominoes? Explain your reasoning.",
+ "Compute the derivative of f(x) = x^2 * sin(x) and evaluate it at x = 0.",
+ "What is the integral of 3x^2 + 2x from 0 to 2?",
+ "Consider the sequence 2, 6, 12, 20, 30, ... What is the 10th term and what is the general formula?",
+ "A loan of 10,000 at 6% annual interest is repaid in equal yearly payments over 5 years. What is each payment?",
+ "Think step by step: a bat and a ball cost 1.10 in total and the bat costs 1.00 more than the ball. How much does the ball cost?",
+ "Which is larger, 3^40 or 4^30? Reason without a calculator.",
+ "I have a meeting schedule to fit: Anna is free 9-12, Ben 10-14, Chen 11-15 and Dita 8-11:30. Is there a one-hour slot when all four are free? If not, which 30-minute slot suits the most people?",
+ "Given the following: every doctor in the clinic works either Monday or Friday but not both; Dr. Lee works Monday; Dr. Kim works whenever Dr. Lee does not. Who works on Friday?",
+ "Plan the order of errands: the bank closes at noon, the post office at 1 pm and the pharmacy at 6 pm; each errand takes 40 minutes plus 20 minutes travel between them, and I start at 10:30. Can I do all three, and in what order?",
+ "A company has two pricing options: 15 dollars per month, or 150 dollars per year. After how many months does the yearly plan become cheaper, and what is the saving over two years?",
+ "Option A: a job paying 52,000 with a 40-minute commute each way. Option B: 47,000 working from home. If I value my time at 20 per hour and commuting costs 8 per day, which is better financially over a 230-day working year? Show the calculation.",
+ "A jar contains red and blue marbles in the ratio 3:5. After 12 red marbles are added, the ratio becomes 1:1. How many marbles were in the jar at first?",
+])
+add(cr, M("What is 15% of 240?", "15% of 240 is 36.", "And if that 36 is then increased by a third, and the result split equally among 4 people, how much does each get?"))
+add(cr, M("A square has sides of 6 cm. What is its area?", "The area is 6 x 6 = 36 square centimetres.", "Now inscribe a circle inside it. What fraction of the square does the circle cover?"))
+add(cr, M("Two dice are rolled. What is the probability that the sum is 7?", "There are 6 favourable outcomes out of 36, so 1/6.", "What about the probability that the sum is 7 or 11, given that at least one die shows a 5?"))
+add(cr, M("Here is a puzzle: five houses in a row, each painted a different colour.", "Sounds like a logic grid puzzle! What are the clues?", "The red house is left of the green one, the blue one is in the middle, the yellow one is at an end and not next to blue. Where could the white house be?"))
+for sys, inp in [
+ ("In this task, you are given a math word problem. Apply the necessary operations to the numbers in the problem and report the final numerical answer only.", "Maria had 48 stickers. She gave a quarter of them to her brother and then bought 3 packs of 6. How many stickers does she have now?"),
+ ("You are given a question that requires multi-step arithmetic. Answer with a number.", "A theatre has 24 rows of 18 seats. If 65% of the seats are sold, how many seats are empty?"),
+ ("In this task, you are given a logic puzzle. Determine the answer and explain briefly.", "Tom, Una and Vera each own a different pet: a cat, a dog and a fish. Tom is allergic to fur. Una's pet barks. What pet does Vera own?"),
+ ("Solve the following multiple-choice question by reasoning step by step, then give the letter of the correct answer.", "If 3 pencils cost 45 cents, how much do 8 pencils cost? (A) $1.05 (B) $1.20 (C) $1.35 (D) $1.50"),
+ ("In this task, you need to answer the given probability question. Give the answer as a simplified fraction.", "A card is drawn from a standard deck of 52 cards. What is the probability that it is a heart or a king?"),
+]:
+    add(cr, S(sys, inp))
