@@ -1,5 +1,6 @@
 //! Offline CLI commands over the classifier and routing policy:
-//! `classify`, `eval-classifier`, `train-classifier`.
+//! `classify`, `eval-classifier`, `train-classifier`, `train-router`,
+//! `eval-routing`, `calibrate`.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -18,6 +19,18 @@ use crate::routing::input_from_chat;
 pub fn classify(
     cfg: &Config,
     route: &str,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+) -> std::io::Result<(u64, u64)> {
+    classify_at(cfg, route, None, input, out)
+}
+
+/// [`classify`] with the route's predictor threshold overridden
+/// (`--threshold`); adds `p_cheap` and `threshold` on predictor routes.
+pub fn classify_at(
+    cfg: &Config,
+    route: &str,
+    threshold: Option<f32>,
     input: &mut dyn BufRead,
     out: &mut dyn Write,
 ) -> std::io::Result<(u64, u64)> {
@@ -41,15 +54,20 @@ pub fn classify(
         let c = routing.classifier.classify(&owned.as_input());
         let v = match route {
             Some(r) => {
-                let d = routing.decide(r, &owned.as_input(), None);
-                json!({
+                let d = routing.decide_at(r, &owned.as_input(), None, threshold);
+                let mut v = json!({
                     "task": routing.task_name(d.task),
                     "confidence": round3(d.confidence),
                     "complexity": round3(d.complexity),
                     "tier": d.tier,
                     "model": d.chain.first(),
                     "reason": d.reason_text(false),
-                })
+                });
+                if let (Some((p, t)), Some(o)) = (d.predicted, v.as_object_mut()) {
+                    o.insert("p_cheap".into(), json!(round3(p)));
+                    o.insert("threshold".into(), json!(round3(t)));
+                }
+                v
             }
             None => json!({
                 "task": routing.task_name(c.task),
@@ -135,4 +153,116 @@ pub fn train_classifier(
         bytes.len(),
         train_report.macro_f1
     ))
+}
+
+/// `switchyard train-router`: trains the tier predictor on the TRAIN parts of
+/// the routing data and writes the weights (`out`) and the sorted hash list of
+/// the training prompts (`hashes`). Training prompts that are also test
+/// prompts are dropped first.
+pub fn train_router(
+    data: &Path,
+    out: &Path,
+    hashes: Option<&Path>,
+    opts: &crate::routing::train_router::RouterTrainOptions,
+    progress: bool,
+) -> Result<String, String> {
+    use crate::routing::{routedata, train_router as tr};
+    if !routedata::present(data) {
+        return Err(format!(
+            "{}: routing data not found (expected its README.md and routellm/)",
+            data.display()
+        ));
+    }
+    let started = std::time::Instant::now();
+    let mut examples = routedata::load_train(data)?;
+    let test: std::collections::HashSet<u64> = routedata::test_prompt_texts(data)?
+        .iter()
+        .map(|t| routedata::prompt_hash(t))
+        .collect();
+    let before = examples.len();
+    examples.retain(|e| !test.contains(&routedata::prompt_hash(&e.input.last_user)));
+    let dropped = before - examples.len();
+    let clf = Classifier::embedded();
+    let mut bar = tr::Bar::new("featurise", progress);
+    let prepared = tr::prepare(clf, &examples, opts.buckets_log2, |d, t| bar.show(d, t));
+    let mut bar = tr::Bar::new("train    ", progress);
+    let mut p = tr::train(&prepared, opts, |d, t| bar.show(d, t));
+    let mut per_source: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for e in &examples {
+        *per_source.entry(e.source).or_default() += 1;
+    }
+    p.provenance = format!(
+        "switchyard train-router; features v{}; {} prompts ({}); epochs {}, buckets 2^{}, lr {}, l2 {}/{}, seed {:#x}",
+        crate::routing::predictor::FEATURE_VERSION,
+        examples.len(),
+        per_source
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        opts.epochs,
+        opts.buckets_log2,
+        opts.learning_rate,
+        opts.l2_dense,
+        opts.l2_hashed,
+        opts.seed
+    );
+    let bytes = p.to_bytes();
+    std::fs::write(out, &bytes).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    if let Some(h) = hashes {
+        std::fs::write(h, tr::hash_list(&examples)).map_err(|e| format!("cannot write {}: {e}", h.display()))?;
+    }
+    let mut report = format!(
+        "trained on {} prompts ({}; {dropped} dropped as test prompts) in {:.1}s; wrote {} ({} bytes)\n",
+        examples.len(),
+        per_source
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        started.elapsed().as_secs_f64(),
+        out.display(),
+        bytes.len()
+    );
+    for src in per_source.keys() {
+        let part: Vec<tr::Prepared> = prepared
+            .iter()
+            .filter(|d| d.source == *src)
+            .map(|d| tr::Prepared {
+                dense: d.dense,
+                buckets: d.buckets.clone(),
+                label: d.label,
+                weight: 1.0,
+                source: d.source,
+            })
+            .collect();
+        let (loss, auc) = tr::fit_report(&p, &part);
+        report.push_str(&format!("  training fit {src}: log loss {loss:.4}, AUC {auc:.3}\n"));
+    }
+    Ok(report)
+}
+
+/// `switchyard eval-routing`: every test set replayed on `route`.
+pub fn eval_routing(
+    cfg: &Config,
+    route: &str,
+    data: &Path,
+    sets: &[String],
+    progress: bool,
+) -> Result<Vec<crate::routing::replay::SetReport>, String> {
+    use crate::routing::{replay, routedata, train_router::Bar};
+    let r = cfg
+        .routing
+        .routes
+        .get(route)
+        .ok_or_else(|| format!("route {route:?} does not exist in the config"))?;
+    let mut out = Vec::new();
+    for set in routedata::load_tests(data)? {
+        if !sets.is_empty() && !sets.iter().any(|s| *s == set.name) {
+            continue;
+        }
+        let mut bar = Bar::new("replay", progress);
+        out.push(replay::replay_set(cfg, r, &set, |d, t| bar.show(d, t))?);
+    }
+    Ok(out)
 }

@@ -74,6 +74,53 @@ enum Command {
         /// Route to apply.
         #[arg(long, default_value = "auto")]
         route: String,
+        /// Predictor threshold in [0, 1] for a route with candidate `models`
+        /// (0: always the cheapest, 1: always the dearest); default: the route's.
+        #[arg(long)]
+        threshold: Option<f32>,
+    },
+    /// Train the tier predictor on the TRAIN parts of the routing data (deterministic).
+    TrainRouter {
+        /// The routing data directory.
+        #[arg(long, default_value = "../shared/routing-data")]
+        data: PathBuf,
+        /// Where to write the weights (assets/router.bin is the built-in copy).
+        #[arg(long, default_value = "assets/router.bin")]
+        out: PathBuf,
+        /// Where to write the hash list of the training prompts.
+        #[arg(long, default_value = "data/router/train_prompts.fnv64")]
+        hashes: PathBuf,
+        /// Passes over the data.
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// No progress bar on stderr.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Replay the TEST parts of the routing data through a route, sweeping its threshold:
+    /// APGR, CPT(50%), CPT(80%), savings at 99/98/95% of strong quality, cost in USD.
+    EvalRouting {
+        /// Config whose route, models and prices to use.
+        #[arg(long, short, default_value = "config/routing-eval.toml")]
+        config: PathBuf,
+        /// Route to replay (needs candidate `models`).
+        #[arg(long, default_value = "auto")]
+        route: String,
+        /// The routing data directory.
+        #[arg(long, default_value = "../shared/routing-data")]
+        data: PathBuf,
+        /// Only these sets (mt_bench, gsm8k, arena_bench, routerbench_arc_challenge, ...).
+        #[arg(long, value_delimiter = ',')]
+        sets: Vec<String>,
+        /// Print JSON (with every curve point) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Write the cost-quality curves as an SVG here.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// No progress bar on stderr.
+        #[arg(long)]
+        no_progress: bool,
     },
     /// Spend, requests and tokens from the ledger, grouped.
     Report {
@@ -289,7 +336,40 @@ fn main() -> ExitCode {
                     json,
                 },
         } => experiment_report(&name, ledger_path, config, data_dir, since, until, json),
-        Command::Classify { file, config, route } => classify(&file, config.as_deref(), &route),
+        Command::Classify {
+            file,
+            config,
+            route,
+            threshold,
+        } => classify(&file, config.as_deref(), &route, threshold),
+        Command::TrainRouter {
+            data,
+            out,
+            hashes,
+            epochs,
+            no_progress,
+        } => {
+            let mut opts = switchyard::routing::train_router::RouterTrainOptions::default();
+            if let Some(e) = epochs {
+                opts.epochs = e;
+            }
+            match switchyard::commands::train_router(&data, &out, Some(&hashes), &opts, !no_progress) {
+                Ok(r) => {
+                    say(&r);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::EvalRouting {
+            config,
+            route,
+            data,
+            sets,
+            json,
+            svg,
+            no_progress,
+        } => eval_routing(&config, &route, &data, &sets, json, svg.as_deref(), !no_progress),
         Command::Report {
             ledger: ledger_path,
             data_dir,
@@ -737,7 +817,58 @@ fn experiment_report(
     ExitCode::SUCCESS
 }
 
-fn classify(file: &str, config: Option<&std::path::Path>, route: &str) -> ExitCode {
+fn eval_routing(
+    config: &std::path::Path,
+    route: &str,
+    data: &std::path::Path,
+    sets: &[String],
+    json: bool,
+    svg: Option<&std::path::Path>,
+    progress: bool,
+) -> ExitCode {
+    if !switchyard::routing::routedata::present(data) {
+        say(&format!(
+            "eval-routing: skipped: routing data not found at {} (see docs/routing.md)\n",
+            data.display()
+        ));
+        return ExitCode::SUCCESS;
+    }
+    let cfg = match config::load_file(config) {
+        Ok(c) => c,
+        Err(errs) => {
+            return fail(
+                errs.0
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        }
+    };
+    let reports = match switchyard::commands::eval_routing(&cfg, route, data, sets, progress) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if let Some(path) = svg {
+        if let Err(e) = std::fs::write(path, switchyard::routing::replay::render_svg(&reports)) {
+            return fail(format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    if json {
+        match serde_json::to_string_pretty(&reports) {
+            Ok(s) => say(&format!("{s}\n")),
+            Err(e) => return fail(e.to_string()),
+        }
+    } else {
+        say(&switchyard::routing::replay::render_table(&reports));
+    }
+    ExitCode::SUCCESS
+}
+
+fn classify(file: &str, config: Option<&std::path::Path>, route: &str, threshold: Option<f32>) -> ExitCode {
+    if threshold.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+        return fail("--threshold must be between 0 and 1".to_string());
+    }
     let cfg = match load_config(config) {
         Ok(c) => c,
         Err(e) => return fail(e),
@@ -749,10 +880,10 @@ fn classify(file: &str, config: Option<&std::path::Path>, route: &str) -> ExitCo
     let mut out = std::io::BufWriter::new(stdout.lock());
     let result = if file == "-" {
         let stdin = std::io::stdin();
-        switchyard::commands::classify(&cfg, route, &mut stdin.lock(), &mut out)
+        switchyard::commands::classify_at(&cfg, route, threshold, &mut stdin.lock(), &mut out)
     } else {
         match std::fs::File::open(file) {
-            Ok(f) => switchyard::commands::classify(&cfg, route, &mut std::io::BufReader::new(f), &mut out),
+            Ok(f) => switchyard::commands::classify_at(&cfg, route, threshold, &mut std::io::BufReader::new(f), &mut out),
             Err(e) => return fail(format!("cannot open {file}: {e}")),
         }
     };
