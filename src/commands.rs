@@ -164,8 +164,10 @@ pub fn train_router(
     out: &Path,
     hashes: Option<&Path>,
     opts: &crate::routing::train_router::RouterTrainOptions,
+    holdout: Option<&str>,
     progress: bool,
 ) -> Result<String, String> {
+    use crate::routing::routedata::TrainExample;
     use crate::routing::{routedata, train_router as tr};
     if !routedata::present(data) {
         return Err(format!(
@@ -183,6 +185,52 @@ pub fn train_router(
     examples.retain(|e| !test.contains(&routedata::prompt_hash(&e.input.last_user)));
     let dropped = before - examples.len();
     let clf = Classifier::embedded();
+    if let Some(spec) = holdout.and_then(|h| h.strip_prefix("cv:").or_else(|| h.strip_prefix("cvall:")).map(|s| (h, s))) {
+        // 5-fold cross-validation within one source (cv:) or with the other
+        // sources always in the training part (cvall:).
+        let (h, src) = spec;
+        let with_rest = h.starts_with("cvall:");
+        let mut lines = String::new();
+        let (mut sum_apgr, mut sum_auc) = (0.0, 0.0);
+        let own: Vec<&TrainExample> = examples.iter().filter(|e| e.source == src).collect();
+        if own.is_empty() {
+            return Err(format!("--holdout {h}: no such source"));
+        }
+        for fold in 0..5 {
+            let test: Vec<TrainExample> = own.iter().enumerate().filter(|(i, _)| i % 5 == fold).map(|(_, e)| (*e).clone()).collect();
+            let mut train: Vec<TrainExample> = own.iter().enumerate().filter(|(i, _)| i % 5 != fold).map(|(_, e)| (*e).clone()).collect();
+            if with_rest {
+                train.extend(examples.iter().filter(|e| e.source != src).cloned());
+            }
+            let a = tr::prepare(clf, &train, opts.buckets_log2, |_, _| {});
+            let b = tr::prepare(clf, &test, opts.buckets_log2, |_, _| {});
+            let p = tr::train(&a, opts, |_, _| {});
+            let (_, auc) = tr::fit_report(&p, &b);
+            let ap = tr::holdout_apgr(&p, &b);
+            sum_apgr += ap;
+            sum_auc += auc;
+            lines.push_str(&format!("  fold {fold}: AUC {auc:.3}, APGR {ap:.3}\n"));
+        }
+        return Ok(format!("{h}: mean AUC {:.3}, mean APGR (soft labels) {:.3}\n{lines}", sum_auc / 5.0, sum_apgr / 5.0));
+    }
+    if let Some(h) = holdout {
+        // Validation on the training data only: train without one source, score it.
+        let (held, rest): (Vec<TrainExample>, Vec<TrainExample>) =
+            examples.into_iter().partition(|e| e.source == h);
+        if held.is_empty() {
+            return Err(format!("--holdout {h}: no such source (alpaca_eval, mmlu, routerbench)"));
+        }
+        let a = tr::prepare(clf, &rest, opts.buckets_log2, |_, _| {});
+        let b = tr::prepare(clf, &held, opts.buckets_log2, |_, _| {});
+        let p = tr::train(&a, opts, |_, _| {});
+        let (loss, auc) = tr::fit_report(&p, &b);
+        return Ok(format!(
+            "holdout {h}: {} prompts, trained on {}: log loss {loss:.4}, AUC {auc:.3}, APGR (soft labels) {:.3}\n",
+            held.len(),
+            rest.len(),
+            tr::holdout_apgr(&p, &b)
+        ));
+    }
     let mut bar = tr::Bar::new("featurise", progress);
     let prepared = tr::prepare(clf, &examples, opts.buckets_log2, |d, t| bar.show(d, t));
     let mut bar = tr::Bar::new("train    ", progress);
@@ -239,6 +287,18 @@ pub fn train_router(
         let (loss, auc) = tr::fit_report(&p, &part);
         report.push_str(&format!("  training fit {src}: log loss {loss:.4}, AUC {auc:.3}\n"));
     }
+    let mut w: Vec<(f32, &str)> = p
+        .dense
+        .iter()
+        .zip(crate::routing::predictor::DENSE_NAMES)
+        .map(|(w, n)| (*w, n))
+        .collect();
+    w.sort_by(|a, b| b.0.abs().total_cmp(&a.0.abs()));
+    report.push_str("  dense weights (positive: the cheap tier more likely as good):");
+    for (v, n) in w {
+        report.push_str(&format!(" {n} {v:+.2}"));
+    }
+    report.push('\n');
     Ok(report)
 }
 

@@ -93,6 +93,13 @@ enum Command {
         /// Passes over the data.
         #[arg(long)]
         epochs: Option<usize>,
+        /// Validation on the training data: train without this source
+        /// (alpaca_eval, mmlu, routerbench) and score it; writes nothing.
+        #[arg(long)]
+        holdout: Option<String>,
+        /// Dense features only (no hashed word weights).
+        #[arg(long)]
+        no_words: bool,
         /// No progress bar on stderr.
         #[arg(long)]
         no_progress: bool,
@@ -347,13 +354,23 @@ fn main() -> ExitCode {
             out,
             hashes,
             epochs,
+            holdout,
+            no_words,
             no_progress,
         } => {
             let mut opts = switchyard::routing::train_router::RouterTrainOptions::default();
             if let Some(e) = epochs {
                 opts.epochs = e;
             }
-            match switchyard::commands::train_router(&data, &out, Some(&hashes), &opts, !no_progress) {
+            opts.words = !no_words;
+            match switchyard::commands::train_router(
+                &data,
+                &out,
+                Some(&hashes),
+                &opts,
+                holdout.as_deref(),
+                !no_progress,
+            ) {
                 Ok(r) => {
                     say(&r);
                     ExitCode::SUCCESS

@@ -10,7 +10,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use super::classifier::{Classifier, ClassifyInput};
-use super::predictor::{classifier_view, Predictor};
+use super::predictor::{task_probs, Predictor};
 use crate::config::{
     ConfigError, ModelKind, ModelSettings, Priority, RawRoute, RawRouteTask, RawRouting, Select,
 };
@@ -221,8 +221,8 @@ impl Routing {
             decision.task_pinned = !allowed.is_empty() && !route.built_in;
             pick(0)
         } else {
-            let (probs, conf, cx) = classifier_view(&self.classifier, input);
-            let p = self.predictor.predict_with(input, &probs, cx, conf);
+            let probs = task_probs(&self.classifier, input);
+            let p = self.predictor.predict_with(input, &probs, complexity, confidence);
             decision.predicted = Some((p, t));
             // Candidate k of n (cheapest 0): P_k = p^((n-1-k)/(n-1)), rising to 1
             // for the strongest; the cheapest with P_k >= t wins.

@@ -331,6 +331,11 @@ pub fn featurize(
 /// classifier does not have), the top task's confidence and complexity.
 pub fn classifier_view(clf: &Classifier, input: &ClassifyInput<'_>) -> ([f32; 7], f32, f32) {
     let c = clf.classify(input);
+    (task_probs(clf, input), c.confidence, c.complexity)
+}
+
+/// The classifier's task probabilities in [`DEFAULT_TASKS`] order.
+pub fn task_probs(clf: &Classifier, input: &ClassifyInput<'_>) -> [f32; 7] {
     let p = clf.probabilities(input);
     let mut out = [0.0; 7];
     for (i, name) in DEFAULT_TASKS.iter().enumerate() {
@@ -338,7 +343,7 @@ pub fn classifier_view(clf: &Classifier, input: &ClassifyInput<'_>) -> ([f32; 7]
             out[i] = p.get(k).copied().unwrap_or(0.0);
         }
     }
-    (out, c.confidence, c.complexity)
+    out
 }
 
 #[inline]

@@ -257,7 +257,7 @@ pub fn replay_set(
                 .map_or(0.5, |p| p.0)
         })
         .collect();
-    let ts = thresholds(&mut scores.clone(), 200);
+    let ts = thresholds(&mut scores.clone(), n.clamp(2, 100));
     let mut curve = Vec::with_capacity(ts.len());
     let total = ts.len() + 1;
     let shares_at = |t: Option<f32>| -> (Point, Vec<(String, f64)>) {

@@ -1,6 +1,11 @@
 //! Training of the tier predictor (`switchyard train-router`): logistic
 //! regression with soft labels, AdaGrad SGD in a seeded order, each data
-//! source weighted equally. Single-threaded f32 arithmetic in a fixed order,
+//! source weighted equally and given its own intercept while training (so
+//! the weights learn what makes a prompt hard *within* a source, not which
+//! source it looks like: MMLU's multiple choice questions are easy for the
+//! economy tier, AlpacaEval's open chat is hard, and a model that learnt
+//! that would send MT-Bench's maths to the cheap tier and its writing to the
+//! dear one). Serving uses the mean of the source intercepts. Single-threaded f32 arithmetic in a fixed order,
 //! so a re-run reproduces the weights bit for bit.
 
 use std::collections::BTreeSet;
@@ -21,6 +26,8 @@ pub struct RouterTrainOptions {
     /// L2 penalty on the hashed word weights (stronger: they are many and sparse).
     pub l2_hashed: f32,
     pub seed: u64,
+    /// Learn hashed word weights (else only the dense features).
+    pub words: bool,
 }
 
 impl Default for RouterTrainOptions {
@@ -32,6 +39,7 @@ impl Default for RouterTrainOptions {
             l2_dense: 1e-5,
             l2_hashed: 1e-4,
             seed: 0x5eed_12,
+            words: true,
         }
     }
 }
@@ -109,11 +117,34 @@ pub fn train(data: &[Prepared], opts: &RouterTrainOptions, mut progress: impl Fn
     for i in 0..DENSE {
         p.mean[i] = (mean[i] / wsum) as f32;
     }
-    let base = (base / wsum).clamp(1e-3, 1.0 - 1e-3);
-    p.bias = (base / (1.0 - base)).ln() as f32;
+    let _ = base;
+    // One intercept per source, started at the source's base rate.
+    let sources: Vec<&str> = data
+        .iter()
+        .map(|d| d.source)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let src_of: Vec<usize> = data
+        .iter()
+        .map(|d| sources.iter().position(|s| *s == d.source).unwrap_or(0))
+        .collect();
+    let mut src_bias: Vec<f32> = sources
+        .iter()
+        .map(|s| {
+            let (mut y, mut w) = (0.0f64, 0.0f64);
+            for d in data.iter().filter(|d| d.source == *s) {
+                y += d.label as f64 * d.weight as f64;
+                w += d.weight as f64;
+            }
+            let b = (y / w.max(1e-9)).clamp(1e-3, 1.0 - 1e-3);
+            (b / (1.0 - b)).ln() as f32
+        })
+        .collect();
+    let mut g2_src = vec![1e-6f32; sources.len()];
+    p.bias = 0.0;
     let mut g2_dense = [1e-6f32; DENSE];
     let mut g2_hashed = vec![1e-6f32; p.hashed.len()];
-    let mut g2_bias = 1e-6f32;
     let mut order: Vec<usize> = (0..data.len()).collect();
     let mut rng = Rng(opts.seed | 1);
     let lr = opts.learning_rate;
@@ -126,16 +157,17 @@ pub fn train(data: &[Prepared], opts: &RouterTrainOptions, mut progress: impl Fn
             let d = &data[k];
             let n = d.buckets.len() as u32;
             let hs: f32 = d.buckets.iter().map(|b| p.hashed[*b as usize]).sum();
-            let z = p.logit(&d.dense, hs, n);
+            let si = src_of[k];
+            let z = p.logit(&d.dense, hs, n) + src_bias[si];
             let g = (sigmoid(z) - d.label) * d.weight;
-            g2_bias += g * g;
-            p.bias -= lr * g / g2_bias.sqrt();
+            g2_src[si] += g * g;
+            src_bias[si] -= lr * g / g2_src[si].sqrt();
             for i in 0..DENSE {
                 let gi = g * (d.dense[i] - p.mean[i]) + opts.l2_dense * p.dense[i];
                 g2_dense[i] += gi * gi;
                 p.dense[i] -= lr * gi / g2_dense[i].sqrt();
             }
-            if n > 0 {
+            if n > 0 && opts.words {
                 let x = 1.0 / (n as f32).sqrt();
                 for b in &d.buckets {
                     let b = *b as usize;
@@ -147,6 +179,11 @@ pub fn train(data: &[Prepared], opts: &RouterTrainOptions, mut progress: impl Fn
         }
         progress(epoch + 1, opts.epochs);
     }
+    p.bias = if src_bias.is_empty() {
+        0.0
+    } else {
+        src_bias.iter().sum::<f32>() / src_bias.len() as f32
+    };
     // Quantiles of the predicted P over the training prompts, ascending.
     let mut scores: Vec<f32> = data.iter().map(|d| predict_prepared(&p, d)).collect();
     scores.sort_by(f32::total_cmp);
@@ -326,4 +363,12 @@ mod tests {
         assert_eq!(set.len(), 80);
         assert!(set.contains(&prompt_hash("hi there, tell me a fun fact number 3")));
     }
+}
+
+/// APGR on prepared examples scored with soft labels: the strong tier's
+/// quality is 1 and the cheap tier's is the label (its chance of being as good).
+pub fn holdout_apgr(p: &Predictor, data: &[Prepared]) -> f64 {
+    let items: Vec<(f64, f64, f64, f64)> = data.iter().map(|d| (1.0, d.label as f64, 1.0, 0.0)).collect();
+    let hard: Vec<f64> = data.iter().map(|d| 1.0 - predict_prepared(p, d) as f64).collect();
+    super::replay::apgr(&super::replay::ranking_curve(&items, &hard))
 }
