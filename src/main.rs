@@ -129,6 +129,22 @@ enum Command {
         #[arg(long)]
         no_progress: bool,
     },
+    /// Per-model, per-task quality scores measured from the routing data's TRAIN parts
+    /// and from the ledger's feedback, with `quality = {...}` lines per tier.
+    Calibrate {
+        /// The routing data directory (skipped when absent).
+        #[arg(long, default_value = "../shared/routing-data")]
+        data: PathBuf,
+        /// SQLite ledger whose feedback to read (optional).
+        #[arg(long, env = "SWITCHYARD_LEDGER")]
+        ledger: Option<PathBuf>,
+        /// Scores from fewer prompts than this are left out of the TOML lines.
+        #[arg(long, default_value_t = 30)]
+        min_prompts: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Spend, requests and tokens from the ledger, grouped.
     Report {
         /// SQLite ledger file (default: <data-dir>/ledger.sqlite).
@@ -136,7 +152,7 @@ enum Command {
         ledger: Option<PathBuf>,
         #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "switchyard-data")]
         data_dir: PathBuf,
-        /// Group by: task, model, provider, key, route or day.
+        /// Group by: task, model, provider, key, route, tier (route/tier, with each tier's share) or day.
         #[arg(long, default_value = "model")]
         by: String,
         /// From this time on (YYYY-MM-DD UTC, or Unix ms).
@@ -378,6 +394,12 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        Command::Calibrate {
+            data,
+            ledger: ledger_path,
+            min_prompts,
+            json,
+        } => calibrate(&data, ledger_path.as_deref(), min_prompts, json),
         Command::EvalRouting {
             config,
             route,
@@ -634,7 +656,7 @@ fn report(path: PathBuf, by: &str, since: Option<String>, until: Option<String>,
     use switchyard::accounting::report as r;
     let Some(group) = r::GroupBy::parse(by) else {
         return fail(format!(
-            "--by {by:?}: use task, model, provider, key, route, day or tag:NAME"
+            "--by {by:?}: use task, model, provider, key, route, tier, day or tag:NAME"
         ));
     };
     let parse = |v: Option<String>| v.map(|s| r::parse_time(&s)).transpose();
@@ -831,6 +853,61 @@ fn experiment_report(
         eprintln!("error: the ledger has no requests of experiment {name:?}");
         return ExitCode::FAILURE;
     }
+    ExitCode::SUCCESS
+}
+
+fn calibrate(data: &std::path::Path, ledger_path: Option<&std::path::Path>, min_n: usize, json: bool) -> ExitCode {
+    use switchyard::routing::calibrate as cal;
+    let clf = switchyard::routing::classifier::Classifier::embedded();
+    let scores = if switchyard::routing::routedata::present(data) {
+        match cal::from_data(data, clf) {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        }
+    } else {
+        eprintln!("calibrate: routing data not found at {}; data scores skipped", data.display());
+        Vec::new()
+    };
+    let mut feedback = Vec::new();
+    if let Some(p) = ledger_path {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => return fail(e),
+        };
+        match rt.block_on(switchyard::accounting::report::feedback_by_model_task(p)) {
+            Ok(f) => feedback = f,
+            Err(e) => return fail(e),
+        }
+    }
+    if json {
+        let fb: Vec<serde_json::Value> = feedback
+            .iter()
+            .map(|(m, t, q, n)| serde_json::json!({"model": m, "task": t, "mean_feedback": q, "n": n}))
+            .collect();
+        let v = serde_json::json!({"data": scores, "by_tier": cal::by_tier(&scores), "feedback": fb});
+        match serde_json::to_string_pretty(&v) {
+            Ok(s) => say(&format!("{s}\n")),
+            Err(e) => return fail(e),
+        }
+        return ExitCode::SUCCESS;
+    }
+    let mut out = String::new();
+    if !scores.is_empty() {
+        out.push_str("# switchyard calibrate: measured from the routing data's TRAIN parts\n");
+        out.push_str(&format!("{:<38} {:<9} {:<18} {:>8} {:>6}\n", "model", "tier", "task", "quality", "n"));
+        for s in &scores {
+            out.push_str(&format!("{:<38} {:<9} {:<18} {:>8.3} {:>6}\n", s.model, s.tier, s.task, s.quality, s.n));
+        }
+        out.push('\n');
+        out.push_str(&cal::toml_by_tier(&scores, min_n));
+    }
+    if !feedback.is_empty() {
+        out.push_str("\n# mean feedback score per served model and task (ledger)\n");
+        for (m, t, q, n) in &feedback {
+            out.push_str(&format!("{m:<38} {t:<18} {q:>8.3} {n:>6}\n"));
+        }
+    }
+    say(&out);
     ExitCode::SUCCESS
 }
 

