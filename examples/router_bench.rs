@@ -57,7 +57,10 @@ fn main() {
         ("mixed", "Translate into Japanese: the train leaves at nine. 列車は九時に出発します。 Then check the grammar. "),
         ("math", "Let f(x) = 3x^2 + 2x - 5. Find all x such that f(x) = 0, then prove the sum of the roots is -2/3. "),
     ];
-    println!("{:<6} {:>6} {:>10} {:>10} {:>10}", "kind", "bytes", "p50_us", "p99_us", "max_us");
+    println!(
+        "{:<6} {:>6} {:>10} {:>10} {:>10}",
+        "kind", "bytes", "p50_us", "p99_us", "max_us"
+    );
     for size in [1024usize, 8192] {
         let mut all = Vec::with_capacity(iters * kinds.len());
         for (name, seed) in kinds {
@@ -81,11 +84,25 @@ fn main() {
             }
             lat.sort_unstable();
             let q = |p: f64| lat[((lat.len() as f64 - 1.0) * p) as usize] as f64 / 1e3;
-            println!("{:<6} {:>6} {:>10.2} {:>10.2} {:>10.2}", name, size, q(0.5), q(0.99), q(1.0));
+            println!(
+                "{:<6} {:>6} {:>10.2} {:>10.2} {:>10.2}",
+                name,
+                size,
+                q(0.5),
+                q(0.99),
+                q(1.0)
+            );
             all.extend(lat);
         }
         all.sort_unstable();
         let q = |p: f64| all[((all.len() as f64 - 1.0) * p) as usize] as f64 / 1e3;
-        println!("{:<6} {:>6} {:>10.2} {:>10.2} {:>10.2}", "ALL", size, q(0.5), q(0.99), q(1.0));
+        println!(
+            "{:<6} {:>6} {:>10.2} {:>10.2} {:>10.2}",
+            "ALL",
+            size,
+            q(0.5),
+            q(0.99),
+            q(1.0)
+        );
     }
 }

@@ -185,7 +185,11 @@ pub fn train_router(
     examples.retain(|e| !test.contains(&routedata::prompt_hash(&e.input.last_user)));
     let dropped = before - examples.len();
     let clf = Classifier::embedded();
-    if let Some(spec) = holdout.and_then(|h| h.strip_prefix("cv:").or_else(|| h.strip_prefix("cvall:")).map(|s| (h, s))) {
+    if let Some(spec) = holdout.and_then(|h| {
+        h.strip_prefix("cv:")
+            .or_else(|| h.strip_prefix("cvall:"))
+            .map(|s| (h, s))
+    }) {
         // 5-fold cross-validation within one source (cv:) or with the other
         // sources always in the training part (cvall:).
         let (h, src) = spec;
@@ -197,8 +201,18 @@ pub fn train_router(
             return Err(format!("--holdout {h}: no such source"));
         }
         for fold in 0..5 {
-            let test: Vec<TrainExample> = own.iter().enumerate().filter(|(i, _)| i % 5 == fold).map(|(_, e)| (*e).clone()).collect();
-            let mut train: Vec<TrainExample> = own.iter().enumerate().filter(|(i, _)| i % 5 != fold).map(|(_, e)| (*e).clone()).collect();
+            let test: Vec<TrainExample> = own
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 5 == fold)
+                .map(|(_, e)| (*e).clone())
+                .collect();
+            let mut train: Vec<TrainExample> = own
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 5 != fold)
+                .map(|(_, e)| (*e).clone())
+                .collect();
             if with_rest {
                 train.extend(examples.iter().filter(|e| e.source != src).cloned());
             }
@@ -211,14 +225,20 @@ pub fn train_router(
             sum_auc += auc;
             lines.push_str(&format!("  fold {fold}: AUC {auc:.3}, APGR {ap:.3}\n"));
         }
-        return Ok(format!("{h}: mean AUC {:.3}, mean APGR (soft labels) {:.3}\n{lines}", sum_auc / 5.0, sum_apgr / 5.0));
+        return Ok(format!(
+            "{h}: mean AUC {:.3}, mean APGR (soft labels) {:.3}\n{lines}",
+            sum_auc / 5.0,
+            sum_apgr / 5.0
+        ));
     }
     if let Some(h) = holdout {
         // Validation on the training data only: train without one source, score it.
         let (held, rest): (Vec<TrainExample>, Vec<TrainExample>) =
             examples.into_iter().partition(|e| e.source == h);
         if held.is_empty() {
-            return Err(format!("--holdout {h}: no such source (alpaca_eval, mmlu, routerbench)"));
+            return Err(format!(
+                "--holdout {h}: no such source (alpaca_eval, mmlu, routerbench)"
+            ));
         }
         let a = tr::prepare(clf, &rest, opts.buckets_log2, |_, _| {});
         let b = tr::prepare(clf, &held, opts.buckets_log2, |_, _| {});
@@ -258,7 +278,8 @@ pub fn train_router(
     let bytes = p.to_bytes();
     std::fs::write(out, &bytes).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     if let Some(h) = hashes {
-        std::fs::write(h, tr::hash_list(&examples)).map_err(|e| format!("cannot write {}: {e}", h.display()))?;
+        std::fs::write(h, tr::hash_list(&examples))
+            .map_err(|e| format!("cannot write {}: {e}", h.display()))?;
     }
     let mut report = format!(
         "trained on {} prompts ({}; {dropped} dropped as test prompts) in {:.1}s; wrote {} ({} bytes)\n",
@@ -285,7 +306,9 @@ pub fn train_router(
             })
             .collect();
         let (loss, auc) = tr::fit_report(&p, &part);
-        report.push_str(&format!("  training fit {src}: log loss {loss:.4}, AUC {auc:.3}\n"));
+        report.push_str(&format!(
+            "  training fit {src}: log loss {loss:.4}, AUC {auc:.3}\n"
+        ));
     }
     let mut w: Vec<(f32, &str)> = p
         .dense
@@ -318,7 +341,7 @@ pub fn eval_routing(
         .ok_or_else(|| format!("route {route:?} does not exist in the config"))?;
     let mut out = Vec::new();
     for set in routedata::load_tests(data)? {
-        if !sets.is_empty() && !sets.iter().any(|s| *s == set.name) {
+        if !sets.is_empty() && !sets.contains(&set.name) {
             continue;
         }
         let mut bar = Bar::new("replay", progress);

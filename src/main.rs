@@ -856,7 +856,12 @@ fn experiment_report(
     ExitCode::SUCCESS
 }
 
-fn calibrate(data: &std::path::Path, ledger_path: Option<&std::path::Path>, min_n: usize, json: bool) -> ExitCode {
+fn calibrate(
+    data: &std::path::Path,
+    ledger_path: Option<&std::path::Path>,
+    min_n: usize,
+    json: bool,
+) -> ExitCode {
     use switchyard::routing::calibrate as cal;
     let clf = switchyard::routing::classifier::Classifier::embedded();
     let scores = if switchyard::routing::routedata::present(data) {
@@ -865,7 +870,10 @@ fn calibrate(data: &std::path::Path, ledger_path: Option<&std::path::Path>, min_
             Err(e) => return fail(e),
         }
     } else {
-        eprintln!("calibrate: routing data not found at {}; data scores skipped", data.display());
+        eprintln!(
+            "calibrate: routing data not found at {}; data scores skipped",
+            data.display()
+        );
         Vec::new()
     };
     let mut feedback = Vec::new();
@@ -894,9 +902,15 @@ fn calibrate(data: &std::path::Path, ledger_path: Option<&std::path::Path>, min_
     let mut out = String::new();
     if !scores.is_empty() {
         out.push_str("# switchyard calibrate: measured from the routing data's TRAIN parts\n");
-        out.push_str(&format!("{:<38} {:<9} {:<18} {:>8} {:>6}\n", "model", "tier", "task", "quality", "n"));
+        out.push_str(&format!(
+            "{:<38} {:<9} {:<18} {:>8} {:>6}\n",
+            "model", "tier", "task", "quality", "n"
+        ));
         for s in &scores {
-            out.push_str(&format!("{:<38} {:<9} {:<18} {:>8.3} {:>6}\n", s.model, s.tier, s.task, s.quality, s.n));
+            out.push_str(&format!(
+                "{:<38} {:<9} {:<18} {:>8.3} {:>6}\n",
+                s.model, s.tier, s.task, s.quality, s.n
+            ));
         }
         out.push('\n');
         out.push_str(&cal::toml_by_tier(&scores, min_n));
@@ -977,7 +991,13 @@ fn classify(file: &str, config: Option<&std::path::Path>, route: &str, threshold
         switchyard::commands::classify_at(&cfg, route, threshold, &mut stdin.lock(), &mut out)
     } else {
         match std::fs::File::open(file) {
-            Ok(f) => switchyard::commands::classify_at(&cfg, route, threshold, &mut std::io::BufReader::new(f), &mut out),
+            Ok(f) => switchyard::commands::classify_at(
+                &cfg,
+                route,
+                threshold,
+                &mut std::io::BufReader::new(f),
+                &mut out,
+            ),
             Err(e) => return fail(format!("cannot open {file}: {e}")),
         }
     };

@@ -96,11 +96,18 @@ fn threshold_sweep_moves_the_dear_share_from_0_to_100_percent() {
             for k in ["task", "tier", "model", "reason"] {
                 assert!(r.get(k).is_some_and(|v| !v.is_null()), "{k} missing in {r}");
             }
-            assert!(r["reason"].as_str().is_some_and(|s| s.contains("predictor:p=")), "{r}");
+            assert!(
+                r["reason"].as_str().is_some_and(|s| s.contains("predictor:p=")),
+                "{r}"
+            );
         }
         let dear = rows.iter().filter(|r| r["model"] == "dear").count();
         for r in &rows {
-            let tier = if r["model"] == "dear" { "frontier" } else { "economy" };
+            let tier = if r["model"] == "dear" {
+                "frontier"
+            } else {
+                "economy"
+            };
             assert_eq!(r["tier"], tier, "{r}");
         }
         let share = dear as f64 / rows.len() as f64;
@@ -136,12 +143,19 @@ fn bad_thresholds_are_config_errors() {
     for (extra, path) in [
         ("threshold = 1.5\n", "routes.auto.threshold"),
         ("strong_share = -0.1\n", "routes.auto.strong_share"),
-        ("threshold = 0.5\nstrong_share = 0.5\n", "routes.auto.strong_share"),
+        (
+            "threshold = 0.5\nstrong_share = 0.5\n",
+            "routes.auto.strong_share",
+        ),
     ] {
-        let text = CONFIG.replace("models = [\"dear\", \"cheap\"]\n", &format!("models = [\"dear\", \"cheap\"]\n{extra}"));
+        let text = CONFIG.replace(
+            "models = [\"dear\", \"cheap\"]\n",
+            &format!("models = [\"dear\", \"cheap\"]\n{extra}"),
+        );
         let raw = switchyard::config::parse_toml(&text).expect("parses");
-        let errs = switchyard::config::validate(raw, switchyard::config::ConfigSource::Environment, &|_| None)
-            .expect_err("invalid");
+        let errs =
+            switchyard::config::validate(raw, switchyard::config::ConfigSource::Environment, &|_| None)
+                .expect_err("invalid");
         assert!(errs.0.iter().any(|e| e.path == path), "{extra}: {:?}", errs.0);
     }
 }
@@ -159,7 +173,8 @@ fn eval_routing_skips_cleanly_without_data() {
 }
 
 fn committed_hashes() -> BTreeSet<u64> {
-    let text = std::fs::read_to_string(repo().join("data/router/train_prompts.fnv64")).expect("hash list committed");
+    let text =
+        std::fs::read_to_string(repo().join("data/router/train_prompts.fnv64")).expect("hash list committed");
     switchyard::routing::train_router::parse_hash_list(&text)
 }
 
@@ -174,14 +189,23 @@ fn no_test_prompt_was_trained_on() {
         .iter()
         .filter(|t| hashes.contains(&switchyard::routing::routedata::prompt_hash(t)))
         .collect();
-    assert!(leaked.is_empty(), "{} test prompts are in the training set, e.g. {:?}", leaked.len(), leaked.first());
+    assert!(
+        leaked.is_empty(),
+        "{} test prompts are in the training set, e.g. {:?}",
+        leaked.len(),
+        leaked.first()
+    );
     // And the list really is of the training prompts.
     let train = switchyard::routing::routedata::load_train(&dir).expect("train sets load");
     let known = train
         .iter()
         .filter(|e| hashes.contains(&switchyard::routing::routedata::prompt_hash(&e.input.last_user)))
         .count();
-    assert!(known as f64 >= 0.99 * train.len() as f64, "{known} of {}", train.len());
+    assert!(
+        known as f64 >= 0.99 * train.len() as f64,
+        "{known} of {}",
+        train.len()
+    );
 }
 
 #[test]
@@ -189,7 +213,14 @@ fn eval_routing_reports_every_set() {
     let Some(dir) = data_dir() else { return };
     let out = Command::new(BIN)
         .current_dir(repo())
-        .args(["eval-routing", "--json", "--no-progress", "--sets", "mt_bench", "--data"])
+        .args([
+            "eval-routing",
+            "--json",
+            "--no-progress",
+            "--sets",
+            "mt_bench",
+            "--data",
+        ])
         .arg(&dir)
         .output()
         .expect("run");
@@ -204,5 +235,8 @@ fn eval_routing_reports_every_set() {
         assert!(s["prompts"].as_u64().is_some_and(|n| n > 50));
         assert!(s["all_strong"]["cost_usd"].as_f64() > s["all_weak"]["cost_usd"].as_f64());
     }
-    assert_eq!(sets[0]["prompts"], 72, "MT-Bench without RouteLLM's 8 contaminated questions");
+    assert_eq!(
+        sets[0]["prompts"], 72,
+        "MT-Bench without RouteLLM's 8 contaminated questions"
+    );
 }

@@ -71,10 +71,17 @@ async fn thresholds_zero_and_one_pick_the_ends_and_metrics_show_the_share() {
             .expect("body");
         let share = if t == 0.0 { "0" } else { "1" };
         assert!(
-            m.contains(&format!("switchyard_route_strong_share{{route=\"auto\"}} {share}\n")),
+            m.contains(&format!(
+                "switchyard_route_strong_share{{route=\"auto\"}} {share}\n"
+            )),
             "{m}"
         );
-        assert!(m.contains(&format!("switchyard_routed_total{{route=\"auto\",tier=\"{tier}\"}} 2\n")), "{m}");
+        assert!(
+            m.contains(&format!(
+                "switchyard_routed_total{{route=\"auto\",tier=\"{tier}\"}} 2\n"
+            )),
+            "{m}"
+        );
         gw.stop().await;
     }
 }
@@ -93,7 +100,11 @@ async fn pacing_divides_the_threshold_when_spend_runs_ahead() {
     let mut gw = start_gateway_with_clock(&cfg, dir, ledger, clock).await;
     let text = "hi, how are you today?";
     let r = ask(&gw, text).await;
-    assert_eq!(header(&r, "x-switchyard-model"), "big", "within pace: the route's own threshold");
+    assert_eq!(
+        header(&r, "x-switchyard-model"),
+        "big",
+        "within pace: the route's own threshold"
+    );
     assert!(!header(&r, "x-switchyard-route-reason").contains("paced"));
     // The charge lands when the ledger row is recorded; wait for it (event-driven, generous deadline).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -111,7 +122,10 @@ async fn pacing_divides_the_threshold_when_spend_runs_ahead() {
             assert!(t < 0.999 && t > 0.0, "{reason}");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "pacing never applied: {reason}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pacing never applied: {reason}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     now.fetch_add(0, Ordering::Relaxed);

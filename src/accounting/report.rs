@@ -36,7 +36,7 @@ impl GroupBy {
             "model" => GroupBy::Model,
             "provider" => GroupBy::Provider,
             "key" => GroupBy::Key,
-"route" => GroupBy::Route,
+            "route" => GroupBy::Route,
             "tier" => GroupBy::Tier,
             "day" => GroupBy::Day,
             _ => return None,
@@ -238,7 +238,11 @@ pub fn to_table(by: GroupBy, rows: &[ReportRow]) -> String {
         out.push_str("share of the route's requests:");
         for r in rows {
             let all = totals.get(&route_of(&r.group)).copied().unwrap_or(0).max(1);
-            out.push_str(&format!(" {} {:.1}%", r.group, 100.0 * r.requests as f64 / all as f64));
+            out.push_str(&format!(
+                " {} {:.1}%",
+                r.group,
+                100.0 * r.requests as f64 / all as f64
+            ));
         }
         out.push('\n');
     }
@@ -441,6 +445,27 @@ pub fn drift_table(r: &DriftReport) -> String {
     out
 }
 
+/// Mean feedback score per served model and task (`switchyard calibrate`):
+/// each scored request's latest score, joined to its successful ledger row.
+pub async fn feedback_by_model_task(path: &Path) -> Result<Vec<(String, String, f64, i64)>, String> {
+    let mut conn = open_read_only(path).await?;
+    let rows = sqlx::query(
+        "SELECT l.served_model, COALESCE(l.task, '(none)'), AVG(f.score), COUNT(*) \
+         FROM (SELECT request_id, score FROM feedback f1 WHERE id = \
+               (SELECT MAX(id) FROM feedback f2 WHERE f2.request_id = f1.request_id)) f \
+         JOIN (SELECT request_id, served_model, task FROM ledger WHERE status < 400 GROUP BY request_id) l \
+           ON l.request_id = f.request_id \
+         GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .map_err(|e| format!("ledger query failed: {e}"))?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,25 +491,4 @@ mod tests {
         assert_eq!(change_pct(Some(0.0), Some(5.0)), None);
         assert_eq!(fmt_ms(1_795_737_600_000), "2026-11-27 00:00");
     }
-}
-
-/// Mean feedback score per served model and task (`switchyard calibrate`):
-/// each scored request's latest score, joined to its successful ledger row.
-pub async fn feedback_by_model_task(path: &Path) -> Result<Vec<(String, String, f64, i64)>, String> {
-    let mut conn = open_read_only(path).await?;
-    let rows = sqlx::query(
-        "SELECT l.served_model, COALESCE(l.task, '(none)'), AVG(f.score), COUNT(*) \
-         FROM (SELECT request_id, score FROM feedback f1 WHERE id = \
-               (SELECT MAX(id) FROM feedback f2 WHERE f2.request_id = f1.request_id)) f \
-         JOIN (SELECT request_id, served_model, task FROM ledger WHERE status < 400 GROUP BY request_id) l \
-           ON l.request_id = f.request_id \
-         GROUP BY 1, 2 ORDER BY 1, 2",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .map_err(|e| format!("ledger query failed: {e}"))?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect())
 }

@@ -48,7 +48,9 @@ pub fn from_data(dir: &Path, clf: &Classifier) -> Result<Vec<Score>, String> {
     for e in routedata::load_mmlu_outcomes(dir)? {
         let task = task_of(&e.0);
         for (m, tier, q) in [(STRONG, "frontier", e.1), (WEAK_ROUTELLM, "economy", e.2)] {
-            let a = acc.entry((m.to_string(), tier.to_string(), task.clone())).or_default();
+            let a = acc
+                .entry((m.to_string(), tier.to_string(), task.clone()))
+                .or_default();
             a.0 += q;
             a.1 += 1;
         }
@@ -78,7 +80,9 @@ pub fn from_data(dir: &Path, clf: &Classifier) -> Result<Vec<Score>, String> {
             let task = task_of(t.get(r, p));
             for (q, m, tier) in &models {
                 if let Some(v) = cell(t.get(r, *q)) {
-                    let a = acc.entry((m.clone(), tier.to_string(), task.clone())).or_default();
+                    let a = acc
+                        .entry((m.clone(), tier.to_string(), task.clone()))
+                        .or_default();
                     a.0 += v;
                     a.1 += 1;
                 }
@@ -102,7 +106,11 @@ pub fn from_data(dir: &Path, clf: &Classifier) -> Result<Vec<Score>, String> {
 pub fn by_tier(scores: &[Score]) -> BTreeMap<String, BTreeMap<String, (f64, usize)>> {
     let mut acc: BTreeMap<String, BTreeMap<String, (f64, usize)>> = BTreeMap::new();
     for s in scores {
-        let e = acc.entry(s.tier.clone()).or_default().entry(s.task.clone()).or_default();
+        let e = acc
+            .entry(s.tier.clone())
+            .or_default()
+            .entry(s.task.clone())
+            .or_default();
         e.0 += s.quality * s.n as f64;
         e.1 += s.n;
     }

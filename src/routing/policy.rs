@@ -169,7 +169,16 @@ impl Routing {
             None => (c.task, c.signal.map_or(Reason::Classified, Reason::Signal)),
         };
         if let Some(pr) = &route.predicted {
-            return self.decide_predicted(pr, route, input, task, reason, c.confidence, c.complexity, threshold);
+            return self.decide_predicted(
+                pr,
+                route,
+                input,
+                task,
+                reason,
+                c.confidence,
+                c.complexity,
+                threshold,
+            );
         }
         let tr = &route.tasks[task.min(route.tasks.len().saturating_sub(1))];
         let (tier, chain, escalated) = match &tr.escalation {
@@ -203,8 +212,16 @@ impl Routing {
     ) -> Decision<'r> {
         let t = threshold.unwrap_or(pr.threshold);
         let all: &[usize] = &[];
-        let allowed = pr.task_candidates.get(task).and_then(Option::as_deref).unwrap_or(all);
-        let n = if allowed.is_empty() { pr.models.len() } else { allowed.len() };
+        let allowed = pr
+            .task_candidates
+            .get(task)
+            .and_then(Option::as_deref)
+            .unwrap_or(all);
+        let n = if allowed.is_empty() {
+            pr.models.len()
+        } else {
+            allowed.len()
+        };
         let pick = |k: usize| if allowed.is_empty() { k } else { allowed[k] };
         let mut decision = Decision {
             task,
@@ -434,7 +451,10 @@ pub fn build(
                 escalation: None,
                 priority: Priority::Normal,
             };
-            let tasks_filled = built.into_iter().map(|t| t.unwrap_or_else(|| fill.clone())).collect();
+            let tasks_filled = built
+                .into_iter()
+                .map(|t| t.unwrap_or_else(|| fill.clone()))
+                .collect();
             routes.insert(
                 rname.clone(),
                 Route {
@@ -488,7 +508,11 @@ pub fn build(
 
 /// Candidate order of a predictor-routed route: by blended price (unpriced
 /// last), ties by tier rank.
-fn rank_candidates(list: &[String], models: &IndexMap<String, ModelSettings>, tiers: &[String]) -> Vec<String> {
+fn rank_candidates(
+    list: &[String],
+    models: &IndexMap<String, ModelSettings>,
+    tiers: &[String],
+) -> Vec<String> {
     let mut v: Vec<(String, f64, usize)> = list
         .iter()
         .filter_map(|n| {
@@ -571,7 +595,10 @@ fn build_predicted(
         }
     }
     if list.is_empty() {
-        errors.push(err(format!("routes.{rname}.models"), "must name at least one model"));
+        errors.push(err(
+            format!("routes.{rname}.models"),
+            "must name at least one model",
+        ));
     }
     let ranked = rank_candidates(list, models, tiers);
     if ranked.is_empty() {
@@ -589,7 +616,10 @@ fn build_predicted(
         if idx.is_empty() {
             errors.push(err(
                 format!("routes.{rname}.tasks"),
-                format!("a task entry ({:?}) names none of the route's candidate models", tr.chain),
+                format!(
+                    "a task entry ({:?}) names none of the route's candidate models",
+                    tr.chain
+                ),
             ));
             return None;
         }
@@ -600,7 +630,13 @@ fn build_predicted(
         (None, Some(s)) => predictor.threshold_for_share(s),
         (None, None) => predictor.threshold_for_share(DEFAULT_STRONG_SHARE),
     };
-    Some(predicted_from(ranked, models, threshold, rr.strong_share, task_candidates))
+    Some(predicted_from(
+        ranked,
+        models,
+        threshold,
+        rr.strong_share,
+        task_candidates,
+    ))
 }
 
 /// The zero-config `auto` route's predictor candidates: the cheapest chat

@@ -114,21 +114,21 @@ fn to_bucket(key: u64, log2: u32) -> u32 {
 
 fn keyword_class(w: &[u8]) -> u8 {
     match w {
-        b"calculate" | b"compute" | b"solve" | b"equation" | b"probability" | b"integral"
-        | b"derivative" | b"sum" | b"total" | b"percent" | b"percentage" | b"average"
-        | b"multiply" | b"divide" | b"math" | b"geometry" | b"algebra" | b"area" | b"ratio"
-        | b"prove" | b"theorem" | b"many" | b"much" | b"cost" | b"costs" | b"price" => 1,
-        b"code" | b"function" | b"python" | b"program" | b"implement" | b"script" | b"bug"
-        | b"sql" | b"regex" | b"class" | b"javascript" | b"java" | b"algorithm" | b"api"
-        | b"compile" | b"error" | b"c" | b"rust" | b"html" | b"css" | b"query" => 2,
-        b"must" | b"exactly" | b"least" | b"only" | b"without" | b"each" | b"every"
-        | b"format" | b"words" | b"sentences" | b"limit" | b"ensure" | b"json" | b"table"
-        | b"list" | b"include" | b"should" => 3,
-        b"write" | b"story" | b"poem" | b"essay" | b"blog" | b"imagine" | b"describe"
-        | b"opinion" | b"tell" | b"ideas" | b"suggest" | b"recommend" | b"song" | b"joke"
-        | b"email" | b"letter" | b"pretend" | b"role" | b"character" => 4,
-        b"why" | b"explain" | b"reason" | b"reasoning" | b"step" | b"logic" | b"riddle"
-        | b"puzzle" | b"deduce" | b"infer" | b"therefore" | b"if" | b"assume" | b"compare" => 5,
+        b"calculate" | b"compute" | b"solve" | b"equation" | b"probability" | b"integral" | b"derivative"
+        | b"sum" | b"total" | b"percent" | b"percentage" | b"average" | b"multiply" | b"divide" | b"math"
+        | b"geometry" | b"algebra" | b"area" | b"ratio" | b"prove" | b"theorem" | b"many" | b"much"
+        | b"cost" | b"costs" | b"price" => 1,
+        b"code" | b"function" | b"python" | b"program" | b"implement" | b"script" | b"bug" | b"sql"
+        | b"regex" | b"class" | b"javascript" | b"java" | b"algorithm" | b"api" | b"compile" | b"error"
+        | b"c" | b"rust" | b"html" | b"css" | b"query" => 2,
+        b"must" | b"exactly" | b"least" | b"only" | b"without" | b"each" | b"every" | b"format"
+        | b"words" | b"sentences" | b"limit" | b"ensure" | b"json" | b"table" | b"list" | b"include"
+        | b"should" => 3,
+        b"write" | b"story" | b"poem" | b"essay" | b"blog" | b"imagine" | b"describe" | b"opinion"
+        | b"tell" | b"ideas" | b"suggest" | b"recommend" | b"song" | b"joke" | b"email" | b"letter"
+        | b"pretend" | b"role" | b"character" => 4,
+        b"why" | b"explain" | b"reason" | b"reasoning" | b"step" | b"logic" | b"riddle" | b"puzzle"
+        | b"deduce" | b"infer" | b"therefore" | b"if" | b"assume" | b"compare" => 5,
         _ => 0,
     }
 }
@@ -162,7 +162,13 @@ fn scan_text(text: &[u8], log2: u32, ns: u64, hash: bool, st: &mut Scan, sink: &
     let mut line_pos = 0usize;
     let mut line_head = [0u8; 4];
     let mut all_digits = true;
-    let end_word = |st: &mut Scan, word: &[u8; 24], wlen: usize, wh: u64, all_digits: bool, prev: &mut u64, sink: &mut dyn FnMut(u32)| {
+    let end_word = |st: &mut Scan,
+                    word: &[u8; 24],
+                    wlen: usize,
+                    wh: u64,
+                    all_digits: bool,
+                    prev: &mut u64,
+                    sink: &mut dyn FnMut(u32)| {
         st.words += 1;
         st.word_bytes += wlen as u32;
         if all_digits {
@@ -243,7 +249,9 @@ fn scan_text(text: &[u8], log2: u32, ns: u64, hash: bool, st: &mut Scan, sink: &
                 if choice && (line_pos == 2) == (h[0] != b'(') {
                     st.choice_lines += 1;
                 }
-                if line_pos == 2 && (matches!(h, [b'-' | b'*', b' ']) || (h[0].is_ascii_digit() && h[1] == b'.')) {
+                if line_pos == 2
+                    && (matches!(h, [b'-' | b'*', b' ']) || (h[0].is_ascii_digit() && h[1] == b'.'))
+                {
                     st.list_lines += 1;
                 }
             }
@@ -371,9 +379,7 @@ impl Predictor {
     /// The built-in weights (`assets/router.bin`).
     pub fn embedded() -> &'static Predictor {
         static P: OnceLock<Predictor> = OnceLock::new();
-        P.get_or_init(|| {
-            Predictor::from_bytes(EMBEDDED_BYTES).unwrap_or_else(|_| Predictor::untrained(12))
-        })
+        P.get_or_init(|| Predictor::from_bytes(EMBEDDED_BYTES).unwrap_or_else(|_| Predictor::untrained(12)))
     }
 
     /// All-zero weights: P = 0.5 for every prompt.
@@ -390,6 +396,7 @@ impl Predictor {
     }
 
     /// Logit of the dense part plus `hashed_sum / sqrt(n)`.
+    #[allow(clippy::needless_range_loop)]
     pub fn logit(&self, dense: &[f32; DENSE], hashed_sum: f32, n: u32) -> f32 {
         let mut z = self.bias;
         for i in 0..DENSE {
@@ -403,14 +410,28 @@ impl Predictor {
 
     /// P(a cheaper tier's answer is as good as the strongest's) for a request
     /// whose classifier view is given.
-    pub fn predict_with(&self, input: &ClassifyInput<'_>, probs: &[f32; 7], complexity: f32, confidence: f32) -> f32 {
+    pub fn predict_with(
+        &self,
+        input: &ClassifyInput<'_>,
+        probs: &[f32; 7],
+        complexity: f32,
+        confidence: f32,
+    ) -> f32 {
         let mut dense = [0.0; DENSE];
         let mut s = Summer {
             w: &self.hashed,
             sum: 0.0,
             n: 0,
         };
-        featurize(input, probs, complexity, confidence, self.buckets_log2, &mut dense, &mut s);
+        featurize(
+            input,
+            probs,
+            complexity,
+            confidence,
+            self.buckets_log2,
+            &mut dense,
+            &mut s,
+        );
         sigmoid(self.logit(&dense, s.sum, s.n))
     }
 
@@ -443,7 +464,13 @@ impl Predictor {
             b.extend_from_slice(&v.to_le_bytes());
         }
         b.extend_from_slice(&self.bias.to_le_bytes());
-        for v in self.dense.iter().chain(&self.mean).chain(&self.quantiles).chain(&self.hashed) {
+        for v in self
+            .dense
+            .iter()
+            .chain(&self.mean)
+            .chain(&self.quantiles)
+            .chain(&self.hashed)
+        {
             b.extend_from_slice(&v.to_le_bytes());
         }
         b.extend_from_slice(&(self.provenance.len() as u32).to_le_bytes());
@@ -560,7 +587,10 @@ mod tests {
         let mut dense = [0.0; DENSE];
         let mut buckets: Vec<u32> = Vec::new();
         featurize(&i, &p, cx, conf, 12, &mut dense, &mut buckets);
-        assert!(dense.iter().all(|v| v.is_finite() && *v >= 0.0 && *v <= 2.0), "{dense:?}");
+        assert!(
+            dense.iter().all(|v| v.is_finite() && *v >= 0.0 && *v <= 2.0),
+            "{dense:?}"
+        );
         assert!(dense[26] > 0.0, "choice lines");
         assert!(dense[21] > 0.0, "math words");
         assert!(buckets.len() > 20 && buckets.iter().all(|b| *b < 4096));

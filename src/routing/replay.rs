@@ -100,14 +100,24 @@ pub fn at_target(points: &[Point], q_strong: f64, strong_cost: f64, target: f64)
     let point = points
         .iter()
         .filter(|p| p.quality >= target * q_strong - 1e-12)
-        .min_by(|a, b| a.strong_share.total_cmp(&b.strong_share).then(a.cost_usd.total_cmp(&b.cost_usd)))
+        .min_by(|a, b| {
+            a.strong_share
+                .total_cmp(&b.strong_share)
+                .then(a.cost_usd.total_cmp(&b.cost_usd))
+        })
         .copied();
     AtTarget {
         target,
         point,
         strong_calls_saved: point.map(|p| 1.0 - p.strong_share),
         quality_kept: point.map(|p| if q_strong > 0.0 { p.quality / q_strong } else { 1.0 }),
-        cost_saved: point.map(|p| if strong_cost > 0.0 { 1.0 - p.cost_usd / strong_cost } else { 0.0 }),
+        cost_saved: point.map(|p| {
+            if strong_cost > 0.0 {
+                1.0 - p.cost_usd / strong_cost
+            } else {
+                0.0
+            }
+        }),
     }
 }
 
@@ -223,10 +233,12 @@ pub fn replay_set(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<SetReport, String> {
     let routing: &Routing = &cfg.routing;
-    let pr = route
-        .predicted
-        .as_ref()
-        .ok_or_else(|| format!("route {:?} has no candidate `models`: eval-routing needs a predictor route", route.name))?;
+    let pr = route.predicted.as_ref().ok_or_else(|| {
+        format!(
+            "route {:?} has no candidate `models`: eval-routing needs a predictor route",
+            route.name
+        )
+    })?;
     let (weak, strong) = match (pr.models.first(), pr.models.last()) {
         (Some(w), Some(s)) if pr.models.len() >= 2 => (w.clone(), s.clone()),
         _ => return Err(format!("route {:?} needs two candidate models", route.name)),
@@ -436,7 +448,10 @@ pub fn render_svg(reports: &[SetReport]) -> String {
         let c = colors[i % colors.len()];
         let mut pts: Vec<(f64, f64)> = rep.curve.iter().map(|p| (p.strong_share, p.pgr)).collect();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
-        let path: Vec<String> = pts.iter().map(|(a, g)| format!("{:.1},{:.1}", x(*a), y(*g))).collect();
+        let path: Vec<String> = pts
+            .iter()
+            .map(|(a, g)| format!("{:.1},{:.1}", x(*a), y(*g)))
+            .collect();
         s.push_str(&format!(
             "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>\n",
             path.join(" ")
@@ -482,7 +497,12 @@ mod tests {
     /// The reversed ordering: PGR 0, 0, 0, .5, 1 -> APGR = 0.0625 + 0.1875 = 0.25.
     #[test]
     fn metrics_on_a_hand_made_set() {
-        let items = [(1.0, 1.0, 1.0, 0.1), (1.0, 1.0, 1.0, 0.1), (1.0, 0.0, 1.0, 0.1), (1.0, 0.0, 1.0, 0.1)];
+        let items = [
+            (1.0, 1.0, 1.0, 0.1),
+            (1.0, 1.0, 1.0, 0.1),
+            (1.0, 0.0, 1.0, 0.1),
+            (1.0, 0.0, 1.0, 0.1),
+        ];
         let good = ranking_curve(&items, &[0.1, 0.2, 0.9, 0.8]);
         assert_eq!(good.len(), 5);
         assert!((good[1].pgr - 0.5).abs() < 1e-12 && (good[2].pgr - 1.0).abs() < 1e-12);

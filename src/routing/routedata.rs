@@ -113,9 +113,9 @@ pub fn normalize(text: &str) -> String {
 
 /// 64-bit FNV-1a of the normalised text, the entry of the training-prompt hash list.
 pub fn prompt_hash(text: &str) -> u64 {
-    normalize(text)
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+    normalize(text).bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 fn bool_cell(s: &str) -> Option<f64> {
@@ -277,7 +277,11 @@ pub fn routerbench_tiers(t: &Table) -> RbTiers {
             let costs: Vec<f64> = t
                 .rows
                 .iter()
-                .filter_map(|r| r.get(i).and_then(|c| c.parse::<f64>().ok()).filter(|c| c.is_finite()))
+                .filter_map(|r| {
+                    r.get(i)
+                        .and_then(|c| c.parse::<f64>().ok())
+                        .filter(|c| c.is_finite())
+                })
                 .collect();
             if !costs.is_empty() {
                 models.push((q, costs.iter().sum::<f64>() / costs.len() as f64));
@@ -309,7 +313,9 @@ pub fn load_alpaca(dir: &Path) -> Result<Vec<TrainExample>, String> {
         })
         .collect();
     let t = Table::read(&base.join("derived_per_prompt_preferences.csv"))?;
-    let (Some(sha), Some(rd), Some(wp)) = (t.col("instruction_sha1"), t.col("results_dir"), t.col("win_prob")) else {
+    let (Some(sha), Some(rd), Some(wp)) =
+        (t.col("instruction_sha1"), t.col("results_dir"), t.col("win_prob"))
+    else {
         return Err("alpaca_eval2: missing columns".into());
     };
     let dropped = |d: &str| d == "NullModel" || d == "gpt4_gamed" || d.contains('/');
@@ -461,8 +467,10 @@ pub fn load_mt_bench(dir: &Path) -> Result<TestSet, String> {
         if skip.contains(&normalize(first)) {
             continue;
         }
-        let (Some(s), Some(w)) = (per.get(&(id, STRONG.to_string())), per.get(&(id, WEAK_ROUTELLM.to_string())))
-        else {
+        let (Some(s), Some(w)) = (
+            per.get(&(id, STRONG.to_string())),
+            per.get(&(id, WEAK_ROUTELLM.to_string())),
+        ) else {
             continue;
         };
         if s.1 != 2 || w.1 != 2 {
@@ -490,9 +498,13 @@ pub fn load_gsm8k(dir: &Path) -> Result<TestSet, String> {
     let t = Table::read(&base.join("gsm8k_responses.csv"))?;
     let sr = format!("{STRONG}_response");
     let wr = format!("{WEAK_ROUTELLM}_response");
-    let (Some(p), Some(s), Some(w), Some(sa), Some(wa)) =
-        (t.col("prompt"), t.col(STRONG), t.col(WEAK_ROUTELLM), t.col(&sr), t.col(&wr))
-    else {
+    let (Some(p), Some(s), Some(w), Some(sa), Some(wa)) = (
+        t.col("prompt"),
+        t.col(STRONG),
+        t.col(WEAK_ROUTELLM),
+        t.col(&sr),
+        t.col(&wr),
+    ) else {
         return Err("gsm8k: missing columns".into());
     };
     let mut items = Vec::new();
@@ -526,7 +538,12 @@ pub fn load_arena(dir: &Path) -> Result<TestSet, String> {
     let scores = |m: &str| -> Result<HashMap<String, f64>, String> {
         Ok(read_jsonl(&base.join(format!("model_judgment/{m}.jsonl")))?
             .iter()
-            .filter_map(|j| Some((j.get("question_id")?.as_str()?.to_string(), j.get("score").and_then(score)?)))
+            .filter_map(|j| {
+                Some((
+                    j.get("question_id")?.as_str()?.to_string(),
+                    j.get("score").and_then(score)?,
+                ))
+            })
             .collect())
     };
     let answers = |m: &str| -> Result<HashMap<String, String>, String> {

@@ -38,7 +38,7 @@ impl Default for RouterTrainOptions {
             learning_rate: 0.05,
             l2_dense: 1e-5,
             l2_hashed: 1e-4,
-            seed: 0x5eed_12,
+            seed: 0x005e_ed12,
             words: true,
         }
     }
@@ -102,7 +102,12 @@ impl Rng {
 }
 
 /// Trains on prepared examples; `progress(epoch, epochs)`.
-pub fn train(data: &[Prepared], opts: &RouterTrainOptions, mut progress: impl FnMut(usize, usize)) -> Predictor {
+#[allow(clippy::needless_range_loop)]
+pub fn train(
+    data: &[Prepared],
+    opts: &RouterTrainOptions,
+    mut progress: impl FnMut(usize, usize),
+) -> Predictor {
     let mut p = Predictor::untrained(opts.buckets_log2);
     // Weighted feature means, subtracted so the bias carries the base rate.
     let wsum: f64 = data.iter().map(|d| d.weight as f64).sum::<f64>().max(1e-9);
@@ -278,11 +283,19 @@ impl Bar {
             return;
         }
         let now = std::time::Instant::now();
-        if done < total && self.last.is_some_and(|l| now - l < std::time::Duration::from_millis(100)) {
+        if done < total
+            && self
+                .last
+                .is_some_and(|l| now - l < std::time::Duration::from_millis(100))
+        {
             return;
         }
         self.last = Some(now);
-        let frac = if total == 0 { 1.0 } else { (done as f64 / total as f64).min(1.0) };
+        let frac = if total == 0 {
+            1.0
+        } else {
+            (done as f64 / total as f64).min(1.0)
+        };
         let fill = (frac * 30.0) as usize;
         let mut e = std::io::stderr().lock();
         let _ = write!(
@@ -297,6 +310,14 @@ impl Bar {
         }
         let _ = e.flush();
     }
+}
+
+/// APGR on prepared examples scored with soft labels: the strong tier's
+/// quality is 1 and the cheap tier's is the label (its chance of being as good).
+pub fn holdout_apgr(p: &Predictor, data: &[Prepared]) -> f64 {
+    let items: Vec<(f64, f64, f64, f64)> = data.iter().map(|d| (1.0, d.label as f64, 1.0, 0.0)).collect();
+    let hard: Vec<f64> = data.iter().map(|d| 1.0 - predict_prepared(p, d) as f64).collect();
+    super::replay::apgr(&super::replay::ranking_curve(&items, &hard))
 }
 
 #[cfg(test)]
@@ -339,12 +360,25 @@ mod tests {
         };
         let data = prepare(clf, &sample(), opts.buckets_log2, |_, _| {});
         let a = train(&data, &opts, |_, _| {});
-        let b = train(&prepare(clf, &sample(), opts.buckets_log2, |_, _| {}), &opts, |_, _| {});
+        let b = train(
+            &prepare(clf, &sample(), opts.buckets_log2, |_, _| {}),
+            &opts,
+            |_, _| {},
+        );
         assert_eq!(a.to_bytes(), b.to_bytes(), "bit-for-bit reproducible");
         let (_, auc) = fit_report(&a, &data);
         assert!(auc > 0.95, "auc {auc}");
         let easy = a.predict(clf, &ex("hello, tell me a fun fact", 0.0, "a").input.as_input());
-        let hard = a.predict(clf, &ex("Prove that the integral of x^7 dx equals 1/8, step by step.", 0.0, "a").input.as_input());
+        let hard = a.predict(
+            clf,
+            &ex(
+                "Prove that the integral of x^7 dx equals 1/8, step by step.",
+                0.0,
+                "a",
+            )
+            .input
+            .as_input(),
+        );
         assert!(easy > hard, "{easy} vs {hard}");
         assert!(a.quantiles.windows(2).all(|w| w[0] <= w[1]));
     }
@@ -363,12 +397,4 @@ mod tests {
         assert_eq!(set.len(), 80);
         assert!(set.contains(&prompt_hash("hi there, tell me a fun fact number 3")));
     }
-}
-
-/// APGR on prepared examples scored with soft labels: the strong tier's
-/// quality is 1 and the cheap tier's is the label (its chance of being as good).
-pub fn holdout_apgr(p: &Predictor, data: &[Prepared]) -> f64 {
-    let items: Vec<(f64, f64, f64, f64)> = data.iter().map(|d| (1.0, d.label as f64, 1.0, 0.0)).collect();
-    let hard: Vec<f64> = data.iter().map(|d| 1.0 - predict_prepared(p, d) as f64).collect();
-    super::replay::apgr(&super::replay::ranking_curve(&items, &hard))
 }

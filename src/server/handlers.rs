@@ -590,7 +590,12 @@ pub(super) fn plan(
             let scopes = budgets.scopes(Some(&route.name), key_scope(key));
             let ratio = st.budgets.pace_ratio(budgets, &scopes);
             if ratio > 1.0 && t > 0.0 {
-                d = routing.decide_at(route, &input.as_input(), forced, Some(pr.threshold.min(t) / ratio as f32));
+                d = routing.decide_at(
+                    route,
+                    &input.as_input(),
+                    forced,
+                    Some(pr.threshold.min(t) / ratio as f32),
+                );
                 threshold_paced = true;
             }
         }
@@ -600,10 +605,11 @@ pub(super) fn plan(
     }
     // Pacing: a low-priority task moves down a tier while spend runs ahead of the day.
     let task_route = &route.tasks[d.task.min(route.tasks.len().saturating_sub(1))];
-    let paced = (route.predicted.is_none() && task_route.priority == crate::config::Priority::Low && budgets.any())
-        .then(|| budgets.scopes(Some(&route.name), key_scope(key)))
-        .filter(|scopes| st.budgets.pacing(budgets, scopes))
-        .and_then(|_| lower_tier(rt, d.tier));
+    let paced =
+        (route.predicted.is_none() && task_route.priority == crate::config::Priority::Low && budgets.any())
+            .then(|| budgets.scopes(Some(&route.name), key_scope(key)))
+            .filter(|scopes| st.budgets.pacing(budgets, scopes))
+            .and_then(|_| lower_tier(rt, d.tier));
     let (tier, chain_models) = match &paced {
         Some((t, c)) => (t.as_str(), c.as_slice()),
         None => (d.tier, d.chain),
