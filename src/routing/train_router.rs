@@ -344,8 +344,11 @@ mod tests {
             v.push(ex(
                 &format!("Prove that the integral of x^{i} dx from 0 to 1 equals 1/({i}+1), step by step."),
                 0.1,
-                "b",
+                "a",
             ));
+            // A second source with both kinds: its intercept cannot explain the labels.
+            v.push(ex(&format!("hello, one fun fact please ({i})"), 0.8, "b"));
+            v.push(ex(&format!("Prove step by step that x^{i} grows faster than log x."), 0.2, "b"));
         }
         v
     }
@@ -394,7 +397,7 @@ mod tests {
     fn hash_list_round_trip() {
         let l = hash_list(&sample());
         let set = parse_hash_list(&l);
-        assert_eq!(set.len(), 80);
+        assert_eq!(set.len(), 160);
         assert!(set.contains(&prompt_hash("hi there, tell me a fun fact number 3")));
     }
 }
