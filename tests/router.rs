@@ -240,3 +240,42 @@ fn eval_routing_reports_every_set() {
         "MT-Bench without RouteLLM's 8 contaminated questions"
     );
 }
+
+#[test]
+fn zero_config_auto_uses_the_predictor() {
+    let text = r#"
+[providers.p]
+type = "simulated"
+[models.small]
+provider = "p"
+price = { input = 0.1, output = 0.4 }
+[models.large]
+provider = "p"
+price = { input = 5.0, output = 25.0 }
+[models.medium]
+provider = "p"
+price = { input = 1.0, output = 4.0 }
+"#;
+    let raw = switchyard::config::parse_toml(text).expect("parses");
+    let cfg = switchyard::config::validate(raw, switchyard::config::ConfigSource::Environment, &|_| None)
+        .expect("valid");
+    let auto = &cfg.routing.routes["auto"];
+    assert!(auto.built_in);
+    let pr = auto
+        .predicted
+        .as_ref()
+        .expect("the zero-config auto route is a predictor route");
+    assert_eq!(pr.models, ["small", "medium", "large"]);
+    assert_eq!(pr.tiers, ["economy", "quality", "frontier"]);
+    assert_eq!(pr.chains[0], ["small", "medium", "large"]);
+    assert_eq!(pr.chains[2], ["large", "medium", "small"]);
+    let routing = &cfg.routing;
+    let input = switchyard::routing::classifier::ClassifyInput::user("hello there");
+    for (t, want) in [(0.0, "small"), (1.0, "large")] {
+        let d = routing.decide_at(auto, &input, None, Some(t));
+        assert_eq!(d.chain.first().map(String::as_str), Some(want), "T={t}");
+        assert!(d.reason_text(false).contains(";predictor:p="));
+    }
+    let d = routing.decide(auto, &input, None);
+    assert!((0.0..=1.0).contains(&d.predicted.expect("predicted").1));
+}

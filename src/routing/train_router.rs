@@ -348,7 +348,11 @@ mod tests {
             ));
             // A second source with both kinds: its intercept cannot explain the labels.
             v.push(ex(&format!("hello, one fun fact please ({i})"), 0.8, "b"));
-            v.push(ex(&format!("Prove step by step that x^{i} grows faster than log x."), 0.2, "b"));
+            v.push(ex(
+                &format!("Prove step by step that x^{i} grows faster than log x."),
+                0.2,
+                "b",
+            ));
         }
         v
     }
