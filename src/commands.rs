@@ -185,6 +185,27 @@ pub fn train_router(
     examples.retain(|e| !test.contains(&routedata::prompt_hash(&e.input.last_user)));
     let dropped = before - examples.len();
     let clf = Classifier::embedded();
+    if holdout == Some("prior") {
+        // No learning: how well does the classifier's complexity (higher = harder)
+        // rank each training source? A check of what transfers, on training data only.
+        let mut out = String::new();
+        let mut sources: Vec<&str> = examples.iter().map(|e| e.source).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        for src in sources {
+            let part: Vec<&TrainExample> = examples.iter().filter(|e| e.source == src).collect();
+            let mut scored: Vec<(f32, bool)> = part
+                .iter()
+                .map(|e| (1.0 - clf.classify(&e.input.as_input()).complexity, e.label >= 0.5))
+                .collect();
+            let auc = tr::auc(&mut scored);
+            out.push_str(&format!(
+                "prior (1 - complexity) on {src}: AUC {auc:.3} ({} prompts)\n",
+                part.len()
+            ));
+        }
+        return Ok(out);
+    }
     if let Some(spec) = holdout.and_then(|h| {
         h.strip_prefix("cv:")
             .or_else(|| h.strip_prefix("cvall:"))
