@@ -94,7 +94,8 @@ enum Command {
         #[arg(long)]
         epochs: Option<usize>,
         /// Validation on the training data: train without this source
-        /// (alpaca_eval, mmlu, routerbench) and score it; writes nothing.
+        /// (alpaca_eval, mmlu, routerbench) and score it; cv:SOURCE / cvall:SOURCE: 5-fold
+        /// cross-validation within it; prior: the complexity prior per source. Writes nothing.
         #[arg(long)]
         holdout: Option<String>,
         /// Dense features only (no hashed word weights).
