@@ -1,5 +1,6 @@
 //! Offline CLI commands over the classifier and routing policy:
-//! `classify`, `eval-classifier`, `train-classifier`.
+//! `classify`, `eval-classifier`, `train-classifier`, `train-router`,
+//! `eval-routing`, `calibrate`.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -18,6 +19,18 @@ use crate::routing::input_from_chat;
 pub fn classify(
     cfg: &Config,
     route: &str,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+) -> std::io::Result<(u64, u64)> {
+    classify_at(cfg, route, None, input, out)
+}
+
+/// [`classify`] with the route's predictor threshold overridden
+/// (`--threshold`); adds `p_cheap` and `threshold` on predictor routes.
+pub fn classify_at(
+    cfg: &Config,
+    route: &str,
+    threshold: Option<f32>,
     input: &mut dyn BufRead,
     out: &mut dyn Write,
 ) -> std::io::Result<(u64, u64)> {
@@ -41,15 +54,20 @@ pub fn classify(
         let c = routing.classifier.classify(&owned.as_input());
         let v = match route {
             Some(r) => {
-                let d = routing.decide(r, &owned.as_input(), None);
-                json!({
+                let d = routing.decide_at(r, &owned.as_input(), None, threshold);
+                let mut v = json!({
                     "task": routing.task_name(d.task),
                     "confidence": round3(d.confidence),
                     "complexity": round3(d.complexity),
                     "tier": d.tier,
                     "model": d.chain.first(),
                     "reason": d.reason_text(false),
-                })
+                });
+                if let (Some((p, t)), Some(o)) = (d.predicted, v.as_object_mut()) {
+                    o.insert("p_cheap".into(), json!(round3(p)));
+                    o.insert("threshold".into(), json!(round3(t)));
+                }
+                v
             }
             None => json!({
                 "task": routing.task_name(c.task),
@@ -135,4 +153,220 @@ pub fn train_classifier(
         bytes.len(),
         train_report.macro_f1
     ))
+}
+
+/// `switchyard train-router`: trains the tier predictor on the TRAIN parts of
+/// the routing data and writes the weights (`out`) and the sorted hash list of
+/// the training prompts (`hashes`). Training prompts that are also test
+/// prompts are dropped first.
+pub fn train_router(
+    data: &Path,
+    out: &Path,
+    hashes: Option<&Path>,
+    opts: &crate::routing::train_router::RouterTrainOptions,
+    holdout: Option<&str>,
+    progress: bool,
+) -> Result<String, String> {
+    use crate::routing::routedata::TrainExample;
+    use crate::routing::{routedata, train_router as tr};
+    if !routedata::present(data) {
+        return Err(format!(
+            "{}: routing data not found (expected its README.md and routellm/)",
+            data.display()
+        ));
+    }
+    let started = std::time::Instant::now();
+    let mut examples = routedata::load_train(data)?;
+    let test: std::collections::HashSet<u64> = routedata::test_prompt_texts(data)?
+        .iter()
+        .map(|t| routedata::prompt_hash(t))
+        .collect();
+    let before = examples.len();
+    examples.retain(|e| !test.contains(&routedata::prompt_hash(&e.input.last_user)));
+    let dropped = before - examples.len();
+    let clf = Classifier::embedded();
+    if holdout == Some("prior") {
+        // No learning: how well does the classifier's complexity (higher = harder)
+        // rank each training source? A check of what transfers, on training data only.
+        let mut out = String::new();
+        let mut sources: Vec<&str> = examples.iter().map(|e| e.source).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        for src in sources {
+            let part: Vec<&TrainExample> = examples.iter().filter(|e| e.source == src).collect();
+            let mut scored: Vec<(f32, bool)> = part
+                .iter()
+                .map(|e| (1.0 - clf.classify(&e.input.as_input()).complexity, e.label >= 0.5))
+                .collect();
+            let auc = tr::auc(&mut scored);
+            out.push_str(&format!(
+                "prior (1 - complexity) on {src}: AUC {auc:.3} ({} prompts)\n",
+                part.len()
+            ));
+        }
+        return Ok(out);
+    }
+    if let Some(spec) = holdout.and_then(|h| {
+        h.strip_prefix("cv:")
+            .or_else(|| h.strip_prefix("cvall:"))
+            .map(|s| (h, s))
+    }) {
+        // 5-fold cross-validation within one source (cv:) or with the other
+        // sources always in the training part (cvall:).
+        let (h, src) = spec;
+        let with_rest = h.starts_with("cvall:");
+        let mut lines = String::new();
+        let (mut sum_apgr, mut sum_auc) = (0.0, 0.0);
+        let own: Vec<&TrainExample> = examples.iter().filter(|e| e.source == src).collect();
+        if own.is_empty() {
+            return Err(format!("--holdout {h}: no such source"));
+        }
+        for fold in 0..5 {
+            let test: Vec<TrainExample> = own
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 5 == fold)
+                .map(|(_, e)| (*e).clone())
+                .collect();
+            let mut train: Vec<TrainExample> = own
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 5 != fold)
+                .map(|(_, e)| (*e).clone())
+                .collect();
+            if with_rest {
+                train.extend(examples.iter().filter(|e| e.source != src).cloned());
+            }
+            let a = tr::prepare(clf, &train, opts.buckets_log2, |_, _| {});
+            let b = tr::prepare(clf, &test, opts.buckets_log2, |_, _| {});
+            let p = tr::train(&a, opts, |_, _| {});
+            let (_, auc) = tr::fit_report(&p, &b);
+            let ap = tr::holdout_apgr(&p, &b);
+            sum_apgr += ap;
+            sum_auc += auc;
+            lines.push_str(&format!("  fold {fold}: AUC {auc:.3}, APGR {ap:.3}\n"));
+        }
+        return Ok(format!(
+            "{h}: mean AUC {:.3}, mean APGR (soft labels) {:.3}\n{lines}",
+            sum_auc / 5.0,
+            sum_apgr / 5.0
+        ));
+    }
+    if let Some(h) = holdout {
+        // Validation on the training data only: train without one source, score it.
+        let (held, rest): (Vec<TrainExample>, Vec<TrainExample>) =
+            examples.into_iter().partition(|e| e.source == h);
+        if held.is_empty() {
+            return Err(format!(
+                "--holdout {h}: no such source (alpaca_eval, mmlu, routerbench)"
+            ));
+        }
+        let a = tr::prepare(clf, &rest, opts.buckets_log2, |_, _| {});
+        let b = tr::prepare(clf, &held, opts.buckets_log2, |_, _| {});
+        let p = tr::train(&a, opts, |_, _| {});
+        let (loss, auc) = tr::fit_report(&p, &b);
+        return Ok(format!(
+            "holdout {h}: {} prompts, trained on {}: log loss {loss:.4}, AUC {auc:.3}, APGR (soft labels) {:.3}\n",
+            held.len(),
+            rest.len(),
+            tr::holdout_apgr(&p, &b)
+        ));
+    }
+    let mut bar = tr::Bar::new("featurise", progress);
+    let prepared = tr::prepare(clf, &examples, opts.buckets_log2, |d, t| bar.show(d, t));
+    let mut bar = tr::Bar::new("train    ", progress);
+    let mut p = tr::train(&prepared, opts, |d, t| bar.show(d, t));
+    let mut per_source: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for e in &examples {
+        *per_source.entry(e.source).or_default() += 1;
+    }
+    p.provenance = format!(
+        "switchyard train-router; features v{}; {} prompts ({}); epochs {}, buckets 2^{}, lr {}, l2 {}/{}, seed {:#x}",
+        crate::routing::predictor::FEATURE_VERSION,
+        examples.len(),
+        per_source
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        opts.epochs,
+        opts.buckets_log2,
+        opts.learning_rate,
+        opts.l2_dense,
+        opts.l2_hashed,
+        opts.seed
+    );
+    let bytes = p.to_bytes();
+    std::fs::write(out, &bytes).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    if let Some(h) = hashes {
+        std::fs::write(h, tr::hash_list(&examples))
+            .map_err(|e| format!("cannot write {}: {e}", h.display()))?;
+    }
+    let mut report = format!(
+        "trained on {} prompts ({}; {dropped} dropped as test prompts) in {:.1}s; wrote {} ({} bytes)\n",
+        examples.len(),
+        per_source
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        started.elapsed().as_secs_f64(),
+        out.display(),
+        bytes.len()
+    );
+    for src in per_source.keys() {
+        let part: Vec<tr::Prepared> = prepared
+            .iter()
+            .filter(|d| d.source == *src)
+            .map(|d| tr::Prepared {
+                dense: d.dense,
+                buckets: d.buckets.clone(),
+                label: d.label,
+                weight: 1.0,
+                source: d.source,
+            })
+            .collect();
+        let (loss, auc) = tr::fit_report(&p, &part);
+        report.push_str(&format!(
+            "  training fit {src}: log loss {loss:.4}, AUC {auc:.3}\n"
+        ));
+    }
+    let mut w: Vec<(f32, &str)> = p
+        .dense
+        .iter()
+        .zip(crate::routing::predictor::DENSE_NAMES)
+        .map(|(w, n)| (*w, n))
+        .collect();
+    w.sort_by(|a, b| b.0.abs().total_cmp(&a.0.abs()));
+    report.push_str("  dense weights (positive: the cheap tier more likely as good):");
+    for (v, n) in w {
+        report.push_str(&format!(" {n} {v:+.2}"));
+    }
+    report.push('\n');
+    Ok(report)
+}
+
+/// `switchyard eval-routing`: every test set replayed on `route`.
+pub fn eval_routing(
+    cfg: &Config,
+    route: &str,
+    data: &Path,
+    sets: &[String],
+    progress: bool,
+) -> Result<Vec<crate::routing::replay::SetReport>, String> {
+    use crate::routing::{replay, routedata, train_router::Bar};
+    let r = cfg
+        .routing
+        .routes
+        .get(route)
+        .ok_or_else(|| format!("route {route:?} does not exist in the config"))?;
+    let mut out = Vec::new();
+    for set in routedata::load_tests(data)? {
+        if !sets.is_empty() && !sets.contains(&set.name) {
+            continue;
+        }
+        let mut bar = Bar::new("replay", progress);
+        out.push(replay::replay_set(cfg, r, &set, |d, t| bar.show(d, t))?);
+    }
+    Ok(out)
 }

@@ -74,6 +74,77 @@ enum Command {
         /// Route to apply.
         #[arg(long, default_value = "auto")]
         route: String,
+        /// Predictor threshold in [0, 1] for a route with candidate `models`
+        /// (0: always the cheapest, 1: always the dearest); default: the route's.
+        #[arg(long)]
+        threshold: Option<f32>,
+    },
+    /// Train the tier predictor on the TRAIN parts of the routing data (deterministic).
+    TrainRouter {
+        /// The routing data directory.
+        #[arg(long, default_value = "../shared/routing-data")]
+        data: PathBuf,
+        /// Where to write the weights (assets/router.bin is the built-in copy).
+        #[arg(long, default_value = "assets/router.bin")]
+        out: PathBuf,
+        /// Where to write the hash list of the training prompts.
+        #[arg(long, default_value = "data/router/train_prompts.fnv64")]
+        hashes: PathBuf,
+        /// Passes over the data.
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Validation on the training data: train without this source
+        /// (alpaca_eval, mmlu, routerbench) and score it; cv:SOURCE / cvall:SOURCE: 5-fold
+        /// cross-validation within it; prior: the complexity prior per source. Writes nothing.
+        #[arg(long)]
+        holdout: Option<String>,
+        /// Dense features only (no hashed word weights).
+        #[arg(long)]
+        no_words: bool,
+        /// No progress bar on stderr.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Replay the TEST parts of the routing data through a route, sweeping its threshold:
+    /// APGR, CPT(50%), CPT(80%), savings at 99/98/95% of strong quality, cost in USD.
+    EvalRouting {
+        /// Config whose route, models and prices to use.
+        #[arg(long, short, default_value = "config/routing-eval.toml")]
+        config: PathBuf,
+        /// Route to replay (needs candidate `models`).
+        #[arg(long, default_value = "auto")]
+        route: String,
+        /// The routing data directory.
+        #[arg(long, default_value = "../shared/routing-data")]
+        data: PathBuf,
+        /// Only these sets (mt_bench, gsm8k, arena_bench, routerbench_arc_challenge, ...).
+        #[arg(long, value_delimiter = ',')]
+        sets: Vec<String>,
+        /// Print JSON (with every curve point) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Write the cost-quality curves as an SVG here.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// No progress bar on stderr.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Per-model, per-task quality scores measured from the routing data's TRAIN parts
+    /// and from the ledger's feedback, with `quality = {...}` lines per tier.
+    Calibrate {
+        /// The routing data directory (skipped when absent).
+        #[arg(long, default_value = "../shared/routing-data")]
+        data: PathBuf,
+        /// SQLite ledger whose feedback to read (optional).
+        #[arg(long, env = "SWITCHYARD_LEDGER")]
+        ledger: Option<PathBuf>,
+        /// Scores from fewer prompts than this are left out of the TOML lines.
+        #[arg(long, default_value_t = 30)]
+        min_prompts: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Spend, requests and tokens from the ledger, grouped.
     Report {
@@ -82,7 +153,7 @@ enum Command {
         ledger: Option<PathBuf>,
         #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "switchyard-data")]
         data_dir: PathBuf,
-        /// Group by: task, model, provider, key, route or day.
+        /// Group by: task, model, provider, key, route, tier (route/tier, with each tier's share) or day.
         #[arg(long, default_value = "model")]
         by: String,
         /// From this time on (YYYY-MM-DD UTC, or Unix ms).
@@ -289,7 +360,56 @@ fn main() -> ExitCode {
                     json,
                 },
         } => experiment_report(&name, ledger_path, config, data_dir, since, until, json),
-        Command::Classify { file, config, route } => classify(&file, config.as_deref(), &route),
+        Command::Classify {
+            file,
+            config,
+            route,
+            threshold,
+        } => classify(&file, config.as_deref(), &route, threshold),
+        Command::TrainRouter {
+            data,
+            out,
+            hashes,
+            epochs,
+            holdout,
+            no_words,
+            no_progress,
+        } => {
+            let mut opts = switchyard::routing::train_router::RouterTrainOptions::default();
+            if let Some(e) = epochs {
+                opts.epochs = e;
+            }
+            opts.words = !no_words;
+            match switchyard::commands::train_router(
+                &data,
+                &out,
+                Some(&hashes),
+                &opts,
+                holdout.as_deref(),
+                !no_progress,
+            ) {
+                Ok(r) => {
+                    say(&r);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Calibrate {
+            data,
+            ledger: ledger_path,
+            min_prompts,
+            json,
+        } => calibrate(&data, ledger_path.as_deref(), min_prompts, json),
+        Command::EvalRouting {
+            config,
+            route,
+            data,
+            sets,
+            json,
+            svg,
+            no_progress,
+        } => eval_routing(&config, &route, &data, &sets, json, svg.as_deref(), !no_progress),
         Command::Report {
             ledger: ledger_path,
             data_dir,
@@ -537,7 +657,7 @@ fn report(path: PathBuf, by: &str, since: Option<String>, until: Option<String>,
     use switchyard::accounting::report as r;
     let Some(group) = r::GroupBy::parse(by) else {
         return fail(format!(
-            "--by {by:?}: use task, model, provider, key, route, day or tag:NAME"
+            "--by {by:?}: use task, model, provider, key, route, tier, day or tag:NAME"
         ));
     };
     let parse = |v: Option<String>| v.map(|s| r::parse_time(&s)).transpose();
@@ -737,7 +857,127 @@ fn experiment_report(
     ExitCode::SUCCESS
 }
 
-fn classify(file: &str, config: Option<&std::path::Path>, route: &str) -> ExitCode {
+fn calibrate(
+    data: &std::path::Path,
+    ledger_path: Option<&std::path::Path>,
+    min_n: usize,
+    json: bool,
+) -> ExitCode {
+    use switchyard::routing::calibrate as cal;
+    let clf = switchyard::routing::classifier::Classifier::embedded();
+    let scores = if switchyard::routing::routedata::present(data) {
+        match cal::from_data(data, clf) {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        }
+    } else {
+        eprintln!(
+            "calibrate: routing data not found at {}; data scores skipped",
+            data.display()
+        );
+        Vec::new()
+    };
+    let mut feedback = Vec::new();
+    if let Some(p) = ledger_path {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => return fail(e),
+        };
+        match rt.block_on(switchyard::accounting::report::feedback_by_model_task(p)) {
+            Ok(f) => feedback = f,
+            Err(e) => return fail(e),
+        }
+    }
+    if json {
+        let fb: Vec<serde_json::Value> = feedback
+            .iter()
+            .map(|(m, t, q, n)| serde_json::json!({"model": m, "task": t, "mean_feedback": q, "n": n}))
+            .collect();
+        let v = serde_json::json!({"data": scores, "by_tier": cal::by_tier(&scores), "feedback": fb});
+        match serde_json::to_string_pretty(&v) {
+            Ok(s) => say(&format!("{s}\n")),
+            Err(e) => return fail(e),
+        }
+        return ExitCode::SUCCESS;
+    }
+    let mut out = String::new();
+    if !scores.is_empty() {
+        out.push_str("# switchyard calibrate: measured from the routing data's TRAIN parts\n");
+        out.push_str(&format!(
+            "{:<38} {:<9} {:<18} {:>8} {:>6}\n",
+            "model", "tier", "task", "quality", "n"
+        ));
+        for s in &scores {
+            out.push_str(&format!(
+                "{:<38} {:<9} {:<18} {:>8.3} {:>6}\n",
+                s.model, s.tier, s.task, s.quality, s.n
+            ));
+        }
+        out.push('\n');
+        out.push_str(&cal::toml_by_tier(&scores, min_n));
+    }
+    if !feedback.is_empty() {
+        out.push_str("\n# mean feedback score per served model and task (ledger)\n");
+        for (m, t, q, n) in &feedback {
+            out.push_str(&format!("{m:<38} {t:<18} {q:>8.3} {n:>6}\n"));
+        }
+    }
+    say(&out);
+    ExitCode::SUCCESS
+}
+
+fn eval_routing(
+    config: &std::path::Path,
+    route: &str,
+    data: &std::path::Path,
+    sets: &[String],
+    json: bool,
+    svg: Option<&std::path::Path>,
+    progress: bool,
+) -> ExitCode {
+    if !switchyard::routing::routedata::present(data) {
+        say(&format!(
+            "eval-routing: skipped: routing data not found at {} (see docs/routing.md)\n",
+            data.display()
+        ));
+        return ExitCode::SUCCESS;
+    }
+    let cfg = match config::load_file(config) {
+        Ok(c) => c,
+        Err(errs) => {
+            return fail(
+                errs.0
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        }
+    };
+    let reports = match switchyard::commands::eval_routing(&cfg, route, data, sets, progress) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if let Some(path) = svg {
+        if let Err(e) = std::fs::write(path, switchyard::routing::replay::render_svg(&reports)) {
+            return fail(format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    if json {
+        match serde_json::to_string_pretty(&reports) {
+            Ok(s) => say(&format!("{s}\n")),
+            Err(e) => return fail(e.to_string()),
+        }
+    } else {
+        say(&switchyard::routing::replay::render_table(&reports));
+    }
+    ExitCode::SUCCESS
+}
+
+fn classify(file: &str, config: Option<&std::path::Path>, route: &str, threshold: Option<f32>) -> ExitCode {
+    if threshold.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+        return fail("--threshold must be between 0 and 1".to_string());
+    }
     // Classifying calls no provider: `${VAR}` references (API keys) need not be set.
     let loaded = match config {
         Some(p) => switchyard::accounting::audit::load_config(Some(p)).map(|(c, _)| c),
@@ -754,10 +994,16 @@ fn classify(file: &str, config: Option<&std::path::Path>, route: &str) -> ExitCo
     let mut out = std::io::BufWriter::new(stdout.lock());
     let result = if file == "-" {
         let stdin = std::io::stdin();
-        switchyard::commands::classify(&cfg, route, &mut stdin.lock(), &mut out)
+        switchyard::commands::classify_at(&cfg, route, threshold, &mut stdin.lock(), &mut out)
     } else {
         match std::fs::File::open(file) {
-            Ok(f) => switchyard::commands::classify(&cfg, route, &mut std::io::BufReader::new(f), &mut out),
+            Ok(f) => switchyard::commands::classify_at(
+                &cfg,
+                route,
+                threshold,
+                &mut std::io::BufReader::new(f),
+                &mut out,
+            ),
             Err(e) => return fail(format!("cannot open {file}: {e}")),
         }
     };

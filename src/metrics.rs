@@ -103,6 +103,16 @@ pub struct Metrics {
     skipped: Mutex<HashMap<String, u64>>,
     alerts: AtomicU64,
     started: std::time::Instant,
+    /// Predictor-route decisions: (route, tier, is the top tier, count).
+    routed: RwLock<Vec<Routed>>,
+}
+
+#[derive(Debug)]
+struct Routed {
+    route: String,
+    tier: String,
+    top: bool,
+    n: AtomicU64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -121,6 +131,7 @@ impl Default for Metrics {
             skipped: Mutex::new(HashMap::new()),
             alerts: AtomicU64::new(0),
             started: std::time::Instant::now(),
+            routed: RwLock::new(Vec::new()),
         }
     }
 }
@@ -231,6 +242,53 @@ impl Metrics {
                 m.insert(provider.to_string(), 1);
             }
         }
+    }
+
+    /// One decision of a predictor route (`top`: served from its dearest tier).
+    pub fn routed(&self, route: &str, tier: &str, top: bool) {
+        let hit = |v: &[Routed]| {
+            v.iter()
+                .find(|r| r.route == route && r.tier == tier)
+                .map(|r| r.n.fetch_add(1, Ordering::Relaxed))
+                .is_some()
+        };
+        if let Ok(v) = self.routed.read() {
+            if hit(&v) {
+                return;
+            }
+        }
+        let mut v = self.routed.write().unwrap_or_else(|p| p.into_inner());
+        if !hit(&v) {
+            v.push(Routed {
+                route: route.to_string(),
+                tier: tier.to_string(),
+                top,
+                n: AtomicU64::new(1),
+            });
+        }
+    }
+
+    /// Per route: (decisions on the top tier, all decisions), from [`Metrics::routed`].
+    pub fn routed_shares(&self) -> Vec<(String, u64, u64)> {
+        let v = match self.routed.read() {
+            Ok(v) => v,
+            Err(p) => p.into_inner(),
+        };
+        let mut out: Vec<(String, u64, u64)> = Vec::new();
+        for r in v.iter() {
+            let n = r.n.load(Ordering::Relaxed);
+            match out.iter_mut().find(|o| o.0 == r.route) {
+                Some(o) => {
+                    o.2 += n;
+                    if r.top {
+                        o.1 += n;
+                    }
+                }
+                None => out.push((r.route.clone(), if r.top { n } else { 0 }, n)),
+            }
+        }
+        out.sort();
+        out
     }
 
     pub fn budget_alert(&self) {
@@ -425,6 +483,42 @@ impl Metrics {
             "# HELP switchyard_budget_alerts_total Budget soft alerts fired.\n# TYPE switchyard_budget_alerts_total counter\nswitchyard_budget_alerts_total {}",
             self.alerts.load(Ordering::Relaxed)
         );
+        {
+            let v = match self.routed.read() {
+                Ok(v) => v,
+                Err(p) => p.into_inner(),
+            };
+            let mut rows: Vec<(&str, &str, u64)> = v
+                .iter()
+                .map(|r| (r.route.as_str(), r.tier.as_str(), r.n.load(Ordering::Relaxed)))
+                .collect();
+            rows.sort();
+            let _ = writeln!(
+                out,
+                "# HELP switchyard_routed_total Decisions of predictor routes by route and chosen tier.\n# TYPE switchyard_routed_total counter"
+            );
+            for (route, tier, n) in rows {
+                let _ = writeln!(
+                    out,
+                    "switchyard_routed_total{{route=\"{}\",tier=\"{}\"}} {n}",
+                    escape(route),
+                    escape(tier)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP switchyard_route_strong_share Share of a predictor route's decisions on its dearest tier since start.\n# TYPE switchyard_route_strong_share gauge"
+        );
+        for (route, top, all) in self.routed_shares() {
+            let share = if all == 0 { 0.0 } else { top as f64 / all as f64 };
+            let _ = writeln!(
+                out,
+                "switchyard_route_strong_share{{route=\"{}\"}} {}",
+                escape(&route),
+                format_f64(share)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP switchyard_config_generation Configuration generation (1 at start, +1 per successful reload).\n# TYPE switchyard_config_generation gauge\nswitchyard_config_generation {}",

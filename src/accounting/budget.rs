@@ -704,6 +704,25 @@ impl Budgets {
         }
     }
 
+    /// How far spend runs ahead of the day: the largest
+    /// `((spent + reserved) / limit) / (pace_factor x elapsed fraction)` over the
+    /// daily-limited scopes (above 1: ahead of pace; 0 without a daily limit).
+    /// Predictor routes divide their threshold by it, so the share of strong
+    /// calls falls smoothly as spend runs ahead instead of a whole tier at once.
+    pub fn pace_ratio(&self, settings: &BudgetSettings, scopes: &[(Scope, Limits)]) -> f64 {
+        let (st, frac) = self.current(settings.timezone);
+        let allowed = (settings.pace_factor * frac).max(1e-6);
+        scopes
+            .iter()
+            .filter_map(|(scope, l)| {
+                let (Some(limit), Some(w)) = (l.daily, st.windows.get(scope)) else {
+                    return None;
+                };
+                (limit > 0.0).then(|| (w.day_spent + w.day_reserved) / limit / allowed)
+            })
+            .fold(0.0, f64::max)
+    }
+
     /// Whether spend runs ahead of the day in any daily-limited scope:
     /// (spent + reserved) / limit > pace_factor x elapsed fraction of the day.
     pub fn pacing(&self, settings: &BudgetSettings, scopes: &[(Scope, Limits)]) -> bool {

@@ -15,6 +15,8 @@ pub enum GroupBy {
     Provider,
     Key,
     Route,
+    /// Route and the tier it chose (`auto/frontier`): the live share of each tier.
+    Tier,
     Day,
     /// The value of this tag on the request's virtual key (`tag:team`).
     Tag(String),
@@ -35,6 +37,7 @@ impl GroupBy {
             "provider" => GroupBy::Provider,
             "key" => GroupBy::Key,
             "route" => GroupBy::Route,
+            "tier" => GroupBy::Tier,
             "day" => GroupBy::Day,
             _ => return None,
         })
@@ -53,6 +56,7 @@ impl GroupBy {
             GroupBy::Provider => "provider",
             GroupBy::Key => "COALESCE(key_name, '(none)')",
             GroupBy::Route => "COALESCE(route, '(none)')",
+            GroupBy::Tier => "COALESCE(route, '(none)') || '/' || COALESCE(tier, '(none)')",
             GroupBy::Day => "strftime('%Y-%m-%d', ts_ms / 1000, 'unixepoch')",
         }
     }
@@ -223,6 +227,24 @@ pub fn to_table(by: GroupBy, rows: &[ReportRow]) -> String {
             r.cost_per_request_usd,
             r.unknown_cost_rows
         ));
+    }
+    if matches!(by, GroupBy::Tier) {
+        // Each tier's share of its route's requests.
+        let route_of = |g: &str| g.rsplit_once('/').map_or(g.to_string(), |(r, _)| r.to_string());
+        let mut totals: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+        for r in rows {
+            *totals.entry(route_of(&r.group)).or_default() += r.requests;
+        }
+        out.push_str("share of the route's requests:");
+        for r in rows {
+            let all = totals.get(&route_of(&r.group)).copied().unwrap_or(0).max(1);
+            out.push_str(&format!(
+                " {} {:.1}%",
+                r.group,
+                100.0 * r.requests as f64 / all as f64
+            ));
+        }
+        out.push('\n');
     }
     out
 }
@@ -421,6 +443,27 @@ pub fn drift_table(r: &DriftReport) -> String {
         out.push_str(&format!("{n} of {} model/task pair(s) flagged\n", r.rows.len()));
     }
     out
+}
+
+/// Mean feedback score per served model and task (`switchyard calibrate`):
+/// each scored request's latest score, joined to its successful ledger row.
+pub async fn feedback_by_model_task(path: &Path) -> Result<Vec<(String, String, f64, i64)>, String> {
+    let mut conn = open_read_only(path).await?;
+    let rows = sqlx::query(
+        "SELECT l.served_model, COALESCE(l.task, '(none)'), AVG(f.score), COUNT(*) \
+         FROM (SELECT request_id, score FROM feedback f1 WHERE id = \
+               (SELECT MAX(id) FROM feedback f2 WHERE f2.request_id = f1.request_id)) f \
+         JOIN (SELECT request_id, served_model, task FROM ledger WHERE status < 400 GROUP BY request_id) l \
+           ON l.request_id = f.request_id \
+         GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .map_err(|e| format!("ledger query failed: {e}"))?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect())
 }
 
 #[cfg(test)]

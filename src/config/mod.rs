@@ -173,6 +173,8 @@ pub struct RawRouting {
     pub min_confidence: Option<f32>,
     /// Session pinning idle window in seconds (0 disables pinning). Default 1800.
     pub session_idle_secs: Option<u64>,
+    /// Tier-predictor weights file (from `switchyard train-router`); default: built in.
+    pub router: Option<PathBuf>,
 }
 
 /// `[routes.NAME]`: a virtual model name (such as `auto`) that picks a model per request.
@@ -181,6 +183,15 @@ pub struct RawRouting {
 pub struct RawRoute {
     /// Task used when the classifier abstains and for tasks without an entry.
     pub default_task: Option<String>,
+    /// Candidate models of a predictor-routed route (any order; ranked by price,
+    /// cheapest first). Each request goes to the cheapest candidate whose predicted
+    /// chance of answering as well as the dearest clears `threshold`.
+    pub models: Option<Vec<String>>,
+    /// Predictor threshold in [0, 1]: 0 always the cheapest candidate, 1 always the dearest.
+    pub threshold: Option<f64>,
+    /// Target share of requests on the dearest candidate in [0, 1]; derives `threshold`
+    /// from the predictor's training distribution (conflicts with `threshold`).
+    pub strong_share: Option<f64>,
     #[serde(default)]
     pub tasks: IndexMap<String, RawRouteTask>,
 }

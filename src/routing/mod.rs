@@ -1,8 +1,14 @@
-//! Task routing: the offline task classifier and the routing policy.
+//! Task routing: the offline task classifier, the tier predictor, the
+//! routing policy, and the routing benchmark (`eval-routing`).
 
+pub mod calibrate;
 pub mod classifier;
 pub mod policy;
+pub mod predictor;
+pub mod replay;
+pub mod routedata;
 pub mod sessions;
+pub mod train_router;
 
 use classifier::OwnedInput;
 use serde_json::Value;

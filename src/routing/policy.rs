@@ -10,6 +10,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use super::classifier::{Classifier, ClassifyInput};
+use super::predictor::{task_probs, Predictor};
 use crate::config::{
     ConfigError, ModelKind, ModelSettings, Priority, RawRoute, RawRouteTask, RawRouting, Select,
 };
@@ -28,6 +29,8 @@ pub struct Routing {
     /// Zero disables session pinning.
     pub session_idle: Duration,
     pub routes: IndexMap<String, Route>,
+    /// The tier predictor of predictor-routed routes.
+    pub predictor: Arc<Predictor>,
 }
 
 /// One route: a per-task model chain.
@@ -40,6 +43,26 @@ pub struct Route {
     pub tasks: Vec<TaskRoute>,
     /// Built from the configured models because the config names no route.
     pub built_in: bool,
+    /// Candidates routed by the tier predictor (`models` on the route).
+    pub predicted: Option<Predicted>,
+}
+
+/// A predictor-routed route: candidates cheapest first, one knob.
+#[derive(Debug, Clone)]
+pub struct Predicted {
+    /// Candidate models, cheapest first (the last is the strongest).
+    pub models: Vec<String>,
+    /// Each candidate's tier (or "default").
+    pub tiers: Vec<String>,
+    /// The chain served when candidate `i` is chosen: it, the dearer ones
+    /// (nearest first), then the cheaper ones.
+    pub chains: Vec<Vec<String>>,
+    /// Threshold in [0, 1] on P(cheaper answer as good as the strongest's).
+    pub threshold: f32,
+    /// The `strong_share` target it was derived from, if any.
+    pub strong_share: Option<f64>,
+    /// Per task: candidate indices allowed by a per-task entry (`None`: all).
+    pub task_candidates: Vec<Option<Vec<usize>>>,
 }
 
 /// How one task is served on one route.
@@ -85,6 +108,11 @@ pub struct Decision<'a> {
     pub chain: &'a [String],
     pub reason: Reason,
     pub escalated: bool,
+    /// Predictor-routed: P(the cheapest candidate's answer is as good as the
+    /// strongest's) and the threshold it was compared with.
+    pub predicted: Option<(f32, f32)>,
+    /// A per-task entry left a single candidate.
+    pub task_pinned: bool,
 }
 
 impl Decision<'_> {
@@ -98,6 +126,13 @@ impl Decision<'_> {
         };
         if self.escalated {
             s.push_str(";escalated:complexity");
+        }
+        if let Some((p, t)) = self.predicted {
+            let op = if p >= t { ">=" } else { "<" };
+            s.push_str(&format!(";predictor:p={p:.3}{op}t={t:.3}"));
+        }
+        if self.task_pinned {
+            s.push_str(";task_map");
         }
         if pinned {
             s.push_str(";session_pinned");
@@ -115,12 +150,36 @@ impl Routing {
         input: &ClassifyInput<'_>,
         forced_task: Option<usize>,
     ) -> Decision<'r> {
+        self.decide_at(route, input, forced_task, None)
+    }
+
+    /// [`Routing::decide`] with the predictor threshold of a predictor-routed
+    /// route overridden (`classify --threshold`, `eval-routing`, budget pacing).
+    pub fn decide_at<'r>(
+        &self,
+        route: &'r Route,
+        input: &ClassifyInput<'_>,
+        forced_task: Option<usize>,
+        threshold: Option<f32>,
+    ) -> Decision<'r> {
         let c = self.classifier.classify(input);
         let (task, reason) = match forced_task {
             Some(t) => (t, Reason::TaskHeader),
             None if c.abstained => (route.default_task, Reason::Abstained),
             None => (c.task, c.signal.map_or(Reason::Classified, Reason::Signal)),
         };
+        if let Some(pr) = &route.predicted {
+            return self.decide_predicted(
+                pr,
+                route,
+                input,
+                task,
+                reason,
+                c.confidence,
+                c.complexity,
+                threshold,
+            );
+        }
         let tr = &route.tasks[task.min(route.tasks.len().saturating_sub(1))];
         let (tier, chain, escalated) = match &tr.escalation {
             Some(e) if c.complexity > e.above => (e.tier.as_str(), e.chain.as_slice(), true),
@@ -134,7 +193,73 @@ impl Routing {
             chain,
             reason,
             escalated,
+            predicted: None,
+            task_pinned: false,
         }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decide_predicted<'r>(
+        &self,
+        pr: &'r Predicted,
+        route: &'r Route,
+        input: &ClassifyInput<'_>,
+        task: usize,
+        reason: Reason,
+        confidence: f32,
+        complexity: f32,
+        threshold: Option<f32>,
+    ) -> Decision<'r> {
+        let t = threshold.unwrap_or(pr.threshold);
+        let all: &[usize] = &[];
+        let allowed = pr
+            .task_candidates
+            .get(task)
+            .and_then(Option::as_deref)
+            .unwrap_or(all);
+        let n = if allowed.is_empty() {
+            pr.models.len()
+        } else {
+            allowed.len()
+        };
+        let pick = |k: usize| if allowed.is_empty() { k } else { allowed[k] };
+        let mut decision = Decision {
+            task,
+            confidence,
+            complexity,
+            tier: "",
+            chain: &[],
+            reason,
+            escalated: false,
+            predicted: None,
+            task_pinned: false,
+        };
+        let chosen = if n <= 1 {
+            decision.task_pinned = !allowed.is_empty() && !route.built_in;
+            pick(0)
+        } else {
+            let probs = task_probs(&self.classifier, input);
+            let p = self.predictor.predict_with(input, &probs, complexity, confidence);
+            decision.predicted = Some((p, t));
+            // Candidate k of n (cheapest 0): P_k = p^((n-1-k)/(n-1)), rising to 1
+            // for the strongest; the cheapest with P_k >= t wins.
+            let mut k = n - 1;
+            if t <= 0.0 {
+                k = 0;
+            } else if t < 1.0 {
+                for i in 0..n - 1 {
+                    let e = (n - 1 - i) as f32 / (n - 1) as f32;
+                    if p.powf(e) >= t {
+                        k = i;
+                        break;
+                    }
+                }
+            }
+            pick(k)
+        };
+        decision.tier = pr.tiers.get(chosen).map_or("default", String::as_str);
+        decision.chain = pr.chains.get(chosen).map_or(&[], Vec::as_slice);
+        decision
     }
 
     pub fn task_name(&self, task: usize) -> &str {
@@ -218,6 +343,19 @@ pub fn build(
         .session_idle_secs
         .map_or(DEFAULT_SESSION_IDLE, Duration::from_secs);
     let tasks: Vec<String> = classifier.tasks().to_vec();
+    let predictor: Arc<Predictor> = match &raw.router {
+        Some(path) => match std::fs::read(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|b| Predictor::from_bytes(&b))
+        {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                errors.push(err("routing.router", e));
+                Arc::new(Predictor::embedded().clone())
+            }
+        },
+        None => Arc::new(Predictor::embedded().clone()),
+    };
 
     for (name, m) in models {
         if let Some(t) = &m.tier {
@@ -240,6 +378,10 @@ pub fn build(
 
     let mut routes = IndexMap::new();
     if raw_routes.is_empty() {
+        // The zero-config `auto` stays on the task map: the tier predictor,
+        // measured by `eval-routing`, does not beat a random router yet
+        // (docs/routing.md), and the task map does. Predictor routes are opt-in
+        // (`[routes.NAME] models = [...]`).
         if let Some(r) = default_auto_route(models, &tiers, &tasks) {
             routes.insert(r.name.clone(), r);
         }
@@ -267,6 +409,22 @@ pub fn build(
             ));
             continue;
         };
+        if rr.threshold.is_some() && rr.strong_share.is_some() {
+            errors.push(err(at("strong_share"), "conflicts with threshold: set one"));
+            continue;
+        }
+        for (k, v) in [("threshold", rr.threshold), ("strong_share", rr.strong_share)] {
+            if v.is_some_and(|v| !(0.0..=1.0).contains(&v)) {
+                errors.push(err(at(k), "must be between 0 and 1"));
+            }
+        }
+        if rr.models.is_none() && (rr.threshold.is_some() || rr.strong_share.is_some()) {
+            errors.push(err(
+                at("threshold"),
+                "threshold and strong_share need the route's candidate `models`",
+            ));
+            continue;
+        }
         let mut built: Vec<Option<TaskRoute>> = vec![None; tasks.len()];
         for (tname, rt) in &rr.tasks {
             let Some(ti) = tasks.iter().position(|t| t == tname) else {
@@ -280,6 +438,37 @@ pub fn build(
             if let Some(tr) = build_task(&path, tname, rt, models, &tiers, errors) {
                 built[ti] = Some(tr);
             }
+        }
+        if let Some(list) = &rr.models {
+            let n_errors = errors.len();
+            let pr = build_predicted(&rname, list, models, &tiers, &built, &rr, &predictor, errors);
+            if errors.len() > n_errors {
+                continue;
+            }
+            let Some(pr) = pr else { continue };
+            let last = pr.models.len() - 1;
+            let fill = TaskRoute {
+                configured: false,
+                tier: pr.tiers[last].clone(),
+                chain: pr.chains[last].clone(),
+                escalation: None,
+                priority: Priority::Normal,
+            };
+            let tasks_filled = built
+                .into_iter()
+                .map(|t| t.unwrap_or_else(|| fill.clone()))
+                .collect();
+            routes.insert(
+                rname.clone(),
+                Route {
+                    name: rname,
+                    default_task,
+                    tasks: tasks_filled,
+                    built_in: false,
+                    predicted: Some(pr),
+                },
+            );
+            continue;
         }
         let Some(default_route) = built[default_task].clone() else {
             errors.push(err(
@@ -304,6 +493,7 @@ pub fn build(
                 default_task,
                 tasks: tasks_filled,
                 built_in: false,
+                predicted: None,
             },
         );
     }
@@ -315,7 +505,141 @@ pub fn build(
         classifier: Arc::new(classifier),
         session_idle,
         routes,
+        predictor,
     }
+}
+
+/// Candidate order of a predictor-routed route: by blended price (unpriced
+/// last), ties by tier rank.
+fn rank_candidates(
+    list: &[String],
+    models: &IndexMap<String, ModelSettings>,
+    tiers: &[String],
+) -> Vec<String> {
+    let mut v: Vec<(String, f64, usize)> = list
+        .iter()
+        .filter_map(|n| {
+            let m = models.get(n)?;
+            let t = m
+                .tier
+                .as_ref()
+                .and_then(|t| tiers.iter().position(|x| x == t))
+                .unwrap_or(0);
+            Some((n.clone(), blended_price(m).unwrap_or(f64::INFINITY), t))
+        })
+        .collect();
+    v.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.2.cmp(&b.2)));
+    v.dedup_by(|a, b| a.0 == b.0);
+    v.into_iter().map(|x| x.0).collect()
+}
+
+/// Chains and tiers for ranked candidates.
+fn predicted_from(
+    ranked: Vec<String>,
+    models: &IndexMap<String, ModelSettings>,
+    threshold: f32,
+    strong_share: Option<f64>,
+    task_candidates: Vec<Option<Vec<usize>>>,
+) -> Predicted {
+    let n = ranked.len();
+    let chains = (0..n)
+        .map(|i| {
+            let mut c = vec![ranked[i].clone()];
+            c.extend(ranked[i + 1..].iter().cloned());
+            c.extend(ranked[..i].iter().rev().cloned());
+            c
+        })
+        .collect();
+    let tiers = ranked
+        .iter()
+        .map(|m| {
+            models
+                .get(m)
+                .and_then(|s| s.tier.clone())
+                .unwrap_or_else(|| "default".into())
+        })
+        .collect();
+    Predicted {
+        models: ranked,
+        tiers,
+        chains,
+        threshold,
+        strong_share,
+        task_candidates,
+    }
+}
+
+/// The `strong_share` a predictor route targets when it states neither
+/// `threshold` nor `strong_share` (the zero-config `auto` route too).
+pub const DEFAULT_STRONG_SHARE: f64 = 0.5;
+
+#[allow(clippy::too_many_arguments)]
+fn build_predicted(
+    rname: &str,
+    list: &[String],
+    models: &IndexMap<String, ModelSettings>,
+    tiers: &[String],
+    built: &[Option<TaskRoute>],
+    rr: &RawRoute,
+    predictor: &Predictor,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Predicted> {
+    for (i, m) in list.iter().enumerate() {
+        match models.get(m) {
+            None => errors.push(err(
+                format!("routes.{rname}.models[{i}]"),
+                format!("unknown model {m:?} (a [models.*] name)"),
+            )),
+            Some(ms) if ms.kind != ModelKind::Chat => errors.push(err(
+                format!("routes.{rname}.models[{i}]"),
+                format!("{m:?} is an embedding model"),
+            )),
+            Some(_) => {}
+        }
+    }
+    if list.is_empty() {
+        errors.push(err(
+            format!("routes.{rname}.models"),
+            "must name at least one model",
+        ));
+    }
+    let ranked = rank_candidates(list, models, tiers);
+    if ranked.is_empty() {
+        return None;
+    }
+    let mut task_candidates = vec![None; built.len()];
+    for (ti, t) in built.iter().enumerate() {
+        let Some(tr) = t else { continue };
+        let idx: Vec<usize> = ranked
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| tr.chain.contains(m))
+            .map(|(i, _)| i)
+            .collect();
+        if idx.is_empty() {
+            errors.push(err(
+                format!("routes.{rname}.tasks"),
+                format!(
+                    "a task entry ({:?}) names none of the route's candidate models",
+                    tr.chain
+                ),
+            ));
+            return None;
+        }
+        task_candidates[ti] = Some(idx);
+    }
+    let threshold = match (rr.threshold, rr.strong_share) {
+        (Some(t), _) => t as f32,
+        (None, Some(s)) => predictor.threshold_for_share(s),
+        (None, None) => predictor.threshold_for_share(DEFAULT_STRONG_SHARE),
+    };
+    Some(predicted_from(
+        ranked,
+        models,
+        threshold,
+        rr.strong_share,
+        task_candidates,
+    ))
 }
 
 fn build_task(
@@ -585,5 +909,6 @@ fn default_auto_route(
         default_task,
         tasks: task_routes,
         built_in: true,
+        predicted: None,
     })
 }

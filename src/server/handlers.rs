@@ -629,14 +629,36 @@ pub(super) fn plan(
         })?),
     };
     let input = crate::routing::input_from_chat(req);
-    let d = routing.decide(route, &input.as_input(), forced);
-    // Pacing: a low-priority task moves down a tier while spend runs ahead of the day.
+    let mut d = routing.decide(route, &input.as_input(), forced);
     let budgets = &rt.config.budgets;
+    // Pacing on a predictor route: the threshold is divided by how far spend
+    // runs ahead of the day, so the strong share falls smoothly.
+    let mut threshold_paced = false;
+    if let (Some(pr), Some((_, t))) = (&route.predicted, d.predicted) {
+        if budgets.any() {
+            let scopes = budgets.scopes(Some(&route.name), key_scope(key));
+            let ratio = st.budgets.pace_ratio(budgets, &scopes);
+            if ratio > 1.0 && t > 0.0 {
+                d = routing.decide_at(
+                    route,
+                    &input.as_input(),
+                    forced,
+                    Some(pr.threshold.min(t) / ratio as f32),
+                );
+                threshold_paced = true;
+            }
+        }
+    }
+    if let Some(last) = route.predicted.as_ref().and_then(|p| p.tiers.last()) {
+        st.metrics.routed(&route.name, d.tier, d.tier == last.as_str());
+    }
+    // Pacing: a low-priority task moves down a tier while spend runs ahead of the day.
     let task_route = &route.tasks[d.task.min(route.tasks.len().saturating_sub(1))];
-    let paced = (task_route.priority == crate::config::Priority::Low && budgets.any())
-        .then(|| budgets.scopes(Some(&route.name), key_scope(key)))
-        .filter(|scopes| st.budgets.pacing(budgets, scopes))
-        .and_then(|_| lower_tier(rt, d.tier));
+    let paced =
+        (route.predicted.is_none() && task_route.priority == crate::config::Priority::Low && budgets.any())
+            .then(|| budgets.scopes(Some(&route.name), key_scope(key)))
+            .filter(|scopes| st.budgets.pacing(budgets, scopes))
+            .and_then(|_| lower_tier(rt, d.tier));
     let (tier, chain_models) = match &paced {
         Some((t, c)) => (t.as_str(), c.as_slice()),
         None => (d.tier, d.chain),
@@ -670,6 +692,9 @@ pub(super) fn plan(
     let mut reason = d.reason_text(pinned);
     if paced.is_some() {
         reason.push_str(";paced:budget");
+    }
+    if threshold_paced {
+        reason.push_str(";paced:threshold");
     }
     if let Some(a) = split {
         let _ = write!(reason, ";experiment:{}/{}", a.live.name, a.label());

@@ -1,0 +1,407 @@
+//! Training of the tier predictor (`switchyard train-router`): logistic
+//! regression with soft labels, AdaGrad SGD in a seeded order, each data
+//! source weighted equally and given its own intercept while training (so
+//! the weights learn what makes a prompt hard *within* a source, not which
+//! source it looks like: MMLU's multiple choice questions are easy for the
+//! economy tier, AlpacaEval's open chat is hard, and a model that learnt
+//! that would send MT-Bench's maths to the cheap tier and its writing to the
+//! dear one). Serving uses the mean of the source intercepts. Single-threaded f32 arithmetic in a fixed order,
+//! so a re-run reproduces the weights bit for bit.
+
+use std::collections::BTreeSet;
+use std::io::{IsTerminal, Write};
+
+use super::classifier::Classifier;
+use super::predictor::{classifier_view, featurize, sigmoid, Predictor, DENSE, QUANTILES};
+use super::routedata::{prompt_hash, TrainExample};
+
+/// Training settings.
+#[derive(Debug, Clone)]
+pub struct RouterTrainOptions {
+    pub epochs: usize,
+    pub buckets_log2: u32,
+    pub learning_rate: f32,
+    /// L2 penalty on the dense weights.
+    pub l2_dense: f32,
+    /// L2 penalty on the hashed word weights (stronger: they are many and sparse).
+    pub l2_hashed: f32,
+    pub seed: u64,
+    /// Learn hashed word weights (else only the dense features).
+    pub words: bool,
+}
+
+impl Default for RouterTrainOptions {
+    fn default() -> Self {
+        RouterTrainOptions {
+            epochs: 12,
+            buckets_log2: 12,
+            learning_rate: 0.05,
+            l2_dense: 1e-5,
+            l2_hashed: 1e-4,
+            seed: 0x005e_ed12,
+            words: true,
+        }
+    }
+}
+
+/// One featurised example.
+pub struct Prepared {
+    pub dense: [f32; DENSE],
+    pub buckets: Vec<u32>,
+    pub label: f32,
+    pub weight: f32,
+    pub source: &'static str,
+}
+
+/// Featurises the examples (classifier included), weighting every source equally.
+pub fn prepare(
+    clf: &Classifier,
+    examples: &[TrainExample],
+    log2: u32,
+    mut progress: impl FnMut(usize, usize),
+) -> Vec<Prepared> {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for e in examples {
+        *counts.entry(e.source).or_default() += 1;
+    }
+    let sources = counts.len().max(1) as f32;
+    let total = examples.len() as f32;
+    let mut out = Vec::with_capacity(examples.len());
+    for (i, e) in examples.iter().enumerate() {
+        let input = e.input.as_input();
+        let (p, conf, cx) = classifier_view(clf, &input);
+        let mut dense = [0.0; DENSE];
+        let mut buckets = Vec::new();
+        featurize(&input, &p, cx, conf, log2, &mut dense, &mut buckets);
+        let n = counts.get(e.source).copied().unwrap_or(1) as f32;
+        out.push(Prepared {
+            dense,
+            buckets,
+            label: e.label.clamp(0.0, 1.0),
+            weight: total / (sources * n),
+            source: e.source,
+        });
+        if i % 256 == 0 {
+            progress(i, examples.len());
+        }
+    }
+    progress(examples.len(), examples.len());
+    out
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// Trains on prepared examples; `progress(epoch, epochs)`.
+#[allow(clippy::needless_range_loop)]
+pub fn train(
+    data: &[Prepared],
+    opts: &RouterTrainOptions,
+    mut progress: impl FnMut(usize, usize),
+) -> Predictor {
+    let mut p = Predictor::untrained(opts.buckets_log2);
+    // Weighted feature means, subtracted so the bias carries the base rate.
+    let wsum: f64 = data.iter().map(|d| d.weight as f64).sum::<f64>().max(1e-9);
+    let mut mean = [0.0f64; DENSE];
+    let mut base = 0.0f64;
+    for d in data {
+        for i in 0..DENSE {
+            mean[i] += d.dense[i] as f64 * d.weight as f64;
+        }
+        base += d.label as f64 * d.weight as f64;
+    }
+    for i in 0..DENSE {
+        p.mean[i] = (mean[i] / wsum) as f32;
+    }
+    let _ = base;
+    // One intercept per source, started at the source's base rate.
+    let sources: Vec<&str> = data
+        .iter()
+        .map(|d| d.source)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let src_of: Vec<usize> = data
+        .iter()
+        .map(|d| sources.iter().position(|s| *s == d.source).unwrap_or(0))
+        .collect();
+    let mut src_bias: Vec<f32> = sources
+        .iter()
+        .map(|s| {
+            let (mut y, mut w) = (0.0f64, 0.0f64);
+            for d in data.iter().filter(|d| d.source == *s) {
+                y += d.label as f64 * d.weight as f64;
+                w += d.weight as f64;
+            }
+            let b = (y / w.max(1e-9)).clamp(1e-3, 1.0 - 1e-3);
+            (b / (1.0 - b)).ln() as f32
+        })
+        .collect();
+    let mut g2_src = vec![1e-6f32; sources.len()];
+    p.bias = 0.0;
+    let mut g2_dense = [1e-6f32; DENSE];
+    let mut g2_hashed = vec![1e-6f32; p.hashed.len()];
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    let mut rng = Rng(opts.seed | 1);
+    let lr = opts.learning_rate;
+    for epoch in 0..opts.epochs {
+        for i in (1..order.len()).rev() {
+            let j = (rng.next() % (i as u64 + 1)) as usize;
+            order.swap(i, j);
+        }
+        for &k in &order {
+            let d = &data[k];
+            let n = d.buckets.len() as u32;
+            let hs: f32 = d.buckets.iter().map(|b| p.hashed[*b as usize]).sum();
+            let si = src_of[k];
+            let z = p.logit(&d.dense, hs, n) + src_bias[si];
+            let g = (sigmoid(z) - d.label) * d.weight;
+            g2_src[si] += g * g;
+            src_bias[si] -= lr * g / g2_src[si].sqrt();
+            for i in 0..DENSE {
+                let gi = g * (d.dense[i] - p.mean[i]) + opts.l2_dense * p.dense[i];
+                g2_dense[i] += gi * gi;
+                p.dense[i] -= lr * gi / g2_dense[i].sqrt();
+            }
+            if n > 0 && opts.words {
+                let x = 1.0 / (n as f32).sqrt();
+                for b in &d.buckets {
+                    let b = *b as usize;
+                    let gi = g * x + opts.l2_hashed * p.hashed[b];
+                    g2_hashed[b] += gi * gi;
+                    p.hashed[b] -= lr * gi / g2_hashed[b].sqrt();
+                }
+            }
+        }
+        progress(epoch + 1, opts.epochs);
+    }
+    p.bias = if src_bias.is_empty() {
+        0.0
+    } else {
+        src_bias.iter().sum::<f32>() / src_bias.len() as f32
+    };
+    // Quantiles of the predicted P over the training prompts, ascending.
+    let mut scores: Vec<f32> = data.iter().map(|d| predict_prepared(&p, d)).collect();
+    scores.sort_by(f32::total_cmp);
+    if !scores.is_empty() {
+        for (q, slot) in p.quantiles.iter_mut().enumerate() {
+            let idx = (q * (scores.len() - 1)) / (QUANTILES - 1);
+            *slot = scores[idx];
+        }
+    }
+    p
+}
+
+/// The trained model's P for a prepared example.
+pub fn predict_prepared(p: &Predictor, d: &Prepared) -> f32 {
+    let hs: f32 = d.buckets.iter().map(|b| p.hashed[*b as usize]).sum();
+    sigmoid(p.logit(&d.dense, hs, d.buckets.len() as u32))
+}
+
+/// Weighted log loss and AUC of `p` on `data` (AUC with labels >= 0.5 positive).
+pub fn fit_report(p: &Predictor, data: &[Prepared]) -> (f64, f64) {
+    let mut loss = 0.0f64;
+    let mut w = 0.0f64;
+    let mut scored: Vec<(f32, bool)> = Vec::with_capacity(data.len());
+    for d in data {
+        let s = predict_prepared(p, d).clamp(1e-6, 1.0 - 1e-6) as f64;
+        let y = d.label as f64;
+        loss -= d.weight as f64 * (y * s.ln() + (1.0 - y) * (1.0 - s).ln());
+        w += d.weight as f64;
+        scored.push((s as f32, d.label >= 0.5));
+    }
+    (loss / w.max(1e-9), auc(&mut scored))
+}
+
+/// Area under the ROC curve (ties count half).
+pub fn auc(scored: &mut [(f32, bool)]) -> f64 {
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let pos = scored.iter().filter(|s| s.1).count() as f64;
+    let neg = scored.len() as f64 - pos;
+    if pos == 0.0 || neg == 0.0 {
+        return 0.5;
+    }
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < scored.len() {
+        let mut j = i;
+        while j + 1 < scored.len() && scored[j + 1].0 == scored[i].0 {
+            j += 1;
+        }
+        let avg_rank = (i + j) as f64 / 2.0 + 1.0;
+        rank_sum += avg_rank * scored[i..=j].iter().filter(|s| s.1).count() as f64;
+        i = j + 1;
+    }
+    (rank_sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
+}
+
+/// Sorted, de-duplicated hex hashes (one a line) of the training prompts:
+/// committed beside the weights so a test can prove no test prompt was trained on.
+pub fn hash_list(examples: &[TrainExample]) -> String {
+    let set: BTreeSet<u64> = examples.iter().map(|e| prompt_hash(&e.input.last_user)).collect();
+    let mut s = String::with_capacity(set.len() * 17);
+    for h in set {
+        s.push_str(&format!("{h:016x}\n"));
+    }
+    s
+}
+
+/// Parses a [`hash_list`].
+pub fn parse_hash_list(text: &str) -> BTreeSet<u64> {
+    text.lines()
+        .filter_map(|l| u64::from_str_radix(l.trim(), 16).ok())
+        .collect()
+}
+
+/// A one-line progress bar on stderr (only on a terminal).
+pub struct Bar {
+    label: &'static str,
+    on: bool,
+    last: Option<std::time::Instant>,
+}
+
+impl Bar {
+    pub fn new(label: &'static str, enabled: bool) -> Bar {
+        Bar {
+            label,
+            on: enabled && std::io::stderr().is_terminal(),
+            last: None,
+        }
+    }
+
+    pub fn show(&mut self, done: usize, total: usize) {
+        if !self.on {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if done < total
+            && self
+                .last
+                .is_some_and(|l| now - l < std::time::Duration::from_millis(100))
+        {
+            return;
+        }
+        self.last = Some(now);
+        let frac = if total == 0 {
+            1.0
+        } else {
+            (done as f64 / total as f64).min(1.0)
+        };
+        let fill = (frac * 30.0) as usize;
+        let mut e = std::io::stderr().lock();
+        let _ = write!(
+            e,
+            "\r\x1b[2K{} [{}{}] {done}/{total}",
+            self.label,
+            "#".repeat(fill),
+            "-".repeat(30 - fill)
+        );
+        if done >= total {
+            let _ = writeln!(e);
+        }
+        let _ = e.flush();
+    }
+}
+
+/// APGR on prepared examples scored with soft labels: the strong tier's
+/// quality is 1 and the cheap tier's is the label (its chance of being as good).
+pub fn holdout_apgr(p: &Predictor, data: &[Prepared]) -> f64 {
+    let items: Vec<(f64, f64, f64, f64)> = data.iter().map(|d| (1.0, d.label as f64, 1.0, 0.0)).collect();
+    let hard: Vec<f64> = data.iter().map(|d| 1.0 - predict_prepared(p, d) as f64).collect();
+    super::replay::apgr(&super::replay::ranking_curve(&items, &hard))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::classifier::OwnedInput;
+
+    fn ex(text: &str, label: f32, source: &'static str) -> TrainExample {
+        TrainExample {
+            input: OwnedInput {
+                last_user: text.into(),
+                turns: 1,
+                ..OwnedInput::default()
+            },
+            label,
+            source,
+        }
+    }
+
+    fn sample() -> Vec<TrainExample> {
+        let mut v = Vec::new();
+        for i in 0..40 {
+            v.push(ex(&format!("hi there, tell me a fun fact number {i}"), 0.9, "a"));
+            v.push(ex(
+                &format!("Prove that the integral of x^{i} dx from 0 to 1 equals 1/({i}+1), step by step."),
+                0.1,
+                "a",
+            ));
+            // A second source with both kinds: its intercept cannot explain the labels.
+            v.push(ex(&format!("hello, one fun fact please ({i})"), 0.8, "b"));
+            v.push(ex(
+                &format!("Prove step by step that x^{i} grows faster than log x."),
+                0.2,
+                "b",
+            ));
+        }
+        v
+    }
+
+    #[test]
+    fn training_is_deterministic_and_learns_the_split() {
+        let clf = Classifier::embedded();
+        let opts = RouterTrainOptions {
+            epochs: 4,
+            buckets_log2: 10,
+            ..RouterTrainOptions::default()
+        };
+        let data = prepare(clf, &sample(), opts.buckets_log2, |_, _| {});
+        let a = train(&data, &opts, |_, _| {});
+        let b = train(
+            &prepare(clf, &sample(), opts.buckets_log2, |_, _| {}),
+            &opts,
+            |_, _| {},
+        );
+        assert_eq!(a.to_bytes(), b.to_bytes(), "bit-for-bit reproducible");
+        let (_, auc) = fit_report(&a, &data);
+        assert!(auc > 0.95, "auc {auc}");
+        let easy = a.predict(clf, &ex("hello, tell me a fun fact", 0.0, "a").input.as_input());
+        let hard = a.predict(
+            clf,
+            &ex(
+                "Prove that the integral of x^7 dx equals 1/8, step by step.",
+                0.0,
+                "a",
+            )
+            .input
+            .as_input(),
+        );
+        assert!(easy > hard, "{easy} vs {hard}");
+        assert!(a.quantiles.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn auc_known_values() {
+        assert_eq!(auc(&mut [(0.1, false), (0.9, true)]), 1.0);
+        assert_eq!(auc(&mut [(0.9, false), (0.1, true)]), 0.0);
+        assert_eq!(auc(&mut [(0.5, false), (0.5, true)]), 0.5);
+    }
+
+    #[test]
+    fn hash_list_round_trip() {
+        let l = hash_list(&sample());
+        let set = parse_hash_list(&l);
+        assert_eq!(set.len(), 160);
+        assert!(set.contains(&prompt_hash("hi there, tell me a fun fact number 3")));
+    }
+}
