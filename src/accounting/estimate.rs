@@ -47,8 +47,8 @@ impl OutputField {
     /// `/v1/chat/completions`: `max_completion_tokens` wins over `max_tokens`;
     /// a cap set by the gateway goes into `max_tokens`, which every
     /// OpenAI-compatible server and the gateway's translators read (OpenAI's
-    /// reasoning models want `max_completion_tokens`: clients of those send it
-    /// themselves, and then that field is the one capped).
+    /// reasoning models refuse it: `providers::reasoning::for_openai` renames
+    /// it to `max_completion_tokens` for them).
     pub const CHAT: OutputField = OutputField {
         read: &["max_completion_tokens", "max_tokens"],
         write: "max_tokens",

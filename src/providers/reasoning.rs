@@ -118,10 +118,20 @@ pub fn for_openai(req: &ChatRequest, strip_top_k: bool) -> Option<ChatRequest> {
     let anthropic_top = PASSTHROUGH_FIELDS.iter().any(|k| req.extra.contains_key(*k)) || top_k;
     let in_messages = req.messages.iter().any(|m| m.extra.contains_key(THINKING_BLOCKS));
     let tool_cc = matches!(req.extra.get("tools"), Some(Value::Array(t)) if t.iter().any(|t| t.get("cache_control").is_some()));
-    if !anthropic_top && !in_messages && !tool_cc {
+    // OpenAI's reasoning models refuse `max_tokens` and want `max_completion_tokens`
+    // (a strict budget cap, or a client written for older models, sets `max_tokens`).
+    let rename_max = !req.extra.contains_key("max_completion_tokens")
+        && req.extra.get("max_tokens").is_some_and(|v| !v.is_null())
+        && openai_takes_effort(&req.model);
+    if !anthropic_top && !in_messages && !tool_cc && !rename_max {
         return None;
     }
     let mut out = req.clone();
+    if rename_max {
+        if let Some(v) = out.extra.remove("max_tokens") {
+            out.extra.insert("max_completion_tokens".into(), v);
+        }
+    }
     if anthropic_top && !out.extra.contains_key("reasoning_effort") && openai_takes_effort(&out.model) {
         if let Some(e) = effort(&out.extra) {
             out.extra
@@ -174,6 +184,24 @@ pub fn gemini_thinking(model: &str, extra: &Map<String, Value>) -> Option<(&'sta
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reasoning_models_get_max_completion_tokens() {
+        let mut r: ChatRequest = serde_json::from_value(serde_json::json!({
+            "model": "gpt-5.4-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 77
+        }))
+        .expect("parses");
+        let out = for_openai(&r, true).expect("renamed");
+        assert_eq!(out.extra.get("max_completion_tokens"), Some(&Value::from(77)));
+        assert!(!out.extra.contains_key("max_tokens"));
+        // Other models keep `max_tokens`, with nothing copied.
+        r.model = "gpt-4.1".into();
+        assert!(for_openai(&r, true).is_none());
+        // A client's own max_completion_tokens wins and nothing is renamed.
+        r.model = "o3".into();
+        r.extra.insert("max_completion_tokens".into(), Value::from(5));
+        assert!(for_openai(&r, true).is_none());
+    }
+
     use super::*;
     use serde_json::json;
 

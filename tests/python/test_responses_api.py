@@ -192,10 +192,11 @@ def test_legacy_completions(client, fake):
     assert r.usage is not None and r.usage.total_tokens > 0
     up = fake.last()["body"]
     assert up["messages"] == [{"role": "user", "content": "Once upon a time"}]
-    assert up["max_tokens"] == 20
+    # gpt-5.4-mini is an OpenAI reasoning model: the cap goes out as max_completion_tokens.
+    assert up["max_completion_tokens"] == 20 and "max_tokens" not in up
     chunks = list(client.completions.create(model="fast", prompt="Stream it", stream=True))
     assert "".join(c.choices[0].text for c in chunks if c.choices) == DEFAULT_REPLY
-    assert fake.last()["body"]["max_tokens"] == 16  # the legacy default
+    assert fake.last()["body"]["max_completion_tokens"] == 16  # the legacy default
 
 
 def test_agents_sdk_tool_round_trip(gateway):
