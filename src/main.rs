@@ -814,6 +814,17 @@ async fn serve(
         .or_else(|| cfg.ledger.path.clone())
         .unwrap_or_else(|| ledger::default_path(&data_dir));
     log_startup(&cfg);
+    match switchyard::server::edge::raise_nofile_limit() {
+        Ok((before, after)) if after > before => {
+            tracing::info!(
+                before,
+                after,
+                "raised the open-file limit (RLIMIT_NOFILE) to its hard limit"
+            )
+        }
+        Ok((before, _)) => tracing::info!(limit = before, "open-file limit (RLIMIT_NOFILE)"),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.server.listen))?;
