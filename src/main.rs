@@ -8,6 +8,12 @@ use switchyard::accounting::ledger;
 use switchyard::config::{self, Config, ConfigSource, ProviderKind};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc returns memory freed after a burst of big requests to the OS,
+/// where glibc's malloc kept it per thread arena (docs/reliability.md, "Memory").
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "switchyard",
