@@ -14,6 +14,26 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Freed pages go back to the OS at once (mimalloc's `purge_delay` = 0)
+/// rather than after a delay that only an allocating thread acts on: idle
+/// worker threads would keep a burst's memory. `MIMALLOC_PURGE_DELAY` in the
+/// environment wins. Measured with `bash bench/memory.sh`.
+#[cfg(feature = "mimalloc")]
+fn tune_allocator() {
+    extern "C" {
+        fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+    }
+    /// `mi_option_purge_delay` in `mi_option_e` (mimalloc v3, as libmimalloc-sys 0.1 builds it).
+    const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets a process-wide allocator option; any thread may call it at any time.
+        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+    }
+}
+
+#[cfg(not(feature = "mimalloc"))]
+fn tune_allocator() {}
+
 #[derive(Parser)]
 #[command(
     name = "switchyard",
@@ -273,6 +293,7 @@ fn say(text: &str) {
 }
 
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let _log_guard = (!matches!(cli.command, Command::Serve { .. })).then(|| init_logging(false, "info"));
     match cli.command {

@@ -319,10 +319,15 @@ object_visitor!(
 /// plus 25 MB, where a 4 MB array of small numbers used to cost 200 MB.
 pub const MAX_JSON_VALUES: usize = 250_000;
 
-/// Counts the JSON values in `body` from its structure (commas, colons and
-/// openers outside strings): an upper bound, one pass, no allocation.
+/// Counts the JSON values in `body` from its structure, in one pass without
+/// allocation: the top-level value, each object member's value (`:`), each
+/// array element (the first, and one per `,` inside an array). Exact for
+/// valid JSON but for empty arrays (one too many each); strings are skipped.
 pub fn json_value_count(body: &[u8]) -> usize {
-    let mut n = 0usize;
+    let mut n = 1usize;
+    // Whether each open container (up to 128 deep, serde_json's own limit) is an array.
+    let mut arrays: u128 = 0;
+    let mut depth = 0u32;
     let mut i = 0usize;
     while i < body.len() {
         match body[i] {
@@ -341,7 +346,23 @@ pub fn json_value_count(body: &[u8]) -> usize {
                     }
                 }
             }
-            b',' | b':' | b'[' | b'{' => n += 1,
+            b'[' => {
+                // Its first element.
+                n += 1;
+                if depth < 128 {
+                    arrays |= 1 << depth;
+                }
+                depth += 1;
+            }
+            b'{' => {
+                if depth < 128 {
+                    arrays &= !(1 << depth);
+                }
+                depth += 1;
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b':' => n += 1,
+            b',' if depth > 0 && (depth > 128 || arrays & (1 << (depth - 1)) != 0) => n += 1,
             _ => {}
         }
         i += 1;
@@ -472,9 +493,14 @@ mod tests {
     #[test]
     fn value_count_is_an_upper_bound_that_skips_strings() {
         assert_eq!(json_value_count(br#"{"a":[1,2,3]}"#), 5);
+        assert_eq!(
+            json_value_count(br#"[{"type":"text","text":"w"},{"type":"text","text":"w"}]"#),
+            7
+        );
         assert_eq!(json_value_count(br#"{"a":"x,y:[{\"z,"}"#), 2);
-        assert_eq!(json_value_count(br#""unterminated, [ {"#), 0);
+        assert_eq!(json_value_count(br#""unterminated, [ {"#), 1);
         let big = format!("[{}1]", "1,".repeat(MAX_JSON_VALUES));
+        assert_eq!(json_value_count(big.as_bytes()), MAX_JSON_VALUES + 2);
         let e = ChatRequest::parse(big.as_bytes()).expect_err("refused");
         assert_eq!(e.status, http::StatusCode::PAYLOAD_TOO_LARGE);
     }

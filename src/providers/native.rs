@@ -13,7 +13,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use super::error::parse_retry_after;
-use super::openai::{check_json_object, expect_event_stream, http_client, map_reqwest_error, read_limited};
+use super::openai::{check_json_object, event_stream, http_client, map_reqwest_error, read_limited};
 use super::{
     anthropic, azure, gemini, ByteStream, ChatAnswer, EmbeddingsAnswer, ProviderError, ProviderErrorKind,
 };
@@ -199,10 +199,7 @@ impl NativeBackend {
                 let url = azure::chat_url(&self.base, model, &self.api_version);
                 let resp = self.post(&url, body, &[]).await?;
                 if stream {
-                    let resp = expect_event_stream(resp).await?;
-                    Ok(ChatAnswer::Stream(Box::pin(
-                        resp.bytes_stream().map(|r| r.map_err(map_reqwest_error)),
-                    )))
+                    Ok(ChatAnswer::Stream(event_stream(resp).await?))
                 } else {
                     let body = resp.bytes().await.map_err(map_reqwest_error)?;
                     check_json_object(&body)?;

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use http::{header, HeaderMap, HeaderValue};
 
 use super::error::parse_retry_after;
-use super::{ChatAnswer, EmbeddingsAnswer, ProviderError, ProviderErrorKind};
+use super::{ByteStream, ChatAnswer, EmbeddingsAnswer, ProviderError, ProviderErrorKind};
 use crate::api::chat::{ChatRequest, EmbeddingsRequest};
 use crate::api::usage::usage_from_openai_json;
 use crate::config::ProviderSettings;
@@ -85,9 +85,7 @@ impl OpenAiBackend {
         })?;
         let resp = self.post(&self.chat_url, body).await?;
         if req.is_stream() {
-            let resp = expect_event_stream(resp).await?;
-            let stream = resp.bytes_stream().map(|r| r.map_err(map_reqwest_error));
-            Ok(ChatAnswer::Stream(Box::pin(stream)))
+            Ok(ChatAnswer::Stream(event_stream(resp).await?))
         } else {
             let body = resp.bytes().await.map_err(map_reqwest_error)?;
             check_json_object(&body)?;
@@ -149,10 +147,11 @@ pub(super) fn check_json_object(body: &Bytes) -> Result<(), ProviderError> {
     Ok(())
 }
 
-/// A 2xx answer to a streaming request must be an event stream. A JSON body
-/// instead (an error object served with 200) is read and turned into the
-/// upstream error it is.
-pub(super) async fn expect_event_stream(resp: reqwest::Response) -> Result<reqwest::Response, ProviderError> {
+/// The body of a 2xx answer to a streaming request, as a stream. A JSON
+/// object instead of events (an error object served with 200) is read and
+/// turned into the upstream error it is. A server that labels real events
+/// `application/json` still streams: only a body starting with `{` is read.
+pub(super) async fn event_stream(resp: reqwest::Response) -> Result<ByteStream, ProviderError> {
     let json = resp
         .headers()
         .get(header::CONTENT_TYPE)
@@ -162,10 +161,29 @@ pub(super) async fn expect_event_stream(resp: reqwest::Response) -> Result<reqwe
                 .to_ascii_lowercase()
                 .starts_with("application/json")
         });
+    let mut s = resp.bytes_stream().map(|r| r.map_err(map_reqwest_error));
     if !json {
-        return Ok(resp);
+        return Ok(Box::pin(s));
     }
-    let body = read_limited(resp, MAX_ERROR_BODY).await;
+    let mut head = Vec::new();
+    loop {
+        match s.next().await {
+            Some(Ok(b)) => head.extend_from_slice(&b),
+            Some(Err(e)) => return Err(e),
+            None => break,
+        }
+        match head.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => continue,
+            Some(b'{') if head.len() < MAX_ERROR_BODY => continue,
+            Some(b'{') => break,
+            // Events after all: hand them on, what was read first.
+            Some(_) => {
+                let first = futures_util::stream::once(async move { Ok(Bytes::from(head)) });
+                return Ok(Box::pin(first.chain(s)));
+            }
+        }
+    }
+    let body = Bytes::from(head);
     Err(match check_json_object(&body) {
         Err(e) => e,
         Ok(()) => ProviderError::new(

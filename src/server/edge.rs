@@ -28,7 +28,12 @@ pub fn is_anthropic_path(path: &str) -> bool {
 /// `e` rendered in the wire format of the route at `path`: Anthropic's
 /// `{"type":"error","error":{...}}` on `/v1/messages`, OpenAI's elsewhere.
 pub fn error_for_path(path: &str, e: ApiError) -> Response {
-    if !is_anthropic_path(path) {
+    render_error(is_anthropic_path(path), e)
+}
+
+/// `e` in Anthropic's error shape (`anthropic`) or OpenAI's.
+pub fn render_error(anthropic: bool, e: ApiError) -> Response {
+    if !anthropic {
         return e.into_response();
     }
     let body = crate::providers::anthropic::api_error_to_messages(&e);
@@ -49,7 +54,7 @@ const MAX_REWRITTEN_BODY: usize = 4096;
 /// content types, path parameters) becomes the route's error JSON, with its
 /// status kept and the framework's text as the message.
 pub async fn json_errors(req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_owned();
+    let anthropic = is_anthropic_path(req.uri().path());
     let resp = next.run(req).await;
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -72,7 +77,7 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         Err(_) => String::new(),
     };
     let e = framework_error(status, text);
-    let mut out = error_for_path(&path, e);
+    let mut out = render_error(anthropic, e);
     for name in [header::ALLOW, header::RETRY_AFTER] {
         if let Some(v) = parts.headers.get(&name) {
             out.headers_mut().insert(name, v.clone());
