@@ -34,6 +34,7 @@ def write(name, body):
     with open(f"{out}/{name}.json", "w") as f:
         json.dump(body, f, separators=(",", ":"))
 # 4 MB of small numbers in a pass-through field: ~2M JSON values (refused above the value cap).
+write("small", {"model": "bench", "messages": msgs})
 write("array4m", {"model": "bench", "messages": msgs, "metadata_blob": [1] * 2_000_000})
 # Just under the cap of 250,000 values.
 write("array240k", {"model": "bench", "messages": msgs, "metadata_blob": [1] * 240_000})
@@ -66,12 +67,19 @@ provider = "up"
 model = "bench-model"
 price = { input = 1.0, output = 2.0 }
 TOML
-rm -f "$OUT"/ledger.sqlite*
-RUST_LOG=warn "$BIN" serve --config "$OUT/bench.toml" > "$OUT/gateway.log" 2>&1 &
-GW=$!
-pids+=($GW)
+GW=
 URL="http://127.0.0.1:$GW_PORT"
-for _ in $(seq 100); do curl -sf "$URL/ready" >/dev/null && break; sleep 0.1; done
+# (Re)starts the gateway: a fresh process per measurement, so memory an
+# earlier request left in the allocator does not hide what the next costs.
+start_gw() {
+  if [ -n "$GW" ]; then kill "$GW" 2>/dev/null || true; wait "$GW" 2>/dev/null || true; fi
+  GW=
+  rm -f "$OUT"/ledger.sqlite*
+  RUST_LOG=warn "$BIN" serve --config "$OUT/bench.toml" > "$OUT/gateway.log" 2>&1 &
+  GW=$!
+  for _ in $(seq 100); do curl -sf "$URL/ready" >/dev/null && break; sleep 0.1; done
+  send small >/dev/null  # warm-up: pools, the ledger, the tokenizer
+}
 
 rss() { awk '/VmRSS/ {print $2}' "/proc/$GW/status"; }
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$GW/status"; }
@@ -90,16 +98,18 @@ settled_rss() {
   rss
 }
 
-send text4m >/dev/null  # warm-up: pools, the ledger, the tokenizer
-IDLE=$(settled_rss)
 {
+  trap '[ -n "$GW" ] && kill "$GW" 2>/dev/null' EXIT
+  start_gw
+  IDLE=$(settled_rss)
   echo "## Memory: ${LABEL:-$BIN}, $(date -u +%F)"
   echo
-  echo "Idle RSS after one warm-up request: $(mb "$IDLE") MB."
+  echo "Idle RSS after one small request: $(mb "$IDLE") MB. Each row of the first table is a fresh gateway process."
   echo
   echo "| body | size | status | peak RSS added by one request (MB) |"
   echo "|---|---:|---:|---:|"
   for k in $KINDS; do
+    start_gw
     base=$(settled_rss)
     reset_hwm
     code=$(send "$k")
@@ -107,23 +117,33 @@ IDLE=$(settled_rss)
     size=$(stat -c %s "$OUT/$k.json")
     echo "| $k | $(mb $((size / 1024))) MB | $code | $(mb $((peak - base))) |"
   done
+  start_gw
   base=$(settled_rss)
   reset_hwm
   codes=$(for _ in $(seq "$CONC"); do send array4m & done; wait)
   echo
   echo "$CONC x array4m at once: statuses $(echo "$codes" | fold -w3 | sort | uniq -c | awk '{printf "%s x %s ", $1, $2}'), peak RSS $(mb "$(hwm)") MB (from $(mb "$base"))."
+  start_gw
+  base=$(settled_rss)
   reset_hwm
   codes=$(for _ in $(seq "$CONC"); do send text9m & done; wait)
-  echo "$CONC x text9m at once: statuses $(echo "$codes" | fold -w3 | sort | uniq -c | awk '{printf "%s x %s ", $1, $2}'), peak RSS $(mb "$(hwm)") MB."
+  echo "$CONC x text9m at once: statuses $(echo "$codes" | fold -w3 | sort | uniq -c | awk '{printf "%s x %s ", $1, $2}'), peak RSS $(mb "$(hwm)") MB (from $(mb "$base"))."
+  echo
+  start_gw
+  IDLE=$(settled_rss)
+  echo "Bursts on a fresh gateway, idle $(mb "$IDLE") MB:"
   echo
   echo "| pass ($CONC concurrent requests of every body) | RSS after (MB) | above idle (MB) |"
   echo "|---|---:|---:|"
   for p in $(seq "$PASSES"); do
+    reqs=()
     for k in $KINDS; do
-      for _ in $(seq "$CONC"); do send "$k" >/dev/null & done
+      for _ in $(seq "$CONC"); do send "$k" >/dev/null & reqs+=($!); done
     done
-    wait
+    wait "${reqs[@]}"
     after=$(settled_rss)
     echo "| $p | $(mb "$after") | $(mb $((after - IDLE))) |"
   done
+  kill "$GW" 2>/dev/null || true
+  wait "$GW" 2>/dev/null || true
 } | tee "$OUT/latest.md"
