@@ -442,6 +442,41 @@ async fn framework_rejections_are_error_json() {
     gw.stop().await;
 }
 
+/// Requests that are not valid HTTP never reach a route: the HTTP layer's
+/// bodiless 400/431 is rewritten to OpenAI's error JSON (the route, and so
+/// its format, is unknown before the request parses).
+#[tokio::test]
+async fn requests_that_are_not_http_get_error_json_too() {
+    let fake = start_fake().await;
+    let mut gw = start_gateway(&config_for(fake.addr, "")).await;
+    let addr = addr_of(&gw);
+    let huge = format!(
+        "GET /health HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    for (name, raw, status) in [
+        ("control character in a header", b"GET /health HTTP/1.1\r\nhost: x\r\nx-a: \x01\r\n\r\n".to_vec(), 400),
+        ("bad Content-Length", b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n".to_vec(), 400),
+        ("two Content-Lengths", b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n{}".to_vec(), 400),
+        ("not a request line", b"GARBAGE\r\n\r\n".to_vec(), 400),
+        ("head over max_header_bytes", huge.into_bytes(), 431),
+    ] {
+        let r = send_raw(addr, &raw, false).await;
+        assert_eq!(r.status, status, "{name}: {:?}", String::from_utf8_lossy(&r.body));
+        let msg = assert_error_shape("/", name, &r);
+        assert!(!msg.is_empty(), "{name}");
+    }
+    // Ordinary traffic on the same server is untouched.
+    let r = send_raw(
+        addr,
+        b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        false,
+    )
+    .await;
+    assert_eq!((r.status, r.body.as_slice()), (200, &br#"{"status":"ok"}"#[..]));
+    gw.stop().await;
+}
+
 /// docs/reliability.md, "Timeouts and connections": a body that does not
 /// arrive within `server.body_timeout_ms` gets a 408 error JSON and the
 /// connection is closed, whether it stalls or trickles a byte at a time.

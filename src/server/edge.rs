@@ -294,6 +294,142 @@ pub fn connections_that_fit(configured: usize, nofile: Option<u64>) -> usize {
     }
 }
 
+/// The connection's IO, with one rewrite: the bodiless 4xx that hyper itself
+/// writes for a request that is not valid HTTP (a control character in a
+/// header, a bad Content-Length, a head over `max_header_bytes`) becomes an
+/// error JSON body. Everything else passes through untouched; the check is a
+/// prefix comparison per write.
+pub struct JsonErrorIo<T> {
+    inner: T,
+    /// A rewritten response still being written, and how much of it is out.
+    pending: Option<(Bytes, usize)>,
+}
+
+impl<T> JsonErrorIo<T> {
+    pub fn new(inner: T) -> Self {
+        JsonErrorIo { inner, pending: None }
+    }
+}
+
+/// The JSON replacement for hyper's own bodiless error response `head`, if
+/// it is one: a 4xx with `content-length: 0` (the gateway's own errors always
+/// have a body).
+fn rewrite_framework_head(head: &[u8]) -> Option<Bytes> {
+    if !head.starts_with(b"HTTP/1.1 4") || !head.ends_with(b"\r\n\r\n") {
+        return None;
+    }
+    memchr::memmem::find(head, b"\r\ncontent-length: 0\r\n")?;
+    let code: u16 = std::str::from_utf8(head.get(9..12)?).ok()?.parse().ok()?;
+    let status = StatusCode::from_u16(code).ok()?;
+    let reason = status.canonical_reason().unwrap_or("Bad Request");
+    let message = match code {
+        431 => "The request head (request line and headers) is over server.max_header_bytes.",
+        _ => "The request is not valid HTTP/1.1 (malformed request line, header or Content-Length).",
+    };
+    let body = ApiError::new(status, "invalid_request_error", message)
+        .with_code(if code == 431 {
+            "headers_too_large"
+        } else {
+            "malformed_http"
+        })
+        .body();
+    let mut out = format!(
+        "HTTP/1.1 {code} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    Some(Bytes::from(out))
+}
+
+impl<T: hyper::rt::Write + Unpin> JsonErrorIo<T> {
+    /// Writes what is pending; Ready(Ok) once nothing is.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while let Some((bytes, done)) = &mut self.pending {
+            match Pin::new(&mut self.inner).poll_write(cx, &bytes[*done..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    *done += n;
+                    if *done >= bytes.len() {
+                        self.pending = None;
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for JsonErrorIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for JsonErrorIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        if this.poll_pending(cx)?.is_pending() {
+            return Poll::Pending;
+        }
+        if let Some(replacement) = rewrite_framework_head(buf) {
+            this.pending = Some((replacement, 0));
+            // The original head counts as written; the replacement goes out instead.
+            let _ = this.poll_pending(cx)?;
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        if this.poll_pending(cx)?.is_pending() {
+            return Poll::Pending;
+        }
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            if first.starts_with(b"HTTP/1.1 4") && rewrite_framework_head(first).is_some() {
+                // Only the head: a short write, which the caller continues.
+                return Pin::new(this).poll_write(cx, first);
+            }
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.poll_pending(cx)?.is_pending() {
+            return Poll::Pending;
+        }
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.poll_pending(cx)?.is_pending() {
+            return Poll::Pending;
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,6 +455,22 @@ mod tests {
         assert_eq!(connections_that_fit(4096, Some(1_048_576)), 4096);
         assert_eq!(connections_that_fit(100, None), 100);
         assert_eq!(connections_that_fit(100, Some(10)), 1);
+    }
+
+    #[test]
+    fn only_hyper_bodiless_errors_are_rewritten() {
+        let hyper_400 = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: Thu, 03 Dec 2026 13:47:28 GMT\r\n\r\n";
+        let out = rewrite_framework_head(hyper_400).expect("rewritten");
+        let text = String::from_utf8(out.to_vec()).expect("utf8");
+        let (head, body) = text.split_once("\r\n\r\n").expect("head");
+        assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\ncontent-type: application/json"));
+        let v: serde_json::Value = serde_json::from_str(body).expect("json");
+        assert_eq!(v["error"]["code"], "malformed_http");
+        let ours =
+            b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 77\r\n\r\n";
+        assert!(rewrite_framework_head(ours).is_none());
+        assert!(rewrite_framework_head(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());
+        assert!(rewrite_framework_head(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n").is_none());
     }
 
     #[test]

@@ -450,7 +450,7 @@ async fn serve_loop(
                         tracing::debug!("set_nodelay failed: {e}");
                     }
                     let svc = TowerToHyperService::new(router.clone());
-                    let conn = http.serve_connection(TokioIo::new(stream), svc);
+                    let conn = http.serve_connection(edge::JsonErrorIo::new(TokioIo::new(stream)), svc);
                     let conn = graceful.watch(conn);
                     tasks.spawn(async move {
                         if let Err(e) = conn.await {
