@@ -16,8 +16,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Freed pages go back to the OS at once (mimalloc's `purge_delay` = 0)
 /// rather than after a delay that only an allocating thread acts on: idle
-/// worker threads would keep a burst's memory. `MIMALLOC_PURGE_DELAY` in the
-/// environment wins. Measured with `bash bench/memory.sh`.
+/// worker threads would keep a burst's memory. It costs throughput (about
+/// 10-20% at concurrency 64 in `bench/run.sh`, see bench/RESULTS.md);
+/// `MIMALLOC_PURGE_DELAY=1000` in the environment (which wins) trades the
+/// memory back for it. Measured with `bash bench/memory.sh`.
 #[cfg(feature = "mimalloc")]
 fn tune_allocator() {
     extern "C" {
