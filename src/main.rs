@@ -8,6 +8,34 @@ use switchyard::accounting::ledger;
 use switchyard::config::{self, Config, ConfigSource, ProviderKind};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc returns memory freed after a burst of big requests to the OS,
+/// where glibc's malloc kept it per thread arena (docs/reliability.md, "Memory").
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Freed pages go back to the OS at once (mimalloc's `purge_delay` = 0)
+/// rather than after a delay that only an allocating thread acts on: idle
+/// worker threads would keep a burst's memory. It costs throughput (about
+/// 10-20% at concurrency 64 in `bench/run.sh`, see bench/RESULTS.md);
+/// `MIMALLOC_PURGE_DELAY=1000` in the environment (which wins) trades the
+/// memory back for it. Measured with `bash bench/memory.sh`.
+#[cfg(feature = "mimalloc")]
+fn tune_allocator() {
+    extern "C" {
+        fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+    }
+    /// `mi_option_purge_delay` in `mi_option_e` (mimalloc v3, as libmimalloc-sys 0.1 builds it).
+    const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets a process-wide allocator option; any thread may call it at any time.
+        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+    }
+}
+
+#[cfg(not(feature = "mimalloc"))]
+fn tune_allocator() {}
+
 #[derive(Parser)]
 #[command(
     name = "switchyard",
@@ -338,6 +366,7 @@ fn say(text: &str) {
 }
 
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let _log_guard = (!matches!(cli.command, Command::Serve { .. })).then(|| init_logging(false, "info"));
     match cli.command {
@@ -1065,6 +1094,17 @@ async fn serve(
         .or_else(|| cfg.ledger.path.clone())
         .unwrap_or_else(|| ledger::default_path(&data_dir));
     log_startup(&cfg);
+    match switchyard::server::edge::raise_nofile_limit() {
+        Ok((before, after)) if after > before => {
+            tracing::info!(
+                before,
+                after,
+                "raised the open-file limit (RLIMIT_NOFILE) to its hard limit"
+            )
+        }
+        Ok((before, _)) => tracing::info!(limit = before, "open-file limit (RLIMIT_NOFILE)"),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.server.listen))?;

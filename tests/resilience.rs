@@ -195,6 +195,54 @@ async fn fault_injection_suite() {
             bad_hits: 2,
             fell_back: true,
         },
+        // docs/reliability.md, "Fallback and streams".
+        Case {
+            name: "200 with an error body",
+            bad_model: "error-200",
+            stream: false,
+            bad_hits: 2,
+            fell_back: true,
+        },
+        // docs/reliability.md, "Fallback and streams".
+        Case {
+            name: "200 with a truncated JSON body",
+            bad_model: "truncated",
+            stream: false,
+            bad_hits: 2,
+            fell_back: true,
+        },
+        // docs/reliability.md, "Fallback and streams".
+        Case {
+            name: "200 with invalid UTF-8",
+            bad_model: "bad-utf8",
+            stream: false,
+            bad_hits: 2,
+            fell_back: true,
+        },
+        // docs/reliability.md, "Fallback and streams".
+        Case {
+            name: "stream: 200 with a JSON error body",
+            bad_model: "error-200",
+            stream: true,
+            bad_hits: 2,
+            fell_back: true,
+        },
+        // docs/reliability.md, "Fallback and streams".
+        Case {
+            name: "stream: first event is an error object",
+            bad_model: "stream-error-first",
+            stream: true,
+            bad_hits: 2,
+            fell_back: true,
+        },
+        // docs/reliability.md, "Fallback and streams".
+        Case {
+            name: "stream: keep-alive comment, then reset",
+            bad_model: "comment-then-reset",
+            stream: true,
+            bad_hits: 2,
+            fell_back: true,
+        },
     ];
     for c in cases {
         let bad = start_fake().await;

@@ -156,7 +156,9 @@ impl Recorder {
             if let (Some(r), Some(c)) = (&self.reservation, e.cost_usd) {
                 r.charge(c);
             }
-            let used = self.usage.map_or(0, |u| u.prompt_tokens + u.completion_tokens);
+            let used = self
+                .usage
+                .map_or(0, |u| u.prompt_tokens.saturating_add(u.completion_tokens));
             for sink in self.sinks.drain(..) {
                 match sink {
                     TokenSink::Key(k) => k.settle_tokens(used),

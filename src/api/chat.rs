@@ -10,7 +10,12 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 
 /// A chat-completions request.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+///
+/// Deserialised by hand (see [`object_visitor!`]) rather than with
+/// `#[serde(flatten)]`: flatten buffers every value of the body into serde's
+/// private `Content` tree before building the `Value`s, which doubled the
+/// memory a large body costs.
+#[derive(Debug, Clone, Serialize)]
 pub struct ChatRequest {
     pub model: String,
     pub messages: Vec<ChatMessage>,
@@ -24,7 +29,7 @@ pub struct ChatRequest {
 }
 
 /// `stream_options`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct StreamOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_usage: Option<bool>,
@@ -34,16 +39,12 @@ pub struct StreamOptions {
 
 /// One chat message. Roles are an open set (`system`, `developer`, `user`,
 /// `assistant`, `tool`, `function`, and future ones).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ChatMessage {
     pub role: String,
     /// A string, an array of content parts, or null. `None` means absent;
     /// an explicit null is kept as `Some(Value::Null)` so it passes through.
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<Value>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -164,7 +165,7 @@ impl ChatRequest {
 }
 
 /// An embeddings request.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct EmbeddingsRequest {
     pub model: String,
     pub input: Value,
@@ -221,18 +222,170 @@ impl EmbeddingsRequest {
     }
 }
 
-/// Maps a present field (null included) to `Some`; absence stays `None` via `default`.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
+/// A `Deserialize` impl for a struct with typed fields and an `extra` map
+/// of everything else, reading the JSON object in one pass (no `flatten`
+/// buffering). `req` fields must be present; `opt` fields are `Option`s
+/// (null = absent); `present` fields keep an explicit null as `Some(Null)`.
+macro_rules! object_visitor {
+    ($ty:ident, $what:literal, req { $($r:ident),* }, opt { $($o:ident),* }, present { $($p:ident),* }) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str($what)
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<$ty, A::Error> {
+                        $(let mut $r = None;)*
+                        $(let mut $o = None;)*
+                        $(let mut $p: Option<Value> = None;)*
+                        let mut extra = Map::new();
+                        while let Some(key) = map.next_key::<String>()? {
+                            match key.as_str() {
+                                $(stringify!($r) => {
+                                    if $r.is_some() {
+                                        return Err(serde::de::Error::duplicate_field(stringify!($r)));
+                                    }
+                                    $r = Some(map.next_value()?);
+                                })*
+                                $(stringify!($o) => {
+                                    if $o.is_some() {
+                                        return Err(serde::de::Error::duplicate_field(stringify!($o)));
+                                    }
+                                    $o = Some(map.next_value()?);
+                                })*
+                                $(stringify!($p) => {
+                                    if $p.is_some() {
+                                        return Err(serde::de::Error::duplicate_field(stringify!($p)));
+                                    }
+                                    $p = Some(map.next_value()?);
+                                })*
+                                _ => {
+                                    let v: Value = map.next_value()?;
+                                    extra.insert(key, v);
+                                }
+                            }
+                        }
+                        Ok($ty {
+                            $($r: $r.ok_or_else(|| serde::de::Error::missing_field(stringify!($r)))?,)*
+                            $($o: $o.flatten(),)*
+                            $($p,)*
+                            extra,
+                        })
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+    };
+}
+
+object_visitor!(
+    ChatRequest,
+    "a chat completions request object",
+    req { model, messages },
+    opt {
+        stream,
+        stream_options
+    },
+    present {}
+);
+object_visitor!(
+    StreamOptions,
+    "a stream_options object",
+    req {},
+    opt { include_usage },
+    present {}
+);
+object_visitor!(
+    ChatMessage,
+    "a message object",
+    req { role },
+    opt {},
+    present { content }
+);
+object_visitor!(
+    EmbeddingsRequest,
+    "an embeddings request object",
+    req { model, input },
+    opt {},
+    present {}
+);
+
+/// Most JSON values (array elements, object members) one request body may
+/// hold. Parsed, each costs ~100 bytes however small its text (`1,` is two
+/// bytes): this bounds what a body can cost in memory to roughly its size
+/// plus 25 MB, where a 4 MB array of small numbers used to cost 200 MB.
+pub const MAX_JSON_VALUES: usize = 250_000;
+
+/// Counts the JSON values in `body` from its structure, in one pass without
+/// allocation: the top-level value, each object member's value (`:`), each
+/// array element (the first, and one per `,` inside an array). Exact for
+/// valid JSON but for empty arrays (one too many each); strings are skipped.
+pub fn json_value_count(body: &[u8]) -> usize {
+    let mut n = 1usize;
+    // Whether each open container (up to 128 deep, serde_json's own limit) is an array.
+    let mut arrays: u128 = 0;
+    let mut depth = 0u32;
+    let mut i = 0usize;
+    while i < body.len() {
+        match body[i] {
+            b'"' => {
+                // Skip the string: to the next unescaped quote.
+                i += 1;
+                loop {
+                    match body.get(i..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) {
+                        Some(off) if body[i + off] == b'\\' => i += off + 2,
+                        Some(off) => {
+                            i += off;
+                            break;
+                        }
+                        // Unterminated: nothing after it is structure.
+                        None => return n,
+                    }
+                }
+            }
+            b'[' => {
+                // Its first element.
+                n += 1;
+                if depth < 128 {
+                    arrays |= 1 << depth;
+                }
+                depth += 1;
+            }
+            b'{' => {
+                if depth < 128 {
+                    arrays &= !(1 << depth);
+                }
+                depth += 1;
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b':' => n += 1,
+            b',' if depth > 0 && (depth > 128 || arrays & (1 << (depth - 1)) != 0) => n += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    n
 }
 
 /// Deserialises JSON, turning serde's error into an OpenAI 400 naming `param`.
+/// Bodies with more than [`MAX_JSON_VALUES`] values are refused with a 413.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::invalid_request(
             "The request body is empty; expected a JSON object.",
             None,
         ));
+    }
+    if json_value_count(body) > MAX_JSON_VALUES {
+        return Err(ApiError::new(
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("The request body holds more than {MAX_JSON_VALUES} JSON values."),
+        )
+        .with_code("too_many_json_values"));
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
@@ -335,6 +488,41 @@ mod tests {
         );
         assert_eq!(param_of(r#"{"model":"m","messages":"#), None);
         assert_eq!(param_of("[1,2]"), None);
+    }
+
+    #[test]
+    fn value_count_is_an_upper_bound_that_skips_strings() {
+        assert_eq!(json_value_count(br#"{"a":[1,2,3]}"#), 5);
+        assert_eq!(
+            json_value_count(br#"[{"type":"text","text":"w"},{"type":"text","text":"w"}]"#),
+            7
+        );
+        assert_eq!(json_value_count(br#"{"a":"x,y:[{\"z,"}"#), 2);
+        assert_eq!(json_value_count(br#""unterminated, [ {"#), 1);
+        let big = format!("[{}1]", "1,".repeat(MAX_JSON_VALUES));
+        assert_eq!(json_value_count(big.as_bytes()), MAX_JSON_VALUES + 2);
+        let e = ChatRequest::parse(big.as_bytes()).expect_err("refused");
+        assert_eq!(e.status, http::StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn duplicate_and_null_fields() {
+        let e = ChatRequest::parse(br#"{"model":"a","model":"b","messages":[{"role":"user"}]}"#)
+            .expect_err("duplicate");
+        assert_eq!(e.param.as_deref(), None, "{e}");
+        let r =
+            ChatRequest::parse(br#"{"model":"a","stream":null,"messages":[{"role":"user","content":null}]}"#)
+                .expect("parse");
+        assert_eq!(
+            (r.stream, r.messages[0].content.clone()),
+            (None, Some(Value::Null))
+        );
+        assert!(
+            ChatRequest::parse(br#"{"model":"a","messages":[{"role":"user"}],"stream_options":null}"#)
+                .expect("parse")
+                .stream_options
+                .is_none()
+        );
     }
 
     #[test]

@@ -24,6 +24,8 @@ use crate::accounting::pricing::{self, Price};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
 /// Default request body limit: 10 MiB.
 pub const DEFAULT_MAX_BODY: usize = 10 * 1024 * 1024;
+/// Default cap on open client connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 /// A secret value (API key). Its `Debug` and `Display` are redacted.
 #[derive(Clone, PartialEq, Eq)]
@@ -259,6 +261,10 @@ pub struct RawServer {
     pub allow_unauthenticated: Option<bool>,
     /// How often virtual keys are re-read from the database, in seconds (default 5).
     pub key_refresh_secs: Option<u64>,
+    /// Longest time a client may take to send a request body, in ms (default 30000).
+    pub body_timeout_ms: Option<u64>,
+    /// Most client connections open at once; beyond it new ones get a 503 (default 4096).
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -474,6 +480,10 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     pub allow_unauthenticated: bool,
     pub key_refresh: Duration,
+    /// Deadline for reading a whole request body (408 beyond it).
+    pub body_timeout: Duration,
+    /// Cap on open client connections (a 503 beyond it).
+    pub max_connections: usize,
 }
 
 /// `[log]`: the log format and level.
@@ -941,7 +951,15 @@ pub fn validate(
         shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs.unwrap_or(30)),
         allow_unauthenticated: raw.server.allow_unauthenticated.unwrap_or(false),
         key_refresh: Duration::from_secs(raw.server.key_refresh_secs.unwrap_or(5).max(1)),
+        body_timeout: Duration::from_millis(raw.server.body_timeout_ms.unwrap_or(30_000)),
+        max_connections: raw.server.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
     };
+    if server.body_timeout.is_zero() {
+        errors.push(err("server.body_timeout_ms", "must be greater than 0"));
+    }
+    if server.max_connections == 0 {
+        errors.push(err("server.max_connections", "must be greater than 0"));
+    }
     if server.max_header_bytes < 8192 {
         errors.push(err("server.max_header_bytes", "must be at least 8192"));
     }

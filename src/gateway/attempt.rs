@@ -21,6 +21,7 @@ use crate::accounting::ledger::LedgerEntry;
 use crate::accounting::recorder::{Recorder, TokenSink};
 use crate::api::chat::{ChatRequest, EmbeddingsRequest};
 use crate::api::ApiError;
+use crate::gateway::sse::SseSplitter;
 use crate::providers::{ChatAnswer, Provider, ProviderError, ProviderErrorKind};
 use crate::resilience::backoff;
 use crate::resilience::breaker::{Outcome, Permit};
@@ -120,6 +121,8 @@ enum Next {
 
 fn classify(e: &ProviderError) -> (Outcome, Next) {
     match (e.kind, e.status) {
+        // The gateway's own resource exhaustion: not the provider's fault.
+        (ProviderErrorKind::Local, _) => (Outcome::Neutral, Next::Retry),
         // The gateway's own credentials were refused: this deployment is unusable.
         (ProviderErrorKind::Status, Some(401 | 403 | 407)) => (Outcome::Failure, Next::Fallback),
         (ProviderErrorKind::Status, Some(s)) if (400..500).contains(&s) && !e.is_retryable() => {
@@ -211,7 +214,7 @@ pub async fn run(
             let limit = tokio::time::Instant::now() + settings.first_byte_timeout;
             let result = match tokio::time::timeout_at(limit.min(deadline), call.call(provider, target)).await
             {
-                Ok(Ok(ChatAnswer::Stream(s))) => first_chunk(s, settings.idle_timeout, deadline).await,
+                Ok(Ok(ChatAnswer::Stream(s))) => first_event(s, settings.idle_timeout, deadline).await,
                 Ok(other) => other,
                 Err(_) => Err(ProviderError::new(
                     ProviderErrorKind::Timeout,
@@ -301,34 +304,50 @@ pub async fn run(
     })
 }
 
-/// Waits for a stream's first non-empty chunk (the commit point) and puts it
-/// back in front of the rest.
-async fn first_chunk(
+/// Holds a stream back until its first real event (one with a `data`
+/// field): the commit point. Comments (`: keep-alive`) and blank chunks do
+/// not commit, so a reset after them still falls back. A first event that
+/// is an error object (`data: {"error":...}`) is the upstream failing before
+/// the answer started: it falls back too. Once committed, the held chunks
+/// go out in front of the rest, unchanged.
+pub(crate) async fn first_event(
     mut s: crate::providers::ByteStream,
     idle: Duration,
     deadline: tokio::time::Instant,
 ) -> Result<ChatAnswer, ProviderError> {
+    let mut held: Vec<Bytes> = Vec::new();
+    let mut scan = SseSplitter::new();
     loop {
         let limit = (tokio::time::Instant::now() + idle).min(deadline);
-        match tokio::time::timeout_at(limit, s.next()).await {
+        let b = match tokio::time::timeout_at(limit, s.next()).await {
             Err(_) => {
                 return Err(ProviderError::new(
                     ProviderErrorKind::Timeout,
-                    "no stream data in time",
+                    "no stream event in time",
                 ))
             }
             Ok(None) => {
                 return Err(ProviderError::new(
                     ProviderErrorKind::Interrupted,
-                    "stream closed before any data",
+                    "stream closed before its first event",
                 ))
             }
             Ok(Some(Err(e))) => return Err(e),
-            Ok(Some(Ok(b))) if b.is_empty() => continue,
-            Ok(Some(Ok(b))) => {
-                let first = stream::once(async move { Ok::<Bytes, ProviderError>(b) });
-                return Ok(ChatAnswer::Stream(Box::pin(first.chain(s))));
+            Ok(Some(Ok(b))) => b,
+        };
+        if b.is_empty() {
+            continue;
+        }
+        scan.push(&b);
+        held.push(b);
+        while let Some(ev) = scan.next_event() {
+            let Some(data) = ev.data else { continue };
+            let data = data.trim_ascii();
+            if data.starts_with(b"{") && crate::providers::error::has_error_member(data) {
+                return Err(ProviderError::from_error_in_ok(data));
             }
+            let first = stream::iter(held.into_iter().map(Ok::<Bytes, ProviderError>));
+            return Ok(ChatAnswer::Stream(Box::pin(first.chain(s))));
         }
     }
 }

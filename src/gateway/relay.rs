@@ -144,7 +144,11 @@ impl Relay {
     }
 
     fn fail(&mut self, e: ProviderError) {
-        if let Some(h) = &self.health {
+        if let Some(h) = self
+            .health
+            .as_ref()
+            .filter(|_| e.kind != ProviderErrorKind::Local)
+        {
             h.record(Permit::Normal, Outcome::Failure, None);
         }
         let api = e.to_api_error(&self.provider, self.secret.as_deref());

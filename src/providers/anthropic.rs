@@ -628,7 +628,11 @@ fn normalise_usage(u: &AUsage) -> Usage {
     let cached = u.cache_read_input_tokens.unwrap_or(0);
     let written = u.cache_creation_input_tokens.unwrap_or(0);
     Usage {
-        prompt_tokens: u.input_tokens.unwrap_or(0) + cached + written,
+        prompt_tokens: u
+            .input_tokens
+            .unwrap_or(0)
+            .saturating_add(cached)
+            .saturating_add(written),
         completion_tokens: u.output_tokens.unwrap_or(0),
         cached_tokens: cached,
         cache_write_tokens: written,
@@ -1391,7 +1395,7 @@ fn stop_reason(finish: &str) -> &'static str {
 fn anthropic_usage_json(u: &Usage) -> Value {
     // Anthropic's input_tokens excludes cache reads and writes.
     json!({
-        "input_tokens": u.prompt_tokens.saturating_sub(u.cached_tokens + u.cache_write_tokens),
+        "input_tokens": u.prompt_tokens.saturating_sub(u.cached_tokens.saturating_add(u.cache_write_tokens)),
         "cache_creation_input_tokens": u.cache_write_tokens,
         "cache_read_input_tokens": u.cached_tokens,
         "output_tokens": u.completion_tokens,

@@ -21,6 +21,10 @@ pub enum ProviderErrorKind {
     Malformed,
     /// The connection broke while reading the response.
     Interrupted,
+    /// The gateway itself ran out of a local resource (open files, sockets,
+    /// ports, memory) before reaching the upstream: not the provider's fault,
+    /// never counted against its breaker.
+    Local,
 }
 
 /// A failed upstream call.
@@ -64,6 +68,37 @@ struct ErrorEnvelope {
     error: UpstreamErrorBody,
 }
 
+#[derive(Deserialize)]
+struct EmbeddedStatus {
+    error: EmbeddedStatusInner,
+}
+
+#[derive(Deserialize)]
+struct EmbeddedStatusInner {
+    #[serde(default)]
+    code: Option<serde_json::Value>,
+    #[serde(default)]
+    status: Option<serde_json::Value>,
+}
+
+/// Whether a JSON object body carries a top-level, non-null `error` member.
+/// A cheap pre-check (substring) keeps the common success path at one scan.
+pub fn has_error_member(body: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Top {
+        #[serde(default)]
+        error: Option<serde_json::Value>,
+    }
+    if memchr::memmem::find(body, b"\"error\"").is_none() {
+        return false;
+    }
+    // `"error": null` is a success with an empty error field.
+    serde_json::from_slice::<Top>(body)
+        .ok()
+        .and_then(|t| t.error)
+        .is_some_and(|v| !v.is_null())
+}
+
 impl ProviderError {
     pub fn new(kind: ProviderErrorKind, message: impl Into<String>) -> Self {
         ProviderError {
@@ -102,12 +137,48 @@ impl ProviderError {
         }
     }
 
+    /// An upstream that answered 2xx with an error object (`{"error":{...}}`),
+    /// as some OpenAI-compatible servers and aggregators do. A numeric status
+    /// inside the error (`"code": 429`, `"status": 503`) is honoured as if it
+    /// had been the HTTP status; otherwise it is a bad response (retryable).
+    pub fn from_error_in_ok(body: &[u8]) -> Self {
+        let envelope = serde_json::from_slice::<ErrorEnvelope>(body).ok();
+        let embedded = serde_json::from_slice::<EmbeddedStatus>(body)
+            .ok()
+            .and_then(|e| e.error.code.or(e.error.status))
+            .and_then(|v| match v {
+                serde_json::Value::Number(n) => n.as_u64(),
+                serde_json::Value::String(s) => s.parse::<u64>().ok(),
+                _ => None,
+            })
+            .filter(|s| (400..600).contains(s));
+        if let Some(status) = embedded {
+            return ProviderError::from_status(status as u16, None, &Bytes::copy_from_slice(body));
+        }
+        let upstream = envelope.map(|e| Box::new(e.error));
+        let detail = upstream
+            .as_ref()
+            .and_then(|u| u.message.as_deref())
+            .unwrap_or("no message");
+        let detail: String = detail.chars().take(200).collect();
+        ProviderError {
+            kind: ProviderErrorKind::Malformed,
+            status: None,
+            message: format!("HTTP 200 with an error body: {detail}"),
+            retry_after: None,
+            upstream,
+        }
+    }
+
     /// Whether trying again (here or elsewhere) may succeed: 408, 409, 429,
     /// 5xx (Anthropic's 529 included), connect errors, timeouts, broken
     /// connections. Client mistakes (400, 401, 403, 404, 422, content policy) are not.
     pub fn is_retryable(&self) -> bool {
         match self.kind {
-            ProviderErrorKind::Connect | ProviderErrorKind::Timeout | ProviderErrorKind::Interrupted => true,
+            ProviderErrorKind::Connect
+            | ProviderErrorKind::Timeout
+            | ProviderErrorKind::Interrupted
+            | ProviderErrorKind::Local => true,
             ProviderErrorKind::Malformed => true,
             ProviderErrorKind::Status => {
                 matches!(self.status, Some(408 | 409 | 429) | Some(500..=599))
@@ -123,6 +194,12 @@ impl ProviderError {
             _ => s.to_string(),
         };
         match self.kind {
+            ProviderErrorKind::Local => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "The gateway is out of local resources (open files or sockets); retry shortly.",
+            )
+            .with_code("gateway_overloaded"),
             ProviderErrorKind::Connect => ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "upstream_error",

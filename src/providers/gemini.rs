@@ -529,8 +529,8 @@ struct GError {
 /// `thoughtsTokenCount` (<https://ai.google.dev/api/generate-content#UsageMetadata>).
 fn normalise_usage(u: &GUsage) -> Usage {
     Usage {
-        prompt_tokens: u.prompt_token_count + u.tool_use_prompt_token_count,
-        completion_tokens: u.candidates_token_count + u.thoughts_token_count,
+        prompt_tokens: u.prompt_token_count.saturating_add(u.tool_use_prompt_token_count),
+        completion_tokens: u.candidates_token_count.saturating_add(u.thoughts_token_count),
         cached_tokens: u.cached_content_token_count,
         cache_write_tokens: 0,
         reasoning_tokens: u.thoughts_token_count,

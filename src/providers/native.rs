@@ -13,7 +13,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use super::error::parse_retry_after;
-use super::openai::{http_client, map_reqwest_error, read_limited};
+use super::openai::{check_json_object, event_stream, http_client, map_reqwest_error, read_limited};
 use super::{
     anthropic, azure, gemini, ByteStream, ChatAnswer, EmbeddingsAnswer, ProviderError, ProviderErrorKind,
 };
@@ -201,11 +201,10 @@ impl NativeBackend {
                 let url = azure::chat_url(&self.base, model, &self.api_version);
                 let resp = self.post(&url, body, &[]).await?;
                 if stream {
-                    Ok(ChatAnswer::Stream(Box::pin(
-                        resp.bytes_stream().map(|r| r.map_err(map_reqwest_error)),
-                    )))
+                    Ok(ChatAnswer::Stream(event_stream(resp).await?))
                 } else {
                     let body = resp.bytes().await.map_err(map_reqwest_error)?;
+                    check_json_object(&body)?;
                     let usage = usage_from_openai_json(&body);
                     Ok(ChatAnswer::Complete { body, usage })
                 }
@@ -242,6 +241,7 @@ impl NativeBackend {
                 let url = azure::embeddings_url(&self.base, &req.model, &self.api_version);
                 let resp = self.post(&url, body, &[]).await?;
                 let body = resp.bytes().await.map_err(map_reqwest_error)?;
+                check_json_object(&body)?;
                 let usage = usage_from_openai_json(&body);
                 Ok(EmbeddingsAnswer { body, usage })
             }

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use http::{header, HeaderMap, HeaderValue};
 
 use super::error::parse_retry_after;
-use super::{ChatAnswer, EmbeddingsAnswer, ProviderError, ProviderErrorKind};
+use super::{ByteStream, ChatAnswer, EmbeddingsAnswer, ProviderError, ProviderErrorKind};
 use crate::api::chat::{ChatRequest, EmbeddingsRequest};
 use crate::api::usage::usage_from_openai_json;
 use crate::config::ProviderSettings;
@@ -94,8 +94,7 @@ impl OpenAiBackend {
         })?;
         let resp = self.post(&self.chat_url, body).await?;
         if req.is_stream() {
-            let stream = resp.bytes_stream().map(|r| r.map_err(map_reqwest_error));
-            Ok(ChatAnswer::Stream(Box::pin(stream)))
+            Ok(ChatAnswer::Stream(event_stream(resp).await?))
         } else {
             let body = resp.bytes().await.map_err(map_reqwest_error)?;
             check_json_object(&body)?;
@@ -188,15 +187,70 @@ impl OpenAiBackend {
     }
 }
 
-/// A 2xx body must at least be a JSON object; anything else is a bad gateway.
-fn check_json_object(body: &Bytes) -> Result<(), ProviderError> {
-    match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-        Ok(_) if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') => Ok(()),
-        _ => Err(ProviderError::new(
+/// A 2xx body must be valid UTF-8 JSON, an object, and not an error object
+/// (`{"error":{...}}`, which some compatible servers send with HTTP 200);
+/// anything else is the upstream's failure: retried, fallen back from, and
+/// counted against its breaker.
+pub(super) fn check_json_object(body: &Bytes) -> Result<(), ProviderError> {
+    let valid = std::str::from_utf8(body).is_ok()
+        && body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok();
+    if !valid {
+        return Err(ProviderError::new(
             ProviderErrorKind::Malformed,
             "response body is not a JSON object",
-        )),
+        ));
     }
+    if super::error::has_error_member(body) {
+        return Err(ProviderError::from_error_in_ok(body));
+    }
+    Ok(())
+}
+
+/// The body of a 2xx answer to a streaming request, as a stream. A JSON
+/// object instead of events (an error object served with 200) is read and
+/// turned into the upstream error it is. A server that labels real events
+/// `application/json` still streams: only a body starting with `{` is read.
+pub(super) async fn event_stream(resp: reqwest::Response) -> Result<ByteStream, ProviderError> {
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    let mut s = resp.bytes_stream().map(|r| r.map_err(map_reqwest_error));
+    if !json {
+        return Ok(Box::pin(s));
+    }
+    let mut head = Vec::new();
+    loop {
+        match s.next().await {
+            Some(Ok(b)) => head.extend_from_slice(&b),
+            Some(Err(e)) => return Err(e),
+            None => break,
+        }
+        match head.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => continue,
+            Some(b'{') if head.len() < MAX_ERROR_BODY => continue,
+            Some(b'{') => break,
+            // Events after all: hand them on, what was read first.
+            Some(_) => {
+                let first = futures_util::stream::once(async move { Ok(Bytes::from(head)) });
+                return Ok(Box::pin(first.chain(s)));
+            }
+        }
+    }
+    let body = Bytes::from(head);
+    Err(match check_json_object(&body) {
+        Err(e) => e,
+        Ok(()) => ProviderError::new(
+            ProviderErrorKind::Malformed,
+            "a JSON body instead of an event stream",
+        ),
+    })
 }
 
 /// The pooled HTTP client of one provider: TCP_NODELAY, no redirects
@@ -227,8 +281,15 @@ pub(super) async fn read_limited(resp: reqwest::Response, limit: usize) -> Bytes
 }
 
 /// Classifies a transport error without copying its text (which names URLs).
+/// The gateway's own resource exhaustion (EMFILE, ENFILE, ENOBUFS, ENOMEM,
+/// EADDRNOTAVAIL) is `Local`: never blamed on the provider.
 pub fn map_reqwest_error(e: reqwest::Error) -> ProviderError {
-    if e.is_timeout() {
+    if is_local_resource_error(&e) {
+        ProviderError::new(
+            ProviderErrorKind::Local,
+            "the gateway could not open a connection (local resource limit)",
+        )
+    } else if e.is_timeout() {
         ProviderError::new(ProviderErrorKind::Timeout, "timed out")
     } else if e.is_connect() {
         ProviderError::new(ProviderErrorKind::Connect, "connection failed")
@@ -239,5 +300,85 @@ pub fn map_reqwest_error(e: reqwest::Error) -> ProviderError {
         )
     } else {
         ProviderError::new(ProviderErrorKind::Connect, "request could not be sent")
+    }
+}
+
+/// Whether an error chain holds an OS error meaning the gateway itself ran
+/// out of something (file descriptors, socket buffers, memory, local ports).
+pub fn is_local_resource_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.raw_os_error().is_some_and(is_local_errno) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL.
+pub fn is_local_errno(code: i32) -> bool {
+    [
+        libc::EMFILE,
+        libc::ENFILE,
+        libc::ENOBUFS,
+        libc::ENOMEM,
+        libc::EADDRNOTAVAIL,
+    ]
+    .contains(&code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_resource_errors_are_recognised_through_the_chain() {
+        #[derive(Debug)]
+        struct Wrap(std::io::Error);
+        impl std::fmt::Display for Wrap {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("tcp open error")
+            }
+        }
+        impl std::error::Error for Wrap {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let emfile = Wrap(std::io::Error::from_raw_os_error(libc::EMFILE));
+        assert!(is_local_resource_error(&emfile));
+        let refused = Wrap(std::io::Error::from_raw_os_error(libc::ECONNREFUSED));
+        assert!(!is_local_resource_error(&refused));
+    }
+
+    #[test]
+    fn ok_bodies_that_are_errors_are_refused() {
+        let ok = Bytes::from_static(br#"{"id":"x","choices":[],"error":null}"#);
+        assert!(check_json_object(&ok).is_ok());
+        let mentions = Bytes::from_static(br#"{"choices":[{"message":{"content":"\"error\": 1"}}]}"#);
+        assert!(check_json_object(&mentions).is_ok());
+        for bad in [
+            &br#"{"error":{"message":"upstream overloaded","type":"server_error"}}"#[..],
+            br#"{"id":"x","choices":["#,
+            b"{\"id\":\"\xff\xfe\"}",
+            b"[1,2]",
+            b"",
+        ] {
+            let e = check_json_object(&Bytes::copy_from_slice(bad)).expect_err("refused");
+            assert!(e.is_retryable(), "{e:?}");
+        }
+        let e = check_json_object(&Bytes::from_static(
+            br#"{"error":{"message":"slow down","code":429}}"#,
+        ))
+        .expect_err("refused");
+        assert_eq!((e.kind, e.status), (ProviderErrorKind::Status, Some(429)));
+        let e = check_json_object(&Bytes::from_static(
+            br#"{"error":{"message":"bad","code":"400"}}"#,
+        ))
+        .expect_err("refused");
+        assert!(!e.is_retryable());
     }
 }

@@ -143,8 +143,20 @@ pub(super) fn json(status: StatusCode, v: &impl Serialize) -> Response {
 
 #[derive(serde::Deserialize)]
 pub struct ListQuery {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_bool")]
     all: bool,
+}
+
+/// A query flag: `true`/`false`, `1`/`0`, `yes`/`no`, or empty (true).
+fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+    match s.to_ascii_lowercase().as_str() {
+        "" | "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        other => Err(serde::de::Error::custom(format!(
+            "`{other}` is not a flag: use true or false"
+        ))),
+    }
 }
 
 /// GET /admin/keys[?all=true]: active keys (with `all`, revoked ones too). Never the secrets.
@@ -162,7 +174,15 @@ pub async fn list_keys(
 }
 
 /// POST /admin/keys: creates a key; the response is the only time the secret is shown.
-pub async fn create_key(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+pub async fn create_key(
+    State(st): State<Arc<AppState>>,
+    headers: http::HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let body = match super::handlers::read_body(body, &headers, 64 * 1024).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     let spec: crate::auth::keys::KeySpec = match crate::api::chat::parse_json(&body) {
         Ok(s) => s,
         Err(e) => return e.into_response(),

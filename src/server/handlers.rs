@@ -261,8 +261,9 @@ pub(super) async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> 
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             Err(ApiError::payload_too_large(limit))
         }
+        Err(e) if super::edge::is_body_timeout(&*e) => Err(super::edge::body_timeout_error()),
         Err(_) => Err(ApiError::invalid_request(
-            "The request body could not be read.",
+            "The request body could not be read (shorter than its Content-Length, or the connection broke).",
             None,
         )),
     }
@@ -1171,12 +1172,12 @@ pub async fn ready(State(st): St) -> Response {
 
 /// Any other URL.
 pub async fn not_found(uri: http::Uri) -> Response {
-    ApiError::not_found(uri.path()).into_response()
+    super::edge::error_for_path(uri.path(), ApiError::not_found(uri.path()))
 }
 
 /// A known URL with the wrong method.
-pub async fn method_not_allowed() -> Response {
-    ApiError::method_not_allowed().into_response()
+pub async fn method_not_allowed(uri: http::Uri) -> Response {
+    super::edge::error_for_path(uri.path(), ApiError::method_not_allowed())
 }
 
 #[cfg(test)]

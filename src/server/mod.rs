@@ -5,6 +5,7 @@
 //! [`Server`] handle whose `shutdown` drains connections and then the ledger.
 
 pub mod admin;
+pub mod edge;
 pub mod experiments;
 pub mod handlers;
 pub mod messages;
@@ -78,6 +79,12 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/ready", get(ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            edge::body_deadline,
+        ))
+        .layer(axum::middleware::from_fn(edge::json_errors))
+        // Outermost: one access line for every refused request nobody logged.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             log_unlogged_errors,
@@ -162,6 +169,14 @@ pub async fn start_with_clock(
     let ledger = ledger.with_observers(metrics.clone(), config.log.access);
     let grace = config.server.shutdown_grace;
     let max_header = config.server.max_header_bytes;
+    let max_conns = edge::connections_that_fit(config.server.max_connections, edge::nofile_limit());
+    if max_conns < config.server.max_connections {
+        tracing::warn!(
+            configured = config.server.max_connections,
+            effective = max_conns,
+            "server.max_connections lowered to fit the open-file limit (two descriptors per proxied request)"
+        );
+    }
     let key_refresh = config.server.key_refresh;
     let budgets = start_budgets(&config, ledger_path, &metrics, clock).await?;
     let keys = crate::auth::keys::KeyStore::open(ledger_path, budgets.clock().clone()).await?;
@@ -175,7 +190,7 @@ pub async fn start_with_clock(
         ledger_path.to_path_buf(),
         budgets,
         keys.clone(),
-        metrics,
+        metrics.clone(),
         experiments,
     )?);
     if !keys.any() {
@@ -207,7 +222,12 @@ pub async fn start_with_clock(
     let token = stop.clone();
     let responses = state.responses.clone();
     let task = tokio::spawn(async move {
-        serve_loop(listener, router, token.cancelled_owned(), grace, max_header).await;
+        let limits = ConnLimits {
+            max_header,
+            max_conns,
+            metrics,
+        };
+        serve_loop(listener, router, token.cancelled_owned(), grace, limits).await;
         // Stored /v1/responses answers still queued are written before exit.
         responses.flush().await;
         // Every handle to the ledger is gone once connections are: drain it.
@@ -494,19 +514,33 @@ pub(crate) fn spawn_probes(rt: &state::Runtime, stop: &CancellationToken) {
     }
 }
 
+/// What the accept loop enforces per connection.
+struct ConnLimits {
+    max_header: usize,
+    /// Open client connections at most; beyond it a canned 503.
+    max_conns: usize,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// Connections being answered 503 at once at most (beyond it they are just closed).
+const MAX_REJECTING: usize = 256;
+
 async fn serve_loop(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
-    max_header: usize,
+    limits: ConnLimits,
 ) {
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .keep_alive(true)
-        .max_header_size(max_header)
+        .max_header_size(limits.max_header)
         .header_read_timeout(Duration::from_secs(30));
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_conns));
+    let rejecting = Arc::new(tokio::sync::Semaphore::new(MAX_REJECTING));
+    let busy: Arc<[u8]> = Arc::from(edge::over_capacity_response());
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -515,16 +549,28 @@ async fn serve_loop(
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        limits.metrics.rejected("connection_limit");
+                        if let Ok(r) = rejecting.clone().try_acquire_owned() {
+                            let busy = busy.clone();
+                            tokio::spawn(async move {
+                                edge::reject_connection(stream, busy).await;
+                                drop(r);
+                            });
+                        }
+                        continue;
+                    };
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!("set_nodelay failed: {e}");
                     }
                     let svc = TowerToHyperService::new(router.clone());
-                    let conn = http.serve_connection(TokioIo::new(stream), svc);
+                    let conn = http.serve_connection(edge::JsonErrorIo::new(TokioIo::new(stream)), svc);
                     let conn = graceful.watch(conn);
                     tasks.spawn(async move {
                         if let Err(e) = conn.await {
                             tracing::debug!("connection ended with error: {e}");
                         }
+                        drop(slot);
                     });
                     while tasks.try_join_next().is_some() {}
                 }

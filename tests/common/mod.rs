@@ -6,7 +6,8 @@
 //! `drop-mid` (stream dies half-way), `trickle` (30 ms between stream pieces), `bad-json`, `no-done`
 //! (stream ends cleanly without `[DONE]`), `error-event` (an error event mid-stream),
 //! `ratelimit-<secs>` (429 with that Retry-After), `drop-first` (stream dies
-//! before any byte), `hang-mid` (stream stalls forever half-way).
+//! before any byte), `hang-mid` (stream stalls forever half-way), and the
+//! 200-but-failed upstreams of [`misbehaving_ok`].
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -159,6 +160,9 @@ async fn fake_chat(State(st): State<FakeState>, headers: HeaderMap, body: Bytes)
     if model == "bad-json" {
         return (StatusCode::OK, "this is not json").into_response();
     }
+    if let Some(r) = misbehaving_ok(&model) {
+        return r;
+    }
     if !stream {
         return axum::Json(json!({
             "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
@@ -210,6 +214,46 @@ async fn fake_chat(State(st): State<FakeState>, headers: HeaderMap, body: Bytes)
         .header("content-type", "text/event-stream")
         .body(Body::from_stream(s))
         .expect("response")
+}
+
+/// Upstreams that answer HTTP 200 but fail (docs/reliability.md, "Fallback and streams"):
+/// `error-200` (an error object as a 200 JSON body, also to stream requests),
+/// `truncated` / `bad-utf8` (a 200 body that is not valid JSON),
+/// `stream-error-first` (an event stream whose first event is an error object),
+/// `comment-then-reset` (`: keep-alive`, then the connection breaks).
+fn misbehaving_ok(model: &str) -> Option<Response> {
+    let json_200 = |body: Vec<u8>| {
+        Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .expect("response")
+    };
+    let sse_200 = |chunks: Vec<Result<Bytes, std::io::Error>>| {
+        let s = futures_util::stream::iter(chunks);
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from_stream(s))
+            .expect("response")
+    };
+    Some(match model {
+        "error-200" => json_200(
+            br#"{"error":{"message":"upstream overloaded (error in a 200)","type":"server_error"}}"#.to_vec(),
+        ),
+        "truncated" => {
+            json_200(br#"{"id":"chatcmpl-fake","object":"chat.completion","choices":[{"ind"#.to_vec())
+        }
+        "bad-utf8" => {
+            json_200(b"{\"id\":\"chatcmpl-\xff\xfe\",\"object\":\"chat.completion\",\"choices\":[]}".to_vec())
+        }
+        "stream-error-first" => sse_200(vec![Ok(Bytes::from_static(
+            b"data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n",
+        ))]),
+        "comment-then-reset" => sse_200(vec![
+            Ok(Bytes::from_static(b": keep-alive\n\n")),
+            Err(std::io::Error::other("connection reset")),
+        ]),
+        _ => return None,
+    })
 }
 
 async fn fake_embeddings(State(st): State<FakeState>, headers: HeaderMap, body: Bytes) -> Response {
