@@ -574,6 +574,8 @@ async fn create_key(gw: &Gw, spec: Value) -> String {
 enum Inbound {
     Chat,
     Messages,
+    /// `/v1/responses`, translated to chat for this (non-OpenAI) upstream.
+    Responses,
 }
 
 /// One request of the race: a prompt, no max_tokens on chat (Anthropic's
@@ -589,6 +591,10 @@ async fn long_request(base: &str, key: &str, inbound: Inbound, stream: bool) -> 
             "/v1/messages",
             json!({"model": "long", "stream": stream, "max_tokens": 4096,
                    "messages": [{"role": "user", "content": prompt}]}),
+        ),
+        Inbound::Responses => (
+            "/v1/responses",
+            json!({"model": "long", "stream": stream, "input": prompt, "store": false}),
         ),
     };
     let r = client()
@@ -607,8 +613,11 @@ async fn long_request(base: &str, key: &str, inbound: Inbound, stream: bool) -> 
     let complete = match (status, stream, inbound) {
         (200, true, Inbound::Chat) => text.contains("[DONE]"),
         (200, true, Inbound::Messages) => text.contains("message_stop"),
+        (200, true, Inbound::Responses) => {
+            text.contains("response.completed") || text.contains("response.incomplete")
+        }
         (200, false, _) => serde_json::from_str::<Value>(&text).is_ok(),
-        (429, _, Inbound::Chat) => text.contains("budget_exceeded"),
+        (429, _, Inbound::Chat | Inbound::Responses) => text.contains("budget_exceeded"),
         (429, _, Inbound::Messages) => text.contains("rate_limit_error") && text.contains("budget"),
         _ => false,
     };
@@ -632,7 +641,7 @@ async fn key_spend(ledger: &std::path::Path, key: &str) -> (f64, i64) {
 
 /// A key whose daily budget fits about 20 requests at their reservation;
 /// 500 concurrent requests whose answers would run 3x the reserve. Strict
-/// mode caps every answer, so the ledger stays within the limit, on both
+/// mode caps every answer, so the ledger stays within the limit, on all three
 /// inbound formats, streamed and not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn strict_budgets_hold_for_answers_longer_than_the_reserve() {
@@ -646,6 +655,8 @@ async fn strict_budgets_hold_for_answers_longer_than_the_reserve() {
         (Inbound::Chat, true),
         (Inbound::Messages, false),
         (Inbound::Messages, true),
+        (Inbound::Responses, false),
+        (Inbound::Responses, true),
     ]
     .into_iter()
     .enumerate()
@@ -671,7 +682,7 @@ async fn strict_budgets_hold_for_answers_longer_than_the_reserve() {
                     ok += 1;
                     let c = clamp.expect("the cap is in x-switchyard-max-tokens-clamped");
                     let most = match inbound {
-                        Inbound::Chat => 100,
+                        Inbound::Chat | Inbound::Responses => 100,
                         Inbound::Messages => 4096,
                     };
                     assert!((16..=most).contains(&c), "clamp {c}");
@@ -690,7 +701,7 @@ async fn strict_budgets_hold_for_answers_longer_than_the_reserve() {
         );
         // The answers were capped, not refused wholesale: at least the
         // requests that fit at their full reserve ran.
-        if matches!(inbound, Inbound::Chat) {
+        if matches!(inbound, Inbound::Chat | Inbound::Responses) {
             assert!(ok >= 20, "{ok} admitted");
         } else {
             assert!(ok >= 1, "{ok} admitted");

@@ -264,14 +264,25 @@ price = { input = 1.0, output = 4.0 }
         .expect("valid");
     let auto = &cfg.routing.routes["auto"];
     assert!(auto.built_in);
-    assert!(auto.predicted.is_none(), "the zero-config auto route is the task map");
+    assert!(
+        auto.predicted.is_none(),
+        "the zero-config auto route is the task map"
+    );
     let routing = &cfg.routing;
     let chat = switchyard::routing::classifier::ClassifyInput::user("hello there, how are you today?");
     let d = routing.decide(auto, &chat, None);
-    assert_eq!(d.chain.first().map(String::as_str), Some("small"), "simple chat goes to economy");
+    assert_eq!(
+        d.chain.first().map(String::as_str),
+        Some("small"),
+        "simple chat goes to economy"
+    );
     let code = switchyard::routing::classifier::ClassifyInput::user(
         "Write a Python function that parses an ISO 8601 date string and returns a datetime, with unit tests.",
     );
     let d = routing.decide(auto, &code, None);
-    assert_ne!(d.chain.first().map(String::as_str), Some("small"), "code goes above economy");
+    assert_ne!(
+        d.chain.first().map(String::as_str),
+        Some("small"),
+        "code goes above economy"
+    );
 }
