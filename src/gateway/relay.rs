@@ -227,3 +227,80 @@ impl Stream for Relay {
         }
     }
 }
+
+/// One inbound format's stream translator: turns the relay's OpenAI chat
+/// SSE events into that format's events (`/v1/messages`, `/v1/responses`).
+pub trait EventTranslator: Send + 'static {
+    /// Translates one event into `out`; `Ok(true)` once the stream is complete.
+    fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<Bytes>) -> Result<bool, String>;
+    /// The event the client gets when an upstream event cannot be translated.
+    fn error_event(&self, message: &str) -> Bytes;
+    /// Closes the stream when the upstream ended without its end marker (idempotent).
+    fn finish(&mut self, out: &mut Vec<Bytes>);
+    /// Called once, when the stream is over (after the last event is queued).
+    fn done(&mut self) {}
+}
+
+/// The relay's chat SSE, translated event by event by `t`: events are split
+/// as bytes arrive, translated events are yielded in order, and a translation
+/// error ends the stream with `t`'s error event.
+pub fn translate_events<S, T>(relay: S, t: T) -> impl Stream<Item = Result<Bytes, Infallible>> + Send
+where
+    S: Stream<Item = Result<Bytes, Infallible>> + Send + Unpin + 'static,
+    T: EventTranslator,
+{
+    use futures_util::StreamExt;
+    struct St<S, T> {
+        relay: S,
+        splitter: SseSplitter,
+        t: T,
+        queue: VecDeque<Bytes>,
+        done: bool,
+    }
+    let st = St {
+        relay,
+        splitter: SseSplitter::new(),
+        t,
+        queue: VecDeque::new(),
+        done: false,
+    };
+    futures_util::stream::unfold(st, |mut st| async move {
+        loop {
+            if let Some(b) = st.queue.pop_front() {
+                return Some((Ok(b), st));
+            }
+            if st.done {
+                return None;
+            }
+            let mut out = Vec::new();
+            match st.relay.next().await {
+                Some(Ok(bytes)) => {
+                    st.splitter.push(&bytes);
+                    while let Some(ev) = st.splitter.next_event() {
+                        match st.t.on_event(&ev, &mut out) {
+                            Ok(false) => {}
+                            Ok(true) => {
+                                st.done = true;
+                                break;
+                            }
+                            Err(message) => {
+                                out.push(st.t.error_event(&message));
+                                st.done = true;
+                                break;
+                            }
+                        }
+                    }
+                }
+                Some(Err(never)) => match never {},
+                None => {
+                    st.done = true;
+                    st.t.finish(&mut out);
+                }
+            }
+            if st.done {
+                st.t.done();
+            }
+            st.queue.extend(out);
+        }
+    })
+}

@@ -7,8 +7,6 @@
 //! tracking), and the answer translated back to Anthropic's format.
 //! `anthropic-version` and `anthropic-beta` are forwarded to Anthropic upstreams.
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -16,7 +14,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use bytes::Bytes;
-use futures_util::{stream, Stream, StreamExt};
 use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 
@@ -29,7 +26,8 @@ use crate::api::chat::{parse_json, StreamOptions};
 use crate::api::ApiError;
 use crate::auth::KeyUse;
 use crate::gateway::attempt::{self, ChatCall, Served};
-use crate::gateway::sse::SseSplitter;
+use crate::gateway::relay::{translate_events, EventTranslator};
+use crate::gateway::sse::SseEvent;
 use crate::providers::anthropic::{self, ChunkToMessagesStream};
 use crate::providers::ChatAnswer;
 
@@ -146,7 +144,7 @@ async fn messages_inner(
         }
         ChatAnswer::Stream(upstream_bytes) => {
             let relay = relay_for(&ctx.rt, &target, upstream_bytes, true, recorder);
-            let events = to_messages_events(relay, ChunkToMessagesStream::new(&target.public));
+            let events = translate_events(relay, ChunkToMessagesStream::new(&target.public));
             Ok(sse_response(
                 durable_body(st, events),
                 ctx,
@@ -159,67 +157,17 @@ async fn messages_inner(
     }
 }
 
-/// OpenAI SSE (from the relay) -> Anthropic SSE events.
-fn to_messages_events<S>(
-    relay: S,
-    t: ChunkToMessagesStream,
-) -> impl Stream<Item = Result<Bytes, Infallible>> + Send
-where
-    S: Stream<Item = Result<Bytes, Infallible>> + Send + Unpin + 'static,
-{
-    struct St<S> {
-        relay: S,
-        splitter: SseSplitter,
-        t: ChunkToMessagesStream,
-        queue: VecDeque<Bytes>,
-        done: bool,
+impl EventTranslator for ChunkToMessagesStream {
+    fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<Bytes>) -> Result<bool, String> {
+        ChunkToMessagesStream::on_event(self, ev, out).map_err(|e| e.message)
     }
-    let st = St {
-        relay,
-        splitter: SseSplitter::new(),
-        t,
-        queue: VecDeque::new(),
-        done: false,
-    };
-    stream::unfold(st, |mut st| async move {
-        loop {
-            if let Some(b) = st.queue.pop_front() {
-                return Some((Ok(b), st));
-            }
-            if st.done {
-                return None;
-            }
-            let mut out = Vec::new();
-            match st.relay.next().await {
-                Some(Ok(bytes)) => {
-                    st.splitter.push(&bytes);
-                    while let Some(ev) = st.splitter.next_event() {
-                        match st.t.on_event(&ev, &mut out) {
-                            Ok(false) => {}
-                            Ok(true) => {
-                                st.done = true;
-                                break;
-                            }
-                            Err(e) => {
-                                let msg = json!({"type": "error", "error": {"type": "api_error", "message": e.message}});
-                                out.push(Bytes::from(format!("event: error\ndata: {msg}\n\n")));
-                                st.done = true;
-                                break;
-                            }
-                        }
-                    }
-                }
-                Some(Err(never)) => match never {},
-                None => {
-                    st.done = true;
-                    if !st.t.is_finished() {
-                        st.t.finish(&mut out);
-                    }
-                }
-            }
-            st.queue.extend(out);
-        }
-    })
+    fn error_event(&self, message: &str) -> Bytes {
+        let msg = json!({"type": "error", "error": {"type": "api_error", "message": message}});
+        Bytes::from(format!("event: error\ndata: {msg}\n\n"))
+    }
+    fn finish(&mut self, out: &mut Vec<Bytes>) {
+        ChunkToMessagesStream::finish(self, out);
+    }
 }
 
 /// POST /v1/messages/count_tokens: an estimate (about four characters per

@@ -36,7 +36,8 @@ use crate::api::responses::{ChunkToResponses, ResponsesRequest, Shell};
 use crate::api::ApiError;
 use crate::auth::KeyUse;
 use crate::gateway::attempt::{self, BoxFut, Call, ChatCall, Served};
-use crate::gateway::sse::SseSplitter;
+use crate::gateway::relay::{translate_events, EventTranslator};
+use crate::gateway::sse::{SseEvent, SseSplitter};
 use crate::providers::{ByteStream, ChatAnswer, Provider};
 
 /// A `/v1/responses` request re-aimed at each target: the body as sent to
@@ -296,10 +297,12 @@ async fn create_inner(
                 ))
             } else {
                 let relay = relay_for(&ctx.rt, &target, upstream_bytes, true, recorder);
-                Body::from_stream(translated_events(
+                Body::from_stream(translate_events(
                     relay,
-                    ChunkToResponses::new(shell, translation),
-                    keep,
+                    ToResponses {
+                        t: ChunkToResponses::new(shell, translation),
+                        keep,
+                    },
                 ))
             };
             Ok(sse_response(
@@ -331,74 +334,30 @@ fn native_history_item(it: &Value) -> Option<Value> {
     Some(it)
 }
 
-/// Chat SSE (from the relay) -> the Responses event stream.
-fn translated_events<S>(
-    relay: S,
+/// Chat SSE (from the relay) -> the Responses event stream; the final
+/// response is stored (`keep`) once the stream is over.
+struct ToResponses {
     t: ChunkToResponses,
     keep: Option<Keep>,
-) -> impl Stream<Item = Result<Bytes, Infallible>> + Send
-where
-    S: Stream<Item = Result<Bytes, Infallible>> + Send + Unpin + 'static,
-{
-    struct St<S> {
-        relay: S,
-        splitter: SseSplitter,
-        t: ChunkToResponses,
-        queue: VecDeque<Bytes>,
-        done: bool,
-        keep: Option<Keep>,
+}
+
+impl EventTranslator for ToResponses {
+    fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<Bytes>) -> Result<bool, String> {
+        self.t.on_event(ev, out).map_err(|e| e.message)
     }
-    let st = St {
-        relay,
-        splitter: SseSplitter::new(),
-        t,
-        queue: VecDeque::new(),
-        done: false,
-        keep,
-    };
-    stream::unfold(st, |mut st| async move {
-        loop {
-            if let Some(b) = st.queue.pop_front() {
-                return Some((Ok(b), st));
-            }
-            if st.done {
-                return None;
-            }
-            let mut out = Vec::new();
-            match st.relay.next().await {
-                Some(Ok(bytes)) => {
-                    st.splitter.push(&bytes);
-                    while let Some(ev) = st.splitter.next_event() {
-                        match st.t.on_event(&ev, &mut out) {
-                            Ok(false) => {}
-                            Ok(true) => {
-                                st.done = true;
-                                break;
-                            }
-                            Err(e) => {
-                                let msg = json!({"type": "error", "code": "bad_upstream_response",
-                                                 "message": e.message, "param": null, "sequence_number": 0});
-                                out.push(Bytes::from(format!("event: error\ndata: {msg}\n\n")));
-                                st.done = true;
-                                break;
-                            }
-                        }
-                    }
-                }
-                Some(Err(never)) => match never {},
-                None => {
-                    st.done = true;
-                    st.t.finish(&mut out);
-                }
-            }
-            if st.done {
-                if let (Some(k), Some(r)) = (st.keep.take(), st.t.final_response()) {
-                    k.put(r);
-                }
-            }
-            st.queue.extend(out);
+    fn error_event(&self, message: &str) -> Bytes {
+        let msg = json!({"type": "error", "code": "bad_upstream_response",
+                         "message": message, "param": null, "sequence_number": 0});
+        Bytes::from(format!("event: error\ndata: {msg}\n\n"))
+    }
+    fn finish(&mut self, out: &mut Vec<Bytes>) {
+        self.t.finish(out);
+    }
+    fn done(&mut self) {
+        if let (Some(k), Some(r)) = (self.keep.take(), self.t.final_response()) {
+            k.put(r);
         }
-    })
+    }
 }
 
 /// The terminal event types of a Responses stream.
