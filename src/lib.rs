@@ -15,5 +15,6 @@ pub mod providers;
 pub mod resilience;
 pub mod routing;
 pub mod server;
+pub mod state;
 
 pub use server::{app, start, AppState, Server};

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::api::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 use keys::ActiveKey;
 use limiter::{format_reset, Denied, Snapshot};
 

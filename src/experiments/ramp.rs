@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::live::{Live, RampState};
 use super::report::{self, ArmReport};
 use crate::config::experiments::{Ramp, CONTROL};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// How often the ramp task looks at the figures (breaches roll back within this).
 pub const TICK: Duration = Duration::from_secs(5);

@@ -23,8 +23,8 @@ use crate::accounting::recorder::{Recorder, TokenSink};
 use crate::api::chat::ChatRequest;
 use crate::providers::ChatAnswer;
 use crate::resilience::breaker::State;
-use crate::server::state::Runtime;
-use crate::server::AppState;
+use crate::state::AppState;
+use crate::state::Runtime;
 
 /// The ledger endpoint of shadow rows.
 pub const ENDPOINT: &str = "shadow.chat.completions";

@@ -26,7 +26,7 @@ use crate::providers::{ChatAnswer, Provider, ProviderError, ProviderErrorKind};
 use crate::resilience::backoff;
 use crate::resilience::breaker::{Outcome, Permit};
 use crate::resilience::health::Health;
-use crate::server::state::{AppState, Runtime, Target};
+use crate::state::{AppState, Runtime, Target};
 
 pub type BoxFut<'a> = Pin<Box<dyn Future<Output = Result<ChatAnswer, ProviderError>> + Send + 'a>>;
 

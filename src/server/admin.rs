@@ -10,9 +10,9 @@ use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
 
-use super::state::AppState;
 use crate::api::ApiError;
 use crate::resilience::health::HealthReport;
+use crate::state::AppState;
 
 /// Compares in time independent of where the inputs differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -17,8 +17,8 @@ use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 
-use super::state::AppState;
 use crate::api::ApiError;
+use crate::state::AppState;
 
 /// Whether `path` speaks Anthropic's wire format (errors included).
 pub fn is_anthropic_path(path: &str) -> bool {

@@ -13,12 +13,12 @@ use serde::{Deserialize, Serialize};
 
 use super::admin::json;
 use super::handlers::{read_body, Ctx};
-use super::state::AppState;
 use crate::api::ApiError;
 use crate::auth::KeyUse;
 use crate::config::experiments::Experiment;
 use crate::experiments::ramp::RampView;
 use crate::experiments::{report, store};
+use crate::state::AppState;
 
 /// Longest feedback comment, in characters.
 pub const MAX_COMMENT_CHARS: usize = 2000;

@@ -16,7 +16,6 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
-use super::state::{AppState, Runtime, Target};
 use crate::accounting::budget::{BudgetMode, OnExceed, Scope};
 use crate::accounting::estimate::{OutputField, PromptInfo};
 use crate::accounting::ledger::{LedgerEntry, RoutingRecord};
@@ -26,6 +25,7 @@ use crate::auth::KeyUse;
 use crate::gateway::attempt::{self, Accounting, ChatCall, EmbeddingsCall, Served};
 use crate::gateway::relay::Relay;
 use crate::providers::ChatAnswer;
+use crate::state::{AppState, Runtime, Target};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_MODEL: HeaderName = HeaderName::from_static("x-switchyard-model");

@@ -20,7 +20,6 @@ use serde_json::{json, Value};
 use super::handlers::{
     durable_body, json_response, prepare, read_body, relay_for, route_headers, sse_response, Ctx, Prepared,
 };
-use super::state::{AppState, Target};
 use crate::accounting::estimate::OutputField;
 use crate::api::chat::{parse_json, StreamOptions};
 use crate::api::ApiError;
@@ -30,6 +29,7 @@ use crate::gateway::relay::{translate_events, EventTranslator};
 use crate::gateway::sse::SseEvent;
 use crate::providers::anthropic::{self, ChunkToMessagesStream};
 use crate::providers::ChatAnswer;
+use crate::state::{AppState, Target};
 
 const FORWARDED: [HeaderName; 2] = [
     HeaderName::from_static("anthropic-version"),

@@ -9,9 +9,7 @@ pub mod edge;
 pub mod experiments;
 pub mod handlers;
 pub mod messages;
-pub mod response_store;
 pub mod responses;
-pub mod state;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accounting::ledger;
 use crate::config::Config;
-pub use state::AppState;
+pub use crate::state::AppState;
 
 /// The router with every endpoint.
 pub fn app(state: Arc<AppState>) -> Router {
@@ -407,7 +405,7 @@ pub const DISCOVERY_EVERY: Duration = Duration::from_secs(60);
 /// ([`crate::providers::Provider::discovers_models`]), `GET /models` at
 /// start and every [`DISCOVERY_EVERY`], into `Runtime::discovered`. A failed
 /// fetch keeps the last list. Holds the runtime weakly; stops with it.
-pub(crate) fn spawn_discovery(rt: &Arc<state::Runtime>, stop: &CancellationToken) {
+pub(crate) fn spawn_discovery(rt: &Arc<crate::state::Runtime>, stop: &CancellationToken) {
     let providers: Vec<_> = rt
         .providers
         .iter()
@@ -486,7 +484,7 @@ pub(crate) fn spawn_discovery(rt: &Arc<state::Runtime>, stop: &CancellationToken
 
 /// Active health probes: one task per provider with `probe_interval_secs`,
 /// feeding the same breaker as live traffic. They hold no ledger handle.
-pub(crate) fn spawn_probes(rt: &state::Runtime, stop: &CancellationToken) {
+pub(crate) fn spawn_probes(rt: &crate::state::Runtime, stop: &CancellationToken) {
     for (provider, health) in rt.providers.iter().zip(&rt.health) {
         let Some(every) = provider.settings.probe_interval else {
             continue;

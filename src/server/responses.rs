@@ -26,8 +26,6 @@ use serde_json::{json, Map, Value};
 use super::handlers::{
     json_response, prepare, read_body, relay_for, route_headers, sse_response, Ctx, Prepared,
 };
-use super::response_store::{ResponseStore, Stored};
-use super::state::{AppState, Target};
 use crate::accounting::estimate::OutputField;
 use crate::accounting::recorder::Recorder;
 use crate::api::chat::{ChatRequest, StreamOptions};
@@ -39,6 +37,8 @@ use crate::gateway::attempt::{self, BoxFut, Call, ChatCall, Served};
 use crate::gateway::relay::{translate_events, EventTranslator};
 use crate::gateway::sse::{SseEvent, SseSplitter};
 use crate::providers::{ByteStream, ChatAnswer, Provider};
+use crate::state::response_store::{ResponseStore, Stored};
+use crate::state::{AppState, Target};
 
 /// A `/v1/responses` request re-aimed at each target: the body as sent to
 /// upstreams that speak the Responses API, the chat translation to the rest.

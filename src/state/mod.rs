@@ -1,4 +1,7 @@
-//! `AppState`: everything a request handler needs, built once at start.
+//! `AppState` and `Runtime`: the state a request works with, built once at start and
+//! swapped on reload. Below the HTTP layer: `server/` uses it, it never uses `server/`.
+
+pub mod response_store;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,7 +96,7 @@ pub struct AppState {
     /// Experiment state that outlives reloads (ramp positions, shadow limits).
     pub experiments: Arc<crate::experiments::Experiments>,
     /// Stored `/v1/responses` answers (in the ledger database).
-    pub responses: Arc<super::response_store::ResponseStore>,
+    pub responses: Arc<response_store::ResponseStore>,
 }
 
 impl AppState {
@@ -120,7 +123,7 @@ impl AppState {
             sessions: Sessions::new(idle),
             budgets,
             reload_lock: tokio::sync::Mutex::new(()),
-            responses: Arc::new(super::response_store::ResponseStore::new(ledger_path.clone())),
+            responses: Arc::new(response_store::ResponseStore::new(ledger_path.clone())),
             ledger_path,
             keys,
             metrics,
