@@ -783,7 +783,7 @@ pub fn parse_timestamp(s: &str) -> Option<f64> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
         return None;
     }
-    let mut secs = crate::accounting::report::days_from_civil(y, mo, d) as f64 * 86_400.0;
+    let mut secs = crate::accounting::report::days_from_civil(y, mo, d)? as f64 * 86_400.0;
     let mut i = 10;
     if i == b.len() {
         return Some(secs);
@@ -836,26 +836,10 @@ pub fn parse_timestamp(s: &str) -> Option<f64> {
     }
 }
 
-/// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
+/// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (the epoch for an instant chrono cannot hold).
 pub fn format_timestamp(secs: f64) -> String {
-    let t = secs.floor() as i64;
-    let (days, rem) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let t = chrono::DateTime::from_timestamp(secs.floor() as i64, 0).unwrap_or_default();
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// A token count: a non-negative integer (an integral float is accepted).

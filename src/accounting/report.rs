@@ -97,20 +97,22 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return Err(bad());
     }
-    let days = days_from_civil(y, m, d);
+    let days = days_from_civil(y, m, d).ok_or_else(bad)?;
     Ok(days * 86_400_000)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// algorithm), UTC.
-pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// Days since 1970-01-01 of a proleptic Gregorian date, UTC; `None` for a
+/// date that does not exist (February 30).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> Option<i64> {
+    let date = chrono::NaiveDate::from_ymd_opt(
+        i32::try_from(y).ok()?,
+        u32::try_from(m).ok()?,
+        u32::try_from(d).ok()?,
+    )?;
+    Some(
+        date.signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?)
+            .num_days(),
+    )
 }
 
 async fn open_read_only(path: &Path) -> Result<SqliteConnection, String> {
@@ -469,6 +471,16 @@ pub async fn feedback_by_model_task(path: &Path) -> Result<Vec<(String, String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn civil_days_and_impossible_dates() {
+        assert_eq!(days_from_civil(1970, 1, 1), Some(0));
+        assert_eq!(days_from_civil(2000, 3, 1), Some(11_017));
+        assert_eq!(days_from_civil(1969, 12, 31), Some(-1));
+        assert_eq!(days_from_civil(2026, 2, 30), None);
+        assert!(parse_time("2026-02-30").is_err());
+        assert_eq!(parse_time("2000-03-01"), Ok(11_017 * 86_400_000));
+    }
 
     #[test]
     fn dates() {

@@ -1,6 +1,5 @@
 //! OpenAI wire types: requests, usage, errors, model lists.
 
-pub mod base64;
 pub mod chat;
 pub mod completions;
 pub mod error;

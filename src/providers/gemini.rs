@@ -1012,7 +1012,10 @@ pub fn parse_embed_response(
         .map(|(i, e)| {
             let embedding = if base64 {
                 let bytes: Vec<u8> = e.values.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect();
-                Value::from(crate::api::base64::encode(&bytes))
+                Value::from(base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    &bytes,
+                ))
             } else {
                 Value::from(e.values)
             };

@@ -334,7 +334,10 @@ impl Simulated {
                 for x in &v {
                     raw.extend_from_slice(&x.to_le_bytes());
                 }
-                Value::String(crate::api::base64::encode(&raw))
+                Value::String(base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    &raw,
+                ))
             } else {
                 json!(v)
             };
