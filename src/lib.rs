@@ -16,5 +16,6 @@ pub mod resilience;
 pub mod routing;
 pub mod server;
 pub mod state;
+pub mod telemetry;
 
 pub use server::{app, start, AppState, Server};

@@ -35,6 +35,8 @@ pub struct Recorder {
     sinks: Vec<TokenSink>,
     /// Whether `usage` is an estimate.
     estimated: bool,
+    /// This attempt's trace span, ended with the row.
+    span: Option<crate::telemetry::AttemptSpan>,
 }
 
 /// A token-per-minute bucket that took an estimate before the call.
@@ -64,6 +66,7 @@ impl Recorder {
             reservation: None,
             sinks: Vec::new(),
             estimated: false,
+            span: None,
         }
     }
 
@@ -78,6 +81,11 @@ impl Recorder {
             self.usage = Some(estimate::estimate_usage(p, &self.output));
             self.estimated = true;
         }
+    }
+
+    /// Ends `span` with this attempt's row.
+    pub fn set_span(&mut self, span: crate::telemetry::AttemptSpan) {
+        self.span = Some(span);
     }
 
     /// Adds a token bucket to correct when the real usage is known.
@@ -168,6 +176,9 @@ impl Recorder {
                         }
                     }
                 }
+            }
+            if let Some(span) = self.span.take() {
+                span.finish(&e);
             }
             self.ledger.record(e);
         }

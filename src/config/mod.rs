@@ -120,6 +120,22 @@ pub struct RawConfig {
     pub experiments: IndexMap<String, experiments::RawExperiment>,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
+}
+
+/// `[telemetry]`: OpenTelemetry trace export (off unless `otlp_endpoint` is set).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    /// OTLP/HTTP collector base URL (`http://host:4318`; `/v1/traces` is added
+    /// unless the URL already has a path).
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans (default "switchyard").
+    pub service_name: Option<String>,
+    /// Extra headers on export requests (a collector's API key: use `${VAR}`).
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
 }
 
 /// `[log]`.
@@ -467,6 +483,8 @@ pub struct Config {
     /// Model-swap experiments, by name.
     pub experiments: IndexMap<String, experiments::Experiment>,
     pub log: LogSettings,
+    /// OpenTelemetry export.
+    pub telemetry: TelemetrySettings,
     /// Non-fatal notes for the start-up log (e.g. models without a price).
     pub warnings: Vec<String>,
 }
@@ -484,6 +502,16 @@ pub struct ServerSettings {
     pub body_timeout: Duration,
     /// Cap on open client connections (a 503 beyond it).
     pub max_connections: usize,
+}
+
+/// `[telemetry]`, validated: where traces go.
+#[derive(Debug, Clone, Default)]
+pub struct TelemetrySettings {
+    /// Full OTLP/HTTP traces URL (`.../v1/traces`); `None`: no export.
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+    /// Export request headers; values are secrets (never logged).
+    pub headers: Vec<(String, Secret)>,
 }
 
 /// `[log]`: the log format and level.
@@ -988,6 +1016,46 @@ pub fn validate(
         },
         access: raw.log.access.unwrap_or(true),
     };
+    let telemetry = TelemetrySettings {
+        otlp_endpoint: match raw.telemetry.otlp_endpoint.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(u) => match http::Uri::try_from(u) {
+                Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {
+                    Some(if uri.path().trim_end_matches('/').is_empty() {
+                        format!("{}/v1/traces", u.trim_end_matches('/'))
+                    } else {
+                        u.to_string()
+                    })
+                }
+                _ => {
+                    errors.push(err(
+                        "telemetry.otlp_endpoint",
+                        format!("{u:?}: expected an http(s) URL such as \"http://127.0.0.1:4318\""),
+                    ));
+                    None
+                }
+            },
+        },
+        service_name: raw
+            .telemetry
+            .service_name
+            .clone()
+            .unwrap_or_else(|| "switchyard".into()),
+        headers: raw
+            .telemetry
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), Secret::new(v.clone())))
+            .collect(),
+    };
+    for (k, _) in &telemetry.headers {
+        if http::HeaderName::try_from(k.as_str()).is_err() {
+            errors.push(err(
+                format!("telemetry.headers.{k}"),
+                "is not a valid HTTP header name",
+            ));
+        }
+    }
 
     let batch_size = raw.ledger.batch_size.unwrap_or(512);
     if batch_size == 0 {
@@ -1454,6 +1522,7 @@ pub fn validate(
             budgets,
             experiments,
             log,
+            telemetry,
             warnings,
         })
     } else {

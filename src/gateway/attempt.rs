@@ -144,6 +144,10 @@ pub struct Accounting {
     pub key: Option<Arc<crate::auth::KeyUse>>,
     /// Tokens estimated before the call (prompt plus max output), for TPM limits.
     pub estimated_tokens: u64,
+    /// The request's trace span, when traces are exported.
+    pub trace: Option<Arc<crate::telemetry::RequestSpan>>,
+    /// The client's `traceparent`, forwarded upstream as is when traces are not exported.
+    pub client_traceparent: Option<http::HeaderValue>,
 }
 
 /// Runs `call` against `targets` in order. `entry` builds the ledger row
@@ -209,11 +213,21 @@ pub async fn run(
                     clock.clone(),
                 ));
             }
+            let traceparent = match &acct.trace {
+                Some(t) => {
+                    let span = t.attempt(&provider.name, settings.kind.as_str(), &target.upstream, attempts);
+                    let tp = span.traceparent();
+                    recorder.set_span(span);
+                    tp
+                }
+                None => acct.client_traceparent.clone(),
+            };
             let _in_flight = health.start();
             let sent = Instant::now();
             let limit = tokio::time::Instant::now() + settings.first_byte_timeout;
-            let result = match tokio::time::timeout_at(limit.min(deadline), call.call(provider, target)).await
-            {
+            let upstream_call =
+                crate::telemetry::with_upstream_traceparent(traceparent, call.call(provider, target));
+            let result = match tokio::time::timeout_at(limit.min(deadline), upstream_call).await {
                 Ok(Ok(ChatAnswer::Stream(s))) => first_event(s, settings.idle_timeout, deadline).await,
                 Ok(other) => other,
                 Err(_) => Err(ProviderError::new(

@@ -120,6 +120,7 @@ impl NativeBackend {
         for (k, v) in extra {
             headers.insert(k.clone(), v.clone());
         }
+        headers.extend(crate::telemetry::upstream_headers());
         let resp = self
             .client
             .post(url)

@@ -68,6 +68,7 @@ impl OpenAiBackend {
             .client
             .post(url.clone())
             .headers(self.headers.clone())
+            .headers(crate::telemetry::upstream_headers())
             .timeout(self.timeout)
             .body(body)
             .send()

@@ -33,6 +33,8 @@ pub const X_PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provide
 pub const X_COST: HeaderName = HeaderName::from_static("x-switchyard-cost-usd");
 pub const X_OVERHEAD: HeaderName = HeaderName::from_static("x-switchyard-overhead-ms");
 pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+/// W3C trace context (accepted from the client, sent upstream).
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub const X_EXPERIMENT: HeaderName = HeaderName::from_static("x-switchyard-experiment");
 /// The output-token cap a strict budget put on the request (set or lowered).
 pub const X_MAX_TOKENS_CLAMPED: HeaderName = HeaderName::from_static("x-switchyard-max-tokens-clamped");
@@ -54,6 +56,9 @@ pub(super) struct Ctx {
     experiment: std::sync::OnceLock<HeaderValue>,
     /// `x-switchyard-max-tokens-clamped`, once a strict budget capped the answer.
     clamped: std::sync::OnceLock<HeaderValue>,
+    /// The client's W3C `traceparent`, if any.
+    traceparent: Option<HeaderValue>,
+    telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 impl Ctx {
@@ -85,7 +90,33 @@ impl Ctx {
             request_id_header,
             experiment: std::sync::OnceLock::new(),
             clamped: std::sync::OnceLock::new(),
+            traceparent: headers.get(TRACEPARENT).filter(|v| v.len() <= 128).cloned(),
+            telemetry: st.telemetry.clone(),
         }
+    }
+
+    /// The request's trace span (when traces are exported) and the client's
+    /// `traceparent` (forwarded upstream when they are not).
+    pub(super) fn trace(
+        &self,
+        operation: &'static str,
+        model: &str,
+    ) -> (Option<Arc<crate::telemetry::RequestSpan>>, Option<HeaderValue>) {
+        if !self.telemetry.enabled() {
+            return (None, self.traceparent.clone());
+        }
+        let parent = self
+            .traceparent
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::telemetry::parse_traceparent);
+        let arrived = std::time::SystemTime::now()
+            .checked_sub(self.started.elapsed())
+            .unwrap_or_else(std::time::SystemTime::now);
+        let span = self
+            .telemetry
+            .request_span(parent.as_ref(), operation, model, &self.request_id, arrived);
+        (span, None)
     }
 
     /// Tags the request with its experiment arm: the ledger rows (through
@@ -804,11 +835,14 @@ pub(super) fn admit(
             return Err(crate::auth::rate_limited("tokens per min (TPM)", d));
         }
     }
+    let (trace, client_traceparent) = ctx.trace("chat", &req.model);
     let mut acct = Accounting {
         prompt: None,
         reservation: None,
         key: ctx.key.clone(),
         estimated_tokens,
+        trace,
+        client_traceparent,
     };
     let scopes = budgets.scopes(
         route.as_ref().map(|r| r.route.as_str()),
@@ -1009,8 +1043,11 @@ async fn embeddings_inner(
         e.attempt = attempt;
         e
     };
+    let (trace, client_traceparent) = ctx.trace("embeddings", &requested);
     let acct = Accounting {
         key: ctx.key.clone(),
+        trace,
+        client_traceparent,
         ..Default::default()
     };
     match attempt::run(

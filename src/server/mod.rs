@@ -219,6 +219,7 @@ pub async fn start_with_clock(
     let router = app(state.clone());
     let token = stop.clone();
     let responses = state.responses.clone();
+    let telemetry = state.telemetry.clone();
     let task = tokio::spawn(async move {
         let limits = ConnLimits {
             max_header,
@@ -230,6 +231,10 @@ pub async fn start_with_clock(
         responses.flush().await;
         // Every handle to the ledger is gone once connections are: drain it.
         writer.finish().await;
+        // Spans end with their ledger rows; export what is queued (blocking client).
+        if telemetry.enabled() {
+            let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+        }
     });
     Ok(Server {
         addr,

@@ -95,6 +95,8 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Experiment state that outlives reloads (ramp positions, shadow limits).
     pub experiments: Arc<crate::experiments::Experiments>,
+    /// OpenTelemetry trace export (`[telemetry]`; kept across reloads).
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// Stored `/v1/responses` answers (in the ledger database).
     pub responses: Arc<response_store::ResponseStore>,
 }
@@ -111,6 +113,7 @@ impl AppState {
     ) -> Result<AppState, String> {
         let idle = config.routing.session_idle;
         let open_access = config.server.listen.ip().is_loopback() || config.server.allow_unauthenticated;
+        let telemetry = Arc::new(crate::telemetry::Telemetry::new(&config.telemetry)?);
         let mut rt = Runtime::new(config, None)?;
         let (live, events) = experiments.bind(&rt.config, budgets.clock().now_ms());
         rt.experiments = live;
@@ -130,6 +133,7 @@ impl AppState {
             open_access,
             shutdown: tokio_util::sync::CancellationToken::new(),
             experiments,
+            telemetry,
         })
     }
 
