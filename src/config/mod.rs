@@ -280,6 +280,9 @@ pub struct RawLedger {
     pub durability: Option<String>,
     /// Rows kept in memory behind a failing write before they are spooled to a file (default 10000).
     pub max_pending_rows: Option<usize>,
+    /// `postgres://...` (may use `${VAR}`): the ledger rows go to PostgreSQL
+    /// instead of the SQLite file (which keeps the spool and local state).
+    pub url: Option<String>,
 }
 
 /// Provider types known to this build.
@@ -508,6 +511,8 @@ pub struct LedgerSettings {
     pub responses_ttl: Option<Duration>,
     pub durability: crate::accounting::ledger::Durability,
     pub max_pending_rows: usize,
+    /// PostgreSQL ledger URL (`[ledger] url`); None: the SQLite file.
+    pub url: Option<Secret>,
 }
 
 /// Index of a provider in `Config::providers`.
@@ -1004,7 +1009,21 @@ pub fn validate(
             crate::accounting::ledger::Durability::Batch
         }
     };
+    let ledger_url = match raw.ledger.url.as_deref().map(|u| env::expand_with(u, lookup)) {
+        None => None,
+        Some(Ok(u)) if u.is_empty() => None,
+        Some(Ok(u)) if u.starts_with("postgres://") || u.starts_with("postgresql://") => Some(Secret::new(u)),
+        Some(Ok(_)) => {
+            errors.push(err("ledger.url", "must start with postgres:// or postgresql://"));
+            None
+        }
+        Some(Err(e)) => {
+            errors.push(err("ledger.url", e.to_string()));
+            None
+        }
+    };
     let ledger = LedgerSettings {
+        url: ledger_url,
         path: raw.ledger.path,
         batch_size: batch_size.max(1),
         flush_interval: Duration::from_millis(raw.ledger.flush_interval_ms.unwrap_or(100)),
