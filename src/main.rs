@@ -179,6 +179,12 @@ enum Command {
         /// SQLite ledger file (default: <data-dir>/ledger.sqlite).
         #[arg(long, env = "SWITCHYARD_LEDGER")]
         ledger: Option<PathBuf>,
+        /// PostgreSQL ledger (`postgres://...`) instead of the SQLite file.
+        #[arg(long, env = "SWITCHYARD_LEDGER_URL", conflicts_with = "ledger")]
+        ledger_url: Option<String>,
+        /// Config whose `[ledger] url` to report on (when --ledger-url is not given).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "switchyard-data")]
         data_dir: PathBuf,
         /// Group by: task, model, provider, key, route, tier (route/tier, with each tier's share) or day.
@@ -441,6 +447,8 @@ fn main() -> ExitCode {
         } => eval_routing(&config, &route, &data, &sets, json, svg.as_deref(), !no_progress),
         Command::Report {
             ledger: ledger_path,
+            ledger_url,
+            config,
             data_dir,
             by,
             since,
@@ -449,11 +457,25 @@ fn main() -> ExitCode {
             drift,
             drift_threshold,
         } => {
-            let path = ledger_path.unwrap_or_else(|| ledger::default_path(&data_dir));
-            if drift {
-                drift_report(path, until, drift_threshold, json)
-            } else {
-                report(path, &by, since, until, json)
+            let mut url = ledger_url;
+            let mut path = ledger_path;
+            if url.is_none() && path.is_none() {
+                if let Some(c) = config.as_deref() {
+                    match load_config(Some(c)) {
+                        Ok(cfg) => {
+                            url = cfg.ledger.url.map(|u| u.expose().to_string());
+                            path = cfg.ledger.path;
+                        }
+                        Err(e) => return fail(e),
+                    }
+                }
+            }
+            let path = path.unwrap_or_else(|| ledger::default_path(&data_dir));
+            match (url, drift) {
+                (Some(_), true) => fail("--drift reads a SQLite ledger only (not PostgreSQL yet)"),
+                (Some(url), false) => report_pg(&url, &by, since, until, json),
+                (None, true) => drift_report(path, until, drift_threshold, json),
+                (None, false) => report(path, &by, since, until, json),
             }
         }
         Command::Audit {
@@ -682,26 +704,47 @@ fn load_config(path: Option<&std::path::Path>) -> Result<Config, String> {
     }
 }
 
-fn report(path: PathBuf, by: &str, since: Option<String>, until: Option<String>, json: bool) -> ExitCode {
+/// The report's grouping and time bounds, from the command line.
+type ReportArgs = (switchyard::accounting::report::GroupBy, Option<i64>, Option<i64>);
+
+fn report_args(by: &str, since: Option<String>, until: Option<String>) -> Result<ReportArgs, String> {
     use switchyard::accounting::report as r;
     let Some(group) = r::GroupBy::parse(by) else {
-        return fail(format!(
+        return Err(format!(
             "--by {by:?}: use task, model, provider, key, route, tier, day or tag:NAME"
         ));
     };
     let parse = |v: Option<String>| v.map(|s| r::parse_time(&s)).transpose();
-    let (since, until) = match (parse(since), parse(until)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => return fail(e),
+    Ok((group, parse(since)?, parse(until)?))
+}
+
+/// `switchyard report` on a PostgreSQL ledger.
+fn report_pg(url: &str, by: &str, since: Option<String>, until: Option<String>, json: bool) -> ExitCode {
+    use switchyard::accounting::report as r;
+    let (group, since, until) = match report_args(by, since, until) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
     };
-    if !path.exists() {
-        return fail(format!("no ledger at {}", path.display()));
-    }
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
-    match rt.block_on(r::report(&path, group.clone(), since, until)) {
+    let rows = rt.block_on(async {
+        let pool = ledger::pg_pool(url, 1).await?;
+        let rows = r::report_pg(&pool, group.clone(), since, until).await;
+        pool.close().await;
+        rows
+    });
+    print_report(rows, group, json)
+}
+
+fn print_report(
+    rows: Result<Vec<switchyard::accounting::report::ReportRow>, String>,
+    group: switchyard::accounting::report::GroupBy,
+    json: bool,
+) -> ExitCode {
+    use switchyard::accounting::report as r;
+    match rows {
         Ok(rows) => {
             let text = if json {
                 match serde_json::to_string_pretty(&rows) {
@@ -717,6 +760,26 @@ fn report(path: PathBuf, by: &str, since: Option<String>, until: Option<String>,
         }
         Err(e) => fail(e),
     }
+}
+
+fn report(path: PathBuf, by: &str, since: Option<String>, until: Option<String>, json: bool) -> ExitCode {
+    use switchyard::accounting::report as r;
+    let (group, since, until) = match report_args(by, since, until) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    if !path.exists() {
+        return fail(format!("no ledger at {}", path.display()));
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    print_report(
+        rt.block_on(r::report(&path, group.clone(), since, until)),
+        group,
+        json,
+    )
 }
 
 fn drift_report(path: PathBuf, until: Option<String>, threshold: Option<String>, json: bool) -> ExitCode {

@@ -99,6 +99,11 @@ fn rand_u64() -> u64 {
     h.finish()
 }
 
+const ADMIN: &str = "admin-key-for-postgres-tests-91c2";
+
+/// Cost of one fake answer on `fast` (1000 prompt tokens, 400 of them cached; 200 output).
+const ONE_CALL: f64 = 600.0 * 2e-6 + 400.0 * 0.5e-6 + 200.0 * 10e-6;
+
 fn pg_config(fake: &Fake, url: &str, extra_ledger: &str, extra: &str) -> String {
     config_for(
         fake.addr,
@@ -157,7 +162,8 @@ async fn rows_land_in_postgres_with_the_sqlite_fields() {
     let Some(schema) = Schema::new().await else { return };
     let fake = start_fake().await;
     let mut lite = start_gateway(&config_for(fake.addr, "")).await;
-    let mut pg = start_gateway(&pg_config(&fake, &schema.url, "", "")).await;
+    let pg_cfg = with_admin_key(&pg_config(&fake, &schema.url, "", ""), ADMIN);
+    let mut pg = start_gateway(&pg_cfg).await;
     for (i, stream) in [false, true, false].into_iter().enumerate() {
         assert_eq!(send(&lite.base, &format!("same-{i}"), stream).await, 200);
         assert_eq!(send(&pg.base, &format!("same-{i}"), stream).await, 200);
@@ -170,8 +176,62 @@ async fn rows_land_in_postgres_with_the_sqlite_fields() {
         .await
         .expect("send");
     assert!(r.status().is_server_error(), "{}", r.status());
+    pg.flush_ledger().await;
+    // /admin/spend reads the PostgreSQL ledger.
+    let spend: Value = client()
+        .get(pg.url("/admin/spend?by=model"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(spend["total"]["requests"], 4, "{spend}");
+    let fast = spend["data"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["group"] == "fast"))
+        .unwrap_or_else(|| panic!("fast in {spend}"));
+    assert_eq!(fast["requests"], 3);
+    assert!(
+        (fast["cost_usd"].as_f64().unwrap_or(0.0) - 3.0 * ONE_CALL).abs() < 1e-9,
+        "{spend}"
+    );
+    let r = client()
+        .get(pg.url("/admin/spend?by=tag:team"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 400, "tags on PostgreSQL: a clear 400");
     let lite_rows = lite.stop_and_rows().await;
     pg.stop().await;
+    // `switchyard report` on the same database, by URL and through the config.
+    let (ok, out, err) = run_switchyard(&["report", "--ledger-url", &schema.url, "--by", "model", "--json"]);
+    assert!(ok, "{err}");
+    let rep: Value = serde_json::from_str(&out).expect("report json");
+    let fast = rep
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["group"] == "fast"))
+        .unwrap_or_else(|| panic!("fast in {out}"));
+    assert_eq!(fast["requests"], 3);
+    assert_eq!(fast["prompt_tokens"], 3000);
+    let cfg_path = pg.config_path();
+    std::fs::write(&cfg_path, &pg_cfg).expect("config");
+    let cfg_arg = cfg_path.to_string_lossy().into_owned();
+    let (ok, out, err) = run_switchyard(&["report", "--config", &cfg_arg, "--by", "day", "--json"]);
+    assert!(ok, "{err}");
+    let rep: Value = serde_json::from_str(&out).expect("report json");
+    let days = rep.as_array().expect("rows");
+    assert_eq!(days.len(), 1, "{out}");
+    assert_eq!(days[0]["requests"], 4, "{out}");
+    assert_eq!(
+        days[0]["group"].as_str().map(str::len),
+        Some(10),
+        "YYYY-MM-DD: {out}"
+    );
+    let (ok, _, err) = run_switchyard(&["report", "--ledger-url", &schema.url, "--drift"]);
+    assert!(!ok && err.contains("SQLite"), "{err}");
     assert!(
         !has_local_ledger(&pg.ledger).await,
         "PostgreSQL gateway wrote a local ledger"

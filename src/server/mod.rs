@@ -193,6 +193,7 @@ pub async fn start_with_clock(
         config,
         ledger,
         ledger_path.to_path_buf(),
+        pg,
         budgets,
         keys.clone(),
         metrics.clone(),

@@ -86,6 +86,8 @@ pub struct AppState {
     reload_lock: tokio::sync::Mutex<()>,
     /// The ledger file, for read-only queries (/admin/spend).
     pub ledger_path: std::path::PathBuf,
+    /// The PostgreSQL ledger (`[ledger] url`), for read-only queries; None: the SQLite file.
+    pub ledger_pg: Option<sqlx::PgPool>,
     /// Virtual keys.
     pub keys: Arc<KeyStore>,
     pub metrics: Arc<Metrics>,
@@ -104,6 +106,7 @@ impl AppState {
         config: Config,
         ledger: LedgerHandle,
         ledger_path: std::path::PathBuf,
+        ledger_pg: Option<sqlx::PgPool>,
         budgets: Arc<Budgets>,
         keys: Arc<KeyStore>,
         metrics: Arc<Metrics>,
@@ -125,6 +128,7 @@ impl AppState {
             reload_lock: tokio::sync::Mutex::new(()),
             responses: Arc::new(response_store::ResponseStore::new(ledger_path.clone())),
             ledger_path,
+            ledger_pg,
             keys,
             metrics,
             open_access,
