@@ -75,7 +75,7 @@ enum Command {
         /// SQLite ledger file holding the keys (default: ledger.path of --config, else <data-dir>/ledger.sqlite).
         #[arg(long, global = true, env = "SWITCHYARD_LEDGER")]
         ledger: Option<PathBuf>,
-        /// Config whose ledger.path to use.
+        /// Config whose ledger.path to use (with `[ledger] url`: the keys in PostgreSQL).
         #[arg(long, short, global = true, env = "SWITCHYARD_CONFIG")]
         config: Option<PathBuf>,
         #[arg(
@@ -566,11 +566,16 @@ fn keys(
     data_dir: PathBuf,
 ) -> ExitCode {
     use switchyard::auth::keys::{KeyDb, KeyRecord, KeySpec};
+    // The config's `[ledger] url` puts the keys in PostgreSQL (shared by every instance).
+    let mut url = None;
     let path = match ledger_path {
         Some(p) => p,
         None => match config.as_deref().map(|c| load_config(Some(c))) {
             Some(Err(e)) => return fail(e),
-            Some(Ok(cfg)) => cfg.ledger.path.unwrap_or_else(|| ledger::default_path(&data_dir)),
+            Some(Ok(cfg)) => {
+                url = cfg.ledger.url.map(|u| u.expose().to_string());
+                cfg.ledger.path.unwrap_or_else(|| ledger::default_path(&data_dir))
+            }
             None => ledger::default_path(&data_dir),
         },
     };
@@ -578,7 +583,13 @@ fn keys(
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
-    let db = KeyDb::new(&path);
+    let db = match url {
+        Some(url) => match rt.block_on(async { KeyDb::postgres(ledger::pg_pool(&url, 1).await?).await }) {
+            Ok(db) => db,
+            Err(e) => return fail(e),
+        },
+        None => KeyDb::new(&path),
+    };
     let line = |k: &KeyRecord| {
         let limits = [
             k.spec.rpm.map(|v| format!("rpm={v}")),

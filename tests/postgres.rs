@@ -68,24 +68,6 @@ impl Schema {
     }
 }
 
-/// Whether the local SQLite file (kept for keys and state) has a ledger table.
-async fn has_local_ledger(path: &std::path::Path) -> bool {
-    use sqlx::Connection;
-    if !path.exists() {
-        return false;
-    }
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true);
-    let mut c = sqlx::SqliteConnection::connect_with(&opts).await.expect("open");
-    let n: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'ledger'")
-            .fetch_one(&mut c)
-            .await
-            .expect("query");
-    n > 0
-}
-
 fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -232,10 +214,7 @@ async fn rows_land_in_postgres_with_the_sqlite_fields() {
     );
     let (ok, _, err) = run_switchyard(&["report", "--ledger-url", &schema.url, "--drift"]);
     assert!(!ok && err.contains("SQLite"), "{err}");
-    assert!(
-        !has_local_ledger(&pg.ledger).await,
-        "PostgreSQL gateway wrote a local ledger"
-    );
+    assert!(ledger_rows(&pg.ledger).await.is_empty(), "rows in the local file");
     let rows = sqlx::query(&format!(
         "SELECT request_id, endpoint, requested_model, served_model, provider, upstream_model, status, stream, \
          latency_ms, ttft_ms, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost_usd, error, \
@@ -400,5 +379,88 @@ async fn budget_restore_reads_the_postgres_ledger() {
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["error"]["code"], "budget_exceeded", "{body}");
     gw.stop().await;
+    schema.drop().await;
+}
+
+async fn chat_with_key(gw: &Gw, key: &str) -> u16 {
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&json!({"model": "fast", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("send");
+    let status = r.status().as_u16();
+    r.bytes().await.expect("body");
+    status
+}
+
+/// Two instances on one PostgreSQL database share the virtual keys: a key
+/// created through A's admin API (or the `keys` CLI) authenticates on B,
+/// and one revoked through A stops working on B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_created_on_one_instance_work_on_another() {
+    let Some(schema) = Schema::new().await else { return };
+    let fake = start_fake().await;
+    let cfg = with_admin_key(
+        &pg_config(&fake, &schema.url, "", "").replace("[server]\n", "[server]\nkey_refresh_secs = 1\n"),
+        ADMIN,
+    );
+    let mut a = start_gateway(&cfg).await;
+    let mut b = start_gateway(&cfg).await;
+    let r = client()
+        .post(a.url("/admin/keys"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "shared", "rpm": 1000}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 201);
+    let v: Value = r.json().await.expect("json");
+    let key = v["key"].as_str().expect("secret").to_string();
+    assert_eq!(chat_with_key(&a, &key).await, 200);
+    // B has no key of its own: it refuses strangers only once it has
+    // read A's key from PostgreSQL (until then it serves loopback openly).
+    until("B reads the keys from PostgreSQL", || async {
+        chat_with_key(&b, "sk-sy-not-a-real-key-000000000000").await == 401
+    })
+    .await;
+    assert_eq!(chat_with_key(&b, &key).await, 200, "A's key on B");
+    // The CLI, through the same config, writes the same table.
+    let cfg_path = a.config_path();
+    let cfg_arg = cfg_path.to_string_lossy().into_owned();
+    let (ok, out, err) = run_switchyard(&[
+        "keys", "--config", &cfg_arg, "create", "--name", "cli-made", "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    let cli_key = v["key"].as_str().expect("secret").to_string();
+    until("B knows the CLI's key", || async {
+        chat_with_key(&b, &cli_key).await == 200
+    })
+    .await;
+    let (ok, out, err) = run_switchyard(&["keys", "--config", &cfg_arg, "list"]);
+    assert!(
+        ok && out.contains("shared") && out.contains("cli-made"),
+        "{out}{err}"
+    );
+    let r = client()
+        .delete(a.url("/admin/keys/shared"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("send");
+    assert!(r.status().is_success(), "{}", r.status());
+    until("B refuses the key revoked on A", || async {
+        chat_with_key(&b, &key).await == 401
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+    let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {}.api_keys", schema.name))
+        .fetch_one(&schema.admin)
+        .await
+        .expect("count");
+    assert_eq!(n, 2);
     schema.drop().await;
 }

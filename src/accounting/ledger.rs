@@ -388,6 +388,21 @@ pub async fn open_sqlite_with(
     path: &Path,
     opts: WriterOptions,
 ) -> Result<(LedgerHandle, LedgerWriter), String> {
+    let conn = prepare_sqlite(path, &opts).await?;
+    start_writer(WriterDb::Sqlite(conn), spool_path(path), opts).await
+}
+
+/// Creates (or migrates) the SQLite file without starting a writer: with a
+/// PostgreSQL ledger the local file still holds the experiment ramp log,
+/// feedback and stored responses.
+pub async fn init_sqlite(path: &Path) -> Result<(), String> {
+    let conn = prepare_sqlite(path, &WriterOptions::default()).await?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
+/// Opens the SQLite file, creating the schema and adding missing columns.
+async fn prepare_sqlite(path: &Path, opts: &WriterOptions) -> Result<SqliteConnection, String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
@@ -424,7 +439,7 @@ pub async fn open_sqlite_with(
     .execute(&mut conn)
     .await
     .map_err(|e| format!("cannot configure ledger {}: {e}", path.display()))?;
-    start_writer(WriterDb::Sqlite(conn), spool_path(path), opts).await
+    Ok(conn)
 }
 
 /// Starts the background writer on an open database.

@@ -167,6 +167,7 @@ pub async fn start_with_clock(
     };
     let (ledger, writer) = match &pg {
         Some(pool) => {
+            ledger::init_sqlite(ledger_path).await?;
             ledger::open_postgres_with(pool.clone(), &ledger::spool_path(ledger_path), opts).await?
         }
         None => ledger::open_sqlite_with(ledger_path, opts).await?,
@@ -184,7 +185,14 @@ pub async fn start_with_clock(
     }
     let key_refresh = config.server.key_refresh;
     let budgets = start_budgets(&config, ledger_path, pg.as_ref(), &metrics, clock).await?;
-    let keys = crate::auth::keys::KeyStore::open(ledger_path, budgets.clock().clone()).await?;
+    let keys = match &pg {
+        // Keys in PostgreSQL: every instance on the database shares them.
+        Some(pool) => {
+            let db = crate::auth::keys::KeyDb::postgres(pool.clone()).await?;
+            crate::auth::keys::KeyStore::open_db(db, budgets.clock().clone()).await?
+        }
+        None => crate::auth::keys::KeyStore::open(ledger_path, budgets.clock().clone()).await?,
+    };
     let experiments = Arc::new(crate::experiments::Experiments::new(
         ledger_path.to_path_buf(),
         crate::experiments::store::ramp_log(ledger_path).await?,
