@@ -186,6 +186,21 @@ async fn rows_land_in_postgres_with_the_sqlite_fields() {
         .await
         .expect("send");
     assert_eq!(r.status().as_u16(), 400, "tags on PostgreSQL: a clear 400");
+    // Feedback finds the request in the PostgreSQL ledger.
+    let r = client()
+        .post(pg.url("/v1/feedback"))
+        .json(&json!({"request_id": "same-1", "score": 1.0}))
+        .send()
+        .await
+        .expect("send");
+    assert!(r.status().is_success(), "feedback: {}", r.status());
+    let r = client()
+        .post(pg.url("/v1/feedback"))
+        .json(&json!({"request_id": "never-served", "score": 1.0}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 404);
     let lite_rows = lite.stop_and_rows().await;
     pg.stop().await;
     // `switchyard report` on the same database, by URL and through the config.
