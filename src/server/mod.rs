@@ -197,16 +197,18 @@ pub async fn start_with_clock(
         ledger_path.to_path_buf(),
         crate::experiments::store::ramp_log(ledger_path).await?,
     ));
-    let state = Arc::new(AppState::new(
-        config,
-        ledger,
-        ledger_path.to_path_buf(),
-        pg,
-        budgets,
-        keys.clone(),
-        metrics.clone(),
-        experiments,
-    )?);
+    let state = Arc::new(
+        AppState::new(
+            config,
+            ledger,
+            ledger_path.to_path_buf(),
+            budgets,
+            keys.clone(),
+            metrics.clone(),
+            experiments,
+        )?
+        .with_ledger_pg(pg),
+    );
     if !keys.any() {
         if !state.open_access {
             return Err(format!(

@@ -102,11 +102,16 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Read-only queries (/admin/spend, feedback lookups) go to this PostgreSQL ledger.
+    pub fn with_ledger_pg(mut self, pg: Option<sqlx::PgPool>) -> AppState {
+        self.ledger_pg = pg;
+        self
+    }
+
     pub fn new(
         config: Config,
         ledger: LedgerHandle,
         ledger_path: std::path::PathBuf,
-        ledger_pg: Option<sqlx::PgPool>,
         budgets: Arc<Budgets>,
         keys: Arc<KeyStore>,
         metrics: Arc<Metrics>,
@@ -128,7 +133,7 @@ impl AppState {
             reload_lock: tokio::sync::Mutex::new(()),
             responses: Arc::new(response_store::ResponseStore::new(ledger_path.clone())),
             ledger_path,
-            ledger_pg,
+            ledger_pg: None,
             keys,
             metrics,
             open_access,
