@@ -1584,10 +1584,25 @@ mod tests {
                 "[providers.s]\ntype = \"simulated\"\n[models.m]\nprovider = \"s\"\nprice = { input = -1.0, output = 1.0 }\n",
                 &["models.m.price.input"],
             ),
+            ("[ledger]\nurl = \"mysql://x/y\"\n", &["ledger.url"]),
+            ("[ledger]\nurl = \"${MISSING}\"\n", &["ledger.url"]),
         ];
         for (text, want) in cases {
             assert_eq!(paths(check(text)), want.to_vec(), "config:\n{text}");
         }
+    }
+
+    #[test]
+    fn ledger_url_expands_and_stays_secret() {
+        let raw = parse_toml("[ledger]\nurl = \"${DB}\"\n").expect("toml");
+        let env = |k: &str| (k == "DB").then(|| "postgres://u:pw-s3cret@h/db".to_string());
+        let cfg = validate(raw, ConfigSource::Environment, &env).expect("valid");
+        let url = cfg.ledger.url.as_ref().expect("url");
+        assert_eq!(url.expose(), "postgres://u:pw-s3cret@h/db");
+        assert!(!format!("{:?}", cfg.ledger).contains("pw-s3cret"));
+        let raw = parse_toml("[ledger]\nurl = \"\"\n").expect("toml");
+        let cfg = validate(raw, ConfigSource::Environment, &|_| None).expect("valid");
+        assert!(cfg.ledger.url.is_none(), "empty url: SQLite");
     }
 
     #[test]
