@@ -1182,8 +1182,18 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.server.listen))?;
+    let backend = if cfg.ledger.url.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
     let server = switchyard::start(cfg, &ledger_path, listener).await?;
-    tracing::info!(ledger = %ledger_path.display(), "switchyard listening on http://{}", server.addr);
+    tracing::info!(
+        ledger = %ledger_path.display(),
+        ledger_backend = backend,
+        "switchyard listening on http://{}",
+        server.addr
+    );
     let stop = server.stop_token();
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -479,3 +479,31 @@ async fn keys_created_on_one_instance_work_on_another() {
     assert_eq!(n, 2);
     schema.drop().await;
 }
+
+/// Shutdown while PostgreSQL still refuses writes: the kept rows go to the
+/// spool, and the next start writes them, once, before it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_kept_at_shutdown_are_written_by_the_next_start() {
+    let Some(schema) = Schema::new().await else { return };
+    let fake = start_fake().await;
+    let cfg = pg_config(&fake, &schema.url, "", "");
+    let dir = tempfile::tempdir().expect("tmp");
+    let ledger = dir.path().join("ledger.sqlite");
+    let spool = switchyard::accounting::ledger::spool_path(&ledger);
+    let mut gw = start_gateway_with(&cfg, tempfile::tempdir().expect("tmp"), ledger.clone()).await;
+    schema.exec("ALTER TABLE {s}.ledger RENAME TO ledger_away").await;
+    let ids: Vec<String> = (0..8).map(|i| format!("exit-{i}")).collect();
+    for id in &ids {
+        assert_eq!(send(&gw.base, id, false).await, 200);
+    }
+    gw.stop().await;
+    assert!(spool.exists(), "rows kept in the spool at shutdown");
+    // The start recreates the table (IF NOT EXISTS) and replays into it; put
+    // the real one back first so the rows land where they belong.
+    schema.exec("ALTER TABLE {s}.ledger_away RENAME TO ledger").await;
+    let mut gw = start_gateway_with(&cfg, tempfile::tempdir().expect("tmp"), ledger.clone()).await;
+    assert!(!spool.exists(), "spool written at start");
+    gw.stop().await;
+    assert_eq!(schema.request_ids().await, ids, "every kept row once, in order");
+    schema.drop().await;
+}
