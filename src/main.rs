@@ -908,6 +908,7 @@ fn experiment_report(
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    let explicit_ledger = ledger_path.is_some();
     let path = ledger_path
         .or_else(|| cfg.as_ref().and_then(|c| c.ledger.path.clone()))
         .unwrap_or_else(|| ledger::default_path(&data_dir));
@@ -924,14 +925,31 @@ fn experiment_report(
             }
         }
     }
-    if !path.exists() {
+    // With `[ledger] url` in --config (and no --ledger), the requests are in PostgreSQL.
+    let url = cfg
+        .as_ref()
+        .filter(|_| !explicit_ledger)
+        .and_then(|c| c.ledger.url.as_ref())
+        .map(|u| u.expose().to_string());
+    if url.is_none() && !path.exists() {
         return fail(format!("no ledger at {}", path.display()));
     }
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
-    let r = match rt.block_on(report::report(&path, name, bounds[0], bounds[1])) {
+    let r = rt.block_on(async {
+        match &url {
+            Some(url) => {
+                let pool = ledger::pg_pool(url, 1).await?;
+                let r = report::report_from(Some(&pool), &path, name, bounds[0], bounds[1]).await;
+                pool.close().await;
+                r
+            }
+            None => report::report(&path, name, bounds[0], bounds[1]).await,
+        }
+    });
+    let r = match r {
         Ok(r) => r,
         Err(e) => return fail(e),
     };

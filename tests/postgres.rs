@@ -507,3 +507,90 @@ async fn rows_kept_at_shutdown_are_written_by_the_next_start() {
     assert_eq!(schema.request_ids().await, ids, "every kept row once, in order");
     schema.drop().await;
 }
+
+/// `experiment report` (CLI through the config, and the library) reads the
+/// experiment's requests from PostgreSQL and their feedback from the local file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiment_report_reads_the_postgres_ledger() {
+    let Some(schema) = Schema::new().await else { return };
+    let fake = start_fake().await;
+    let experiment = r#"
+[models.cand]
+provider = "fake"
+model = "ok"
+price = { input = 0.5, output = 2.5 }
+
+[experiments.rep]
+model = "fast"
+candidates = [{ model = "cand", share = 0.5 }]
+"#;
+    let cfg = pg_config(&fake, &schema.url, "", experiment);
+    let mut gw = start_gateway(&cfg).await;
+    let mut arms: std::collections::HashMap<String, usize> = Default::default();
+    for u in 0..30 {
+        let r = client()
+            .post(gw.url("/v1/chat/completions"))
+            .header("x-request-id", format!("exp-{u}"))
+            .json(&json!({"model": "fast", "user": format!("u{u}"),
+                          "messages": [{"role": "user", "content": "hello there"}]}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status().as_u16(), 200);
+        let arm = r
+            .headers()
+            .get("x-switchyard-experiment")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        *arms.entry(arm).or_default() += 1;
+    }
+    assert_eq!(arms.len(), 2, "both arms used: {arms:?}");
+    gw.flush_ledger().await;
+    let r = client()
+        .post(gw.url("/v1/feedback"))
+        .json(&json!({"request_id": "exp-0", "score": 0.25}))
+        .send()
+        .await
+        .expect("send");
+    assert!(r.status().is_success());
+    gw.stop().await;
+    let cfg_path = gw.config_path();
+    std::fs::write(&cfg_path, &cfg).expect("config");
+    let cfg_arg = cfg_path.to_string_lossy().into_owned();
+    let data_dir = gw.ledger.parent().expect("dir").to_string_lossy().into_owned();
+    let (ok, out, err) = run_switchyard(&[
+        "experiment",
+        "report",
+        "rep",
+        "--config",
+        &cfg_arg,
+        "--data-dir",
+        &data_dir,
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let rep: Value = serde_json::from_str(&out).expect("json");
+    let listed = rep["arms"].as_array().expect("arms");
+    let total: u64 = listed.iter().map(|a| a["requests"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(total, 30, "{out}");
+    for a in listed {
+        let header = format!("rep/{}", a["arm"].as_str().unwrap_or(""));
+        assert_eq!(
+            a["requests"].as_u64(),
+            arms.get(&header).map(|n| *n as u64),
+            "{out}"
+        );
+    }
+    let with_feedback: u64 = listed
+        .iter()
+        .map(|a| {
+            a["feedback_count"]
+                .as_u64()
+                .or_else(|| a["feedback"]["n"].as_u64())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(with_feedback, 1, "the local feedback joined: {out}");
+    schema.drop().await;
+}

@@ -291,7 +291,15 @@ pub async fn show(
     }
     let rt = st.rt();
     let configured = rt.config.experiments.get(&name).map(|e| view(&st, e));
-    let r = match report::report(&st.ledger_path, &name, bounds[0], bounds[1]).await {
+    let r = match report::report_from(
+        st.ledger_pg.as_ref(),
+        &st.ledger_path,
+        &name,
+        bounds[0],
+        bounds[1],
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => return ApiError::internal(e).into_response(),
     };
