@@ -75,7 +75,7 @@ enum Command {
         /// SQLite ledger file holding the keys (default: ledger.path of --config, else <data-dir>/ledger.sqlite).
         #[arg(long, global = true, env = "SWITCHYARD_LEDGER")]
         ledger: Option<PathBuf>,
-        /// Config whose ledger.path to use.
+        /// Config whose ledger.path to use (with `[ledger] url`: the keys in PostgreSQL).
         #[arg(long, short, global = true, env = "SWITCHYARD_CONFIG")]
         config: Option<PathBuf>,
         #[arg(
@@ -179,6 +179,12 @@ enum Command {
         /// SQLite ledger file (default: <data-dir>/ledger.sqlite).
         #[arg(long, env = "SWITCHYARD_LEDGER")]
         ledger: Option<PathBuf>,
+        /// PostgreSQL ledger (`postgres://...`) instead of the SQLite file.
+        #[arg(long, env = "SWITCHYARD_LEDGER_URL", conflicts_with = "ledger")]
+        ledger_url: Option<String>,
+        /// Config whose `[ledger] url` to report on (when --ledger-url is not given).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "switchyard-data")]
         data_dir: PathBuf,
         /// Group by: task, model, provider, key, route, tier (route/tier, with each tier's share) or day.
@@ -441,6 +447,8 @@ fn main() -> ExitCode {
         } => eval_routing(&config, &route, &data, &sets, json, svg.as_deref(), !no_progress),
         Command::Report {
             ledger: ledger_path,
+            ledger_url,
+            config,
             data_dir,
             by,
             since,
@@ -449,11 +457,25 @@ fn main() -> ExitCode {
             drift,
             drift_threshold,
         } => {
-            let path = ledger_path.unwrap_or_else(|| ledger::default_path(&data_dir));
-            if drift {
-                drift_report(path, until, drift_threshold, json)
-            } else {
-                report(path, &by, since, until, json)
+            let mut url = ledger_url;
+            let mut path = ledger_path;
+            if url.is_none() && path.is_none() {
+                if let Some(c) = config.as_deref() {
+                    match load_config(Some(c)) {
+                        Ok(cfg) => {
+                            url = cfg.ledger.url.map(|u| u.expose().to_string());
+                            path = cfg.ledger.path;
+                        }
+                        Err(e) => return fail(e),
+                    }
+                }
+            }
+            let path = path.unwrap_or_else(|| ledger::default_path(&data_dir));
+            match (url, drift) {
+                (Some(_), true) => fail("--drift reads a SQLite ledger only (not PostgreSQL yet)"),
+                (Some(url), false) => report_pg(&url, &by, since, until, json),
+                (None, true) => drift_report(path, until, drift_threshold, json),
+                (None, false) => report(path, &by, since, until, json),
             }
         }
         Command::Audit {
@@ -544,11 +566,16 @@ fn keys(
     data_dir: PathBuf,
 ) -> ExitCode {
     use switchyard::auth::keys::{KeyDb, KeyRecord, KeySpec};
+    // The config's `[ledger] url` puts the keys in PostgreSQL (shared by every instance).
+    let mut url = None;
     let path = match ledger_path {
         Some(p) => p,
         None => match config.as_deref().map(|c| load_config(Some(c))) {
             Some(Err(e)) => return fail(e),
-            Some(Ok(cfg)) => cfg.ledger.path.unwrap_or_else(|| ledger::default_path(&data_dir)),
+            Some(Ok(cfg)) => {
+                url = cfg.ledger.url.map(|u| u.expose().to_string());
+                cfg.ledger.path.unwrap_or_else(|| ledger::default_path(&data_dir))
+            }
             None => ledger::default_path(&data_dir),
         },
     };
@@ -556,7 +583,13 @@ fn keys(
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
-    let db = KeyDb::new(&path);
+    let db = match url {
+        Some(url) => match rt.block_on(async { KeyDb::postgres(ledger::pg_pool(&url, 1).await?).await }) {
+            Ok(db) => db,
+            Err(e) => return fail(e),
+        },
+        None => KeyDb::new(&path),
+    };
     let line = |k: &KeyRecord| {
         let limits = [
             k.spec.rpm.map(|v| format!("rpm={v}")),
@@ -682,26 +715,47 @@ fn load_config(path: Option<&std::path::Path>) -> Result<Config, String> {
     }
 }
 
-fn report(path: PathBuf, by: &str, since: Option<String>, until: Option<String>, json: bool) -> ExitCode {
+/// The report's grouping and time bounds, from the command line.
+type ReportArgs = (switchyard::accounting::report::GroupBy, Option<i64>, Option<i64>);
+
+fn report_args(by: &str, since: Option<String>, until: Option<String>) -> Result<ReportArgs, String> {
     use switchyard::accounting::report as r;
     let Some(group) = r::GroupBy::parse(by) else {
-        return fail(format!(
+        return Err(format!(
             "--by {by:?}: use task, model, provider, key, route, tier, day or tag:NAME"
         ));
     };
     let parse = |v: Option<String>| v.map(|s| r::parse_time(&s)).transpose();
-    let (since, until) = match (parse(since), parse(until)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => return fail(e),
+    Ok((group, parse(since)?, parse(until)?))
+}
+
+/// `switchyard report` on a PostgreSQL ledger.
+fn report_pg(url: &str, by: &str, since: Option<String>, until: Option<String>, json: bool) -> ExitCode {
+    use switchyard::accounting::report as r;
+    let (group, since, until) = match report_args(by, since, until) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
     };
-    if !path.exists() {
-        return fail(format!("no ledger at {}", path.display()));
-    }
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
-    match rt.block_on(r::report(&path, group.clone(), since, until)) {
+    let rows = rt.block_on(async {
+        let pool = ledger::pg_pool(url, 1).await?;
+        let rows = r::report_pg(&pool, group.clone(), since, until).await;
+        pool.close().await;
+        rows
+    });
+    print_report(rows, group, json)
+}
+
+fn print_report(
+    rows: Result<Vec<switchyard::accounting::report::ReportRow>, String>,
+    group: switchyard::accounting::report::GroupBy,
+    json: bool,
+) -> ExitCode {
+    use switchyard::accounting::report as r;
+    match rows {
         Ok(rows) => {
             let text = if json {
                 match serde_json::to_string_pretty(&rows) {
@@ -717,6 +771,26 @@ fn report(path: PathBuf, by: &str, since: Option<String>, until: Option<String>,
         }
         Err(e) => fail(e),
     }
+}
+
+fn report(path: PathBuf, by: &str, since: Option<String>, until: Option<String>, json: bool) -> ExitCode {
+    use switchyard::accounting::report as r;
+    let (group, since, until) = match report_args(by, since, until) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    if !path.exists() {
+        return fail(format!("no ledger at {}", path.display()));
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    print_report(
+        rt.block_on(r::report(&path, group.clone(), since, until)),
+        group,
+        json,
+    )
 }
 
 fn drift_report(path: PathBuf, until: Option<String>, threshold: Option<String>, json: bool) -> ExitCode {
@@ -834,6 +908,7 @@ fn experiment_report(
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    let explicit_ledger = ledger_path.is_some();
     let path = ledger_path
         .or_else(|| cfg.as_ref().and_then(|c| c.ledger.path.clone()))
         .unwrap_or_else(|| ledger::default_path(&data_dir));
@@ -850,14 +925,31 @@ fn experiment_report(
             }
         }
     }
-    if !path.exists() {
+    // With `[ledger] url` in --config (and no --ledger), the requests are in PostgreSQL.
+    let url = cfg
+        .as_ref()
+        .filter(|_| !explicit_ledger)
+        .and_then(|c| c.ledger.url.as_ref())
+        .map(|u| u.expose().to_string());
+    if url.is_none() && !path.exists() {
         return fail(format!("no ledger at {}", path.display()));
     }
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
-    let r = match rt.block_on(report::report(&path, name, bounds[0], bounds[1])) {
+    let r = rt.block_on(async {
+        match &url {
+            Some(url) => {
+                let pool = ledger::pg_pool(url, 1).await?;
+                let r = report::report_from(Some(&pool), &path, name, bounds[0], bounds[1]).await;
+                pool.close().await;
+                r
+            }
+            None => report::report(&path, name, bounds[0], bounds[1]).await,
+        }
+    });
+    let r = match r {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
@@ -1108,8 +1200,18 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.server.listen))?;
+    let backend = if cfg.ledger.url.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
     let server = switchyard::start(cfg, &ledger_path, listener).await?;
-    tracing::info!(ledger = %ledger_path.display(), "switchyard listening on http://{}", server.addr);
+    tracing::info!(
+        ledger = %ledger_path.display(),
+        ledger_backend = backend,
+        "switchyard listening on http://{}",
+        server.addr
+    );
     let stop = server.stop_token();
     tokio::spawn(async move {
         shutdown_signal().await;

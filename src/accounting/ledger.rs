@@ -388,6 +388,21 @@ pub async fn open_sqlite_with(
     path: &Path,
     opts: WriterOptions,
 ) -> Result<(LedgerHandle, LedgerWriter), String> {
+    let conn = prepare_sqlite(path, &opts).await?;
+    start_writer(WriterDb::Sqlite(conn), spool_path(path), opts).await
+}
+
+/// Creates (or migrates) the SQLite file without starting a writer: with a
+/// PostgreSQL ledger the local file still holds the experiment ramp log,
+/// feedback and stored responses.
+pub async fn init_sqlite(path: &Path) -> Result<(), String> {
+    let conn = prepare_sqlite(path, &WriterOptions::default()).await?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
+/// Opens the SQLite file, creating the schema and adding missing columns.
+async fn prepare_sqlite(path: &Path, opts: &WriterOptions) -> Result<SqliteConnection, String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
@@ -424,6 +439,15 @@ pub async fn open_sqlite_with(
     .execute(&mut conn)
     .await
     .map_err(|e| format!("cannot configure ledger {}: {e}", path.display()))?;
+    Ok(conn)
+}
+
+/// Starts the background writer on an open database.
+async fn start_writer(
+    conn: WriterDb,
+    spool: std::path::PathBuf,
+    opts: WriterOptions,
+) -> Result<(LedgerHandle, LedgerWriter), String> {
     let (tx, rx) = mpsc::unbounded_channel();
     let stats = Arc::new(LedgerStats::default());
     let (durable_tx, durable_rx) = tokio::sync::watch::channel(0u64);
@@ -431,7 +455,7 @@ pub async fn open_sqlite_with(
         conn,
         rx,
         backlog: std::collections::VecDeque::new(),
-        spool: Spool::new(spool_path(path)),
+        spool: Spool::new(spool),
         stats: stats.clone(),
         received: 0,
         durable_tx,
@@ -450,6 +474,118 @@ pub async fn open_sqlite_with(
         },
         LedgerWriter { join },
     ))
+}
+
+/// The PostgreSQL ledger schema: the SQLite columns with PostgreSQL types
+/// (flags stay integers 0/1 so the same SQL reads both), plus a unique index
+/// on a row's identity that makes spool replay idempotent. The identity is
+/// (request_id, attempt, ts_ms, status, latency_ms), the same the SQLite
+/// replay checks: `request_id` alone may come from the client's
+/// `x-request-id`, and two client requests reusing one must both be kept.
+pub const PG_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS ledger (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    ts_ms BIGINT NOT NULL,
+    key_name TEXT,
+    endpoint TEXT NOT NULL,
+    requested_model TEXT NOT NULL,
+    served_model TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    upstream_model TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    stream INTEGER NOT NULL,
+    latency_ms DOUBLE PRECISION NOT NULL,
+    ttft_ms DOUBLE PRECISION,
+    prompt_tokens BIGINT,
+    completion_tokens BIGINT,
+    cached_tokens BIGINT,
+    cache_write_tokens BIGINT,
+    reasoning_tokens BIGINT,
+    cost_usd DOUBLE PRECISION,
+    usage_estimated INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    route TEXT,
+    task TEXT,
+    task_confidence DOUBLE PRECISION,
+    complexity DOUBLE PRECISION,
+    tier TEXT,
+    route_reason TEXT,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    experiment TEXT,
+    arm TEXT,
+    shadow INTEGER NOT NULL DEFAULT 0,
+    parent_request_id TEXT,
+    output TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS ledger_row_identity ON ledger (request_id, attempt, ts_ms, status, latency_ms);
+CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts_ms);
+CREATE INDEX IF NOT EXISTS ledger_key_ts ON ledger (key_name, ts_ms);
+CREATE INDEX IF NOT EXISTS ledger_experiment ON ledger (experiment);
+";
+
+/// A pool on a PostgreSQL ledger URL (at most `max` connections), with the
+/// schema created if missing.
+pub async fn pg_pool(url: &str, max: u32) -> Result<sqlx::PgPool, String> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max.max(1))
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        // The URL may hold a password: never in the message.
+        .map_err(|e| format!("cannot connect to the PostgreSQL ledger: {}", redact_pg(&e)))?;
+    sqlx::raw_sql(PG_SCHEMA)
+        .execute(&pool)
+        .await
+        .map_err(|e| format!("cannot create the PostgreSQL ledger schema: {}", redact_pg(&e)))?;
+    Ok(pool)
+}
+
+/// A sqlx error for a message: sqlx's texts carry no URL, only the kind.
+fn redact_pg(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Configuration(_) => "invalid URL".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Opens the PostgreSQL ledger (creating its tables) and starts its writer.
+/// Rows the database cannot take are kept in memory, then in `spool`
+/// (JSON lines), and replayed in order when it is back.
+/// `pool` comes from [`pg_pool`] (schema in place).
+pub async fn open_postgres_with(
+    pool: sqlx::PgPool,
+    spool: &Path,
+    opts: WriterOptions,
+) -> Result<(LedgerHandle, LedgerWriter), String> {
+    if let Some(dir) = spool.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    start_writer(WriterDb::Pg(pool), spool.to_path_buf(), opts).await
+}
+
+/// The writer's database.
+enum WriterDb {
+    Sqlite(SqliteConnection),
+    Pg(sqlx::PgPool),
+}
+
+impl WriterDb {
+    async fn write(&mut self, batch: &[LedgerEntry]) -> Result<(), sqlx::Error> {
+        match self {
+            WriterDb::Sqlite(c) => write_batch(c, batch).await,
+            WriterDb::Pg(p) => write_batch_pg(p, batch).await,
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            WriterDb::Sqlite(c) => {
+                let _ = c.close().await;
+            }
+            WriterDb::Pg(p) => p.close().await,
+        }
+    }
 }
 
 /// Spend of one ledger row, as budgets need it at start.
@@ -795,7 +931,7 @@ impl Spool {
 
 /// The background writer's state.
 struct Writer {
-    conn: SqliteConnection,
+    conn: WriterDb,
     rx: mpsc::UnboundedReceiver<LedgerEntry>,
     /// Rows behind a failing write, oldest first, each with its channel
     /// position if it is not on disk anywhere yet (sync mode's watermark).
@@ -922,7 +1058,7 @@ impl Writer {
         let n = self.backlog.len().min(self.opts.batch_size.max(1));
         if n > 0 {
             let head: Vec<LedgerEntry> = self.backlog.iter().take(n).map(|(e, _)| e.clone()).collect();
-            write_batch(&mut self.conn, &head).await?;
+            self.conn.write(&head).await?;
             self.backlog.drain(..n);
             self.stats.written.fetch_add(n as u64, Ordering::Relaxed);
             let p = self.stats.pending.load(Ordering::Relaxed);
@@ -954,7 +1090,17 @@ impl Writer {
                 }
             };
             let mut fresh = Vec::with_capacity(rows.len());
+            let mut conn = match &mut self.conn {
+                WriterDb::Sqlite(c) => Some(c),
+                // PostgreSQL: the unique row-identity index and
+                // ON CONFLICT DO NOTHING skip rows already written.
+                WriterDb::Pg(_) => None,
+            };
             for r in rows {
+                let Some(conn) = conn.as_deref_mut() else {
+                    fresh.push(r);
+                    continue;
+                };
                 let seen: Result<Option<i64>, _> = sqlx::query_scalar(
                     "SELECT 1 FROM ledger WHERE request_id = ? AND attempt = ? AND ts_ms = ? AND status = ? AND latency_ms = ? LIMIT 1",
                 )
@@ -963,13 +1109,13 @@ impl Writer {
                 .bind(r.ts_ms)
                 .bind(r.status as i64)
                 .bind(r.latency_ms)
-                .fetch_optional(&mut self.conn)
+                .fetch_optional(&mut *conn)
                 .await;
                 if !matches!(seen, Ok(Some(_))) {
                     fresh.push(r);
                 }
             }
-            if let Err(e) = write_batch(&mut self.conn, &fresh).await {
+            if let Err(e) = self.conn.write(&fresh).await {
                 // Not writable yet: the writer keeps them queued and retries.
                 tracing::warn!("ledger spool replay deferred: {e}");
                 self.stats
@@ -1025,7 +1171,7 @@ impl Writer {
                 }
                 let first = self.received;
                 self.received += batch.len() as u64;
-                match write_batch(&mut self.conn, &batch).await {
+                match self.conn.write(&batch).await {
                     Ok(()) => {
                         self.stats
                             .written
@@ -1070,7 +1216,7 @@ impl Writer {
                 }
             }
         }
-        let _ = self.conn.close().await;
+        self.conn.close().await;
     }
 
     /// At shutdown with the database still failing: the kept rows go to the
@@ -1147,6 +1293,87 @@ async fn write_batch(conn: &mut SqliteConnection, batch: &[LedgerEntry]) -> Resu
         qb.build().execute(&mut *tx).await?;
     }
     tx.commit().await
+}
+
+/// [`write_batch`] on PostgreSQL: one transaction, multi-row INSERTs; a row
+/// whose identity is already there is skipped (spool replay; see [`PG_SCHEMA`]).
+async fn write_batch_pg(pool: &sqlx::PgPool, batch: &[LedgerEntry]) -> Result<(), sqlx::Error> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+        let mut qb: QueryBuilder<sqlx::Postgres> = QueryBuilder::new(
+            "INSERT INTO ledger (request_id, ts_ms, key_name, endpoint, requested_model, served_model, provider, \
+             upstream_model, status, stream, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cached_tokens, \
+             cache_write_tokens, reasoning_tokens, cost_usd, usage_estimated, error, route, task, \
+             task_confidence, complexity, tier, route_reason, attempt, experiment, arm, shadow, \
+             parent_request_id, output) ",
+        );
+        qb.push_values(chunk, |mut b, e| {
+            let u = e.usage;
+            b.push_bind(&e.request_id)
+                .push_bind(e.ts_ms)
+                .push_bind(&e.key_name)
+                .push_bind(e.endpoint)
+                .push_bind(&e.requested_model)
+                .push_bind(&*e.served_model)
+                .push_bind(&*e.provider)
+                .push_bind(&*e.upstream_model)
+                .push_bind(e.status as i32)
+                .push_bind(e.stream as i32)
+                .push_bind(e.latency_ms)
+                .push_bind(e.ttft_ms)
+                .push_bind(u.map(|u| u.prompt_tokens as i64))
+                .push_bind(u.map(|u| u.completion_tokens as i64))
+                .push_bind(u.map(|u| u.cached_tokens as i64))
+                .push_bind(u.map(|u| u.cache_write_tokens as i64))
+                .push_bind(u.map(|u| u.reasoning_tokens as i64))
+                .push_bind(e.cost_usd)
+                .push_bind(e.usage_estimated as i32)
+                .push_bind(&e.error);
+            let r = e.routing.as_deref();
+            b.push_bind(r.map(|r| r.route.as_str()))
+                .push_bind(r.map(|r| r.task.as_str()))
+                .push_bind(r.map(|r| r.confidence as f64))
+                .push_bind(r.map(|r| r.complexity as f64))
+                .push_bind(r.map(|r| r.tier.as_str()))
+                .push_bind(r.map(|r| r.reason.as_str()))
+                .push_bind(e.attempt as i32);
+            let x = e.experiment.as_deref();
+            b.push_bind(x.map(|x| &*x.name))
+                .push_bind(x.map(|x| &*x.arm))
+                .push_bind(x.is_some_and(|x| x.shadow) as i32)
+                .push_bind(x.and_then(|x| x.parent_request_id.as_deref()))
+                .push_bind(x.and_then(|x| x.output.as_deref()));
+        });
+        qb.push(" ON CONFLICT (request_id, attempt, ts_ms, status, latency_ms) DO NOTHING");
+        qb.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
+/// [`spend_since`] on a PostgreSQL ledger.
+pub async fn spend_since_pg(pool: &sqlx::PgPool, since_ms: i64) -> Result<Vec<SpendRow>, String> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT ts_ms, key_name, route, cost_usd, CASE WHEN shadow = 1 THEN experiment END \
+         FROM ledger WHERE ts_ms >= $1 AND cost_usd IS NOT NULL ORDER BY id",
+    )
+    .bind(since_ms)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| format!("cannot read the PostgreSQL ledger: {}", redact_pg(&e)))?;
+    Ok(rows
+        .iter()
+        .map(|r| SpendRow {
+            ts_ms: r.get(0),
+            key_name: r.get(1),
+            route: r.get(2),
+            cost_usd: r.get(3),
+            shadow_of: r.get(4),
+        })
+        .collect())
 }
 
 /// Default ledger path under a data directory.

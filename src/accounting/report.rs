@@ -62,6 +62,68 @@ impl GroupBy {
     }
 }
 
+impl GroupBy {
+    /// [`GroupBy::column`] in PostgreSQL's dialect; None for tags (the
+    /// virtual keys, which hold them, are not on PostgreSQL yet).
+    fn pg_column(&self) -> Option<&'static str> {
+        Some(match self {
+            GroupBy::Tag(_) => return None,
+            GroupBy::Day => "to_char(to_timestamp(ts_ms / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+            other => other.column(),
+        })
+    }
+}
+
+/// [`report`] over a PostgreSQL ledger.
+pub async fn report_pg(
+    pool: &sqlx::PgPool,
+    by: GroupBy,
+    since: Option<i64>,
+    until: Option<i64>,
+) -> Result<Vec<ReportRow>, String> {
+    let Some(g) = by.pg_column() else {
+        return Err("grouping by tag is not available on a PostgreSQL ledger yet".into());
+    };
+    let sql = format!(
+        "SELECT {g} AS grp, COUNT(DISTINCT request_id), COUNT(*), COALESCE(SUM(prompt_tokens), 0)::BIGINT, \
+         COALESCE(SUM(completion_tokens), 0)::BIGINT, COALESCE(SUM(cached_tokens), 0)::BIGINT, \
+         COALESCE(SUM(cost_usd), 0.0)::DOUBLE PRECISION, \
+         SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END)::BIGINT \
+         FROM ledger WHERE ts_ms >= $1 AND ts_ms < $2 GROUP BY grp ORDER BY 7 DESC, grp"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(since.unwrap_or(i64::MIN))
+        .bind(until.unwrap_or(i64::MAX))
+        .fetch_all(pool)
+        .await
+        .map_err(|e| format!("ledger query failed: {e}"))?;
+    Ok(rows.iter().map(report_row).collect())
+}
+
+/// A report row from the query's eight columns (either database).
+fn report_row<R>(r: &R) -> ReportRow
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    f64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let requests: i64 = r.get(1);
+    let cost: f64 = r.get(6);
+    ReportRow {
+        group: r.get(0),
+        requests,
+        attempts: r.get(2),
+        prompt_tokens: r.get(3),
+        completion_tokens: r.get(4),
+        cached_tokens: r.get(5),
+        cost_usd: cost,
+        cost_per_request_usd: if requests > 0 { cost / requests as f64 } else { 0.0 },
+        unknown_cost_rows: r.get(7),
+    }
+}
+
 /// One row of the report.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ReportRow {
@@ -163,24 +225,7 @@ pub async fn report(
         .fetch_all(&mut conn)
         .await
         .map_err(|e| format!("ledger query failed: {e}"))?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let requests: i64 = r.get(1);
-            let cost: f64 = r.get(6);
-            ReportRow {
-                group: r.get(0),
-                requests,
-                attempts: r.get(2),
-                prompt_tokens: r.get(3),
-                completion_tokens: r.get(4),
-                cached_tokens: r.get(5),
-                cost_usd: cost,
-                cost_per_request_usd: if requests > 0 { cost / requests as f64 } else { 0.0 },
-                unknown_cost_rows: r.get(7),
-            }
-        })
-        .collect())
+    Ok(rows.iter().map(report_row).collect())
 }
 
 /// A plain-text table, with a total line.

@@ -172,35 +172,74 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// The key table in a SQLite file (the ledger's).
+/// The key table in PostgreSQL (`[ledger] url`): the SQLite columns, integers as BIGINT.
+pub const PG_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    key_hash TEXT NOT NULL UNIQUE,
+    display TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    revoked_ms BIGINT,
+    rpm BIGINT,
+    tpm BIGINT,
+    max_concurrency BIGINT,
+    daily_budget DOUBLE PRECISION,
+    models TEXT NOT NULL DEFAULT '[]',
+    tags TEXT NOT NULL DEFAULT '{}'
+);
+CREATE UNIQUE INDEX IF NOT EXISTS api_keys_active_name ON api_keys (name) WHERE revoked_ms IS NULL;
+";
+
+/// The key table: in a SQLite file (the ledger's), or in PostgreSQL, where
+/// every instance on the same database shares the keys.
 pub struct KeyDb {
-    path: PathBuf,
+    backend: Backend,
+}
+
+enum Backend {
+    Sqlite(PathBuf),
+    Pg(sqlx::PgPool),
 }
 
 impl KeyDb {
     pub fn new(path: &Path) -> KeyDb {
         KeyDb {
-            path: path.to_path_buf(),
+            backend: Backend::Sqlite(path.to_path_buf()),
         }
     }
 
+    /// The key table in PostgreSQL (created if missing).
+    pub async fn postgres(pool: sqlx::PgPool) -> Result<KeyDb, String> {
+        sqlx::raw_sql(PG_SCHEMA)
+            .execute(&pool)
+            .await
+            .map_err(|e| format!("cannot create the key table in PostgreSQL: {e}"))?;
+        Ok(KeyDb {
+            backend: Backend::Pg(pool),
+        })
+    }
+
     async fn connect(&self) -> Result<SqliteConnection, String> {
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let Backend::Sqlite(path) = &self.backend else {
+            return Err("internal: SQLite connection asked of a PostgreSQL key table".into());
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
         let opts = SqliteConnectOptions::new()
-            .filename(&self.path)
+            .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(5));
         let mut c = SqliteConnection::connect_with(&opts)
             .await
-            .map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         for stmt in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             sqlx::query(stmt)
                 .execute(&mut c)
                 .await
-                .map_err(|e| format!("cannot create the key table in {}: {e}", self.path.display()))?;
+                .map_err(|e| format!("cannot create the key table in {}: {e}", path.display()))?;
         }
         Ok(c)
     }
@@ -222,32 +261,47 @@ impl KeyDb {
             revoked_ms: None,
             spec,
         };
-        let mut c = self.connect().await?;
         let models = serde_json::to_string(&record.spec.models).map_err(|e| e.to_string())?;
         let tags = serde_json::to_string(&record.spec.tags).map_err(|e| e.to_string())?;
-        let r = sqlx::query(
-            "INSERT INTO api_keys (id, name, key_hash, display, created_ms, rpm, tpm, max_concurrency, daily_budget, models, tags) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&record.id)
-        .bind(&record.spec.name)
-        .bind(hex(&hash_key(&secret)))
-        .bind(&record.display)
-        .bind(record.created_ms)
-        .bind(record.spec.rpm.map(i64::from))
-        .bind(record.spec.tpm.map(|v| v.min(i64::MAX as u64) as i64))
-        .bind(record.spec.max_concurrency.map(i64::from))
-        .bind(record.spec.daily_budget)
-        .bind(models)
-        .bind(tags)
-        .execute(&mut c)
-        .await;
+        const INSERT: &str = "INSERT INTO api_keys (id, name, key_hash, display, created_ms, rpm, tpm, \
+             max_concurrency, daily_budget, models, tags) VALUES ";
+        macro_rules! insert {
+            ($q:expr) => {
+                $q.bind(&record.id)
+                    .bind(&record.spec.name)
+                    .bind(hex(&hash_key(&secret)))
+                    .bind(&record.display)
+                    .bind(record.created_ms)
+                    .bind(record.spec.rpm.map(i64::from))
+                    .bind(record.spec.tpm.map(|v| v.min(i64::MAX as u64) as i64))
+                    .bind(record.spec.max_concurrency.map(i64::from))
+                    .bind(record.spec.daily_budget)
+                    .bind(&models)
+                    .bind(&tags)
+            };
+        }
+        let r = match &self.backend {
+            Backend::Sqlite(_) => {
+                let mut c = self.connect().await?;
+                let sql = format!("{INSERT}(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                insert!(sqlx::query(&sql)).execute(&mut c).await.map(|_| ())
+            }
+            Backend::Pg(pool) => {
+                let sql = format!("{INSERT}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
+                insert!(sqlx::query(&sql)).execute(pool).await.map(|_| ())
+            }
+        };
         match r {
-            Ok(_) => Ok((record, secret)),
-            Err(e) if e.to_string().contains("UNIQUE") => Err(format!(
-                "an active key named {:?} already exists",
-                record.spec.name
-            )),
+            Ok(()) => Ok((record, secret)),
+            Err(e)
+                if e.as_database_error().is_some_and(|d| d.is_unique_violation())
+                    || e.to_string().contains("UNIQUE") =>
+            {
+                Err(format!(
+                    "an active key named {:?} already exists",
+                    record.spec.name
+                ))
+            }
             Err(e) => Err(format!("cannot store the key: {e}")),
         }
     }
@@ -264,14 +318,69 @@ impl KeyDb {
     }
 
     async fn load(&self) -> Result<Vec<(KeyRecord, [u8; 32])>, String> {
-        let mut c = self.connect().await?;
-        let rows = sqlx::query(
-            "SELECT id, name, key_hash, display, created_ms, revoked_ms, rpm, tpm, max_concurrency, daily_budget, models, tags \
-             FROM api_keys ORDER BY created_ms DESC, id",
-        )
-        .fetch_all(&mut c)
-        .await
-        .map_err(|e| format!("cannot read keys: {e}"))?;
+        const SELECT: &str = "SELECT id, name, key_hash, display, created_ms, revoked_ms, rpm, tpm, \
+             max_concurrency, daily_budget, models, tags FROM api_keys ORDER BY created_ms DESC, id";
+        match &self.backend {
+            Backend::Sqlite(_) => {
+                let mut c = self.connect().await?;
+                let rows = sqlx::query(SELECT)
+                    .fetch_all(&mut c)
+                    .await
+                    .map_err(|e| format!("cannot read keys: {e}"))?;
+                Ok(records(&rows))
+            }
+            Backend::Pg(pool) => {
+                let rows = sqlx::query(SELECT)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(|e| format!("cannot read keys: {e}"))?;
+                Ok(records(&rows))
+            }
+        }
+    }
+
+    /// Revokes the active key with this id or name. Returns the revoked record.
+    pub async fn revoke(&self, id_or_name: &str) -> Result<Option<KeyRecord>, String> {
+        let at = now_ms();
+        let id: Option<String> = match &self.backend {
+            Backend::Sqlite(_) => {
+                let mut c = self.connect().await?;
+                sqlx::query_scalar(
+                    "UPDATE api_keys SET revoked_ms = ? WHERE revoked_ms IS NULL AND (id = ? OR name = ?) RETURNING id",
+                )
+                .bind(at)
+                .bind(id_or_name)
+                .bind(id_or_name)
+                .fetch_optional(&mut c)
+                .await
+            }
+            Backend::Pg(pool) => {
+                sqlx::query_scalar(
+                    "UPDATE api_keys SET revoked_ms = $1 WHERE revoked_ms IS NULL AND (id = $2 OR name = $3) RETURNING id",
+                )
+                .bind(at)
+                .bind(id_or_name)
+                .bind(id_or_name)
+                .fetch_optional(pool)
+                .await
+            }
+        }
+        .map_err(|e| format!("cannot revoke: {e}"))?;
+        let Some(id) = id else { return Ok(None) };
+        Ok(self.list(true).await?.into_iter().find(|k| k.id == id))
+    }
+}
+
+/// Key records (with their hashes) from `SELECT`'s twelve columns, either database.
+fn records<R>(rows: &[R]) -> Vec<(KeyRecord, [u8; 32])>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    f64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    {
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let hash: String = r.get(2);
@@ -301,25 +410,7 @@ impl KeyDb {
                 hash,
             ));
         }
-        Ok(out)
-    }
-
-    /// Revokes the active key with this id or name. Returns the revoked record.
-    pub async fn revoke(&self, id_or_name: &str) -> Result<Option<KeyRecord>, String> {
-        let mut c = self.connect().await?;
-        let at = now_ms();
-        let r = sqlx::query(
-            "UPDATE api_keys SET revoked_ms = ? WHERE revoked_ms IS NULL AND (id = ? OR name = ?) RETURNING id",
-        )
-        .bind(at)
-        .bind(id_or_name)
-        .bind(id_or_name)
-        .fetch_optional(&mut c)
-        .await
-        .map_err(|e| format!("cannot revoke: {e}"))?;
-        let Some(row) = r else { return Ok(None) };
-        let id: String = row.get(0);
-        Ok(self.list(true).await?.into_iter().find(|k| k.id == id))
+        out
     }
 }
 
@@ -334,8 +425,13 @@ pub struct KeyStore {
 
 impl KeyStore {
     pub async fn open(path: &Path, clock: Clock) -> Result<Arc<KeyStore>, String> {
+        KeyStore::open_db(KeyDb::new(path), clock).await
+    }
+
+    /// [`KeyStore::open`] on any key table (e.g. [`KeyDb::postgres`]).
+    pub async fn open_db(db: KeyDb, clock: Clock) -> Result<Arc<KeyStore>, String> {
         let s = Arc::new(KeyStore {
-            db: KeyDb::new(path),
+            db,
             clock,
             by_hash: ArcSwap::from_pointee(HashMap::new()),
             configured: std::sync::atomic::AtomicBool::new(false),

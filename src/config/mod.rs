@@ -296,6 +296,9 @@ pub struct RawLedger {
     pub durability: Option<String>,
     /// Rows kept in memory behind a failing write before they are spooled to a file (default 10000).
     pub max_pending_rows: Option<usize>,
+    /// `postgres://...` (may use `${VAR}`): the ledger rows go to PostgreSQL
+    /// instead of the SQLite file (which keeps the spool and local state).
+    pub url: Option<String>,
 }
 
 /// Provider types known to this build.
@@ -536,6 +539,8 @@ pub struct LedgerSettings {
     pub responses_ttl: Option<Duration>,
     pub durability: crate::accounting::ledger::Durability,
     pub max_pending_rows: usize,
+    /// PostgreSQL ledger URL (`[ledger] url`); None: the SQLite file.
+    pub url: Option<Secret>,
 }
 
 /// Index of a provider in `Config::providers`.
@@ -1072,7 +1077,21 @@ pub fn validate(
             crate::accounting::ledger::Durability::Batch
         }
     };
+    let ledger_url = match raw.ledger.url.as_deref().map(|u| env::expand_with(u, lookup)) {
+        None => None,
+        Some(Ok(u)) if u.is_empty() => None,
+        Some(Ok(u)) if u.starts_with("postgres://") || u.starts_with("postgresql://") => Some(Secret::new(u)),
+        Some(Ok(_)) => {
+            errors.push(err("ledger.url", "must start with postgres:// or postgresql://"));
+            None
+        }
+        Some(Err(e)) => {
+            errors.push(err("ledger.url", e.to_string()));
+            None
+        }
+    };
     let ledger = LedgerSettings {
+        url: ledger_url,
         path: raw.ledger.path,
         batch_size: batch_size.max(1),
         flush_interval: Duration::from_millis(raw.ledger.flush_interval_ms.unwrap_or(100)),
@@ -1634,10 +1653,25 @@ mod tests {
                 "[providers.s]\ntype = \"simulated\"\n[models.m]\nprovider = \"s\"\nprice = { input = -1.0, output = 1.0 }\n",
                 &["models.m.price.input"],
             ),
+            ("[ledger]\nurl = \"mysql://x/y\"\n", &["ledger.url"]),
+            ("[ledger]\nurl = \"${MISSING}\"\n", &["ledger.url"]),
         ];
         for (text, want) in cases {
             assert_eq!(paths(check(text)), want.to_vec(), "config:\n{text}");
         }
+    }
+
+    #[test]
+    fn ledger_url_expands_and_stays_secret() {
+        let raw = parse_toml("[ledger]\nurl = \"${DB}\"\n").expect("toml");
+        let env = |k: &str| (k == "DB").then(|| "postgres://u:pw-s3cret@h/db".to_string());
+        let cfg = validate(raw, ConfigSource::Environment, &env).expect("valid");
+        let url = cfg.ledger.url.as_ref().expect("url");
+        assert_eq!(url.expose(), "postgres://u:pw-s3cret@h/db");
+        assert!(!format!("{:?}", cfg.ledger).contains("pw-s3cret"));
+        let raw = parse_toml("[ledger]\nurl = \"\"\n").expect("toml");
+        let cfg = validate(raw, ConfigSource::Environment, &|_| None).expect("valid");
+        assert!(cfg.ledger.url.is_none(), "empty url: SQLite");
     }
 
     #[test]

@@ -182,8 +182,14 @@ async fn tick_one(st: &AppState, live: &Arc<Live>) -> Result<(), String> {
         return Ok(());
     }
     let now = st.budgets.clock().now_ms();
-    let (rows, feedback) =
-        report::load(&st.ledger_path, &live.name, Some(snap.step_started_ms), None).await?;
+    let (rows, feedback) = report::load_from(
+        st.ledger_pg.as_ref(),
+        &st.ledger_path,
+        &live.name,
+        Some(snap.step_started_ms),
+        None,
+    )
+    .await?;
     let arms = report::figures(&rows, &feedback);
     let cand_name = live.settings.candidates.first().map_or("", |c| c.model.as_str());
     let arm = |name: &str| {

@@ -287,6 +287,74 @@ pub async fn load(
     Ok((rows, feedback))
 }
 
+/// [`load`] with the requests in a PostgreSQL ledger (`pg`) and the
+/// feedback in the local SQLite file at `path`; without `pg`, [`load`].
+pub async fn load_from(
+    pg: Option<&sqlx::PgPool>,
+    path: &Path,
+    name: &str,
+    since: Option<i64>,
+    until: Option<i64>,
+) -> Result<(Vec<RequestRow>, HashMap<String, f64>), String> {
+    let Some(pool) = pg else {
+        return load(path, name, since, until).await;
+    };
+    let q = |e: sqlx::Error| format!("ledger query failed: {e}");
+    let rows = sqlx::query(
+        "SELECT request_id, COALESCE(arm, ''), shadow::BIGINT, \
+         COALESCE(MIN(CASE WHEN attempt = 1 THEN served_model END), MIN(served_model)), MIN(ts_ms), \
+         MAX(latency_ms), COALESCE(SUM(cost_usd), 0.0)::DOUBLE PRECISION, \
+         MAX(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END)::BIGINT, \
+         COALESCE(SUM(prompt_tokens), 0)::BIGINT, COALESCE(SUM(completion_tokens), 0)::BIGINT, \
+         MAX(CASE WHEN status >= 400 AND status <> 499 THEN 1 ELSE 0 END)::BIGINT, \
+         MAX(CASE WHEN status = 200 THEN 1 ELSE 0 END)::BIGINT \
+         FROM ledger WHERE experiment = $1 AND ts_ms >= $2 AND ts_ms < $3 \
+         GROUP BY request_id, arm, shadow ORDER BY MIN(id)",
+    )
+    .bind(name)
+    .bind(since.unwrap_or(i64::MIN))
+    .bind(until.unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await
+    .map_err(q)?;
+    let rows: Vec<RequestRow> = rows
+        .iter()
+        .map(|r| RequestRow {
+            request_id: r.get(0),
+            arm: r.get(1),
+            shadow: r.get::<i64, _>(2) != 0,
+            model: r.get(3),
+            ts_ms: r.get(4),
+            latency_ms: r.get(5),
+            cost_usd: r.get(6),
+            unknown_cost: r.get::<i64, _>(7) != 0,
+            prompt_tokens: r.get(8),
+            completion_tokens: r.get(9),
+            failed: r.get::<i64, _>(10) != 0,
+            ok: r.get::<i64, _>(11) != 0,
+        })
+        .collect();
+    let mut feedback = HashMap::new();
+    if path.exists() {
+        let mut conn = super::store::connect(path, true).await?;
+        if super::store::has_table(&mut conn, "feedback").await? {
+            let ids: std::collections::HashSet<&str> = rows.iter().map(|r| r.request_id.as_str()).collect();
+            // The latest score of a request counts.
+            let fb = sqlx::query("SELECT request_id, score FROM feedback ORDER BY id")
+                .fetch_all(&mut conn)
+                .await
+                .map_err(q)?;
+            for r in &fb {
+                let id: String = r.get(0);
+                if ids.contains(id.as_str()) {
+                    feedback.insert(id, r.get::<f64, _>(1));
+                }
+            }
+        }
+    }
+    Ok((rows, feedback))
+}
+
 /// The report of experiment `name` over `since <= ts_ms < until`.
 pub async fn report(
     path: &Path,
@@ -294,7 +362,18 @@ pub async fn report(
     since: Option<i64>,
     until: Option<i64>,
 ) -> Result<ExperimentReport, String> {
-    let (rows, feedback) = load(path, name, since, until).await?;
+    report_from(None, path, name, since, until).await
+}
+
+/// [`report`] with the requests in a PostgreSQL ledger (see [`load_from`]).
+pub async fn report_from(
+    pg: Option<&sqlx::PgPool>,
+    path: &Path,
+    name: &str,
+    since: Option<i64>,
+    until: Option<i64>,
+) -> Result<ExperimentReport, String> {
+    let (rows, feedback) = load_from(pg, path, name, since, until).await?;
     let arms = figures(&rows, &feedback);
     let comparisons = compare(&arms);
     Ok(ExperimentReport {

@@ -73,6 +73,23 @@ pub async fn lookup_request(path: &Path, request_id: &str) -> Result<Option<Requ
     }))
 }
 
+/// [`lookup_request`] on a PostgreSQL ledger.
+pub async fn lookup_request_pg(pool: &sqlx::PgPool, request_id: &str) -> Result<Option<RequestInfo>, String> {
+    let row = sqlx::query(
+        "SELECT key_name, experiment, arm, parent_request_id FROM ledger WHERE request_id = $1 ORDER BY id LIMIT 1",
+    )
+    .bind(request_id)
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| format!("ledger query failed: {e}"))?;
+    Ok(row.map(|r| RequestInfo {
+        key_name: r.get(0),
+        experiment: r.get(1),
+        arm: r.get(2),
+        parent_request_id: r.get(3),
+    }))
+}
+
 /// Stores one feedback score; returns its id.
 pub async fn insert_feedback(
     path: &Path,

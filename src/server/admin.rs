@@ -109,7 +109,18 @@ pub async fn spend(
             }
         }
     }
-    let rows = match r::report(&st.ledger_path, by, bounds[0], bounds[1]).await {
+    if st.ledger_pg.is_some() && matches!(by, r::GroupBy::Tag(_)) {
+        return ApiError::invalid_request(
+            "by=tag:NAME is not available on a PostgreSQL ledger yet",
+            Some("by".into()),
+        )
+        .into_response();
+    }
+    let rows = match &st.ledger_pg {
+        Some(pool) => r::report_pg(pool, by, bounds[0], bounds[1]).await,
+        None => r::report(&st.ledger_path, by, bounds[0], bounds[1]).await,
+    };
+    let rows = match rows {
         Ok(rows) => rows,
         Err(e) => return ApiError::internal(e).into_response(),
     };

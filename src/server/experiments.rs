@@ -103,9 +103,17 @@ async fn feedback_inner(
         ));
     }
     let path = &st.ledger_path;
-    let mut info = store::lookup_request(path, &b.request_id)
-        .await
-        .map_err(ApiError::internal)?;
+    let lookup_id = |id: &str| {
+        let id = id.to_string();
+        async move {
+            match &st.ledger_pg {
+                Some(pool) => store::lookup_request_pg(pool, &id).await,
+                None => store::lookup_request(path, &id).await,
+            }
+        }
+    };
+    let lookup = || lookup_id(&b.request_id);
+    let mut info = lookup().await.map_err(ApiError::internal)?;
     if info.is_none() {
         // The ledger writes in batches: wait for the rows queued before us.
         let wait = ctx.rt.config.ledger.flush_interval + Duration::from_secs(2);
@@ -118,9 +126,7 @@ async fn feedback_inner(
         while done() < queued && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        info = store::lookup_request(path, &b.request_id)
-            .await
-            .map_err(ApiError::internal)?;
+        info = lookup().await.map_err(ApiError::internal)?;
     }
     let unknown = || {
         ApiError::new(
@@ -141,7 +147,7 @@ async fn feedback_inner(
     if let Some(k) = &ctx.key {
         let owner = match (&info.key_name, &info.parent_request_id) {
             (Some(o), _) => Some(o.clone()),
-            (None, Some(parent)) => store::lookup_request(path, parent)
+            (None, Some(parent)) => lookup_id(parent)
                 .await
                 .map_err(ApiError::internal)?
                 .and_then(|p| p.key_name),
@@ -285,7 +291,15 @@ pub async fn show(
     }
     let rt = st.rt();
     let configured = rt.config.experiments.get(&name).map(|e| view(&st, e));
-    let r = match report::report(&st.ledger_path, &name, bounds[0], bounds[1]).await {
+    let r = match report::report_from(
+        st.ledger_pg.as_ref(),
+        &st.ledger_path,
+        &name,
+        bounds[0],
+        bounds[1],
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => return ApiError::internal(e).into_response(),
     };

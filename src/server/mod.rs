@@ -153,17 +153,25 @@ pub async fn start_with_clock(
     // The socket decides loopback-or-not, whatever the config said.
     config.server.listen = addr;
     let metrics = crate::metrics::Metrics::new();
-    let (ledger, writer) = ledger::open_sqlite_with(
-        ledger_path,
-        ledger::WriterOptions {
-            batch_size: config.ledger.batch_size,
-            flush_interval: config.ledger.flush_interval,
-            durability: config.ledger.durability,
-            max_pending_rows: config.ledger.max_pending_rows,
-            ..Default::default()
-        },
-    )
-    .await?;
+    let opts = ledger::WriterOptions {
+        batch_size: config.ledger.batch_size,
+        flush_interval: config.ledger.flush_interval,
+        durability: config.ledger.durability,
+        max_pending_rows: config.ledger.max_pending_rows,
+        ..Default::default()
+    };
+    // `[ledger] url`: rows go to PostgreSQL; the spool stays next to the local file.
+    let pg = match &config.ledger.url {
+        Some(url) => Some(ledger::pg_pool(url.expose(), 4).await?),
+        None => None,
+    };
+    let (ledger, writer) = match &pg {
+        Some(pool) => {
+            ledger::init_sqlite(ledger_path).await?;
+            ledger::open_postgres_with(pool.clone(), &ledger::spool_path(ledger_path), opts).await?
+        }
+        None => ledger::open_sqlite_with(ledger_path, opts).await?,
+    };
     let ledger = ledger.with_observers(metrics.clone(), config.log.access);
     let grace = config.server.shutdown_grace;
     let max_header = config.server.max_header_bytes;
@@ -176,21 +184,31 @@ pub async fn start_with_clock(
         );
     }
     let key_refresh = config.server.key_refresh;
-    let budgets = start_budgets(&config, ledger_path, &metrics, clock).await?;
-    let keys = crate::auth::keys::KeyStore::open(ledger_path, budgets.clock().clone()).await?;
+    let budgets = start_budgets(&config, ledger_path, pg.as_ref(), &metrics, clock).await?;
+    let keys = match &pg {
+        // Keys in PostgreSQL: every instance on the database shares them.
+        Some(pool) => {
+            let db = crate::auth::keys::KeyDb::postgres(pool.clone()).await?;
+            crate::auth::keys::KeyStore::open_db(db, budgets.clock().clone()).await?
+        }
+        None => crate::auth::keys::KeyStore::open(ledger_path, budgets.clock().clone()).await?,
+    };
     let experiments = Arc::new(crate::experiments::Experiments::new(
         ledger_path.to_path_buf(),
         crate::experiments::store::ramp_log(ledger_path).await?,
     ));
-    let state = Arc::new(AppState::new(
-        config,
-        ledger,
-        ledger_path.to_path_buf(),
-        budgets,
-        keys.clone(),
-        metrics.clone(),
-        experiments,
-    )?);
+    let state = Arc::new(
+        AppState::new(
+            config,
+            ledger,
+            ledger_path.to_path_buf(),
+            budgets,
+            keys.clone(),
+            metrics.clone(),
+            experiments,
+        )?
+        .with_ledger_pg(pg),
+    );
     if !keys.any() {
         if !state.open_access {
             return Err(format!(
@@ -250,6 +268,7 @@ pub async fn start_with_clock(
 async fn start_budgets(
     config: &Config,
     ledger_path: &Path,
+    pg: Option<&sqlx::PgPool>,
     metrics: &Arc<crate::metrics::Metrics>,
     clock: crate::accounting::budget::Clock,
 ) -> Result<Arc<crate::accounting::budget::Budgets>, String> {
@@ -263,7 +282,10 @@ async fn start_budgets(
     // restart like any configured scope's.
     {
         let since = budget::month_start_ms(s.timezone, b.clock().now_ms());
-        let rows = ledger::spend_since(ledger_path, since).await?;
+        let rows = match pg {
+            Some(pool) => ledger::spend_since_pg(pool, since).await?,
+            None => ledger::spend_since(ledger_path, since).await?,
+        };
         let mut total = 0.0;
         for r in &rows {
             total += r.cost_usd;

@@ -86,6 +86,8 @@ pub struct AppState {
     reload_lock: tokio::sync::Mutex<()>,
     /// The ledger file, for read-only queries (/admin/spend).
     pub ledger_path: std::path::PathBuf,
+    /// The PostgreSQL ledger (`[ledger] url`), for read-only queries; None: the SQLite file.
+    pub ledger_pg: Option<sqlx::PgPool>,
     /// Virtual keys.
     pub keys: Arc<KeyStore>,
     pub metrics: Arc<Metrics>,
@@ -102,6 +104,12 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Read-only queries (/admin/spend, feedback lookups) go to this PostgreSQL ledger.
+    pub fn with_ledger_pg(mut self, pg: Option<sqlx::PgPool>) -> AppState {
+        self.ledger_pg = pg;
+        self
+    }
+
     pub fn new(
         config: Config,
         ledger: LedgerHandle,
@@ -128,6 +136,7 @@ impl AppState {
             reload_lock: tokio::sync::Mutex::new(()),
             responses: Arc::new(response_store::ResponseStore::new(ledger_path.clone())),
             ledger_path,
+            ledger_pg: None,
             keys,
             metrics,
             open_access,
