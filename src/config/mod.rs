@@ -6,6 +6,7 @@
 //! [`Secret`], whose `Debug` never shows the value.
 
 pub mod budgets;
+pub mod cache;
 pub mod env;
 pub mod experiments;
 
@@ -120,6 +121,8 @@ pub struct RawConfig {
     pub experiments: IndexMap<String, experiments::RawExperiment>,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub cache: cache::RawCache,
 }
 
 /// `[log]`.
@@ -467,6 +470,8 @@ pub struct Config {
     /// Model-swap experiments, by name.
     pub experiments: IndexMap<String, experiments::Experiment>,
     pub log: LogSettings,
+    /// `[cache]`: the exact response cache.
+    pub cache: cache::CacheSettings,
     /// Non-fatal notes for the start-up log (e.g. models without a price).
     pub warnings: Vec<String>,
 }
@@ -963,6 +968,7 @@ pub fn validate(
     if server.max_header_bytes < 8192 {
         errors.push(err("server.max_header_bytes", "must be at least 8192"));
     }
+    let cache = cache::validate(&raw.cache, &mut errors);
     let log = LogSettings {
         json: match raw.log.format.as_deref() {
             None | Some("text") => false,
@@ -1454,6 +1460,7 @@ pub fn validate(
             budgets,
             experiments,
             log,
+            cache,
             warnings,
         })
     } else {

@@ -1,6 +1,7 @@
 //! `AppState` and `Runtime`: the state a request works with, built once at start and
 //! swapped on reload. Below the HTTP layer: `server/` uses it, it never uses `server/`.
 
+pub mod cache;
 pub mod response_store;
 
 use std::collections::HashMap;
@@ -97,6 +98,8 @@ pub struct AppState {
     pub experiments: Arc<crate::experiments::Experiments>,
     /// Stored `/v1/responses` answers (in the ledger database).
     pub responses: Arc<response_store::ResponseStore>,
+    /// The exact response cache (sized from `[cache]` at start).
+    pub cache: Arc<cache::ResponseCache>,
 }
 
 impl AppState {
@@ -111,6 +114,7 @@ impl AppState {
     ) -> Result<AppState, String> {
         let idle = config.routing.session_idle;
         let open_access = config.server.listen.ip().is_loopback() || config.server.allow_unauthenticated;
+        let response_cache = Arc::new(cache::ResponseCache::new(&config.cache));
         let mut rt = Runtime::new(config, None)?;
         let (live, events) = experiments.bind(&rt.config, budgets.clock().now_ms());
         rt.experiments = live;
@@ -130,6 +134,7 @@ impl AppState {
             open_access,
             shutdown: tokio_util::sync::CancellationToken::new(),
             experiments,
+            cache: response_cache,
         })
     }
 
