@@ -152,12 +152,11 @@ pub async fn report(
         _ => String::new(),
     };
     // Ledgers written before the response cache have no cache columns.
-    let has_cache: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM pragma_table_info('ledger') WHERE name = 'saved_usd'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .map_err(|e| format!("ledger query failed: {e}"))?;
+    let has_cache: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM pragma_table_info('ledger') WHERE name = 'saved_usd'")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| format!("ledger query failed: {e}"))?;
     let has_cache = has_cache > 0;
     let sql = format!(
         "SELECT {g} AS grp, COUNT(DISTINCT request_id), COUNT(*), COALESCE(SUM(prompt_tokens), 0), \
@@ -165,8 +164,16 @@ pub async fn report(
          SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END), {hits}, {saved} \
          FROM ledger WHERE ts_ms >= ?2 AND ts_ms < ?3 GROUP BY grp ORDER BY 7 DESC, grp",
         g = by.column(),
-        hits = if has_cache { "COALESCE(SUM(cache_hit), 0)" } else { "0" },
-        saved = if has_cache { "COALESCE(SUM(saved_usd), 0.0)" } else { "0.0" },
+        hits = if has_cache {
+            "COALESCE(SUM(cache_hit), 0)"
+        } else {
+            "0"
+        },
+        saved = if has_cache {
+            "COALESCE(SUM(saved_usd), 0.0)"
+        } else {
+            "0.0"
+        },
     );
     let rows = sqlx::query(&sql)
         .bind(tag)

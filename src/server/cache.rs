@@ -10,8 +10,8 @@ use http::{HeaderMap, StatusCode};
 use super::handlers::{json_response, Ctx, Prepared};
 use crate::api::chat::ChatRequest;
 use crate::api::usage::Usage;
-pub(super) use crate::state::cache::{Outcome, X_CACHE};
 use crate::state::cache::{self, Answer, Cached};
+pub(super) use crate::state::cache::{Outcome, X_CACHE};
 use crate::state::{AppState, Target};
 
 /// The lookup's result: what happened and, on a miss, where to store.
@@ -21,7 +21,13 @@ pub(super) struct Lookup {
     pub(super) hit: Option<Arc<Cached>>,
 }
 
-pub(super) fn lookup(st: &AppState, ctx: &Ctx, headers: &HeaderMap, target: &Target, req: &ChatRequest) -> Lookup {
+pub(super) fn lookup(
+    st: &AppState,
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    target: &Target,
+    req: &ChatRequest,
+) -> Lookup {
     let s = &ctx.rt.config.cache;
     let bypass = Lookup {
         outcome: Outcome::Bypass,
@@ -56,7 +62,14 @@ pub(super) fn lookup(st: &AppState, ctx: &Ctx, headers: &HeaderMap, target: &Tar
 }
 
 /// Stores a 200 answer under a miss's key.
-pub(super) fn store(st: &AppState, ctx: &Ctx, key: Vec<u8>, body: Bytes, usage: Option<Usage>, cost: Option<f64>) {
+pub(super) fn store(
+    st: &AppState,
+    ctx: &Ctx,
+    key: Vec<u8>,
+    body: Bytes,
+    usage: Option<Usage>,
+    cost: Option<f64>,
+) {
     let ttl_ms = ctx.rt.config.cache.ttl.as_millis().min(i64::MAX as u128) as i64;
     st.cache.store.put(
         key,

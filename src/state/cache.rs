@@ -231,7 +231,10 @@ mod tests {
     fn bypass_headers_and_sampling() {
         let mut h = HeaderMap::new();
         assert!(!client_bypass(&h));
-        h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("max-age=0, No-Cache"));
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=0, No-Cache"),
+        );
         assert!(client_bypass(&h));
         let mut h = HeaderMap::new();
         h.insert(X_CACHE, HeaderValue::from_static("bypass"));
