@@ -37,6 +37,7 @@ fn entry(i: usize, ts_ms: i64, model: &str, task: Option<&str>, usage: Option<(u
         error: usage.is_none().then(|| "upstream failed".to_string()),
         attempt: 1,
         experiment: None,
+        cache_saved_usd: None,
         routing: task.map(|t| {
             Box::new(RoutingRecord {
                 route: "auto".into(),

@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 use crate::api::usage::Usage;
 
 /// Rows per INSERT statement (bounded by SQLite's parameter limit of 32766:
-/// 32 parameters per row).
+/// 34 parameters per row).
 const ROWS_PER_STATEMENT: usize = 800;
 
 /// One ledger row.
@@ -67,6 +67,9 @@ pub struct LedgerEntry {
     pub routing: Option<Box<RoutingRecord>>,
     /// The experiment arm this request ran in, if any.
     pub experiment: Option<Box<ExperimentTag>>,
+    /// Served from the exact response cache: what the original call cost
+    /// (columns `cache_hit = 1`, `saved_usd`); None for an upstream call.
+    pub cache_saved_usd: Option<f64>,
 }
 
 /// An experiment assignment, as recorded in the ledger.
@@ -117,6 +120,7 @@ impl LedgerEntry {
             attempt: 1,
             routing: None,
             experiment: None,
+            cache_saved_usd: None,
         }
     }
 }
@@ -326,7 +330,9 @@ CREATE TABLE IF NOT EXISTS ledger (
     arm TEXT,
     shadow INTEGER NOT NULL DEFAULT 0,
     parent_request_id TEXT,
-    output TEXT
+    output TEXT,
+    cache_hit INTEGER NOT NULL DEFAULT 0,
+    saved_usd REAL
 );
 CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_request_id ON ledger (request_id);
@@ -516,8 +522,12 @@ CREATE TABLE IF NOT EXISTS ledger (
     arm TEXT,
     shadow INTEGER NOT NULL DEFAULT 0,
     parent_request_id TEXT,
-    output TEXT
+    output TEXT,
+    cache_hit INTEGER NOT NULL DEFAULT 0,
+    saved_usd DOUBLE PRECISION
 );
+ALTER TABLE ledger ADD COLUMN IF NOT EXISTS cache_hit INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ledger ADD COLUMN IF NOT EXISTS saved_usd DOUBLE PRECISION;
 CREATE UNIQUE INDEX IF NOT EXISTS ledger_row_identity ON ledger (request_id, attempt, ts_ms, status, latency_ms);
 CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_key_ts ON ledger (key_name, ts_ms);
@@ -644,6 +654,8 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("shadow", "INTEGER NOT NULL DEFAULT 0"),
     ("parent_request_id", "TEXT"),
     ("output", "TEXT"),
+    ("cache_hit", "INTEGER NOT NULL DEFAULT 0"),
+    ("saved_usd", "REAL"),
 ];
 
 async fn add_missing_columns(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
@@ -690,6 +702,9 @@ struct SpoolRow {
     routing: Option<(String, String, f32, f32, String, String)>,
     /// name, arm, shadow, parent_request_id, output.
     experiment: Option<SpoolExperiment>,
+    /// Response-cache hit: the saving.
+    #[serde(default)]
+    cache_saved_usd: Option<f64>,
 }
 
 impl SpoolRow {
@@ -739,6 +754,7 @@ impl SpoolRow {
                     x.output.clone(),
                 )
             }),
+            cache_saved_usd: e.cache_saved_usd,
         }
     }
 
@@ -788,6 +804,7 @@ impl SpoolRow {
                     output,
                 })
             }),
+            cache_saved_usd: self.cache_saved_usd,
         }
     }
 }
@@ -1251,7 +1268,7 @@ async fn write_batch(conn: &mut SqliteConnection, batch: &[LedgerEntry]) -> Resu
              upstream_model, status, stream, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cached_tokens, \
              cache_write_tokens, reasoning_tokens, cost_usd, usage_estimated, error, route, task, \
              task_confidence, complexity, tier, route_reason, attempt, experiment, arm, shadow, \
-             parent_request_id, output) ",
+             parent_request_id, output, cache_hit, saved_usd) ",
         );
         qb.push_values(chunk, |mut b, e| {
             let u = e.usage;
@@ -1288,7 +1305,9 @@ async fn write_batch(conn: &mut SqliteConnection, batch: &[LedgerEntry]) -> Resu
                 .push_bind(x.map(|x| &*x.arm))
                 .push_bind(x.is_some_and(|x| x.shadow))
                 .push_bind(x.and_then(|x| x.parent_request_id.as_deref()))
-                .push_bind(x.and_then(|x| x.output.as_deref()));
+                .push_bind(x.and_then(|x| x.output.as_deref()))
+                .push_bind(e.cache_saved_usd.is_some())
+                .push_bind(e.cache_saved_usd);
         });
         qb.build().execute(&mut *tx).await?;
     }
@@ -1308,7 +1327,7 @@ async fn write_batch_pg(pool: &sqlx::PgPool, batch: &[LedgerEntry]) -> Result<()
              upstream_model, status, stream, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cached_tokens, \
              cache_write_tokens, reasoning_tokens, cost_usd, usage_estimated, error, route, task, \
              task_confidence, complexity, tier, route_reason, attempt, experiment, arm, shadow, \
-             parent_request_id, output) ",
+             parent_request_id, output, cache_hit, saved_usd) ",
         );
         qb.push_values(chunk, |mut b, e| {
             let u = e.usage;
@@ -1345,7 +1364,9 @@ async fn write_batch_pg(pool: &sqlx::PgPool, batch: &[LedgerEntry]) -> Result<()
                 .push_bind(x.map(|x| &*x.arm))
                 .push_bind(x.is_some_and(|x| x.shadow) as i32)
                 .push_bind(x.and_then(|x| x.parent_request_id.as_deref()))
-                .push_bind(x.and_then(|x| x.output.as_deref()));
+                .push_bind(x.and_then(|x| x.output.as_deref()))
+                .push_bind(e.cache_saved_usd.is_some() as i32)
+                .push_bind(e.cache_saved_usd);
         });
         qb.push(" ON CONFLICT (request_id, attempt, ts_ms, status, latency_ms) DO NOTHING");
         qb.build().execute(&mut *tx).await?;
@@ -1410,6 +1431,7 @@ mod tests {
             attempt: 1,
             routing: None,
             experiment: None,
+            cache_saved_usd: None,
         }
     }
 

@@ -88,7 +88,8 @@ pub async fn report_pg(
         "SELECT {g} AS grp, COUNT(DISTINCT request_id), COUNT(*), COALESCE(SUM(prompt_tokens), 0)::BIGINT, \
          COALESCE(SUM(completion_tokens), 0)::BIGINT, COALESCE(SUM(cached_tokens), 0)::BIGINT, \
          COALESCE(SUM(cost_usd), 0.0)::DOUBLE PRECISION, \
-         SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END)::BIGINT \
+         SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END)::BIGINT, \
+         COALESCE(SUM(cache_hit), 0)::BIGINT, COALESCE(SUM(saved_usd), 0.0)::DOUBLE PRECISION \
          FROM ledger WHERE ts_ms >= $1 AND ts_ms < $2 GROUP BY grp ORDER BY 7 DESC, grp"
     );
     let rows = sqlx::query(&sql)
@@ -121,6 +122,8 @@ where
         cost_usd: cost,
         cost_per_request_usd: if requests > 0 { cost / requests as f64 } else { 0.0 },
         unknown_cost_rows: r.get(7),
+        cache_hits: r.get(8),
+        saved_usd: r.get(9),
     }
 }
 
@@ -139,6 +142,10 @@ pub struct ReportRow {
     pub cost_per_request_usd: f64,
     /// Rows whose cost is unknown (no price, or no usage): not counted in `cost_usd`.
     pub unknown_cost_rows: i64,
+    /// Requests answered from the exact response cache (cost 0).
+    pub cache_hits: i64,
+    /// What those cache hits' original calls cost.
+    pub saved_usd: f64,
 }
 
 /// Parses `YYYY-MM-DD` (UTC midnight) or an integer of Unix milliseconds.
@@ -211,12 +218,29 @@ pub async fn report(
         GroupBy::Tag(t) => t.clone(),
         _ => String::new(),
     };
+    // Ledgers written before the response cache have no cache columns.
+    let has_cache: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM pragma_table_info('ledger') WHERE name = 'saved_usd'")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| format!("ledger query failed: {e}"))?;
+    let has_cache = has_cache > 0;
     let sql = format!(
         "SELECT {g} AS grp, COUNT(DISTINCT request_id), COUNT(*), COALESCE(SUM(prompt_tokens), 0), \
          COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(cost_usd), 0.0), \
-         SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END) \
+         SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END), {hits}, {saved} \
          FROM ledger WHERE ts_ms >= ?2 AND ts_ms < ?3 GROUP BY grp ORDER BY 7 DESC, grp",
-        g = by.column()
+        g = by.column(),
+        hits = if has_cache {
+            "COALESCE(SUM(cache_hit), 0)"
+        } else {
+            "0"
+        },
+        saved = if has_cache {
+            "COALESCE(SUM(saved_usd), 0.0)"
+        } else {
+            "0.0"
+        },
     );
     let rows = sqlx::query(&sql)
         .bind(tag)
@@ -235,8 +259,17 @@ pub fn to_table(by: GroupBy, rows: &[ReportRow]) -> String {
         other => format!("{other:?}").to_lowercase(),
     };
     let mut out = format!(
-        "{:<28} {:>9} {:>9} {:>13} {:>13} {:>12} {:>14} {:>8}\n",
-        name, "requests", "attempts", "prompt_tok", "output_tok", "cost_usd", "usd/request", "no_cost"
+        "{:<28} {:>9} {:>9} {:>13} {:>13} {:>12} {:>14} {:>8} {:>10} {:>12}\n",
+        name,
+        "requests",
+        "attempts",
+        "prompt_tok",
+        "output_tok",
+        "cost_usd",
+        "usd/request",
+        "no_cost",
+        "cache_hits",
+        "saved_usd"
     );
     let mut t = ReportRow {
         group: "TOTAL".into(),
@@ -248,6 +281,8 @@ pub fn to_table(by: GroupBy, rows: &[ReportRow]) -> String {
         cost_usd: 0.0,
         cost_per_request_usd: 0.0,
         unknown_cost_rows: 0,
+        cache_hits: 0,
+        saved_usd: 0.0,
     };
     for r in rows.iter() {
         t.requests += r.requests;
@@ -256,6 +291,8 @@ pub fn to_table(by: GroupBy, rows: &[ReportRow]) -> String {
         t.completion_tokens += r.completion_tokens;
         t.cost_usd += r.cost_usd;
         t.unknown_cost_rows += r.unknown_cost_rows;
+        t.cache_hits += r.cache_hits;
+        t.saved_usd += r.saved_usd;
     }
     t.cost_per_request_usd = if t.requests > 0 {
         t.cost_usd / t.requests as f64
@@ -264,7 +301,7 @@ pub fn to_table(by: GroupBy, rows: &[ReportRow]) -> String {
     };
     for r in rows.iter().chain(std::iter::once(&t)) {
         out.push_str(&format!(
-            "{:<28} {:>9} {:>9} {:>13} {:>13} {:>12.6} {:>14.8} {:>8}\n",
+            "{:<28} {:>9} {:>9} {:>13} {:>13} {:>12.6} {:>14.8} {:>8} {:>10} {:>12.6}\n",
             r.group,
             r.requests,
             r.attempts,
@@ -272,7 +309,9 @@ pub fn to_table(by: GroupBy, rows: &[ReportRow]) -> String {
             r.completion_tokens,
             r.cost_usd,
             r.cost_per_request_usd,
-            r.unknown_cost_rows
+            r.unknown_cost_rows,
+            r.cache_hits,
+            r.saved_usd
         ));
     }
     if matches!(by, GroupBy::Tier) {

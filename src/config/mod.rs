@@ -6,6 +6,7 @@
 //! [`Secret`], whose `Debug` never shows the value.
 
 pub mod budgets;
+pub mod cache;
 pub mod env;
 pub mod experiments;
 
@@ -122,6 +123,8 @@ pub struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    #[serde(default)]
+    pub cache: cache::RawCache,
 }
 
 /// `[telemetry]`: OpenTelemetry trace export (off unless `otlp_endpoint` is set).
@@ -488,6 +491,8 @@ pub struct Config {
     pub log: LogSettings,
     /// OpenTelemetry export.
     pub telemetry: TelemetrySettings,
+    /// `[cache]`: the exact response cache.
+    pub cache: cache::CacheSettings,
     /// Non-fatal notes for the start-up log (e.g. models without a price).
     pub warnings: Vec<String>,
 }
@@ -996,6 +1001,7 @@ pub fn validate(
     if server.max_header_bytes < 8192 {
         errors.push(err("server.max_header_bytes", "must be at least 8192"));
     }
+    let cache = cache::validate(&raw.cache, &mut errors);
     let log = LogSettings {
         json: match raw.log.format.as_deref() {
             None | Some("text") => false,
@@ -1542,6 +1548,7 @@ pub fn validate(
             experiments,
             log,
             telemetry,
+            cache,
             warnings,
         })
     } else {

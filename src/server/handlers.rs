@@ -315,10 +315,13 @@ pub async fn chat_completions(
     body: Body,
 ) -> Response {
     let ctx = Ctx::new(&st, &headers, key);
-    match chat_inner(&st, &ctx, &headers, body).await {
+    let mut outcome = super::cache::Outcome::Bypass;
+    let mut r = match chat_inner(&st, &ctx, &headers, body, &mut outcome).await {
         Ok(r) => r,
         Err(e) => ctx.error(e),
-    }
+    };
+    r.headers_mut().insert(super::cache::X_CACHE, outcome.header());
+    r
 }
 
 async fn chat_inner(
@@ -326,11 +329,19 @@ async fn chat_inner(
     ctx: &Ctx,
     headers: &HeaderMap,
     body: Body,
+    outcome: &mut super::cache::Outcome,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(body, headers, ctx.rt.config.server.max_body_bytes).await?;
     let mut req = ChatRequest::parse(&bytes)?;
     drop(bytes);
     let p = prepare(st, ctx, headers, &mut req, OutputField::CHAT)?;
+    let cached = super::cache::lookup(st, ctx, headers, &p.targets[0], &req);
+    *outcome = cached.outcome;
+    if let Some(hit) = &cached.hit {
+        if let Some(r) = super::cache::serve_hit(st, ctx, &p, &req.model, &p.targets[0], hit) {
+            return Ok(r);
+        }
+    }
     let stream = req.is_stream();
     let client_wants_usage = req.client_wants_stream_usage();
     if stream {
@@ -381,6 +392,9 @@ async fn chat_inner(
                 None => recorder.estimate_from_body(&body),
             }
             let cost = recorder.cost();
+            if let Some(k) = cached.key {
+                super::cache::store(st, ctx, k, body.clone(), usage, cost);
+            }
             let mut r = json_response(StatusCode::OK, body);
             ctx.decorate(r.headers_mut(), &target, upstream, cost, attempts);
             if let Some(rr) = &route {

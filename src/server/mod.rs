@@ -5,6 +5,7 @@
 //! [`Server`] handle whose `shutdown` drains connections and then the ledger.
 
 pub mod admin;
+mod cache;
 pub mod edge;
 pub mod experiments;
 pub mod handlers;

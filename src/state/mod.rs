@@ -1,6 +1,7 @@
 //! `AppState` and `Runtime`: the state a request works with, built once at start and
 //! swapped on reload. Below the HTTP layer: `server/` uses it, it never uses `server/`.
 
+pub mod cache;
 pub mod response_store;
 
 use std::collections::HashMap;
@@ -101,6 +102,8 @@ pub struct AppState {
     pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// Stored `/v1/responses` answers (in the ledger database).
     pub responses: Arc<response_store::ResponseStore>,
+    /// The exact response cache (sized from `[cache]` at start).
+    pub cache: Arc<cache::ResponseCache>,
 }
 
 impl AppState {
@@ -122,6 +125,7 @@ impl AppState {
         let idle = config.routing.session_idle;
         let open_access = config.server.listen.ip().is_loopback() || config.server.allow_unauthenticated;
         let telemetry = Arc::new(crate::telemetry::Telemetry::new(&config.telemetry)?);
+        let response_cache = Arc::new(cache::ResponseCache::new(&config.cache));
         let mut rt = Runtime::new(config, None)?;
         let (live, events) = experiments.bind(&rt.config, budgets.clock().now_ms());
         rt.experiments = live;
@@ -143,6 +147,7 @@ impl AppState {
             shutdown: tokio_util::sync::CancellationToken::new(),
             experiments,
             telemetry,
+            cache: response_cache,
         })
     }
 

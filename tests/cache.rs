@@ -1,0 +1,115 @@
+//! The exact response cache over real sockets: miss then hit (one upstream
+//! call), bypass headers, temperature, TTL expiry, ledger rows of hits.
+
+mod common;
+
+use common::*;
+
+const CACHE_ON: &str = "[cache]\nexact = true\nttl_secs = 1\n";
+
+async fn post(gw: &Gw, body: &serde_json::Value, extra: &[(&str, &str)]) -> (String, serde_json::Value) {
+    let mut rq = client().post(gw.url("/v1/chat/completions")).json(body);
+    for (k, v) in extra {
+        rq = rq.header(*k, *v);
+    }
+    let r = rq.send().await.expect("send");
+    assert_eq!(r.status(), 200);
+    let h = r
+        .headers()
+        .get("x-switchyard-cache")
+        .expect("x-switchyard-cache on every response")
+        .to_str()
+        .unwrap()
+        .to_string();
+    (h, r.json().await.expect("json"))
+}
+
+fn req(text: &str) -> serde_json::Value {
+    serde_json::json!({"model": "fast", "messages": [{"role": "user", "content": text}]})
+}
+
+#[tokio::test]
+async fn miss_then_hit_then_bypass_and_ledger_saving() {
+    let fake = start_fake().await;
+    let mut gw = start_gateway(&config_for(fake.addr, CACHE_ON)).await;
+    let (h1, b1) = post(&gw, &req("hello"), &[]).await;
+    assert_eq!(h1, "miss");
+    let (h2, b2) = post(&gw, &req("hello"), &[]).await;
+    assert_eq!(h2, "hit");
+    assert_eq!(b1, b2, "a hit replays the original answer");
+    assert_eq!(fake.hits(), 1, "the hit made no upstream call");
+    let (h3, _) = post(&gw, &req("other"), &[]).await;
+    assert_eq!(h3, "miss");
+    let (h4, _) = post(&gw, &req("hello"), &[("cache-control", "no-cache")]).await;
+    assert_eq!(h4, "bypass");
+    let (h5, _) = post(&gw, &req("hello"), &[("x-switchyard-cache", "bypass")]).await;
+    assert_eq!(h5, "bypass");
+    let mut hot = req("hello");
+    hot["temperature"] = serde_json::json!(0.8);
+    let (h6, _) = post(&gw, &hot, &[]).await;
+    assert_eq!(h6, "bypass", "temperature > 0 is not cached by default");
+    assert_eq!(fake.hits(), 5);
+
+    gw.stop().await;
+    use sqlx::{Connection, Row as _};
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&gw.ledger)
+        .read_only(true);
+    let mut conn = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+    let rows = sqlx::query("SELECT status, cost_usd, cache_hit, saved_usd FROM ledger ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 6);
+    let first_cost: f64 = rows[0].get(1);
+    assert!(first_cost > 0.0);
+    let hits: Vec<_> = rows.iter().filter(|r| r.get::<i64, _>(2) == 1).collect();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].get::<i64, _>(0), 200);
+    assert_eq!(hits[0].get::<f64, _>(1), 0.0);
+    assert_eq!(
+        hits[0].get::<f64, _>(3),
+        first_cost,
+        "saved = the original call's cost"
+    );
+
+    let report = switchyard::accounting::report::report(
+        &gw.ledger,
+        switchyard::accounting::report::GroupBy::parse("model").unwrap(),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.iter().map(|r| r.cache_hits).sum::<i64>(), 1);
+    assert_eq!(report.iter().map(|r| r.saved_usd).sum::<f64>(), first_cost);
+}
+
+#[tokio::test]
+async fn entries_expire_after_ttl() {
+    let fake = start_fake().await;
+    let mut gw = start_gateway(&config_for(fake.addr, CACHE_ON)).await;
+    assert_eq!(post(&gw, &req("ttl"), &[]).await.0, "miss");
+    assert_eq!(post(&gw, &req("ttl"), &[]).await.0, "hit");
+    // ttl_secs = 1: poll until the entry is stale (at most 10 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let (h, _) = post(&gw, &req("ttl"), &[]).await;
+        if h == "miss" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "entry never expired");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn off_by_default() {
+    let fake = start_fake().await;
+    let mut gw = start_gateway(&config_for(fake.addr, "")).await;
+    assert_eq!(post(&gw, &req("x"), &[]).await.0, "bypass");
+    assert_eq!(post(&gw, &req("x"), &[]).await.0, "bypass");
+    assert_eq!(fake.hits(), 2);
+    gw.stop().await;
+}
