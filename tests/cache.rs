@@ -113,3 +113,57 @@ async fn off_by_default() {
     assert_eq!(fake.hits(), 2);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn one_key_never_gets_another_keys_cached_answer() {
+    const ADMIN: &str = "admin-cache-test";
+    let fake = start_fake().await;
+    let cfg = with_admin_key(
+        &config_for(fake.addr, "[cache]\nexact = true\nttl_secs = 600\n"),
+        ADMIN,
+    );
+    let mut gw = start_gateway(&cfg).await;
+    let mut keys = Vec::new();
+    for name in ["team-a", "team-b"] {
+        let r = client()
+            .post(gw.url("/admin/keys"))
+            .bearer_auth(ADMIN)
+            .json(&serde_json::json!({"name": name}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 201);
+        let v: serde_json::Value = r.json().await.expect("json");
+        keys.push(v["key"].as_str().expect("secret").to_string());
+    }
+    let ask = |key: String| {
+        let url = gw.url("/v1/chat/completions");
+        async move {
+            let r = client()
+                .post(url)
+                .bearer_auth(key)
+                .json(&req("the same question"))
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(r.status(), 200);
+            r.headers()
+                .get("x-switchyard-cache")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        }
+    };
+    assert_eq!(ask(keys[0].clone()).await, "miss");
+    assert_eq!(ask(keys[0].clone()).await, "hit");
+    assert_eq!(fake.hits(), 1);
+    assert_eq!(
+        ask(keys[1].clone()).await,
+        "miss",
+        "key B must not see key A's answer"
+    );
+    assert_eq!(fake.hits(), 2, "key B's request went upstream");
+    assert_eq!(ask(keys[1].clone()).await, "hit");
+    assert_eq!(fake.hits(), 2);
+    gw.stop().await;
+}
