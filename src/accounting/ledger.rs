@@ -1260,16 +1260,17 @@ impl Writer {
     }
 }
 
+/// The INSERT both ledger writers start from; the values follow in this order.
+const INSERT_ROWS: &str = "INSERT INTO ledger (request_id, ts_ms, key_name, endpoint, requested_model, served_model, \
+     provider, upstream_model, status, stream, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cached_tokens, \
+     cache_write_tokens, reasoning_tokens, cost_usd, usage_estimated, error, route, task, task_confidence, \
+     complexity, tier, route_reason, attempt, experiment, arm, shadow, parent_request_id, output, cache_hit, \
+     saved_usd) ";
+
 async fn write_batch(conn: &mut SqliteConnection, batch: &[LedgerEntry]) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
-        let mut qb = QueryBuilder::new(
-            "INSERT INTO ledger (request_id, ts_ms, key_name, endpoint, requested_model, served_model, provider, \
-             upstream_model, status, stream, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cached_tokens, \
-             cache_write_tokens, reasoning_tokens, cost_usd, usage_estimated, error, route, task, \
-             task_confidence, complexity, tier, route_reason, attempt, experiment, arm, shadow, \
-             parent_request_id, output, cache_hit, saved_usd) ",
-        );
+        let mut qb = QueryBuilder::new(INSERT_ROWS);
         qb.push_values(chunk, |mut b, e| {
             let u = e.usage;
             b.push_bind(&e.request_id)
@@ -1322,13 +1323,7 @@ async fn write_batch_pg(pool: &sqlx::PgPool, batch: &[LedgerEntry]) -> Result<()
     }
     let mut tx = pool.begin().await?;
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
-        let mut qb: QueryBuilder<sqlx::Postgres> = QueryBuilder::new(
-            "INSERT INTO ledger (request_id, ts_ms, key_name, endpoint, requested_model, served_model, provider, \
-             upstream_model, status, stream, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cached_tokens, \
-             cache_write_tokens, reasoning_tokens, cost_usd, usage_estimated, error, route, task, \
-             task_confidence, complexity, tier, route_reason, attempt, experiment, arm, shadow, \
-             parent_request_id, output, cache_hit, saved_usd) ",
-        );
+        let mut qb: QueryBuilder<sqlx::Postgres> = QueryBuilder::new(INSERT_ROWS);
         qb.push_values(chunk, |mut b, e| {
             let u = e.usage;
             b.push_bind(&e.request_id)

@@ -250,23 +250,7 @@ pub async fn load(
     .fetch_all(&mut conn)
     .await
     .map_err(q)?;
-    let rows: Vec<RequestRow> = rows
-        .iter()
-        .map(|r| RequestRow {
-            request_id: r.get(0),
-            arm: r.get(1),
-            shadow: r.get::<i64, _>(2) != 0,
-            model: r.get(3),
-            ts_ms: r.get(4),
-            latency_ms: r.get(5),
-            cost_usd: r.get(6),
-            unknown_cost: r.get::<i64, _>(7) != 0,
-            prompt_tokens: r.get(8),
-            completion_tokens: r.get(9),
-            failed: r.get::<i64, _>(10) != 0,
-            ok: r.get::<i64, _>(11) != 0,
-        })
-        .collect();
+    let rows: Vec<RequestRow> = rows.iter().map(request_row).collect();
     let mut feedback = HashMap::new();
     if super::store::has_table(&mut conn, "feedback").await? {
         // The latest score of a request counts.
@@ -285,6 +269,31 @@ pub async fn load(
         }
     }
     Ok((rows, feedback))
+}
+
+/// One request of the grouped query both ledgers run (same column order).
+fn request_row<R>(r: &R) -> RequestRow
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    f64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    RequestRow {
+        request_id: r.get(0),
+        arm: r.get(1),
+        shadow: r.get::<i64, _>(2) != 0,
+        model: r.get(3),
+        ts_ms: r.get(4),
+        latency_ms: r.get(5),
+        cost_usd: r.get(6),
+        unknown_cost: r.get::<i64, _>(7) != 0,
+        prompt_tokens: r.get(8),
+        completion_tokens: r.get(9),
+        failed: r.get::<i64, _>(10) != 0,
+        ok: r.get::<i64, _>(11) != 0,
+    }
 }
 
 /// [`load`] with the requests in a PostgreSQL ledger (`pg`) and the
@@ -317,23 +326,7 @@ pub async fn load_from(
     .fetch_all(pool)
     .await
     .map_err(q)?;
-    let rows: Vec<RequestRow> = rows
-        .iter()
-        .map(|r| RequestRow {
-            request_id: r.get(0),
-            arm: r.get(1),
-            shadow: r.get::<i64, _>(2) != 0,
-            model: r.get(3),
-            ts_ms: r.get(4),
-            latency_ms: r.get(5),
-            cost_usd: r.get(6),
-            unknown_cost: r.get::<i64, _>(7) != 0,
-            prompt_tokens: r.get(8),
-            completion_tokens: r.get(9),
-            failed: r.get::<i64, _>(10) != 0,
-            ok: r.get::<i64, _>(11) != 0,
-        })
-        .collect();
+    let rows: Vec<RequestRow> = rows.iter().map(request_row).collect();
     let mut feedback = HashMap::new();
     if path.exists() {
         let mut conn = super::store::connect(path, true).await?;

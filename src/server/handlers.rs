@@ -58,7 +58,6 @@ pub(super) struct Ctx {
     clamped: std::sync::OnceLock<HeaderValue>,
     /// The client's W3C `traceparent`, if any.
     traceparent: Option<HeaderValue>,
-    telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 impl Ctx {
@@ -91,7 +90,6 @@ impl Ctx {
             experiment: std::sync::OnceLock::new(),
             clamped: std::sync::OnceLock::new(),
             traceparent: headers.get(TRACEPARENT).filter(|v| v.len() <= 128).cloned(),
-            telemetry: st.telemetry.clone(),
         }
     }
 
@@ -99,10 +97,11 @@ impl Ctx {
     /// `traceparent` (forwarded upstream when they are not).
     pub(super) fn trace(
         &self,
+        st: &AppState,
         operation: &'static str,
         model: &str,
     ) -> (Option<Arc<crate::telemetry::RequestSpan>>, Option<HeaderValue>) {
-        if !self.telemetry.enabled() {
+        if !st.telemetry.enabled() {
             return (None, self.traceparent.clone());
         }
         let parent = self
@@ -113,7 +112,7 @@ impl Ctx {
         let arrived = std::time::SystemTime::now()
             .checked_sub(self.started.elapsed())
             .unwrap_or_else(std::time::SystemTime::now);
-        let span = self
+        let span = st
             .telemetry
             .request_span(parent.as_ref(), operation, model, &self.request_id, arrived);
         (span, None)
@@ -849,7 +848,7 @@ pub(super) fn admit(
             return Err(crate::auth::rate_limited("tokens per min (TPM)", d));
         }
     }
-    let (trace, client_traceparent) = ctx.trace("chat", &req.model);
+    let (trace, client_traceparent) = ctx.trace(st, "chat", &req.model);
     let mut acct = Accounting {
         prompt: None,
         reservation: None,
@@ -1057,7 +1056,7 @@ async fn embeddings_inner(
         e.attempt = attempt;
         e
     };
-    let (trace, client_traceparent) = ctx.trace("embeddings", &requested);
+    let (trace, client_traceparent) = ctx.trace(st, "embeddings", &requested);
     let acct = Accounting {
         key: ctx.key.clone(),
         trace,
