@@ -151,6 +151,8 @@ pub struct Gauges {
     /// (scope, period, spent, limit) of every budget.
     pub budgets: Vec<(String, &'static str, f64, f64)>,
     pub config_generation: u64,
+    /// Shared state on Redis: (answering, up/down changes, queued writes); None: in memory.
+    pub state_backend: Option<(bool, u64, u64)>,
 }
 
 impl Metrics {
@@ -518,6 +520,21 @@ impl Metrics {
                 escape(&route),
                 format_f64(share)
             );
+        }
+        match g.state_backend {
+            None => {
+                let _ = writeln!(
+                    out,
+                    "# HELP switchyard_state_backend_up Whether the shared-state backend answers (memory: always 1).\n# TYPE switchyard_state_backend_up gauge\nswitchyard_state_backend_up{{backend=\"memory\"}} 1"
+                );
+            }
+            Some((up, changes, pending)) => {
+                let _ = writeln!(
+                    out,
+                    "# HELP switchyard_state_backend_up Whether the shared-state backend answers (memory: always 1).\n# TYPE switchyard_state_backend_up gauge\nswitchyard_state_backend_up{{backend=\"redis\"}} {}\n# HELP switchyard_state_backend_changes_total Times the shared-state backend went down or came back.\n# TYPE switchyard_state_backend_changes_total counter\nswitchyard_state_backend_changes_total {changes}\n# HELP switchyard_state_pending_writes Writes (spend, releases, corrections) queued for the shared-state backend.\n# TYPE switchyard_state_pending_writes gauge\nswitchyard_state_pending_writes {pending}",
+                    u8::from(up)
+                );
+            }
         }
         let _ = writeln!(
             out,

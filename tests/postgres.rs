@@ -6,80 +6,10 @@
 
 mod common;
 
-use std::time::Duration;
-
+use common::services::*;
 use common::*;
 use serde_json::{json, Value};
 use sqlx::Row as _;
-
-/// A schema of its own on the test server; dropped by [`Schema::drop`].
-struct Schema {
-    admin: sqlx::PgPool,
-    name: String,
-    /// The URL a gateway uses: the server's, with this schema as search_path.
-    url: String,
-}
-
-impl Schema {
-    async fn new() -> Option<Schema> {
-        let Ok(base) = std::env::var("DATABASE_URL") else {
-            println!("SKIPPED: DATABASE_URL is not set (PostgreSQL ledger tests need a server)");
-            return None;
-        };
-        let admin = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(2)
-            .connect(&base)
-            .await
-            .expect("connect to DATABASE_URL");
-        let name = format!("sy_{:016x}", rand_u64());
-        sqlx::raw_sql(&format!("CREATE SCHEMA {name}"))
-            .execute(&admin)
-            .await
-            .expect("create schema");
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{sep}options=-csearch_path%3D{name}");
-        Some(Schema { admin, name, url })
-    }
-
-    async fn exec(&self, sql: &str) {
-        sqlx::raw_sql(&sql.replace("{s}", &self.name))
-            .execute(&self.admin)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
-    /// (request_id, attempt) of every ledger row, in insertion order.
-    async fn request_ids(&self) -> Vec<String> {
-        sqlx::query(&format!(
-            "SELECT request_id FROM {}.ledger ORDER BY id",
-            self.name
-        ))
-        .fetch_all(&self.admin)
-        .await
-        .expect("query ledger")
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-    }
-
-    async fn drop(self) {
-        self.exec("DROP SCHEMA {s} CASCADE").await;
-        self.admin.close().await;
-    }
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
-}
 
 const ADMIN: &str = "admin-key-for-postgres-tests-91c2";
 
@@ -104,37 +34,6 @@ async fn send(base: &str, id: &str, stream: bool) -> u16 {
     let status = r.status().as_u16();
     r.bytes().await.expect("body");
     status
-}
-
-/// A gauge or counter from /metrics.
-async fn metric(gw: &Gw, name: &str) -> u64 {
-    let text = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .expect("send")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics"))
-}
-
-/// Polls `cond` until it holds (generous deadline: the machine may be loaded).
-async fn until<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The same requests through a SQLite gateway and a PostgreSQL one: the

@@ -376,6 +376,14 @@ impl std::fmt::Debug for Budgets {
     }
 }
 
+/// The shared (several-instance) half of a reservation: the same amount held in
+/// a store every instance sees (`state::shared`, Redis). Charges and the release
+/// go to it in order, charges first.
+pub trait SharedHold: Send + Sync + std::fmt::Debug {
+    fn charge(&self, cost: f64);
+    fn release(&self, amount: f64);
+}
+
 /// A reservation held for one client request; released on drop.
 #[derive(Debug)]
 pub struct Reservation {
@@ -385,12 +393,23 @@ pub struct Reservation {
     day: i64,
     month: i64,
     alerts: Vec<f64>,
+    shared: Option<Box<dyn SharedHold>>,
 }
 
 impl Reservation {
     /// Charges a real (or estimated) cost of one upstream attempt.
     pub fn charge(&self, cost: f64) {
         self.budgets.charge(&self.scopes, cost, &self.alerts);
+        if let Some(s) = &self.shared {
+            if cost.is_finite() && cost > 0.0 {
+                s.charge(cost);
+            }
+        }
+    }
+
+    /// Whether the reservation is also held in the shared store.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
     }
 
     pub fn amount(&self) -> f64 {
@@ -400,6 +419,9 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
+        if let Some(s) = &self.shared {
+            s.release(self.amount);
+        }
         let mut st = self.budgets.lock();
         if st.day != self.day && st.month != self.month {
             return; // both periods rolled over: nothing of ours is left in them
@@ -660,6 +682,52 @@ impl Budgets {
             day,
             month,
             alerts: settings.alerts.clone(),
+            shared: None,
+        }
+    }
+
+    /// The current day and month numbers in `tz` (the shared store's period keys).
+    pub fn period_numbers(&self, tz: Tz) -> (i64, i64) {
+        let (st, _) = self.current(tz);
+        (st.day, st.month)
+    }
+
+    /// Records a reservation the shared store admitted (it checked the room
+    /// across every instance): held here too, unconditionally, so this
+    /// instance's pacing, snapshots and fail-open fallback see it.
+    pub fn hold_shared(
+        self: &Arc<Self>,
+        settings: &BudgetSettings,
+        scopes: Vec<(Scope, Limits)>,
+        amount: f64,
+        shared: Box<dyn SharedHold>,
+    ) -> Reservation {
+        let (st, _) = self.current(settings.timezone);
+        let mut r = self.hold(st, settings, scopes, amount.max(0.0));
+        r.shared = Some(shared);
+        r
+    }
+
+    /// This period's spend of every scope this instance knows: (scope, day, month).
+    pub fn spent_windows(&self, tz: Tz) -> Vec<(Scope, f64, f64)> {
+        let (st, _) = self.current(tz);
+        st.windows
+            .iter()
+            .map(|(s, w)| (s.clone(), w.day_spent, w.month_spent))
+            .collect()
+    }
+
+    /// Raises this instance's view of a scope's spend to what every instance
+    /// spent (read from the shared store), for pacing and snapshots; admission
+    /// itself is decided by the shared store.
+    pub fn observe_shared_spend(&self, tz: Tz, scope: &Scope, day: Option<f64>, month: Option<f64>) {
+        let (mut st, _) = self.current(tz);
+        let w = st.windows.entry(scope.clone()).or_default();
+        if let Some(d) = day {
+            w.day_spent = w.day_spent.max(d);
+        }
+        if let Some(m) = month {
+            w.month_spent = w.month_spent.max(m);
         }
     }
 

@@ -18,20 +18,43 @@ use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::api::ApiError;
+use crate::config::state::OnFailure;
+use crate::state::shared::Shared;
 use crate::state::AppState;
 use keys::ActiveKey;
 use limiter::{format_reset, Denied, Snapshot};
 
 /// One request's use of a key: holds its concurrency slot (released on drop,
 /// which for a stream is when the stream ends) and settles its token estimate.
+/// With shared state (`[state] redis_url`) the buckets and the slot are the
+/// key's shared ones in Redis while it answers, this instance's own otherwise.
 #[derive(Debug)]
 pub struct KeyUse {
     pub key: Arc<ActiveKey>,
     clock: crate::accounting::budget::Clock,
-    slot: bool,
+    slot: Slot,
     /// Tokens taken from the TPM bucket up front; swapped to 0 by the first
     /// settlement, so later attempts count in full.
     estimated: AtomicU64,
+    shared: Option<Arc<Shared>>,
+    /// Whether the TPM take went to the shared bucket.
+    tpm_shared: std::sync::atomic::AtomicBool,
+}
+
+/// Where a request's concurrency slot was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    None,
+    Local,
+    Shared,
+}
+
+/// Why a limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    Limit(Denied),
+    /// Shared state is unreachable and `[state] on_failure = "fail_closed"`.
+    Unavailable,
 }
 
 impl KeyUse {
@@ -40,9 +63,30 @@ impl KeyUse {
     }
 
     /// Takes the request's estimated tokens from the key's TPM bucket.
-    pub fn take_tokens(&self, estimate: u64) -> Result<(), Denied> {
+    pub async fn take_tokens(&self, estimate: u64) -> Result<(), Refused> {
         let Some(b) = &self.key.tpm else { return Ok(()) };
-        b.try_take(estimate as f64, self.clock.now_ms())?;
+        let now = self.clock.now_ms();
+        if let Some(sh) = self.shared.as_ref() {
+            if sh.is_up() {
+                let cap = b.limit();
+                match sh
+                    .take(&self.key.record.id, "tpm", cap, estimate as f64, now)
+                    .await
+                {
+                    Some(Ok(_)) => {
+                        self.tpm_shared.store(true, Ordering::Release);
+                        self.estimated.store(estimate, Ordering::Release);
+                        return Ok(());
+                    }
+                    Some(Err(d)) => return Err(Refused::Limit(d)),
+                    None => {}
+                }
+            }
+            if sh.on_failure == OnFailure::FailClosed {
+                return Err(Refused::Unavailable);
+            }
+        }
+        b.try_take(estimate as f64, now).map_err(Refused::Limit)?;
         self.estimated.store(estimate, Ordering::Release);
         Ok(())
     }
@@ -51,18 +95,45 @@ impl KeyUse {
     pub fn settle_tokens(&self, actual: u64) {
         let Some(b) = &self.key.tpm else { return };
         let estimated = self.estimated.swap(0, Ordering::AcqRel);
-        b.adjust(actual as f64 - estimated as f64, self.clock.now_ms());
+        let delta = actual as f64 - estimated as f64;
+        let now = self.clock.now_ms();
+        match &self.shared {
+            Some(sh) if self.tpm_shared.load(Ordering::Acquire) => {
+                sh.adjust(&self.key.record.id, "tpm", b.limit(), delta, now)
+            }
+            _ => b.adjust(delta, now),
+        }
     }
 }
 
 impl Drop for KeyUse {
     fn drop(&mut self) {
-        if self.slot {
-            if let Some(c) = &self.key.concurrency {
-                c.release();
+        match self.slot {
+            Slot::Local => {
+                if let Some(c) = &self.key.concurrency {
+                    c.release();
+                }
             }
+            Slot::Shared => {
+                if let Some(sh) = &self.shared {
+                    sh.release_slot(&self.key.record.id);
+                }
+            }
+            Slot::None => {}
         }
     }
+}
+
+/// 503 `state_unavailable`: `[state] on_failure = "fail_closed"` while Redis does not answer.
+pub fn state_unavailable() -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "api_error",
+        "The gateway's shared state (Redis) is unreachable and [state] on_failure = \"fail_closed\": requests that need a shared rate limit, concurrency cap or budget are refused until it is back.".to_string(),
+    )
+    .with_code("state_unavailable");
+    e.retry_after = Some(1);
+    e
 }
 
 pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -142,36 +213,86 @@ pub async fn require_key(State(st): State<Arc<AppState>>, mut req: Request, next
         return reject(anthropic, unauthorized("Incorrect API key provided."));
     };
     let now = keys.clock().now_ms();
-    let rpm = match key.rpm.as_ref().map(|b| b.try_take(1.0, now)) {
-        Some(Err(d)) => {
-            st.metrics.rejected("rate_limit_requests");
-            let mut r = reject(anthropic, rate_limited("requests per min (RPM)", d));
-            add_limit_headers(r.headers_mut(), &key, now);
-            return r;
-        }
-        Some(Ok(s)) => Some(s),
-        None => None,
+    let shared = st.shared.clone();
+    let closed = |st: &AppState| {
+        st.metrics.rejected("state_unavailable");
+        reject(anthropic, state_unavailable())
     };
-    let slot = match &key.concurrency {
-        Some(c) if !c.try_acquire() => {
-            st.metrics.rejected("rate_limit_concurrency");
-            let e = rate_limited(
-                "concurrent requests",
-                Denied {
-                    retry_after_ms: 1000,
-                    limit: u64::from(c.max()),
-                },
-            );
-            return reject(anthropic, e);
+    // RPM: the key's shared bucket while Redis answers; this instance's own otherwise.
+    let mut rpm = None;
+    if let Some(b) = &key.rpm {
+        let mut taken = None;
+        if let Some(sh) = shared.as_ref().filter(|s| s.is_up()) {
+            taken = sh.take(&key.record.id, "rpm", b.limit(), 1.0, now).await;
         }
-        Some(_) => true,
-        None => false,
+        if taken.is_none()
+            && shared
+                .as_ref()
+                .is_some_and(|s| s.on_failure == OnFailure::FailClosed)
+        {
+            return closed(&st);
+        }
+        match taken.unwrap_or_else(|| b.try_take(1.0, now)) {
+            Err(d) => {
+                st.metrics.rejected("rate_limit_requests");
+                let mut r = reject(anthropic, rate_limited("requests per min (RPM)", d));
+                put_limit(
+                    r.headers_mut(),
+                    "requests",
+                    Snapshot {
+                        limit: d.limit,
+                        remaining: 0,
+                        reset_ms: d.retry_after_ms,
+                    },
+                );
+                if let Some(t) = &key.tpm {
+                    put_limit(r.headers_mut(), "tokens", t.snapshot(now));
+                }
+                return r;
+            }
+            Ok(s) => rpm = Some(s),
+        }
+    }
+    let slot = match &key.concurrency {
+        None => Slot::None,
+        Some(c) => {
+            let mut taken = None;
+            if let Some(sh) = shared.as_ref().filter(|s| s.is_up()) {
+                taken = sh
+                    .acquire_slot(&key.record.id, c.max())
+                    .await
+                    .map(|ok| ok.then_some(Slot::Shared));
+            }
+            if taken.is_none()
+                && shared
+                    .as_ref()
+                    .is_some_and(|s| s.on_failure == OnFailure::FailClosed)
+            {
+                return closed(&st);
+            }
+            match taken.unwrap_or_else(|| c.try_acquire().then_some(Slot::Local)) {
+                Some(s) => s,
+                None => {
+                    st.metrics.rejected("rate_limit_concurrency");
+                    let e = rate_limited(
+                        "concurrent requests",
+                        Denied {
+                            retry_after_ms: 1000,
+                            limit: u64::from(c.max()),
+                        },
+                    );
+                    return reject(anthropic, e);
+                }
+            }
+        }
     };
     let key_use = Arc::new(KeyUse {
         key: key.clone(),
         clock: keys.clock().clone(),
         slot,
         estimated: AtomicU64::new(0),
+        shared,
+        tpm_shared: std::sync::atomic::AtomicBool::new(false),
     });
     req.extensions_mut().insert(key_use);
     let mut resp = next.run(req).await;
@@ -182,15 +303,6 @@ pub async fn require_key(State(st): State<Arc<AppState>>, mut req: Request, next
         put_limit(resp.headers_mut(), "tokens", b.snapshot(keys.clock().now_ms()));
     }
     resp
-}
-
-fn add_limit_headers(h: &mut HeaderMap, key: &ActiveKey, now: i64) {
-    if let Some(b) = &key.rpm {
-        put_limit(h, "requests", b.snapshot(now));
-    }
-    if let Some(b) = &key.tpm {
-        put_limit(h, "tokens", b.snapshot(now));
-    }
 }
 
 const LIMIT_HEADERS: [[HeaderName; 3]; 2] = [

@@ -9,6 +9,7 @@ pub mod budgets;
 pub mod cache;
 pub mod env;
 pub mod experiments;
+pub mod state;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -125,6 +126,8 @@ pub struct RawConfig {
     pub telemetry: RawTelemetry,
     #[serde(default)]
     pub cache: cache::RawCache,
+    #[serde(default)]
+    pub state: state::RawState,
 }
 
 /// `[telemetry]`: OpenTelemetry trace export (off unless `otlp_endpoint` is set).
@@ -493,6 +496,8 @@ pub struct Config {
     pub telemetry: TelemetrySettings,
     /// `[cache]`: the exact response cache.
     pub cache: cache::CacheSettings,
+    /// `[state]`: shared state (Redis) for several instances.
+    pub state: state::StateSettings,
     /// Non-fatal notes for the start-up log (e.g. models without a price).
     pub warnings: Vec<String>,
 }
@@ -1002,6 +1007,7 @@ pub fn validate(
         errors.push(err("server.max_header_bytes", "must be at least 8192"));
     }
     let cache = cache::validate(&raw.cache, &mut errors);
+    let state = state::validate(&raw.state, lookup, &mut errors);
     let log = LogSettings {
         json: match raw.log.format.as_deref() {
             None | Some("text") => false,
@@ -1549,6 +1555,7 @@ pub fn validate(
             log,
             telemetry,
             cache,
+            state,
             warnings,
         })
     } else {

@@ -206,6 +206,7 @@ pub async fn create_key(
             if let Err(e) = st.keys.refresh().await {
                 tracing::warn!("key refresh failed: {e}");
             }
+            announce_key_change(&st).await;
             tracing::info!(key = %record.spec.name, id = %record.id, "api key created");
             let mut v = serde_json::to_value(&record).unwrap_or_default();
             if let Some(o) = v.as_object_mut() {
@@ -233,6 +234,7 @@ pub async fn revoke_key(
             if let Err(e) = st.keys.refresh().await {
                 tracing::warn!("key refresh failed: {e}");
             }
+            announce_key_change(&st).await;
             tracing::info!(key = %record.spec.name, id = %record.id, "api key revoked");
             json(StatusCode::OK, &record)
         }
@@ -311,6 +313,10 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         ledger_retries: stats.retries.load(std::sync::atomic::Ordering::Relaxed),
         budgets,
         config_generation: rt.generation,
+        state_backend: st
+            .shared
+            .as_ref()
+            .map(|sh| (sh.is_up(), sh.transitions(), sh.pending_writes())),
     };
     let mut r = (StatusCode::OK, st.metrics.render(&g)).into_response();
     r.headers_mut().insert(
@@ -318,4 +324,14 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
+}
+
+/// Tells the other instances sharing Redis to re-read the key table now
+/// (otherwise they would within `server.key_refresh`).
+async fn announce_key_change(st: &AppState) {
+    if let Some(sh) = &st.shared {
+        if !sh.publish("keys").await {
+            tracing::warn!("could not announce the key change on Redis: other instances see it within server.key_refresh");
+        }
+    }
 }

@@ -333,7 +333,7 @@ async fn chat_inner(
     let bytes = read_body(body, headers, ctx.rt.config.server.max_body_bytes).await?;
     let mut req = ChatRequest::parse(&bytes)?;
     drop(bytes);
-    let p = prepare(st, ctx, headers, &mut req, OutputField::CHAT)?;
+    let p = prepare(st, ctx, headers, &mut req, OutputField::CHAT).await?;
     let cached = super::cache::lookup(st, ctx, headers, &p.targets[0], &req);
     *outcome = cached.outcome;
     if let Some(hit) = &cached.hit {
@@ -532,7 +532,7 @@ impl Prepared {
 /// parsed: the key's allow-list, the plan, the targets, budget admission
 /// (which may cap the request's `field`, the inbound format's output-token
 /// field, in strict budget mode), and the experiment arm with its shadow copies.
-pub(super) fn prepare(
+pub(super) async fn prepare(
     st: &Arc<AppState>,
     ctx: &Ctx,
     headers: &HeaderMap,
@@ -551,7 +551,7 @@ pub(super) fn prepare(
     if targets.is_empty() {
         return Err(ApiError::model_not_found(&req.model));
     }
-    let acct = admit(st, ctx, req, field, &mut route, &mut targets)?;
+    let acct = admit(st, ctx, req, field, &mut route, &mut targets).await?;
     let experiment = still_in_experiment(experiment, &targets);
     let tag = ctx.join_experiment(experiment.as_ref());
     launch_shadows(st, ctx, experiment.as_ref(), req, route.as_ref());
@@ -823,7 +823,7 @@ fn lower_tier(rt: &Runtime, tier: &str) -> Option<(String, Vec<String>)> {
 /// cannot cost more than its reservation (see [`Budgets::reserve_output`]).
 ///
 /// [`Budgets::reserve_output`]: crate::accounting::budget::Budgets::reserve_output
-pub(super) fn admit(
+pub(super) async fn admit(
     st: &AppState,
     ctx: &Ctx,
     req: &mut ChatRequest,
@@ -843,9 +843,16 @@ pub(super) fn admit(
     }
     let estimated_tokens = prompt.token_estimate();
     if let Some(k) = &ctx.key {
-        if let Err(d) = k.take_tokens(estimated_tokens) {
-            st.metrics.rejected("rate_limit_tokens");
-            return Err(crate::auth::rate_limited("tokens per min (TPM)", d));
+        match k.take_tokens(estimated_tokens).await {
+            Ok(()) => {}
+            Err(crate::auth::Refused::Limit(d)) => {
+                st.metrics.rejected("rate_limit_tokens");
+                return Err(crate::auth::rate_limited("tokens per min (TPM)", d));
+            }
+            Err(crate::auth::Refused::Unavailable) => {
+                st.metrics.rejected("state_unavailable");
+                return Err(crate::auth::state_unavailable());
+            }
         }
     }
     let (trace, client_traceparent) = ctx.trace(st, "chat", &req.model);
@@ -870,32 +877,16 @@ pub(super) fn admit(
     let wanted = prompt
         .max_output
         .unwrap_or(u64::from(budgets.reserve_output_tokens));
-    let reserve = |ts: &[Target]| -> Result<(crate::accounting::budget::Reservation, u64), _> {
-        if strict {
-            let lines = cost_lines(ts, &prompt);
-            st.budgets
-                .reserve_output(
-                    budgets,
-                    scopes.clone(),
-                    &lines,
-                    wanted,
-                    u64::from(budgets.min_output_tokens),
-                )
-                .map(|g| (g.reservation, g.output_tokens))
-        } else {
-            let worst = prompt.worst_case_usage(budgets.reserve_output_tokens);
-            let estimate = ts
-                .iter()
-                .filter_map(|t| t.price.map(|p| p.cost(&worst)))
-                .fold(0.0, f64::max);
-            st.budgets
-                .reserve(budgets, scopes.clone(), estimate)
-                .map(|r| (r, wanted))
-        }
+    let ask = Ask {
+        settings: budgets,
+        scopes: &scopes,
+        strict,
+        wanted,
+        prompt: &prompt,
     };
-    let granted = match reserve(targets) {
+    let granted = match reserve(st, &ask, targets).await {
         Ok(g) => Ok(g),
-        Err(exceeded) => {
+        Err(Refusal::Exceeded(exceeded)) => {
             let mut downgraded = None;
             if let (OnExceed::Downgrade, Some(rr)) = (budgets.on_exceed, route.as_mut()) {
                 let cheapest = rt.config.routing.tiers.first().cloned().unwrap_or_default();
@@ -903,7 +894,7 @@ pub(super) fn admit(
                 let names: Vec<&str> = models.iter().map(String::as_str).collect();
                 let cheaper = rt.targets(&names, false);
                 if !cheaper.is_empty() {
-                    if let Ok(g) = reserve(&cheaper) {
+                    if let Ok(g) = reserve(st, &ask, &cheaper).await {
                         *targets = cheaper;
                         rr.tier = cheapest;
                         rr.reason.push_str(";downgraded:budget");
@@ -911,8 +902,9 @@ pub(super) fn admit(
                     }
                 }
             }
-            downgraded.ok_or(exceeded)
+            downgraded.ok_or(Refusal::Exceeded(exceeded))
         }
+        Err(e) => Err(e),
     };
     match granted {
         Ok((reservation, n)) => {
@@ -929,15 +921,126 @@ pub(super) fn admit(
             acct.reservation = Some(Arc::new(reservation));
             Ok(acct)
         }
-        Err(exceeded) => {
-            st.metrics.rejected("budget");
+        Err(refusal) => {
             if let Some(k) = &ctx.key {
                 // Nothing will be sent: give the estimated tokens back.
                 k.settle_tokens(0);
             }
-            tracing::info!(scope = %exceeded.scope, period = exceeded.period, "request refused: budget exhausted");
-            Err(budget_error(&exceeded.scope, &exceeded.message()))
+            match refusal {
+                Refusal::Exceeded(exceeded) => {
+                    st.metrics.rejected("budget");
+                    tracing::info!(scope = %exceeded.scope, period = exceeded.period, "request refused: budget exhausted");
+                    Err(budget_error(&exceeded.scope, &exceeded.message()))
+                }
+                Refusal::Unavailable => {
+                    st.metrics.rejected("state_unavailable");
+                    Err(crate::auth::state_unavailable())
+                }
+            }
         }
+    }
+}
+
+/// What one budget admission needs (the targets vary when it downgrades).
+struct Ask<'a> {
+    settings: &'a crate::accounting::budget::BudgetSettings,
+    scopes: &'a [(Scope, crate::accounting::budget::Limits)],
+    strict: bool,
+    /// Output tokens the request wants (strict mode grants at most this many).
+    wanted: u64,
+    prompt: &'a PromptInfo,
+}
+
+enum Refusal {
+    Exceeded(crate::accounting::budget::Exceeded),
+    /// `[state] on_failure = "fail_closed"` and Redis does not answer.
+    Unavailable,
+}
+
+/// Reserves the request's maximum cost on `ts` in every scope: across every
+/// instance in Redis when `[state] redis_url` is set and Redis answers, else
+/// (no Redis, or `fail_open` while it is down) on this instance's own counters.
+async fn reserve(
+    st: &AppState,
+    a: &Ask<'_>,
+    ts: &[Target],
+) -> Result<(crate::accounting::budget::Reservation, u64), Refusal> {
+    let settings = a.settings;
+    let scopes = a.scopes.to_vec();
+    let lines = if a.strict {
+        cost_lines(ts, a.prompt)
+    } else {
+        Vec::new()
+    };
+    let estimate = if a.strict {
+        0.0
+    } else {
+        let worst = a.prompt.worst_case_usage(settings.reserve_output_tokens);
+        ts.iter()
+            .filter_map(|t| t.price.map(|p| p.cost(&worst)))
+            .fold(0.0, f64::max)
+    };
+    let need = a.wanted.min(u64::from(settings.min_output_tokens).max(1));
+    if let Some(shared) = &st.shared {
+        use crate::state::shared::{Ask as SharedAsk, RedisHold};
+        if shared.is_up() {
+            let (day, month) = st.budgets.period_numbers(settings.timezone);
+            let keys = shared.budget_keys(&scopes, day, month);
+            let ask = if a.strict {
+                SharedAsk::Lines {
+                    lines: &lines,
+                    wanted: a.wanted,
+                    need,
+                }
+            } else {
+                SharedAsk::Fixed(estimate)
+            };
+            match shared.reserve(&scopes, &keys, ask).await {
+                Some(Ok((n, amount))) => {
+                    let n = if a.strict { n } else { a.wanted };
+                    let hold = Box::new(RedisHold {
+                        shared: shared.clone(),
+                        keys,
+                    });
+                    let r = st.budgets.hold_shared(settings, scopes, amount, hold);
+                    return Ok((r, n));
+                }
+                Some(Err(refused)) => {
+                    let worst = |n: u64| lines.iter().map(|l| l.at(n).max(0.0)).fold(0.0, f64::max);
+                    let scope = scopes
+                        .get(refused.scope)
+                        .map_or(Scope::Global, |(s, _)| s.clone());
+                    return Err(Refusal::Exceeded(crate::accounting::budget::Exceeded {
+                        scope,
+                        period: refused.period,
+                        limit: refused.limit,
+                        used: refused.used,
+                        estimate: if a.strict { worst(need) } else { estimate },
+                    }));
+                }
+                None => {} // went down just now: the policy below
+            }
+        }
+        if shared.on_failure == crate::config::state::OnFailure::FailClosed {
+            return Err(Refusal::Unavailable);
+        }
+    }
+    if a.strict {
+        st.budgets
+            .reserve_output(
+                settings,
+                scopes,
+                &lines,
+                a.wanted,
+                u64::from(settings.min_output_tokens),
+            )
+            .map(|g| (g.reservation, g.output_tokens))
+            .map_err(Refusal::Exceeded)
+    } else {
+        st.budgets
+            .reserve(settings, scopes, estimate)
+            .map(|r| (r, a.wanted))
+            .map_err(Refusal::Exceeded)
     }
 }
 

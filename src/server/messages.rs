@@ -76,7 +76,7 @@ async fn messages_inner(
     let v: Value = parse_json(&bytes)?;
     drop(bytes);
     let mut req = anthropic::messages_to_chat(&v)?;
-    let p = prepare(st, ctx, headers, &mut req, OutputField::MESSAGES)?;
+    let p = prepare(st, ctx, headers, &mut req, OutputField::MESSAGES).await?;
     let stream = req.is_stream();
     if stream {
         // The translation back to Anthropic events needs the usage chunk.

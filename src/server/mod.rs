@@ -198,18 +198,22 @@ pub async fn start_with_clock(
         ledger_path.to_path_buf(),
         crate::experiments::store::ramp_log(ledger_path).await?,
     ));
-    let state = Arc::new(
-        AppState::new(
-            config,
-            ledger,
-            ledger_path.to_path_buf(),
-            budgets,
-            keys.clone(),
-            metrics.clone(),
-            experiments,
-        )?
-        .with_ledger_pg(pg),
-    );
+    let built = AppState::new(
+        config,
+        ledger,
+        ledger_path.to_path_buf(),
+        budgets,
+        keys.clone(),
+        metrics.clone(),
+        experiments,
+    )?
+    .with_ledger_pg(pg);
+    let shared =
+        crate::state::shared::Shared::connect(&built.rt().config.state, built.shutdown.clone()).await?;
+    let state = Arc::new(built.with_shared(shared.clone()));
+    if let Some(sh) = &shared {
+        start_shared(&state, sh, &keys).await;
+    }
     if !keys.any() {
         if !state.open_access {
             return Err(format!(
@@ -246,6 +250,10 @@ pub async fn start_with_clock(
             metrics,
         };
         serve_loop(listener, router, token.cancelled_owned(), grace, limits).await;
+        // Spend and releases of the last requests reach Redis before exit.
+        if let Some(sh) = &shared {
+            sh.flush(Duration::from_secs(2)).await;
+        }
         // Stored /v1/responses answers still queued are written before exit.
         responses.flush().await;
         // Every handle to the ledger is gone once connections are: drain it.
@@ -261,6 +269,75 @@ pub async fn start_with_clock(
         task,
         state,
     })
+}
+
+/// Shared state's start: spend restored from the ledger seeds the Redis
+/// counters nobody has used yet; key changes announced by any instance are
+/// applied at once; every second this instance's view of each budget's spend
+/// (pacing, `/admin/spend`) catches up with every instance's.
+async fn start_shared(
+    state: &Arc<AppState>,
+    sh: &Arc<crate::state::shared::Shared>,
+    keys: &Arc<crate::auth::keys::KeyStore>,
+) {
+    use crate::accounting::budget::Limits;
+    let tz = state.rt().config.budgets.timezone;
+    let (day, month) = state.budgets.period_numbers(tz);
+    let both = Limits {
+        daily: Some(0.0),
+        monthly: Some(0.0),
+    };
+    for (scope, d, m) in state.budgets.spent_windows(tz) {
+        let k = sh.budget_keys(&[(scope, both)], day, month);
+        if !sh.seed(&k, &[d, m]).await {
+            break;
+        }
+    }
+    let keys = keys.clone();
+    sh.subscribe(state.shutdown.clone(), move |event| {
+        let keys = keys.clone();
+        async move {
+            if event == "keys" {
+                if let Err(e) = keys.refresh().await {
+                    tracing::warn!("key refresh failed: {e}");
+                }
+            }
+        }
+    });
+    let st = Arc::downgrade(state);
+    let sh = sh.clone();
+    let stop = state.shutdown.clone();
+    spawn_every(Duration::from_secs(1), stop.clone(), stop, true, move || {
+        let st = st.clone();
+        let sh = sh.clone();
+        async move {
+            let Some(st) = st.upgrade() else { return false };
+            if !sh.is_up() {
+                return true;
+            }
+            let tz = st.rt().config.budgets.timezone;
+            let (day, month) = st.budgets.period_numbers(tz);
+            let scopes: Vec<_> = st
+                .budgets
+                .spent_windows(tz)
+                .into_iter()
+                .map(|(s, _, _)| s)
+                .collect();
+            let mut names = Vec::with_capacity(scopes.len() * 2);
+            for s in &scopes {
+                for (k, _) in sh.budget_keys(&[(s.clone(), both)], day, month).iter() {
+                    names.push(k.clone());
+                }
+            }
+            if let Some(v) = sh.spent(&names).await {
+                for (i, s) in scopes.iter().enumerate() {
+                    st.budgets
+                        .observe_shared_spend(tz, s, v.get(2 * i).copied(), v.get(2 * i + 1).copied());
+                }
+            }
+            true
+        }
+    });
 }
 
 /// Budget state: rebuilt from this month's ledger rows (every scope: global,

@@ -165,7 +165,7 @@ async fn create_inner(
     let (mut chat, translation) = req.to_chat(history.as_deref().unwrap_or(&[]), native_only)?;
     // The translated request carries the Responses cap as `max_completion_tokens`;
     // a strict-budget cap lands there too and is carried back to native calls.
-    let mut p = prepare(st, ctx, headers, &mut chat, OutputField::CHAT)?;
+    let mut p = prepare(st, ctx, headers, &mut chat, OutputField::CHAT).await?;
     if native_only {
         p.targets
             .retain(|t| ctx.rt.providers[t.provider].speaks_responses());
@@ -581,7 +581,7 @@ async fn completions_inner(
     let bytes = read_body(body, headers, ctx.rt.config.server.max_body_bytes).await?;
     let CompletionRequest { chat: mut req, echo } = CompletionRequest::parse(&bytes)?;
     drop(bytes);
-    let p = prepare(st, ctx, headers, &mut req, OutputField::CHAT)?;
+    let p = prepare(st, ctx, headers, &mut req, OutputField::CHAT).await?;
     let stream = req.is_stream();
     let client_wants_usage = req.client_wants_stream_usage();
     if stream {

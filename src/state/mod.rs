@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod response_store;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -104,12 +105,20 @@ pub struct AppState {
     pub responses: Arc<response_store::ResponseStore>,
     /// The exact response cache (sized from `[cache]` at start).
     pub cache: Arc<cache::ResponseCache>,
+    /// Shared state on Redis (`[state] redis_url`; kept across reloads); None: in memory.
+    pub shared: Option<Arc<shared::Shared>>,
 }
 
 impl AppState {
     /// Read-only queries (/admin/spend, feedback lookups) go to this PostgreSQL ledger.
     pub fn with_ledger_pg(mut self, pg: Option<sqlx::PgPool>) -> AppState {
         self.ledger_pg = pg;
+        self
+    }
+
+    /// Limits, concurrency caps and budgets go through this Redis backend.
+    pub fn with_shared(mut self, shared: Option<Arc<shared::Shared>>) -> AppState {
+        self.shared = shared;
         self
     }
 
@@ -148,6 +157,7 @@ impl AppState {
             experiments,
             telemetry,
             cache: response_cache,
+            shared: None,
         })
     }
 

@@ -10,6 +10,8 @@
 //! 200-but-failed upstreams of [`misbehaving_ok`].
 #![allow(dead_code)]
 
+pub mod services;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,0 +1,824 @@
+//! Shared state on Redis (`[state] redis_url`): what several instances behind one
+//! load balancer must agree on. Per-key token buckets (RPM, TPM), concurrency caps
+//! and budget reservations are server-side Lua scripts, so a check and its take are
+//! one atomic round trip whichever instance runs them; spend counters live per
+//! scope and period (the budget's time zone decides the day); key changes are
+//! fanned out with pub/sub.
+//!
+//! Requests never wait on Redis longer than `[state] timeout_ms`. A failed or slow
+//! call marks the backend down (a log line and `switchyard_state_backend_up` 0);
+//! from then on requests do not try Redis at all until a background ping succeeds
+//! again: `fail_open` serves them on this instance's own limiters and budget
+//! counters, `fail_closed` refuses those that need a shared limit with 503.
+//!
+//! Liveness: each instance refreshes `{prefix}:inst:<id>` (TTL 15 s) every 5 s.
+//! Concurrency slots and budget reservations are kept per instance (hash field
+//! `<id>` / `r:<id>`), and the scripts drop the fields of instances whose liveness
+//! key expired, so a crashed instance's reservations free themselves within 15 s.
+//!
+//! Writes that follow a request (token corrections, spend, releases) go through one
+//! ordered queue per instance: an attempt's spend always lands before its
+//! reservation is released, so `spent + reserved` never dips under what was
+//! really committed. A write that fails is retried once Redis is back.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::Script;
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::accounting::budget::{Limits, Scope};
+use crate::auth::limiter::{Denied, Snapshot};
+use crate::config::state::{OnFailure, StateSettings};
+
+/// Liveness TTL of an instance, and how often it is refreshed.
+const INSTANCE_TTL_MS: u64 = 15_000;
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How often a down backend is pinged.
+const RECONNECT: Duration = Duration::from_millis(250);
+
+/// Token bucket refilled `cap` per minute. KEYS[1] the bucket; ARGV cap, n,
+/// mode (0 take, 1 adjust), now_ms. Returns {ok, remaining, reset_ms, retry_ms}.
+/// The callers' clock is used (not Redis TIME), so every instance and the tests
+/// agree on time; clocks skewed by s seconds admit at most cap * s / 60 extra.
+const BUCKET: &str = r#"
+local cap = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local now = tonumber(ARGV[4])
+local rate = cap / 60000
+local st = redis.call('HMGET', KEYS[1], 'l', 't')
+local level = tonumber(st[1]) or cap
+local last = tonumber(st[2]) or now
+if now > last then
+  level = math.min(cap, level + (now - last) * rate)
+  last = now
+end
+local ok = 1
+local retry = 0
+if ARGV[3] == '1' then
+  level = math.min(cap, level - n)
+else
+  local need = math.min(n, cap)
+  if level + 1e-9 >= need then
+    level = level - n
+  else
+    ok = 0
+    retry = math.max(1, math.ceil((need - level) / rate))
+  end
+end
+redis.call('HSET', KEYS[1], 'l', string.format('%.17g', level), 't', string.format('%d', last))
+redis.call('PEXPIRE', KEYS[1], 120000)
+local remaining = math.max(0, math.floor(level))
+local reset = math.ceil(math.max(0, cap - level) / rate)
+return {ok, remaining, reset, retry}
+"#;
+
+/// Concurrency slot. KEYS[1] the hash (field per instance); ARGV max, instance,
+/// liveness key prefix. Returns 1 (taken) or 0.
+const SLOT_ACQUIRE: &str = r#"
+local h = redis.call('HGETALL', KEYS[1])
+local total = 0
+for i = 1, #h, 2 do
+  local id = h[i]
+  if id == ARGV[2] or redis.call('EXISTS', ARGV[3] .. id) == 1 then
+    total = total + tonumber(h[i + 1])
+  else
+    redis.call('HDEL', KEYS[1], id)
+  end
+end
+if total < tonumber(ARGV[1]) then
+  redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+  redis.call('PEXPIRE', KEYS[1], 86400000)
+  return 1
+end
+return 0
+"#;
+
+/// Gives a slot back (never below zero). KEYS[1] the hash; ARGV instance.
+const SLOT_RELEASE: &str = r#"
+local c = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if c <= 1 then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HINCRBY', KEYS[1], ARGV[1], -1) end
+return 1
+"#;
+
+/// Budget admission over every limited period of every scope, all or nothing.
+/// KEYS: one hash per (scope, period) with fields `s` (spent) and `r:<instance>`
+/// (reserved). ARGV: instance, liveness prefix, mode ("fixed" | "lines"),
+/// estimate-or-wanted, need, nlines, then nlines pairs (fixed, per_output), then
+/// one limit per KEY ("-" for none), then the TTL in ms per KEY.
+/// Returns {1, n, amount} or {0, key index (1-based), used, limit}.
+const RESERVE: &str = r#"
+local inst, ip, mode = ARGV[1], ARGV[2], ARGV[3]
+local wanted = tonumber(ARGV[4])
+local need = tonumber(ARGV[5])
+local nlines = tonumber(ARGV[6])
+local lines = {}
+for i = 0, nlines - 1 do
+  lines[#lines + 1] = {tonumber(ARGV[7 + 2 * i]), tonumber(ARGV[8 + 2 * i])}
+end
+local lb = 7 + 2 * nlines
+local tb = lb + #KEYS
+local room = math.huge
+local worst, wused, wlimit = 0, 0, 0
+local exhausted = false
+for k = 1, #KEYS do
+  local limit = tonumber(ARGV[lb + k - 1])
+  if limit then
+    local h = redis.call('HGETALL', KEYS[k])
+    local used = 0
+    for i = 1, #h, 2 do
+      local f = h[i]
+      if f == 's' then
+        used = used + tonumber(h[i + 1])
+      elseif string.sub(f, 1, 2) == 'r:' then
+        local id = string.sub(f, 3)
+        if id == inst or redis.call('EXISTS', ip .. id) == 1 then
+          used = used + tonumber(h[i + 1])
+        else
+          redis.call('HDEL', KEYS[k], f)
+        end
+      end
+    end
+    if worst == 0 or limit - used < room then
+      room = limit - used
+      worst, wused, wlimit = k, used, limit
+    end
+    if used >= limit then exhausted = true end
+  end
+end
+local function fmt(x) return string.format('%.17g', x) end
+local function refuse() return {0, worst, fmt(wused), fmt(wlimit)} end
+if exhausted then return refuse() end
+local n, amount = 0, 0
+if mode == 'fixed' then
+  amount = math.max(0, wanted)
+  if amount > room + 1e-12 then return refuse() end
+else
+  local function cost(m)
+    local c = 0
+    for _, l in ipairs(lines) do c = math.max(c, math.max(0, l[1] + m * l[2])) end
+    return c
+  end
+  n = wanted
+  for _, l in ipairs(lines) do
+    local left = room - math.max(0, l[1])
+    if left < 0 then return refuse() end
+    if l[2] > 0 then n = math.min(n, math.floor(left / l[2])) end
+  end
+  while n > 0 and cost(n) > room do n = n - 1 end
+  if n < need then return refuse() end
+  amount = cost(n)
+end
+if amount > 0 then
+  for k = 1, #KEYS do
+    redis.call('HINCRBYFLOAT', KEYS[k], 'r:' .. inst, fmt(amount))
+    redis.call('PEXPIRE', KEYS[k], tonumber(ARGV[tb + k - 1]))
+  end
+end
+for k = 1, #KEYS do redis.call('HSETNX', KEYS[k], 'seeded', '1') end
+return {1, fmt(n), fmt(amount)}
+"#;
+
+/// Releases a reservation. KEYS: the reservation's hashes; ARGV field, -amount.
+const RELEASE: &str = r#"
+for k = 1, #KEYS do
+  local v = tonumber(redis.call('HINCRBYFLOAT', KEYS[k], ARGV[1], ARGV[2]))
+  if v <= 1e-9 then redis.call('HDEL', KEYS[k], ARGV[1]) end
+end
+return 1
+"#;
+
+/// Adds spend. KEYS: hashes; ARGV cost, then the TTL in ms per KEY.
+const CHARGE: &str = r#"
+for k = 1, #KEYS do
+  redis.call('HINCRBYFLOAT', KEYS[k], 's', ARGV[1])
+  redis.call('HSETNX', KEYS[k], 'seeded', '1')
+  redis.call('PEXPIRE', KEYS[k], tonumber(ARGV[k + 1]))
+end
+return 1
+"#;
+
+/// Seeds spend restored from the ledger into hashes nobody has used yet
+/// (an existing hash already counts it). KEYS hashes; ARGV spend then TTL per KEY.
+const SEED: &str = r#"
+local n = #KEYS
+for k = 1, n do
+  if redis.call('HSETNX', KEYS[k], 'seeded', '1') == 1 then
+    redis.call('HINCRBYFLOAT', KEYS[k], 's', ARGV[k])
+    redis.call('PEXPIRE', KEYS[k], tonumber(ARGV[n + k]))
+  end
+end
+return 1
+"#;
+
+/// Reads spend. KEYS hashes. Returns each `s` (or "0").
+const SPENT: &str = r#"
+local out = {}
+for k = 1, #KEYS do out[k] = redis.call('HGET', KEYS[k], 's') or '0' end
+return out
+"#;
+
+struct Scripts {
+    bucket: Script,
+    slot_acquire: Script,
+    slot_release: Script,
+    reserve: Script,
+    release: Script,
+    charge: Script,
+    seed: Script,
+    spent: Script,
+}
+
+/// A write that follows a request, applied in order by the queue.
+enum Op {
+    Adjust {
+        key: String,
+        cap: u64,
+        delta: f64,
+        now_ms: i64,
+    },
+    SlotRelease {
+        key: String,
+    },
+    Charge {
+        keys: Arc<[(String, u64)]>,
+        cost: f64,
+    },
+    Release {
+        keys: Arc<[(String, u64)]>,
+        amount: f64,
+    },
+}
+
+/// What a budget admission asks Redis for.
+pub enum Ask<'a> {
+    /// Reserve exactly this many USD.
+    Fixed(f64),
+    /// Reserve the costliest line's cost at the most output tokens (<= wanted,
+    /// >= need) that fit (see `Budgets::reserve_output`).
+    Lines {
+        lines: &'a [crate::accounting::budget::CostLine],
+        wanted: u64,
+        need: u64,
+    },
+}
+
+/// A shared budget refusal: the scope index and period with the least room.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedRefusal {
+    pub scope: usize,
+    pub period: &'static str,
+    pub used: f64,
+    pub limit: f64,
+}
+
+/// The Redis keys of a reservation (one hash per scope and limited period, with its TTL).
+pub type BudgetKeys = Arc<[(String, u64)]>;
+
+pub struct Shared {
+    conn: ConnectionManager,
+    client: redis::Client,
+    /// `{prefix}`: the braces make every key one Redis Cluster hash slot, as
+    /// the scripts touching several keys need.
+    prefix: String,
+    instance: String,
+    alive_prefix: String,
+    timeout: Duration,
+    pub on_failure: OnFailure,
+    up: AtomicBool,
+    transitions: AtomicU64,
+    recovered: Notify,
+    ops: mpsc::UnboundedSender<Op>,
+    /// Writes queued and not yet applied.
+    pending: AtomicU64,
+    scripts: Scripts,
+    channel: String,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("prefix", &self.prefix)
+            .field("instance", &self.instance)
+            .field("up", &self.is_up())
+            .finish()
+    }
+}
+
+impl Shared {
+    /// Connects (lazily: an unreachable Redis at start leaves the backend down,
+    /// under the configured policy, and it reconnects on its own) and starts the
+    /// heartbeat, reconnect and write-queue tasks, which stop with `stop`.
+    pub async fn connect(
+        settings: &StateSettings,
+        stop: CancellationToken,
+    ) -> Result<Option<Arc<Shared>>, String> {
+        let Some(url) = &settings.redis_url else {
+            return Ok(None);
+        };
+        let client = redis::Client::open(url.expose())
+            .map_err(|e| format!("state.redis_url: not a valid Redis URL ({})", e.category()))?;
+        let cfg = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.timeout.max(Duration::from_millis(200))))
+            .set_response_timeout(Some(settings.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), cfg)
+            .map_err(|e| format!("state.redis_url: {}", e.category()))?;
+        let prefix = format!("{{{}}}", settings.key_prefix);
+        let instance = format!("{:016x}", fastrand::u64(..));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            conn,
+            client,
+            alive_prefix: format!("{prefix}:inst:"),
+            channel: format!("{prefix}:events"),
+            prefix,
+            instance,
+            timeout: settings.timeout,
+            on_failure: settings.on_failure,
+            up: AtomicBool::new(true),
+            transitions: AtomicU64::new(0),
+            recovered: Notify::new(),
+            ops: tx,
+            pending: AtomicU64::new(0),
+            scripts: Scripts {
+                bucket: Script::new(BUCKET),
+                slot_acquire: Script::new(SLOT_ACQUIRE),
+                slot_release: Script::new(SLOT_RELEASE),
+                reserve: Script::new(RESERVE),
+                release: Script::new(RELEASE),
+                charge: Script::new(CHARGE),
+                seed: Script::new(SEED),
+                spent: Script::new(SPENT),
+            },
+        });
+        // The first heartbeat says whether Redis is there; start either way.
+        if shared.heartbeat().await {
+            tracing::info!(instance = %shared.instance, "shared state: connected to Redis");
+        }
+        tokio::spawn(health_loop(shared.clone(), stop.clone()));
+        tokio::spawn(write_queue(shared.clone(), rx));
+        Ok(Some(shared))
+    }
+
+    /// Whether Redis answered the last call.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// How often the backend went down or came back since start.
+    pub fn transitions(&self) -> u64 {
+        self.transitions.load(Ordering::Relaxed)
+    }
+
+    /// This instance's id in Redis (liveness key and reservation fields).
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn went_down(&self, why: &str) {
+        if self.up.swap(false, Ordering::AcqRel) {
+            self.transitions.fetch_add(1, Ordering::Relaxed);
+            match self.on_failure {
+                OnFailure::FailOpen => tracing::warn!(
+                    error = why,
+                    "shared state: Redis unreachable; serving on this instance's own limits and budget counters (fail_open) until it is back"
+                ),
+                OnFailure::FailClosed => tracing::error!(
+                    error = why,
+                    "shared state: Redis unreachable; refusing requests that need shared limits or budgets (fail_closed) until it is back"
+                ),
+            }
+        }
+    }
+
+    fn came_back(&self) {
+        if !self.up.swap(true, Ordering::AcqRel) {
+            self.transitions.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("shared state: Redis reachable again; limits and budgets are shared again");
+            self.recovered.notify_waiters();
+        }
+    }
+
+    /// Runs a script with the hard timeout; None (and the backend marked down) on any failure.
+    async fn run<T: redis::FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>) -> Option<T> {
+        let mut c = self.conn.clone();
+        match tokio::time::timeout(self.timeout, inv.invoke_async::<T>(&mut c)).await {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                self.went_down(&e.to_string());
+                None
+            }
+            Err(_) => {
+                self.went_down("a call timed out");
+                None
+            }
+        }
+    }
+
+    /// Refreshes this instance's liveness key; true when Redis answered.
+    async fn heartbeat(&self) -> bool {
+        let mut c = self.conn.clone();
+        let key = format!("{}{}", self.alive_prefix, self.instance);
+        let cmd = redis::cmd("SET")
+            .arg(&key)
+            .arg(1)
+            .arg("PX")
+            .arg(INSTANCE_TTL_MS)
+            .to_owned();
+        match tokio::time::timeout(
+            self.timeout.max(Duration::from_millis(200)),
+            cmd.query_async::<()>(&mut c),
+        )
+        .await
+        {
+            Ok(Ok(())) => {
+                self.came_back();
+                true
+            }
+            Ok(Err(e)) => {
+                self.went_down(&e.to_string());
+                false
+            }
+            Err(_) => {
+                self.went_down("heartbeat timed out");
+                false
+            }
+        }
+    }
+
+    fn enqueue(&self, op: Op) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        if self.ops.send(op).is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Writes queued and not yet applied in Redis.
+    pub fn pending_writes(&self) -> u64 {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Waits (at most `max`) until every queued write is applied: at shutdown,
+    /// after the last request ended, so its spend and releases reach Redis.
+    pub async fn flush(&self, max: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + max;
+        while self.pending_writes() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    pending = self.pending_writes(),
+                    "shared state: writes not applied at shutdown (Redis unreachable); reservations expire with this instance's liveness key"
+                );
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    fn bucket_key(&self, key_id: &str, kind: &str) -> String {
+        format!("{}:rl:{key_id}:{kind}", self.prefix)
+    }
+
+    /// Takes `n` units from a key's shared bucket (`kind`: "rpm" or "tpm").
+    /// None: Redis did not answer (the caller applies the failure policy).
+    pub async fn take(
+        &self,
+        key_id: &str,
+        kind: &str,
+        cap: u64,
+        n: f64,
+        now_ms: i64,
+    ) -> Option<Result<Snapshot, Denied>> {
+        let key = self.bucket_key(key_id, kind);
+        let mut inv = self.scripts.bucket.prepare_invoke();
+        inv.key(&key).arg(cap).arg(n).arg(0).arg(now_ms);
+        let (ok, remaining, reset, retry): (i64, u64, u64, u64) = self.run(&inv).await?;
+        Some(if ok == 1 {
+            Ok(Snapshot {
+                limit: cap,
+                remaining,
+                reset_ms: reset,
+            })
+        } else {
+            Err(Denied {
+                retry_after_ms: retry,
+                limit: cap,
+            })
+        })
+    }
+
+    /// Corrects an earlier take (positive `delta` takes more), in order, off the request path.
+    pub fn adjust(&self, key_id: &str, kind: &str, cap: u64, delta: f64, now_ms: i64) {
+        if delta != 0.0 {
+            self.enqueue(Op::Adjust {
+                key: self.bucket_key(key_id, kind),
+                cap,
+                delta,
+                now_ms,
+            });
+        }
+    }
+
+    fn slot_key(&self, key_id: &str) -> String {
+        format!("{}:cc:{key_id}", self.prefix)
+    }
+
+    /// Takes one of a key's `max` concurrent slots across every instance.
+    pub async fn acquire_slot(&self, key_id: &str, max: u32) -> Option<bool> {
+        let key = self.slot_key(key_id);
+        let mut inv = self.scripts.slot_acquire.prepare_invoke();
+        inv.key(&key).arg(max).arg(&self.instance).arg(&self.alive_prefix);
+        let taken: i64 = self.run(&inv).await?;
+        Some(taken == 1)
+    }
+
+    pub fn release_slot(&self, key_id: &str) {
+        self.enqueue(Op::SlotRelease {
+            key: self.slot_key(key_id),
+        });
+    }
+
+    /// The hashes of `scopes` for the given day and month numbers: one per
+    /// limited period (day hashes live 2 days, month hashes 32).
+    pub fn budget_keys(&self, scopes: &[(Scope, Limits)], day: i64, month: i64) -> BudgetKeys {
+        let mut out = Vec::with_capacity(scopes.len() * 2);
+        for (scope, limits) in scopes {
+            if limits.daily.is_some() {
+                out.push((format!("{}:bud:{scope}:d{day}", self.prefix), 2 * 86_400_000));
+            }
+            if limits.monthly.is_some() {
+                out.push((format!("{}:bud:{scope}:m{month}", self.prefix), 32 * 86_400_000));
+            }
+        }
+        out.into()
+    }
+
+    /// Budget admission across every instance: reserves in every limited period
+    /// of every scope, or in none. Some(Ok((output tokens granted, amount))),
+    /// Some(Err(refusal)), or None when Redis did not answer.
+    pub async fn reserve(
+        &self,
+        scopes: &[(Scope, Limits)],
+        keys: &BudgetKeys,
+        ask: Ask<'_>,
+    ) -> Option<Result<(u64, f64), SharedRefusal>> {
+        // Which (scope, period) each key is, for the refusal.
+        let mut which = Vec::with_capacity(keys.len());
+        let mut limits = Vec::with_capacity(keys.len());
+        for (i, (_, l)) in scopes.iter().enumerate() {
+            if let Some(d) = l.daily {
+                which.push((i, "day"));
+                limits.push(d);
+            }
+            if let Some(m) = l.monthly {
+                which.push((i, "month"));
+                limits.push(m);
+            }
+        }
+        let mut inv = self.scripts.reserve.prepare_invoke();
+        for (k, _) in keys.iter() {
+            inv.key(k);
+        }
+        inv.arg(&self.instance).arg(&self.alive_prefix);
+        match ask {
+            Ask::Fixed(amount) => {
+                inv.arg("fixed").arg(amount.max(0.0)).arg(0).arg(0);
+            }
+            Ask::Lines { lines, wanted, need } => {
+                inv.arg("lines").arg(wanted).arg(need).arg(lines.len());
+                for l in lines {
+                    inv.arg(l.fixed).arg(l.per_output);
+                }
+            }
+        }
+        for l in &limits {
+            inv.arg(*l);
+        }
+        for (_, ttl) in keys.iter() {
+            inv.arg(*ttl);
+        }
+        let v: Vec<redis::Value> = self.run(&inv).await?;
+        let num = |i: usize| -> f64 {
+            match v.get(i) {
+                Some(redis::Value::Int(n)) => *n as f64,
+                Some(redis::Value::BulkString(b)) => std::str::from_utf8(b)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0.0),
+                _ => 0.0,
+            }
+        };
+        if num(0) == 1.0 {
+            // `as` saturates: a huge grant (no priced output) stays u64::MAX-ish.
+            Some(Ok((num(1).max(0.0) as u64, num(2))))
+        } else {
+            let k = (num(1) as usize).saturating_sub(1);
+            let (scope, period) = which.get(k).copied().unwrap_or((0, "day"));
+            Some(Err(SharedRefusal {
+                scope,
+                period,
+                used: num(2),
+                limit: num(3),
+            }))
+        }
+    }
+
+    /// Adds an attempt's cost to the reservation's hashes (in order, before its release).
+    pub fn charge(&self, keys: &BudgetKeys, cost: f64) {
+        if cost > 0.0 && cost.is_finite() {
+            self.enqueue(Op::Charge {
+                keys: keys.clone(),
+                cost,
+            });
+        }
+    }
+
+    /// Gives a reservation back (after its charges).
+    pub fn release(&self, keys: &BudgetKeys, amount: f64) {
+        if amount > 0.0 && amount.is_finite() {
+            self.enqueue(Op::Release {
+                keys: keys.clone(),
+                amount,
+            });
+        }
+    }
+
+    /// Seeds spend restored from the ledger into hashes no instance has used yet.
+    pub async fn seed(&self, keys: &BudgetKeys, spend: &[f64]) -> bool {
+        if keys.is_empty() {
+            return true;
+        }
+        let mut inv = self.scripts.seed.prepare_invoke();
+        for (k, _) in keys.iter() {
+            inv.key(k);
+        }
+        for s in spend {
+            inv.arg(*s);
+        }
+        for (_, ttl) in keys.iter() {
+            inv.arg(*ttl);
+        }
+        self.run::<i64>(&inv).await.is_some()
+    }
+
+    /// The spend in each hash (every instance's), for pacing and snapshots.
+    pub async fn spent(&self, keys: &[String]) -> Option<Vec<f64>> {
+        if keys.is_empty() {
+            return Some(Vec::new());
+        }
+        let mut inv = self.scripts.spent.prepare_invoke();
+        for k in keys {
+            inv.key(k);
+        }
+        let v: Vec<String> = self.run(&inv).await?;
+        Some(v.iter().map(|s| s.parse().unwrap_or(0.0)).collect())
+    }
+
+    /// Tells every instance (this one included) that `event` happened ("keys": re-read the key table).
+    pub async fn publish(&self, event: &str) -> bool {
+        let mut c = self.conn.clone();
+        let cmd = redis::cmd("PUBLISH").arg(&self.channel).arg(event).to_owned();
+        matches!(
+            tokio::time::timeout(self.timeout, cmd.query_async::<i64>(&mut c)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Calls `on_event` for every event published by any instance, until `stop`;
+    /// resubscribes on its own after a disconnect.
+    pub fn subscribe<F, Fut>(self: &Arc<Self>, stop: CancellationToken, on_event: F)
+    where
+        F: Fn(String) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let me = self.clone();
+        tokio::spawn(async move {
+            use futures_util::StreamExt;
+            loop {
+                let sub = async {
+                    let mut ps = me.client.get_async_pubsub().await.ok()?;
+                    ps.subscribe(&me.channel).await.ok()?;
+                    Some(ps)
+                };
+                let ps = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    ps = tokio::time::timeout(Duration::from_secs(2), sub) => ps.ok().flatten(),
+                };
+                if let Some(ps) = ps {
+                    // Events missed while unsubscribed: catch up once.
+                    on_event("keys".into()).await;
+                    let mut msgs = ps.into_on_message();
+                    loop {
+                        let m = tokio::select! {
+                            _ = stop.cancelled() => return,
+                            m = msgs.next() => m,
+                        };
+                        let Some(m) = m else { break };
+                        if let Ok(payload) = m.get_payload::<String>() {
+                            on_event(payload).await;
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(RECONNECT) => {}
+                }
+            }
+        });
+    }
+
+    async fn apply(&self, op: &Op) -> bool {
+        match op {
+            Op::Adjust {
+                key,
+                cap,
+                delta,
+                now_ms,
+            } => {
+                let mut inv = self.scripts.bucket.prepare_invoke();
+                inv.key(key).arg(*cap).arg(*delta).arg(1).arg(*now_ms);
+                self.run::<Vec<i64>>(&inv).await.is_some()
+            }
+            Op::SlotRelease { key } => {
+                let mut inv = self.scripts.slot_release.prepare_invoke();
+                inv.key(key).arg(&self.instance);
+                self.run::<i64>(&inv).await.is_some()
+            }
+            Op::Charge { keys, cost } => {
+                let mut inv = self.scripts.charge.prepare_invoke();
+                for (k, _) in keys.iter() {
+                    inv.key(k);
+                }
+                inv.arg(*cost);
+                for (_, ttl) in keys.iter() {
+                    inv.arg(*ttl);
+                }
+                self.run::<i64>(&inv).await.is_some()
+            }
+            Op::Release { keys, amount } => {
+                let mut inv = self.scripts.release.prepare_invoke();
+                for (k, _) in keys.iter() {
+                    inv.key(k);
+                }
+                inv.arg(format!("r:{}", self.instance)).arg(-amount);
+                self.run::<i64>(&inv).await.is_some()
+            }
+        }
+    }
+}
+
+/// Heartbeat while up; a ping every 250 ms while down.
+async fn health_loop(s: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let wait = if s.is_up() { HEARTBEAT } else { RECONNECT };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        s.heartbeat().await;
+    }
+}
+
+/// Applies follow-up writes in order; a failed write waits for Redis and is retried.
+/// Runs for the life of the process (writes of the last requests must land after
+/// the server stopped accepting); `Shared::flush` waits for it at shutdown.
+async fn write_queue(s: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>) {
+    while let Some(op) = rx.recv().await {
+        loop {
+            let back = s.recovered.notified();
+            if s.apply(&op).await {
+                break;
+            }
+            if !s.is_up() {
+                back.await;
+            }
+        }
+        s.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A reservation's shared half: charges and the release go to Redis, in order.
+#[derive(Debug)]
+pub struct RedisHold {
+    pub shared: Arc<Shared>,
+    pub keys: BudgetKeys,
+}
+
+impl crate::accounting::budget::SharedHold for RedisHold {
+    fn charge(&self, cost: f64) {
+        self.shared.charge(&self.keys, cost);
+    }
+
+    fn release(&self, amount: f64) {
+        self.shared.release(&self.keys, amount);
+    }
+}

@@ -1,0 +1,403 @@
+//! Several instances, one truth: gateways sharing the real Redis in `REDIS_URL`
+//! (and, where keys must be shared, the real PostgreSQL in `DATABASE_URL`),
+//! each test under its own key prefix and schema. Without the servers every
+//! test prints why and returns.
+
+mod common;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::services::*;
+use common::*;
+use serde_json::{json, Value};
+
+const ADMIN: &str = "admin-key-for-shared-state-tests-5d1e";
+
+/// Cost of one fake answer on `fast` (1000 prompt tokens, 400 of them cached; 200 output).
+const ONE_CALL: f64 = 600.0 * 2e-6 + 400.0 * 0.5e-6 + 200.0 * 10e-6;
+
+fn shared_config(fake: &Fake, redis: &RedisPrefix, pg: Option<&str>, extra: &str) -> String {
+    let ledger = pg.map_or(String::new(), |u| {
+        format!("[ledger]\nurl = \"{u}\"\nflush_interval_ms = 10\n")
+    });
+    // A generous call timeout: on a loaded machine a slow answer must not be
+    // mistaken for an outage (the fault tests cut the connection instead).
+    with_admin_key(
+        &config_for(
+            fake.addr,
+            &format!(
+                "{extra}\n[state]\nredis_url = \"{}\"\nkey_prefix = \"{}\"\ntimeout_ms = 5000\n{ledger}",
+                redis.url, redis.prefix
+            ),
+        )
+        .replace("[server]\n", "[server]\nkey_refresh_secs = 3600\n"),
+        ADMIN,
+    )
+}
+
+async fn start_n(n: usize, cfg: &str, clock: &Arc<AtomicI64>) -> Vec<Gw> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ledger = dir.path().join("ledger.sqlite");
+        out.push(
+            start_gateway_with_clock(
+                cfg,
+                dir,
+                ledger,
+                switchyard::accounting::budget::Clock::manual(clock.clone()),
+            )
+            .await,
+        );
+    }
+    out
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+async fn create_key(gw: &Gw, spec: Value) -> String {
+    let r = client()
+        .post(gw.url("/admin/keys"))
+        .bearer_auth(ADMIN)
+        .json(&spec)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 201);
+    let v: Value = r.json().await.expect("json");
+    v["key"].as_str().expect("secret").to_string()
+}
+
+async fn chat(base: &str, key: Option<&str>, max_tokens: u64) -> (u16, Value) {
+    let mut r = client()
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&json!({"model": "fast", "max_tokens": max_tokens,
+                      "messages": [{"role": "user", "content": "hi"}]}));
+    if let Some(k) = key {
+        r = r.bearer_auth(k);
+    }
+    let r = r.send().await.expect("send");
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// Waits until every instance has applied its queued Redis writes (spend,
+/// releases), so what the next request sees does not depend on timing.
+async fn settled(gws: &[Gw]) {
+    for g in gws {
+        let st = g.state();
+        let sh = st.shared.as_ref().expect("shared state configured");
+        until("queued Redis writes applied", || async {
+            sh.pending_writes() == 0
+        })
+        .await;
+    }
+}
+
+async fn pg_spend(schema: &Schema) -> (i64, f64) {
+    sqlx::query_as(&format!(
+        "SELECT COUNT(*), COALESCE(SUM(cost_usd), 0)::float8 FROM {}.ledger",
+        schema.name
+    ))
+    .fetch_one(&schema.admin)
+    .await
+    .expect("ledger totals")
+}
+
+/// A key with rpm = 60, hit by 600 concurrent requests spread round-robin over
+/// three instances, gets exactly 60 admitted (the clock is frozen, so the
+/// bucket cannot refill while the test runs, however slow the machine is).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_admit_exactly_the_keys_rpm() {
+    let Some(redis) = RedisPrefix::new() else { return };
+    let Some(schema) = Schema::new().await else { return };
+    let fake = start_fake().await;
+    let clock = Arc::new(AtomicI64::new(now_ms()));
+    let cfg = shared_config(&fake, &redis, Some(&schema.url), "");
+    let mut gws = start_n(3, &cfg, &clock).await;
+    let key = create_key(&gws[0], json!({"name": "team", "rpm": 60})).await;
+    for g in &gws[1..] {
+        let st = g.state();
+        until("the key reaches every instance", || async {
+            st.keys.lookup(&key).is_some()
+        })
+        .await;
+    }
+    let bases: Vec<String> = gws.iter().map(|g| g.base.clone()).collect();
+    let mut tasks = Vec::new();
+    for i in 0..600 {
+        let base = bases[i % 3].clone();
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move { chat(&base, Some(&key), 10).await }));
+    }
+    let (mut ok, mut limited) = (0, 0);
+    for t in tasks {
+        let (status, body) = t.await.expect("task");
+        match status {
+            200 => ok += 1,
+            429 => {
+                assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{body}");
+                limited += 1;
+            }
+            s => panic!("unexpected {s}: {body}"),
+        }
+    }
+    assert_eq!(ok, 60, "admitted across three instances");
+    assert_eq!(limited, 540);
+    // A minute later the bucket is full again, on every instance.
+    clock.fetch_add(60_000, Ordering::SeqCst);
+    assert_eq!(chat(&bases[2], Some(&key), 10).await.0, 200);
+    for g in &mut gws {
+        g.stop().await;
+    }
+    let (rows, _) = pg_spend(&schema).await;
+    assert_eq!(rows, 61, "one PostgreSQL ledger row per admitted request");
+    redis.clean().await;
+    schema.drop().await;
+}
+
+/// A daily budget that fits about 20 answers, 500 concurrent requests over
+/// three instances: the ledger total never passes the limit, every refusal is
+/// 429 `budget_exceeded`, and released reservations give their room back
+/// across instances (sequential requests keep getting in until less than one
+/// worst case is left).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_never_overspend_a_shared_daily_budget() {
+    let Some(redis) = RedisPrefix::new() else { return };
+    let Some(schema) = Schema::new().await else { return };
+    let fake = start_fake().await;
+    let clock = Arc::new(AtomicI64::new(now_ms()));
+    let limit = 20.0 * ONE_CALL;
+    // Estimate mode: each request reserves its worst case (1000 output tokens
+    // at $10/M plus the prompt), above the fake's real cost (ONE_CALL).
+    let extra = format!("[budgets]\nmode = \"estimate\"\ndaily = {limit}\n");
+    let cfg = shared_config(&fake, &redis, Some(&schema.url), &extra);
+    let mut gws = start_n(3, &cfg, &clock).await;
+    let bases: Vec<String> = gws.iter().map(|g| g.base.clone()).collect();
+    let mut tasks = Vec::new();
+    for i in 0..500 {
+        let base = bases[i % 3].clone();
+        tasks.push(tokio::spawn(async move { chat(&base, None, 1000).await }));
+    }
+    let (mut ok, mut refused) = (0, 0);
+    for t in tasks {
+        let (status, body) = t.await.expect("task");
+        match status {
+            200 => ok += 1,
+            429 => {
+                assert_eq!(body["error"]["code"], "budget_exceeded", "{body}");
+                refused += 1;
+            }
+            s => panic!("unexpected {s}: {body}"),
+        }
+    }
+    let worst = 1000.0 * 10e-6;
+    assert!(
+        ok >= (limit / (worst + 0.001)) as usize,
+        "what fits at once gets in: {ok}"
+    );
+    assert!(refused > 0 && ok + refused == 500);
+    let mut drained = 0;
+    loop {
+        settled(&gws).await;
+        let (status, body) = chat(&bases[drained % 3], None, 1000).await;
+        match status {
+            200 => drained += 1,
+            429 => {
+                assert_eq!(body["error"]["code"], "budget_exceeded", "{body}");
+                break;
+            }
+            s => panic!("unexpected {s}: {body}"),
+        }
+        assert!(drained < 100, "the budget never closed");
+    }
+    for g in &mut gws {
+        g.stop().await;
+    }
+    let (rows, spent) = pg_spend(&schema).await;
+    assert_eq!(rows as usize, ok + drained, "one ledger row per admitted request");
+    assert!(spent <= limit + 1e-9, "spent {spent} > limit {limit}");
+    assert!(
+        limit - spent < worst + 0.001,
+        "room left unused: spent {spent} of {limit} after {ok} + {drained} requests"
+    );
+    redis.clean().await;
+    schema.drop().await;
+}
+
+/// A key revoked through one instance is refused by the others at once:
+/// `key_refresh_secs` is an hour here, so only the Redis announcement can
+/// explain it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_revoked_on_one_instance_is_refused_by_the_others() {
+    let Some(redis) = RedisPrefix::new() else { return };
+    let Some(schema) = Schema::new().await else { return };
+    let fake = start_fake().await;
+    let clock = Arc::new(AtomicI64::new(now_ms()));
+    let cfg = shared_config(&fake, &redis, Some(&schema.url), "");
+    let mut gws = start_n(3, &cfg, &clock).await;
+    let key = create_key(&gws[0], json!({"name": "leaving", "rpm": 1000})).await;
+    for g in &gws {
+        let st = g.state();
+        until("the key reaches every instance", || async {
+            st.keys.lookup(&key).is_some()
+        })
+        .await;
+        assert_eq!(chat(&g.base, Some(&key), 10).await.0, 200);
+    }
+    let r = client()
+        .delete(gws[0].url("/admin/keys/leaving"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("send");
+    assert!(r.status().is_success());
+    let revoked = Instant::now();
+    for g in &gws[1..] {
+        let st = g.state();
+        until("the revocation reaches every instance", || async {
+            st.keys.lookup(&key).is_none()
+        })
+        .await;
+        let (status, body) = chat(&g.base, Some(&key), 10).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"]["code"], "invalid_api_key");
+    }
+    println!(
+        "revocation seen by both other instances {} ms after the DELETE answered",
+        revoked.elapsed().as_millis()
+    );
+    for g in &mut gws {
+        g.stop().await;
+    }
+    redis.clean().await;
+    schema.drop().await;
+}
+
+/// `fail_closed`: while Redis is unreachable, requests that need a shared limit
+/// get 503 `state_unavailable` in their endpoint's format, requests that need
+/// none are served, the metric says so, and all is shared again once Redis is
+/// back (reconnecting on its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_closed_refuses_limited_requests_until_redis_is_back() {
+    let Some(redis) = RedisPrefix::new() else { return };
+    let relay = Relay::start(redis_addr(&redis.url)).await;
+    let via = RedisPrefix {
+        url: format!("redis://{}", relay.addr),
+        prefix: redis.prefix.clone(),
+    };
+    let fake = start_fake().await;
+    let cfg = shared_config(&fake, &via, None, "").replace(
+        "timeout_ms = 5000\n",
+        "timeout_ms = 5000\non_failure = \"fail_closed\"\n",
+    );
+    let mut gw = start_gateway(&cfg).await;
+    let limited = create_key(
+        &gw,
+        json!({"name": "limited", "rpm": 1000, "max_concurrency": 10}),
+    )
+    .await;
+    let free = create_key(&gw, json!({"name": "free"})).await;
+    let up = "switchyard_state_backend_up{backend=\"redis\"}";
+    assert_eq!(metric(&gw, up).await, 1);
+    assert_eq!(chat(&gw.base, Some(&limited), 10).await.0, 200);
+    assert!(
+        !redis.keys().await.is_empty(),
+        "the key's bucket lives in Redis under the prefix"
+    );
+
+    relay.cut();
+    until("Redis seen as down", || async {
+        chat(&gw.base, Some(&limited), 10).await.0 == 503
+    })
+    .await;
+    let (status, body) = chat(&gw.base, Some(&limited), 10).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["code"], "state_unavailable", "{body}");
+    let r = client()
+        .post(gw.url("/v1/messages"))
+        .header("x-api-key", &limited)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "fast", "max_tokens": 10,
+                      "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 503);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["type"], "error", "Anthropic's error shape: {body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap_or("").contains("Redis"),
+        "{body}"
+    );
+    assert_eq!(
+        chat(&gw.base, Some(&free), 10).await.0,
+        200,
+        "no shared limit needed"
+    );
+    assert_eq!(metric(&gw, up).await, 0);
+
+    relay.restore();
+    until("Redis seen as back", || async { metric(&gw, up).await == 1 }).await;
+    assert_eq!(chat(&gw.base, Some(&limited), 10).await.0, 200);
+    assert!(metric(&gw, "switchyard_state_backend_changes_total").await >= 2);
+    gw.stop().await;
+    redis.clean().await;
+}
+
+/// `fail_open` with Redis unreachable from the start: each instance enforces
+/// the budget alone, on its own counters. The documented worst case is N x the
+/// limit for N instances; two instances stay within 2 x, and each within 1 x.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_open_overspends_at_most_the_limit_per_instance() {
+    let fake = start_fake().await;
+    let dead = RedisPrefix {
+        url: format!("redis://127.0.0.1:{}", free_port()),
+        prefix: format!("sy_test_{:016x}", rand_u64()),
+    };
+    let limit = 5.0 * ONE_CALL;
+    let extra = format!("[budgets]\nmode = \"estimate\"\ndaily = {limit}\n");
+    let cfg = shared_config(&fake, &dead, None, &extra);
+    let clock = Arc::new(AtomicI64::new(now_ms()));
+    let mut gws = start_n(2, &cfg, &clock).await;
+    let up = "switchyard_state_backend_up{backend=\"redis\"}";
+    let mut served = [0usize; 2];
+    for (i, g) in gws.iter().enumerate() {
+        assert_eq!(metric(g, up).await, 0, "Redis is not there");
+        loop {
+            let (status, body) = chat(&g.base, None, 1000).await;
+            match status {
+                200 => served[i] += 1,
+                429 => {
+                    assert_eq!(body["error"]["code"], "budget_exceeded", "{body}");
+                    break;
+                }
+                s => panic!("unexpected {s}: {body}"),
+            }
+            assert!(served[i] < 50, "the local budget never closed");
+        }
+    }
+    let mut spent = [0.0f64; 2];
+    for (i, g) in gws.iter_mut().enumerate() {
+        spent[i] = g.stop_and_rows().await.iter().filter_map(|r| r.cost_usd).sum();
+        assert!(
+            spent[i] <= limit + 1e-12,
+            "instance {i} alone spent {} > {limit}",
+            spent[i]
+        );
+    }
+    let total = spent[0] + spent[1];
+    assert!(total <= 2.0 * limit + 1e-12, "{total}");
+    assert!(
+        total > limit,
+        "two instances on their own counters do pass one limit ({total} of {limit}): the stated bound is real"
+    );
+    assert_eq!(served[0], served[1]);
+}
