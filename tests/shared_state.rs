@@ -401,3 +401,176 @@ async fn fail_open_overspends_at_most_the_limit_per_instance() {
     );
     assert_eq!(served[0], served[1]);
 }
+
+/// A session pinned on one instance keeps its model on the others: the pin
+/// lives in Redis, not in the instance that routed the first turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_pinned_on_one_instance_keeps_its_model_on_the_others() {
+    let Some(redis) = RedisPrefix::new() else { return };
+    let fake = start_fake().await;
+    let cfg = format!(
+        r#"
+[providers.fake]
+type = "openai"
+base_url = "http://{fake}/v1"
+api_key = "{UPSTREAM_KEY}"
+
+[models.cheap]
+provider = "fake"
+model = "up-cheap"
+tier = "economy"
+price = {{ input = 0.1, output = 0.2 }}
+
+[models.big]
+provider = "fake"
+model = "up-big"
+tier = "frontier"
+price = {{ input = 5.0, output = 30.0 }}
+
+[routing]
+session_idle_secs = 600
+
+[routes.auto]
+default_task = "simple_chat"
+[routes.auto.tasks.simple_chat]
+models = ["cheap"]
+[routes.auto.tasks.code_generation]
+models = ["big"]
+
+[state]
+redis_url = "{url}"
+key_prefix = "{prefix}"
+timeout_ms = 5000
+"#,
+        fake = fake.addr,
+        url = redis.url,
+        prefix = redis.prefix
+    );
+    let clock = Arc::new(AtomicI64::new(now_ms()));
+    let mut gws = start_n(2, &cfg, &clock).await;
+    let send = |base: String, text: &'static str, session: &'static str| async move {
+        let r = client()
+            .post(format!("{base}/v1/chat/completions"))
+            .header("x-switchyard-session", session)
+            .json(&json!({"model": "auto", "messages": [{"role": "user", "content": text}]}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status().as_u16(), 200);
+        let h = |n: &str| {
+            r.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        (h("x-switchyard-model"), h("x-switchyard-route-reason"))
+    };
+    let code = "Write a Rust function that parses a CSV line into fields, handling quoted commas.";
+    let chat = "thanks! that's great";
+    let (m1, _) = send(gws[0].base.clone(), code, "conv-1").await;
+    assert_eq!(m1, "big");
+    let (m2, reason) = send(gws[1].base.clone(), chat, "conv-1").await;
+    assert_eq!(m2, "big", "the other instance keeps the session's model");
+    assert!(reason.ends_with("session_pinned"), "{reason}");
+    let (m3, _) = send(gws[1].base.clone(), chat, "conv-2").await;
+    assert_eq!(m3, "cheap", "another session is routed on its own merits");
+    for g in &mut gws {
+        g.stop().await;
+    }
+    redis.clean().await;
+}
+
+/// A key's `max_concurrency` holds across instances: with answers that never
+/// come, exactly that many requests reach the upstream and the rest get 429 at
+/// once; when the clients give up, the slots come back (on every instance).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_share_a_keys_concurrency_cap() {
+    let Some(redis) = RedisPrefix::new() else { return };
+    let Some(schema) = Schema::new().await else { return };
+    let fake = start_fake().await;
+    let clock = Arc::new(AtomicI64::new(now_ms()));
+    // The upstream holds every answer for 60 s (longer than the test).
+    let cfg = shared_config(&fake, &redis, Some(&schema.url), "")
+        .replace("timeout_ms = 3000", "timeout_ms = 120000")
+        .replace(
+            "[aliases]",
+            "[models.hold]\nprovider = \"fake\"\nmodel = \"slow-60000\"\n\n[aliases]",
+        );
+    let mut gws = start_n(3, &cfg, &clock).await;
+    let key = create_key(&gws[0], json!({"name": "capped", "max_concurrency": 4})).await;
+    for g in &gws[1..] {
+        let st = g.state();
+        until("the key reaches every instance", || async {
+            st.keys.lookup(&key).is_some()
+        })
+        .await;
+    }
+    let mut held = Vec::new();
+    let mut refused = Vec::new();
+    for i in 0..30 {
+        let base = gws[i % 3].base.clone();
+        let key = key.clone();
+        let t = tokio::spawn(async move {
+            let r = client()
+                .post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(&key)
+                .json(&json!({"model": "hold", "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .expect("send");
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            (status, body)
+        });
+        held.push(t);
+    }
+    // The refused ones answer at once; the admitted ones hang at the upstream.
+    until("26 refusals", || async {
+        held.iter().filter(|t| t.is_finished()).count() >= 26
+    })
+    .await;
+    let mut pending = Vec::new();
+    for t in held {
+        if t.is_finished() {
+            refused.push(t.await.expect("task"));
+        } else {
+            pending.push(t);
+        }
+    }
+    assert_eq!(pending.len(), 4, "exactly max_concurrency requests in flight");
+    for (status, body) in &refused {
+        assert_eq!(*status, 429, "{body}");
+        assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{body}");
+    }
+    until("the four admitted requests reach the upstream", || async {
+        fake.hits() == 4
+    })
+    .await;
+    // The clients give up: the gateways see the disconnects and free the slots.
+    for t in &pending {
+        t.abort();
+    }
+    settled(&gws).await;
+    let key2 = key.clone();
+    let base = gws[2].base.clone();
+    until("slots given back", || {
+        let (key, base) = (key2.clone(), base.clone());
+        async move {
+            let r = client()
+                .post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(&key)
+                .json(&json!({"model": "fast", "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .expect("send");
+            r.status().as_u16() == 200
+        }
+    })
+    .await;
+    for g in &mut gws {
+        g.stop().await;
+    }
+    redis.clean().await;
+    schema.drop().await;
+}

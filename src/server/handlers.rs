@@ -545,7 +545,7 @@ pub(super) async fn prepare(
         mut route,
         fallbacks,
         experiment,
-    } = plan(st, ctx, headers, req)?;
+    } = plan(st, ctx, headers, req).await?;
     let names: Vec<&str> = chain.iter().map(|m| &**m).collect();
     let mut targets = ctx.rt.targets(&names, fallbacks);
     if targets.is_empty() {
@@ -623,7 +623,7 @@ fn assign(
 /// is served directly (its deployments, then its configured fallbacks),
 /// bypassing classification. An experiment on the traffic may then swap
 /// the first model for its arm's.
-pub(super) fn plan(
+pub(super) async fn plan(
     st: &AppState,
     ctx: &Ctx,
     headers: &HeaderMap,
@@ -721,8 +721,7 @@ pub(super) fn plan(
         (Some(a), _) => (a.model().clone(), false),
         (None, Some(key)) if !key.is_empty() => {
             let key = format!("{}\u{1f}{key}", route.name);
-            st.sessions
-                .pick(&key, proposed, |m| rt.resolve(m).is_some(), Instant::now())
+            pick_session(st, rt, &key, proposed).await
         }
         _ => (Arc::from(proposed), false),
     };
@@ -801,6 +800,19 @@ fn plan_explicit(
     }
     plan.experiment = Some(a);
     plan
+}
+
+/// The session's pinned model: shared by every instance on Redis while it
+/// answers, this instance's own otherwise.
+async fn pick_session(st: &AppState, rt: &Runtime, key: &str, proposed: &str) -> (Arc<str>, bool) {
+    let idle = rt.config.routing.session_idle;
+    if let Some(sh) = st.shared.as_ref().filter(|s| s.is_up() && !idle.is_zero()) {
+        if let Some(p) = sh.pin(key, proposed, idle, |m| rt.resolve(m).is_some()).await {
+            return p;
+        }
+    }
+    st.sessions
+        .pick(key, proposed, |m| rt.resolve(m).is_some(), Instant::now())
 }
 
 /// The next cheaper tier that has models, and its models (cheapest first).

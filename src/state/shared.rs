@@ -221,7 +221,20 @@ for k = 1, #KEYS do out[k] = redis.call('HGET', KEYS[k], 's') or '0' end
 return out
 "#;
 
+/// Session pin. KEYS[1] the pin; ARGV proposed model, idle ms, replace (1: the
+/// pinned model is no longer valid). Returns {model, 1 if it was pinned}.
+const PIN: &str = r#"
+local m = redis.call('GET', KEYS[1])
+if m and ARGV[3] ~= '1' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {m, 1}
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return {ARGV[1], 0}
+"#;
+
 struct Scripts {
+    pin: Script,
     bucket: Script,
     slot_acquire: Script,
     slot_release: Script,
@@ -346,6 +359,7 @@ impl Shared {
             ops: tx,
             pending: AtomicU64::new(0),
             scripts: Scripts {
+                pin: Script::new(PIN),
                 bucket: Script::new(BUCKET),
                 slot_acquire: Script::new(SLOT_ACQUIRE),
                 slot_release: Script::new(SLOT_RELEASE),
@@ -526,6 +540,33 @@ impl Shared {
                 now_ms,
             });
         }
+    }
+
+    /// The model pinned to a session on any instance (refreshing its idle
+    /// window), else `proposed`, which becomes the pin. None: Redis did not
+    /// answer (pins then fall back to this instance's own, whatever the policy:
+    /// a pin is a preference, not a limit).
+    pub async fn pin(
+        &self,
+        session: &str,
+        proposed: &str,
+        idle: Duration,
+        still_valid: impl Fn(&str) -> bool,
+    ) -> Option<(Arc<str>, bool)> {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(session.as_bytes());
+        let key = format!("{}:pin:{}", self.prefix, hex::encode(&digest[..12]));
+        let idle_ms = idle.as_millis().max(1) as u64;
+        let mut inv = self.scripts.pin.prepare_invoke();
+        inv.key(&key).arg(proposed).arg(idle_ms).arg(0);
+        let (model, pinned): (String, i64) = self.run(&inv).await?;
+        if pinned == 1 && !still_valid(&model) {
+            let mut inv = self.scripts.pin.prepare_invoke();
+            inv.key(&key).arg(proposed).arg(idle_ms).arg(1);
+            let (model, _): (String, i64) = self.run(&inv).await?;
+            return Some((Arc::from(model.as_str()), false));
+        }
+        Some((Arc::from(model.as_str()), pinned == 1))
     }
 
     fn slot_key(&self, key_id: &str) -> String {
