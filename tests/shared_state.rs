@@ -574,3 +574,39 @@ async fn three_instances_share_a_keys_concurrency_cap() {
     redis.clean().await;
     schema.drop().await;
 }
+
+/// A provider account's `rpm` holds across instances: 90 concurrent requests
+/// over three instances (clock frozen), one deployment with rpm = 30: exactly
+/// 30 reach the upstream, the rest get 429 without it being called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_share_a_providers_account_rpm() {
+    let Some(redis) = RedisPrefix::new() else { return };
+    let fake = start_fake().await;
+    let clock = Arc::new(AtomicI64::new(now_ms()));
+    let cfg = shared_config(&fake, &redis, None, "").replace(
+        "connect_timeout_ms = 1000\n",
+        "connect_timeout_ms = 1000\nrpm = 30\n",
+    );
+    let mut gws = start_n(3, &cfg, &clock).await;
+    let bases: Vec<String> = gws.iter().map(|g| g.base.clone()).collect();
+    let mut tasks = Vec::new();
+    for i in 0..90 {
+        let base = bases[i % 3].clone();
+        tasks.push(tokio::spawn(async move { chat(&base, None, 10).await }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let (status, body) = t.await.expect("task");
+        match status {
+            200 => ok += 1,
+            429 => assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{body}"),
+            s => panic!("unexpected {s}: {body}"),
+        }
+    }
+    assert_eq!(ok, 30);
+    assert_eq!(fake.hits(), 30, "the upstream saw only what its account allows");
+    for g in &mut gws {
+        g.stop().await;
+    }
+    redis.clean().await;
+}

@@ -49,6 +49,14 @@ pub enum TokenSink {
         u64,
         crate::accounting::budget::Clock,
     ),
+    /// A deployment's TPM bucket shared by every instance: (store, provider, capacity, estimate, clock).
+    SharedDeployment(
+        Arc<crate::state::shared::Shared>,
+        Arc<str>,
+        u64,
+        u64,
+        crate::accounting::budget::Clock,
+    ),
 }
 
 impl Recorder {
@@ -170,6 +178,9 @@ impl Recorder {
             for sink in self.sinks.drain(..) {
                 match sink {
                     TokenSink::Key(k) => k.settle_tokens(used),
+                    TokenSink::SharedDeployment(sh, provider, cap, est, clock) => {
+                        sh.settle_deployment(&provider, cap, used as f64 - est as f64, clock.now_ms());
+                    }
                     TokenSink::Deployment(d, est, clock) => {
                         if let Some(t) = &d.tpm {
                             t.adjust(used as f64 - est as f64, clock.now_ms());

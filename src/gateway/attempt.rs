@@ -178,8 +178,18 @@ pub async fn run(
             if attempts >= r.max_attempts || tokio::time::Instant::now() >= deadline {
                 break 'targets;
             }
+            // Account limits: shared by every instance on Redis while it answers.
+            let mut shared_limits = false;
             if let Some(l) = limits {
-                if let Err(d) = l.try_acquire(acct.estimated_tokens, clock.now_ms()) {
+                let now = clock.now_ms();
+                let mut taken = None;
+                if let Some(sh) = st.shared.as_ref().filter(|s| s.is_up()) {
+                    taken = sh
+                        .take_deployment(&provider.name, l, acct.estimated_tokens, now)
+                        .await;
+                    shared_limits = taken.is_some();
+                }
+                if let Err(d) = taken.unwrap_or_else(|| l.try_acquire(acct.estimated_tokens, now)) {
                     st.metrics.skipped(&provider.name);
                     limited =
                         Some(limited.map_or(d, |p| if d.retry_after_ms < p.retry_after_ms { d } else { p }));
@@ -189,7 +199,12 @@ pub async fn run(
             let Some(permit) = health.acquire() else {
                 if let Some(l) = limits {
                     // Give the request back: nothing was sent.
-                    l.release(acct.estimated_tokens, clock.now_ms());
+                    match st.shared.as_ref().filter(|_| shared_limits) {
+                        Some(sh) => {
+                            sh.release_deployment(&provider.name, l, acct.estimated_tokens, clock.now_ms())
+                        }
+                        None => l.release(acct.estimated_tokens, clock.now_ms()),
+                    }
                 }
                 skipped += 1;
                 continue 'targets;
@@ -207,11 +222,20 @@ pub async fn run(
                 recorder.add_sink(TokenSink::Key(k.clone()));
             }
             if let Some(l) = limits.filter(|l| l.tpm.is_some()) {
-                recorder.add_sink(TokenSink::Deployment(
-                    l.clone(),
-                    acct.estimated_tokens,
-                    clock.clone(),
-                ));
+                match (st.shared.as_ref().filter(|_| shared_limits), &l.tpm) {
+                    (Some(sh), Some(t)) => recorder.add_sink(TokenSink::SharedDeployment(
+                        sh.clone(),
+                        provider.name.clone(),
+                        t.limit(),
+                        acct.estimated_tokens,
+                        clock.clone(),
+                    )),
+                    _ => recorder.add_sink(TokenSink::Deployment(
+                        l.clone(),
+                        acct.estimated_tokens,
+                        clock.clone(),
+                    )),
+                }
             }
             let traceparent = match &acct.trace {
                 Some(t) => {

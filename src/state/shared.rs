@@ -569,6 +569,57 @@ impl Shared {
         Some((Arc::from(model.as_str()), pinned == 1))
     }
 
+    /// Takes one request and `tokens` from a provider account's shared buckets
+    /// (`[providers.X] rpm / tpm`), or neither. None: Redis did not answer.
+    pub async fn take_deployment(
+        &self,
+        provider: &str,
+        limits: &crate::auth::limiter::DeploymentLimits,
+        tokens: u64,
+        now_ms: i64,
+    ) -> Option<Result<(), Denied>> {
+        let id = format!("provider:{provider}");
+        if let Some(r) = &limits.rpm {
+            if let Err(d) = self.take(&id, "rpm", r.limit(), 1.0, now_ms).await? {
+                return Some(Err(d));
+            }
+        }
+        if let Some(t) = &limits.tpm {
+            match self.take(&id, "tpm", t.limit(), tokens as f64, now_ms).await {
+                Some(Ok(_)) => {}
+                other => {
+                    if let Some(r) = &limits.rpm {
+                        self.adjust(&id, "rpm", r.limit(), -1.0, now_ms);
+                    }
+                    return other.map(|o| o.map(|_| ()));
+                }
+            }
+        }
+        Some(Ok(()))
+    }
+
+    /// Gives back what [`take_deployment`](Self::take_deployment) took (nothing was sent).
+    pub fn release_deployment(
+        &self,
+        provider: &str,
+        limits: &crate::auth::limiter::DeploymentLimits,
+        tokens: u64,
+        now_ms: i64,
+    ) {
+        let id = format!("provider:{provider}");
+        if let Some(r) = &limits.rpm {
+            self.adjust(&id, "rpm", r.limit(), -1.0, now_ms);
+        }
+        if let Some(t) = &limits.tpm {
+            self.adjust(&id, "tpm", t.limit(), -(tokens as f64), now_ms);
+        }
+    }
+
+    /// Corrects a provider account's shared TPM bucket by what an attempt really used.
+    pub fn settle_deployment(&self, provider: &str, cap: u64, delta: f64, now_ms: i64) {
+        self.adjust(&format!("provider:{provider}"), "tpm", cap, delta, now_ms);
+    }
+
     fn slot_key(&self, key_id: &str) -> String {
         format!("{}:cc:{key_id}", self.prefix)
     }
