@@ -610,3 +610,34 @@ async fn three_instances_share_a_providers_account_rpm() {
     }
     redis.clean().await;
 }
+
+/// Redis lost its data (restarted without persistence): the next instance to
+/// start seeds today's spend from the PostgreSQL ledger, so the exhausted
+/// budget stays exhausted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starting_instance_seeds_redis_from_the_ledger() {
+    let Some(redis) = RedisPrefix::new() else { return };
+    let Some(schema) = Schema::new().await else { return };
+    let fake = start_fake().await;
+    let clock = Arc::new(AtomicI64::new(now_ms()));
+    let limit = 2.5 * ONE_CALL;
+    let extra = format!("[budgets]\nmode = \"estimate\"\ndaily = {limit}\n");
+    let cfg = shared_config(&fake, &redis, Some(&schema.url), &extra);
+    let mut a = start_n(1, &cfg, &clock).await;
+    let mut served = 0;
+    while chat(&a[0].base, None, 10).await.0 == 200 {
+        served += 1;
+        settled(&a).await;
+        assert!(served < 20, "the budget never closed");
+    }
+    assert!(served >= 2, "{served}");
+    a[0].stop().await;
+    redis.clean().await;
+    let mut b = start_n(1, &cfg, &clock).await;
+    let (status, body) = chat(&b[0].base, None, 10).await;
+    assert_eq!(status, 429, "the ledger's spend reached Redis: {body}");
+    assert_eq!(body["error"]["code"], "budget_exceeded");
+    b[0].stop().await;
+    redis.clean().await;
+    schema.drop().await;
+}
