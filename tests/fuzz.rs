@@ -433,9 +433,12 @@ fn request_and_response_translators_survive_hostile_bodies() {
     let mut rng = fastrand::Rng::with_seed(seed() ^ 2);
     let chat = chat_template();
     let msgs = messages_template();
+    // Breakpoints on: the fuzzer also walks the prompt-cache pass.
     let anth_opts = anthropic::AnthropicOptions {
         default_max_tokens: 1024,
         version: "2023-06-01".into(),
+        prompt_cache: true,
+        prompt_cache_min_tokens: Some(1),
     };
     let gem_opts = gemini::GeminiOptions::default();
     let chat_response = json!({"id":"c","object":"chat.completion","model":"m",

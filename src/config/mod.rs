@@ -381,6 +381,10 @@ pub struct RawProvider {
     pub anthropic_version: Option<String>,
     /// `max_tokens` sent when the client gives none (Anthropic requires it; default 4096).
     pub default_max_tokens: Option<u32>,
+    /// `cache_control` breakpoints added where a request has none: "auto" (default) or "off".
+    pub prompt_cache: Option<String>,
+    /// Smallest prefix (tokens) worth a breakpoint (default: the model's minimum).
+    pub prompt_cache_min_tokens: Option<u64>,
     // openai only
     /// The upstream speaks OpenAI's Responses API (`POST /responses`): `/v1/responses`
     /// requests are forwarded as they are (default: true for OpenAI's own URL).
@@ -580,6 +584,10 @@ pub struct ProviderSettings {
     pub anthropic_version: String,
     /// Anthropic default `max_tokens`.
     pub default_max_tokens: u32,
+    /// Anthropic: add prompt-cache breakpoints to requests without any.
+    pub prompt_cache: bool,
+    /// Anthropic: the smallest prefix given a breakpoint (None: the model's minimum).
+    pub prompt_cache_min_tokens: Option<u64>,
     /// OpenAI: `/v1/responses` is forwarded as is to the upstream's `/responses`.
     pub responses_api: bool,
 }
@@ -1217,6 +1225,12 @@ pub fn validate(
                 p.default_max_tokens.is_some(),
                 ProviderKind::Anthropic,
             ),
+            ("prompt_cache", p.prompt_cache.is_some(), ProviderKind::Anthropic),
+            (
+                "prompt_cache_min_tokens",
+                p.prompt_cache_min_tokens.is_some(),
+                ProviderKind::Anthropic,
+            ),
         ] {
             if set && kind != only {
                 errors.push(err(at(k), format!("only used by type \"{}\"", only.as_str())));
@@ -1231,6 +1245,17 @@ pub fn validate(
         if p.default_max_tokens == Some(0) {
             errors.push(err(at("default_max_tokens"), "must be at least 1"));
         }
+        let prompt_cache = match p.prompt_cache.as_deref() {
+            None | Some("auto") => kind == ProviderKind::Anthropic,
+            Some("off") => false,
+            Some(o) => {
+                errors.push(err(
+                    at("prompt_cache"),
+                    format!("{o:?}: expected \"auto\" or \"off\""),
+                ));
+                false
+            }
+        };
         let mut simulated = SimulatedSettings::default();
         let sim_keys = [
             ("latency_ms", p.latency_ms.is_some()),
@@ -1306,6 +1331,8 @@ pub fn validate(
                 .anthropic_version
                 .unwrap_or_else(|| crate::providers::anthropic::API_VERSION.into()),
             default_max_tokens: p.default_max_tokens.unwrap_or(4096).max(1),
+            prompt_cache,
+            prompt_cache_min_tokens: p.prompt_cache_min_tokens,
             responses_api,
         });
     }

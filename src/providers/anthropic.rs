@@ -43,6 +43,10 @@ pub struct AnthropicOptions {
     pub default_max_tokens: u32,
     /// The `anthropic-version` header value (the caller sets the header).
     pub version: String,
+    /// Add prompt-cache breakpoints to requests without any (`providers.X.prompt_cache`).
+    pub prompt_cache: bool,
+    /// The smallest prefix given a breakpoint (None: the model's minimum).
+    pub prompt_cache_min_tokens: Option<u64>,
 }
 
 impl Default for AnthropicOptions {
@@ -50,6 +54,8 @@ impl Default for AnthropicOptions {
         AnthropicOptions {
             default_max_tokens: 4096,
             version: API_VERSION.to_string(),
+            prompt_cache: false,
+            prompt_cache_min_tokens: None,
         }
     }
 }
@@ -369,10 +375,14 @@ pub fn build_request(
     }
 
     note_unmapped(x, MAPPED_FIELDS, &mut dropped);
-    Ok(BuiltRequest {
-        body: Value::Object(body),
-        dropped,
-    })
+    let mut body = Value::Object(body);
+    if opts.prompt_cache {
+        let min = opts
+            .prompt_cache_min_tokens
+            .unwrap_or_else(|| super::prompt_cache::min_tokens_for(upstream_model));
+        super::prompt_cache::add_breakpoints(&mut body, min);
+    }
+    Ok(BuiltRequest { body, dropped })
 }
 
 /// Values that ask for nothing beyond the default, so dropping them loses nothing.

@@ -12,6 +12,7 @@ pub mod error;
 pub mod gemini;
 pub mod native;
 pub mod openai;
+pub mod prompt_cache;
 pub mod reasoning;
 pub mod simulated;
 

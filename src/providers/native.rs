@@ -104,6 +104,8 @@ impl NativeBackend {
             anthropic: anthropic::AnthropicOptions {
                 default_max_tokens: s.default_max_tokens,
                 version: s.anthropic_version.clone(),
+                prompt_cache: s.prompt_cache,
+                prompt_cache_min_tokens: s.prompt_cache_min_tokens,
             },
             gemini: gemini::GeminiOptions::default(),
             api_version: s.api_version.clone(),
