@@ -104,6 +104,8 @@ pub struct AppState {
     pub responses: Arc<response_store::ResponseStore>,
     /// The exact response cache (sized from `[cache]` at start).
     pub cache: Arc<cache::ResponseCache>,
+    /// Dashboard (`/ui`) login sessions.
+    pub ui_sessions: crate::auth::sessions::UiSessions,
 }
 
 impl AppState {
@@ -148,6 +150,7 @@ impl AppState {
             experiments,
             telemetry,
             cache: response_cache,
+            ui_sessions: Default::default(),
         })
     }
 
