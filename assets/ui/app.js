@@ -51,6 +51,8 @@ function usd(x) {
   const digits = a === 0 ? 2 : a < 0.01 ? 6 : a < 1 ? 4 : 2;
   return (x < 0 ? "-$" : "$") + a.toFixed(digits);
 }
+const usdAxis = (u, vals) => vals.map((v) => (v === null ? "" : `$${Number(v.toPrecision(3))}`));
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 const num = (x, d = 0) => (x === null || x === undefined ? "–" : Number(x).toFixed(d));
 const ms = (x) => (x === null || x === undefined ? "–" : `${Number(x).toFixed(x < 10 ? 2 : 0)} ms`);
 const pct = (x) => (x === null || x === undefined ? "–" : `${(x * 100).toFixed(1)}%`);
@@ -93,7 +95,7 @@ function chart(id, series, data, opts = {}) {
     width,
     height: opts.height || 240,
     series: [{}, ...series],
-    axes: [axis, { ...axis, size: 60, values: opts.yValues }],
+    axes: [axis, { ...axis, size: 70, values: opts.yValues }],
     scales: { x: { time: true }, y: opts.y || {} },
     legend: { live: true },
   }, data, host);
@@ -105,11 +107,11 @@ const pages = {
   async overview() {
     const o = await api("/admin/ui/overview");
     document.getElementById("ov-today").textContent = usd(o.today.cost_usd);
-    document.getElementById("ov-today-req").textContent = `${o.today.requests} requests · ${o.today.rows} ledger rows`;
+    document.getElementById("ov-today-req").textContent = `${plural(o.today.requests, "request")} · ${plural(o.today.rows, "ledger row")}`;
     document.getElementById("ov-proj").textContent = usd(o.today_projected_usd);
     document.getElementById("ov-elapsed").textContent = `${pct(o.day_elapsed)} of the day (${o.timezone}) gone`;
     document.getElementById("ov-month").textContent = usd(o.month.cost_usd);
-    document.getElementById("ov-month-req").textContent = `${o.month.requests} requests`;
+    document.getElementById("ov-month-req").textContent = plural(o.month.requests, "request");
     const tbody = document.querySelector("#ov-budgets tbody");
     fill(tbody, o.budgets.map((b) => el("tr", { "data-scope": b.scope },
       td(b.scope),
@@ -140,7 +142,7 @@ const pages = {
       series.push({ label: "pace", stroke: COLORS[3], dash: [2, 4], value: (u, v) => usd(v) });
       data.push(pace);
     }
-    chart("ov-chart", series, data, { yValues: (u, vals) => vals.map((v) => usd(v)) });
+    chart("ov-chart", series, data, { yValues: usdAxis });
   },
 
   async savings() {
@@ -159,7 +161,7 @@ const pages = {
       { label: "strongest model", stroke: COLORS[3], width: 2, dash: [6, 4], value: (u, v) => usd(v) },
       { label: "saved", stroke: COLORS[1], width: 2, fill: "rgba(63,185,80,0.12)", value: (u, v) => usd(v) },
     ], [xs, s.by_day.map((d) => d.actual_usd), s.by_day.map((d) => d.counterfactual_usd), s.by_day.map((d) => d.saved_usd)],
-    { yValues: (u, vals) => vals.map((v) => usd(v)) });
+    { yValues: usdAxis });
     fill(document.querySelector("#sv-tasks tbody"), s.by_task.map((t) => el("tr", {},
       td(t.group), td(t.requests, "num"), td(usd(t.actual_usd), "num"), td(usd(t.counterfactual_usd), "num"), td(usd(t.saved_usd), "num"))));
     fill(document.querySelector("#sv-routes tbody"), s.by_route.map((t) => el("tr", {},
