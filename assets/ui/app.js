@@ -56,6 +56,8 @@ const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 const num = (x, d = 0) => (x === null || x === undefined ? "–" : Number(x).toFixed(d));
 const ms = (x) => (x === null || x === undefined ? "–" : `${Number(x).toFixed(x < 10 ? 2 : 0)} ms`);
 const pct = (x) => (x === null || x === undefined ? "–" : `${(x * 100).toFixed(1)}%`);
+const ymd = (t) => { const d = new Date(t); return [d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()]; };
+const counts = { range: (u, min, max) => [0, Math.max(max, 1)] };
 const time = (t) => (t ? new Date(t).toLocaleString() : "–");
 
 function fill(tbody, rows) {
@@ -155,12 +157,18 @@ const pages = {
     document.getElementById("sv-pct").textContent = s.total.counterfactual_usd > 0
       ? `${pct(s.total.saved_usd / s.total.counterfactual_usd)} less than on the strongest models · ${s.total.requests} requests`
       : `${s.total.requests} requests`;
-    const xs = s.by_day.map((d) => Date.parse(`${d.group}T12:00:00Z`) / 1000);
+    // Every day of the range, days without traffic at 0.
+    const byDay = Object.fromEntries(s.by_day.map((d) => [d.group, d]));
+    const zero = { actual_usd: 0, counterfactual_usd: 0, saved_usd: 0 };
+    const dayList = [];
+    for (let t = Date.UTC(...ymd(since)); t <= Date.now(); t += 86400000) dayList.push(new Date(t).toISOString().slice(0, 10));
+    const daysData = dayList.map((d) => byDay[d] || zero);
+    const xs = dayList.map((d) => Date.parse(`${d}T12:00:00Z`) / 1000);
     chart("sv-chart", [
       { label: "actual", stroke: COLORS[0], width: 2, value: (u, v) => usd(v) },
       { label: "strongest model", stroke: COLORS[3], width: 2, dash: [6, 4], value: (u, v) => usd(v) },
       { label: "saved", stroke: COLORS[1], width: 2, fill: "rgba(63,185,80,0.12)", value: (u, v) => usd(v) },
-    ], [xs, s.by_day.map((d) => d.actual_usd), s.by_day.map((d) => d.counterfactual_usd), s.by_day.map((d) => d.saved_usd)],
+    ], [xs, daysData.map((d) => d.actual_usd), daysData.map((d) => d.counterfactual_usd), daysData.map((d) => d.saved_usd)],
     { yValues: usdAxis });
     fill(document.querySelector("#sv-tasks tbody"), s.by_task.map((t) => el("tr", {},
       td(t.group), td(t.requests, "num"), td(usd(t.actual_usd), "num"), td(usd(t.counterfactual_usd), "num"), td(usd(t.saved_usd), "num"))));
@@ -185,15 +193,15 @@ const pages = {
     const t = await api(`/admin/traffic?since=${since}&until=${until}&by=${encodeURIComponent(by)}&buckets=48`);
     const xs = t.series.length ? t.series[0].points.map((p) => p.ts_ms / 1000) : [since / 1000, until / 1000];
     const per = (f) => [xs, ...t.series.map((s) => s.points.map(f))];
-    const ser = (suffix = "") => t.series.map((s, i) => ({ label: s.group + suffix, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true }));
-    chart("tr-req", ser(), per((p) => p.requests));
-    chart("tr-err", ser(), per((p) => p.errors));
+    const ser = (suffix = "") => t.series.map((s, i) => ({ label: s.group + suffix, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true, points: { show: true, size: 4 } }));
+    chart("tr-req", ser(), per((p) => p.requests), { y: counts });
+    chart("tr-err", ser(), per((p) => p.errors), { y: counts });
     const lat = [xs], latSer = [];
     t.series.forEach((s, i) => {
       lat.push(s.points.map((p) => p.p50_ms));
-      latSer.push({ label: `${s.group} p50`, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true });
+      latSer.push({ label: `${s.group} p50`, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true, points: { show: true, size: 5 } });
       lat.push(s.points.map((p) => p.p95_ms));
-      latSer.push({ label: `${s.group} p95`, stroke: COLORS[i % COLORS.length], dash: [5, 4], spanGaps: true });
+      latSer.push({ label: `${s.group} p95`, stroke: COLORS[i % COLORS.length], dash: [5, 4], spanGaps: true, points: { show: true, size: 5 } });
     });
     chart("tr-lat", latSer, lat);
     chart("tr-ttft", ser(), per((p) => p.ttft_p50_ms));
@@ -214,7 +222,7 @@ const pages = {
       td(d.failures_last_hour, "num"))));
     const fails = h.data.flatMap((d) => d.recent_failures).sort((a, b) => b.ts_ms - a.ts_ms);
     fill(document.querySelector("#hl-fail tbody"), fails.length ? fails.map((f) => el("tr", {},
-      td(time(f.ts_ms)), td(f.provider), td(f.served_model), td(f.status), td(f.error || ""))) :
+      td(time(f.ts_ms)), td(f.provider), td(f.served_model), td(f.status), td(f.error || "", "wrap"))) :
       [el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No failure in the last hour."))]);
   },
 
@@ -278,7 +286,7 @@ const pages = {
             return el("tr", {}, td(a.arm + (a.shadow ? " (shadow)" : "")), td(a.model || "–"), td(a.requests, "num"), td(pct(a.error_rate), "num"),
               td(usd(a.cost_per_request_usd), "num"), td(ms(a.latency_p50_ms), "num"), td(ms(a.latency_p95_ms), "num"),
               td(a.feedback_mean === null ? "–" : `${num(a.feedback_mean, 2)} ± ${num(a.feedback_ci95, 2)} (${a.feedback_count})`),
-              td(c ? c.verdict : a.arm === "control" ? "(control)" : "–"));
+              td(c ? c.verdict : a.arm === "control" ? "(control)" : "–", "wrap"));
           }))),
         el("pre", {}, full.text || "")));
     }
@@ -306,7 +314,7 @@ async function openRequest(id) {
         el("tbody", {}, r.attempts.map((a) => el("tr", {}, td(a.attempt), td(a.served_model), td(a.provider), td(a.upstream_model),
           el("td", {}, el("span", { class: `badge ${a.status < 400 ? "ok" : "bad"}` }, a.status)), td(ms(a.latency_ms), "num"), td(ms(a.ttft_ms), "num"),
           td(`${num(a.prompt_tokens)} / ${num(a.completion_tokens)} (${num(a.cached_tokens)})${a.usage_estimated ? " est." : ""}`, "num"),
-          td(usd(a.cost_usd), "num"), td(a.error || ""))))),
+          td(usd(a.cost_usd), "num"), td(a.error || "", "wrap"))))),
       r.shadows.length ? el("h3", {}, `Shadow copies (${r.shadows.length})`) : "",
       el("details", {}, el("summary", {}, "Full record (JSON)"), el("pre", {}, JSON.stringify(r, null, 2))));
   } catch (e) {
