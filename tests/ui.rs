@@ -48,6 +48,7 @@ daily = 5.0
 monthly = 100.0
 "#;
     with_admin_key(&config_for(fake, extra), ADMIN)
+        .replace("[providers.fake]\n", "[providers.fake]\nrpm = 1000\n")
 }
 
 async fn start(fake: std::net::SocketAddr) -> Gw {
@@ -662,5 +663,10 @@ async fn dashboard_endpoints_report_known_traffic() {
     assert_eq!(fake_h["state"], "closed");
     assert_eq!(fake_h["failures_last_hour"], 1);
     assert_eq!(fake_h["recent_failures"][0]["status"], 502);
+    assert_eq!(fake_h["rate_limits"]["rpm"]["limit"], 1000);
+    assert!(fake_h["rate_limits"]["rpm"]["remaining"]
+        .as_u64()
+        .is_some_and(|r| r <= 1000));
+    assert!(fake_h["rate_limits"]["tpm"].is_null());
     gw.stop().await;
 }

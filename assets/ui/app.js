@@ -219,7 +219,7 @@ const pages = {
     fill(document.querySelector("#hl-table tbody"), h.data.map((d) => el("tr", {},
       td(d.provider), el("td", {}, el("span", { class: `badge ${d.state}` }, d.state)), td(d.consecutive_failures, "num"),
       td(pct(d.error_rate), "num"), td(d.calls_in_window, "num"), td(ms(d.ewma_latency_ms), "num"), td(d.in_flight, "num"),
-      td(d.failures_last_hour, "num"))));
+      td(headroom(d.rate_limits)), td(d.failures_last_hour, "num"))));
     const fails = h.data.flatMap((d) => d.recent_failures).sort((a, b) => b.ts_ms - a.ts_ms);
     fill(document.querySelector("#hl-fail tbody"), fails.length ? fails.map((f) => el("tr", {},
       td(time(f.ts_ms)), td(f.provider), td(f.served_model), td(f.status), td(f.error || "", "wrap"))) :
@@ -293,6 +293,12 @@ const pages = {
     host.replaceChildren(...panels);
   },
 };
+
+function headroom(l) {
+  if (!l) return "unlimited";
+  const part = (b, unit) => (b ? `${b.remaining} / ${b.limit} ${unit}` : null);
+  return [part(l.rpm, "rpm"), part(l.tpm, "tpm")].filter(Boolean).join(", ");
+}
 
 async function openRequest(id) {
   const d = document.getElementById("detail");

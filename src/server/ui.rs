@@ -520,8 +520,8 @@ pub async fn request(State(st): State<Arc<AppState>>, Path(id): Path<String>) ->
 }
 
 /// GET /admin/ui/health: each deployment's breaker state and EWMA latency
-/// (as `/admin/health`), its failures in the last hour from the ledger, and
-/// the latest failed rows.
+/// (as `/admin/health`), its rate-limit headroom, its failures in the last
+/// hour from the ledger, and the latest failed rows.
 pub async fn health(State(st): State<Arc<AppState>>) -> Response {
     let now = st.budgets.clock().now_ms();
     let since = now - 3_600_000;
@@ -533,12 +533,24 @@ pub async fn health(State(st): State<Arc<AppState>>) -> Response {
     let data: Vec<serde_json::Value> = rt
         .health
         .iter()
-        .map(|h| {
+        .zip(&rt.limits)
+        .map(|(h, limits)| {
             let r = h.report();
+            // Account rate-limit headroom (`rpm` / `tpm` on the provider), if limited.
+            let bucket = |b: Option<&crate::auth::limiter::Bucket>| {
+                b.map(|b| {
+                    let s = b.snapshot(now);
+                    serde_json::json!({"limit": s.limit, "remaining": s.remaining, "reset_ms": s.reset_ms})
+                })
+            };
+            let headroom = limits
+                .as_deref()
+                .map(|l| serde_json::json!({"rpm": bucket(l.rpm.as_ref()), "tpm": bucket(l.tpm.as_ref())}));
             let recent: Vec<&dash::Record> = failures.iter().filter(|f| f.provider == r.provider).collect();
             let mut v = serde_json::to_value(&r).unwrap_or_default();
             if let Some(o) = v.as_object_mut() {
                 o.insert("failures_last_hour".into(), recent.len().into());
+                o.insert("rate_limits".into(), headroom.unwrap_or_default());
                 o.insert(
                     "recent_failures".into(),
                     serde_json::to_value(recent.iter().take(5).collect::<Vec<_>>()).unwrap_or_default(),
