@@ -493,3 +493,162 @@ candidates = [{ model = "cand", share = 0.5 }]
     assert_eq!(with_feedback, 1, "the local feedback joined: {out}");
     schema.drop().await;
 }
+
+/// The dashboard's endpoints (`/admin/ui/overview`, `/admin/savings`,
+/// `/admin/traffic`, `/admin/requests`, `/admin/requests/{id}`,
+/// `/admin/ui/health`) give the same figures on a PostgreSQL ledger as on
+/// SQLite for the same traffic at the same (fixed) time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_endpoints_read_postgres_like_sqlite() {
+    let Some(schema) = Schema::new().await else { return };
+    let fake = start_fake().await;
+    let extra = r#"
+[models.big]
+provider = "fake"
+model = "ok"
+tier = "frontier"
+price = { input = 10.0, output = 40.0 }
+
+[routes.auto]
+default_task = "simple_chat"
+[routes.auto.tasks.simple_chat]
+models = ["fast"]
+[routes.auto.tasks.code_generation]
+models = ["big"]
+
+[budgets]
+daily = 5.0
+"#;
+    // One answer on `big` (no cached price): 1000 x $10 + 200 x $40 per 1M tokens.
+    const BIG_CALL: f64 = 0.018;
+    // 2026-12-04T15:00:00Z on both gateways.
+    let now = 1_796_396_400_000;
+    let clock = || {
+        switchyard::accounting::budget::Clock::manual(std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
+            now,
+        )))
+    };
+    let start = |cfg: String| async move {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ledger = dir.path().join("ledger.sqlite");
+        start_gateway_with_clock(&cfg, dir, ledger, clock()).await
+    };
+    let mut lite = start(with_admin_key(&config_for(fake.addr, extra), ADMIN)).await;
+    let mut pg = start(with_admin_key(&pg_config(&fake, &schema.url, "", extra), ADMIN)).await;
+    for gw in [&lite, &pg] {
+        for (i, (model, task)) in [
+            ("auto", "simple_chat"),
+            ("auto", "simple_chat"),
+            ("auto", "code_generation"),
+            ("fast", ""),
+            ("fail-500", ""),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut req = client()
+                .post(gw.url("/v1/chat/completions"))
+                .header("x-request-id", format!("dash-{i}"))
+                .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}));
+            if !task.is_empty() {
+                req = req.header("x-switchyard-task", task);
+            }
+            let r = req.send().await.expect("send");
+            r.bytes().await.expect("body");
+        }
+        gw.flush_ledger().await;
+    }
+    let get = |gw: &Gw, path: &str| {
+        let url = gw.url(path);
+        async move {
+            let r = client().get(url).bearer_auth(ADMIN).send().await.expect("send");
+            assert_eq!(r.status().as_u16(), 200);
+            r.json::<Value>().await.expect("json")
+        }
+    };
+    let (a, b) = (
+        get(&lite, "/admin/ui/overview").await,
+        get(&pg, "/admin/ui/overview").await,
+    );
+    for k in ["today", "month", "today_projected_usd", "hourly", "day_elapsed"] {
+        assert_eq!(a[k], b[k], "overview {k}");
+    }
+    assert_eq!(b["today"]["requests"], 5);
+    assert!(
+        (b["today"]["cost_usd"].as_f64().unwrap_or(0.0) - (3.0 * ONE_CALL + BIG_CALL)).abs() < 1e-9,
+        "{b}"
+    );
+    let (a, b) = (
+        get(&lite, "/admin/savings").await,
+        get(&pg, "/admin/savings").await,
+    );
+    for k in ["total", "by_day", "by_task", "by_route", "strongest"] {
+        assert_eq!(a[k], b[k], "savings {k}");
+    }
+    assert_eq!(b["strongest"]["auto"], "big");
+    assert!(b["total"]["saved_usd"].as_f64().unwrap_or(0.0) > 0.0, "{b}");
+    let counts = |v: &Value| -> Vec<(Value, Value, Value)> {
+        v["series"]
+            .as_array()
+            .expect("series")
+            .iter()
+            .map(|s| {
+                (
+                    s["group"].clone(),
+                    s["total"]["requests"].clone(),
+                    s["total"]["errors"].clone(),
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (
+        get(&lite, "/admin/traffic?by=task").await,
+        get(&pg, "/admin/traffic?by=task").await,
+    );
+    assert_eq!(counts(&a), counts(&b));
+    assert_eq!(a["tiers"], b["tiers"]);
+    let ids = |v: &Value| -> Vec<(Value, Value, Value)> {
+        v["data"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| {
+                (
+                    r["request_id"].clone(),
+                    r["status"].clone(),
+                    r["served_model"].clone(),
+                )
+            })
+            .collect()
+    };
+    for q in [
+        "/admin/requests",
+        "/admin/requests?status=error",
+        "/admin/requests?model=fast&task=simple_chat",
+    ] {
+        let (a, b) = (get(&lite, q).await, get(&pg, q).await);
+        assert_eq!(ids(&a), ids(&b), "{q}");
+        assert!(!ids(&b).is_empty(), "{q}");
+    }
+    let (a, b) = (
+        get(&lite, "/admin/requests/dash-2").await,
+        get(&pg, "/admin/requests/dash-2").await,
+    );
+    for k in [
+        "route",
+        "task",
+        "tier",
+        "route_reason",
+        "served_model",
+        "prompt_tokens",
+        "cost_usd",
+    ] {
+        assert_eq!(a["attempts"][0][k], b["attempts"][0][k], "request {k}");
+    }
+    assert_eq!(b["attempts"][0]["served_model"], "big");
+    let h = get(&pg, "/admin/ui/health").await;
+    assert_eq!(h["data"][0]["failures_last_hour"], 1, "{h}");
+    lite.stop().await;
+    pg.stop().await;
+    schema.drop().await;
+}

@@ -479,6 +479,12 @@ fn start_of(tz: Tz, date: NaiveDate) -> Option<i64> {
         .map(|t| t.timestamp_millis())
 }
 
+/// The bounds in Unix ms of the civil day (in `tz`) holding `now_ms`: [start, end).
+pub fn day_bounds_ms(tz: Tz, now_ms: i64) -> (i64, i64) {
+    let p = periods(tz, now_ms);
+    (p.start_ms, p.end_ms)
+}
+
 /// Unix ms at which the current month (in `tz`) began; the ledger is read from there at start.
 pub fn month_start_ms(tz: Tz, now_ms: i64) -> i64 {
     let utc = DateTime::from_timestamp_millis(now_ms).unwrap_or_default();

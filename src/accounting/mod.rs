@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod budget;
+pub mod dashboard;
 pub mod estimate;
 pub mod ledger;
 pub mod pricing;

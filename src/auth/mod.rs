@@ -8,6 +8,7 @@
 
 pub mod keys;
 pub mod limiter;
+pub mod sessions;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -852,6 +852,8 @@ type EnvProvider = (
 pub fn from_env(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
     let mut raw = RawConfig::default();
     let set = |k: &str| lookup(k).filter(|v| !v.is_empty());
+    // The admin API and the dashboard (`/ui`) with no config file.
+    raw.server.admin_key = set("SWITCHYARD_ADMIN_KEY");
     // Order = pattern priority (OpenAI's "*" last).
     let table: [EnvProvider; 4] = [
         (
@@ -1720,6 +1722,13 @@ mod tests {
         let cfg = from_env(&|_| None).expect("valid");
         assert_eq!(cfg.providers.len(), 1);
         assert_eq!(cfg.providers[0].kind, ProviderKind::Simulated);
+        assert!(cfg.server.admin_key.is_none());
+    }
+
+    #[test]
+    fn env_admin_key() {
+        let cfg = from_env(&|k| (k == "SWITCHYARD_ADMIN_KEY").then(|| "adm-x".into())).expect("valid");
+        assert_eq!(cfg.server.admin_key.as_ref().map(|k| k.expose()), Some("adm-x"));
     }
 
     #[test]

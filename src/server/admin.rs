@@ -1,5 +1,6 @@
-//! Admin API (`/admin/*`): needs `Authorization: Bearer <server.admin_key>`;
-//! disabled (404) when no admin key is configured.
+//! Admin API (`/admin/*`): needs `Authorization: Bearer <server.admin_key>`,
+//! or a dashboard session cookie (`/ui` login) plus its `x-csrf-token` header
+//! on POST and DELETE; disabled (404) when no admin key is configured.
 
 use std::sync::Arc;
 
@@ -34,12 +35,34 @@ pub async fn require_admin(State(st): State<Arc<AppState>>, req: Request, next: 
         .with_code("admin_disabled")
         .into_response();
     };
-    let presented = req
+    let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // No admin key header: the dashboard's session cookie, with its CSRF
+    // token on anything that changes state.
+    if bearer.is_none() {
+        if let Some(csrf) = super::ui::session_csrf(&st, req.headers(), key.expose()) {
+            let safe = matches!(*req.method(), http::Method::GET | http::Method::HEAD);
+            let sent = req
+                .headers()
+                .get(super::ui::CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !safe && !constant_time_eq(sent.as_bytes(), csrf.as_bytes()) {
+                return ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "invalid_request_error",
+                    "Missing or wrong x-csrf-token header for this dashboard session.",
+                )
+                .with_code("csrf_failed")
+                .into_response();
+            }
+            return next.run(req).await;
+        }
+    }
+    let presented = bearer.unwrap_or("");
     if !constant_time_eq(presented.as_bytes(), key.expose().as_bytes()) {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,

@@ -64,7 +64,8 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"));
+        .is_some_and(|ct| ct.starts_with("application/json") || ct.starts_with("text/html"));
+    // JSON, or a dashboard page (`/ui` login with its error): ours, kept.
     if is_json {
         return resp;
     }

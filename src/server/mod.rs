@@ -11,6 +11,7 @@ pub mod experiments;
 pub mod handlers;
 pub mod messages;
 pub mod responses;
+pub mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -43,6 +44,12 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/admin/experiments", get(experiments::list))
         .route("/admin/experiments/{name}", get(experiments::show))
         .route("/admin/experiments/{name}/reset", post(experiments::reset))
+        .route("/admin/ui/overview", get(ui::overview))
+        .route("/admin/ui/health", get(ui::health))
+        .route("/admin/savings", get(ui::savings))
+        .route("/admin/traffic", get(ui::traffic))
+        .route("/admin/requests", get(ui::requests))
+        .route("/admin/requests/{id}", get(ui::request))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,
@@ -73,6 +80,11 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(admin)
         .merge(api)
         .route("/metrics", get(admin::metrics))
+        .route("/ui", get(ui::page))
+        .route("/ui/", get(ui::page))
+        .route("/ui/login", post(ui::login))
+        .route("/ui/logout", post(ui::logout))
+        .route("/ui/assets/{file}", get(ui::asset))
         .route("/", get(root))
         .route("/health", get(health))
         .route("/ready", get(ready))

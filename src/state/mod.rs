@@ -107,6 +107,8 @@ pub struct AppState {
     pub cache: Arc<cache::ResponseCache>,
     /// Shared state on Redis (`[state] redis_url`; kept across reloads); None: in memory.
     pub shared: Option<Arc<shared::Shared>>,
+    /// Dashboard (`/ui`) login sessions.
+    pub ui_sessions: crate::auth::sessions::UiSessions,
 }
 
 impl AppState {
@@ -158,6 +160,7 @@ impl AppState {
             telemetry,
             cache: response_cache,
             shared: None,
+            ui_sessions: Default::default(),
         })
     }
 
