@@ -88,6 +88,7 @@ struct Series {
     latency: Histogram<14>,
     ttft: Histogram<14>,
     input_tokens: AtomicU64,
+    cached_tokens: AtomicU64,
     output_tokens: AtomicU64,
     /// Cost in nano-USD.
     cost_nusd: AtomicU64,
@@ -180,6 +181,7 @@ impl Metrics {
         }
         if let Some(u) = &e.usage {
             s.input_tokens.fetch_add(u.prompt_tokens, Ordering::Relaxed);
+            s.cached_tokens.fetch_add(u.cached_tokens, Ordering::Relaxed);
             s.output_tokens.fetch_add(u.completion_tokens, Ordering::Relaxed);
         }
         if let Some(c) = e.cost_usd {
@@ -216,6 +218,7 @@ impl Metrics {
             latency: Histogram::new(&LATENCY_BUCKETS),
             ttft: Histogram::new(&LATENCY_BUCKETS),
             input_tokens: AtomicU64::new(0),
+            cached_tokens: AtomicU64::new(0),
             output_tokens: AtomicU64::new(0),
             cost_nusd: AtomicU64::new(0),
             estimated: AtomicU64::new(0),
@@ -325,6 +328,12 @@ impl Metrics {
             "switchyard_input_tokens_total",
             "Input (prompt) tokens, cached included.",
             &|s| s.input_tokens.load(Ordering::Relaxed).to_string(),
+        );
+        counter(
+            &mut out,
+            "switchyard_cached_input_tokens_total",
+            "Input tokens read from the provider's prompt cache (part of the input tokens): their share per provider is the deployment's cache hit rate.",
+            &|s| s.cached_tokens.load(Ordering::Relaxed).to_string(),
         );
         counter(
             &mut out,

@@ -259,7 +259,7 @@ pub fn to_table(by: GroupBy, rows: &[ReportRow]) -> String {
         other => format!("{other:?}").to_lowercase(),
     };
     let mut out = format!(
-        "{:<28} {:>9} {:>9} {:>13} {:>13} {:>12} {:>14} {:>8} {:>10} {:>12}\n",
+        "{:<28} {:>9} {:>9} {:>13} {:>13} {:>12} {:>14} {:>8} {:>10} {:>12} {:>11}\n",
         name,
         "requests",
         "attempts",
@@ -269,7 +269,8 @@ pub fn to_table(by: GroupBy, rows: &[ReportRow]) -> String {
         "usd/request",
         "no_cost",
         "cache_hits",
-        "saved_usd"
+        "saved_usd",
+        "cached_tok%"
     );
     let mut t = ReportRow {
         group: "TOTAL".into(),
@@ -289,6 +290,7 @@ pub fn to_table(by: GroupBy, rows: &[ReportRow]) -> String {
         t.attempts += r.attempts;
         t.prompt_tokens += r.prompt_tokens;
         t.completion_tokens += r.completion_tokens;
+        t.cached_tokens += r.cached_tokens;
         t.cost_usd += r.cost_usd;
         t.unknown_cost_rows += r.unknown_cost_rows;
         t.cache_hits += r.cache_hits;
@@ -301,7 +303,7 @@ pub fn to_table(by: GroupBy, rows: &[ReportRow]) -> String {
     };
     for r in rows.iter().chain(std::iter::once(&t)) {
         out.push_str(&format!(
-            "{:<28} {:>9} {:>9} {:>13} {:>13} {:>12.6} {:>14.8} {:>8} {:>10} {:>12.6}\n",
+            "{:<28} {:>9} {:>9} {:>13} {:>13} {:>12.6} {:>14.8} {:>8} {:>10} {:>12.6} {:>10.1}%\n",
             r.group,
             r.requests,
             r.attempts,
@@ -311,7 +313,8 @@ pub fn to_table(by: GroupBy, rows: &[ReportRow]) -> String {
             r.cost_per_request_usd,
             r.unknown_cost_rows,
             r.cache_hits,
-            r.saved_usd
+            r.saved_usd,
+            100.0 * r.cached_tokens as f64 / r.prompt_tokens.max(1) as f64
         ));
     }
     if matches!(by, GroupBy::Tier) {

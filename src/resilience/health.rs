@@ -113,6 +113,11 @@ impl Health {
         *g = (next, Some(now));
     }
 
+    /// Calls in flight on this deployment.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
     /// Latency-aware load: EWMA latency times (calls in flight + 1). Unknown latency scores 0.
     pub fn load(&self) -> f64 {
         let ewma = match self.ewma.lock() {

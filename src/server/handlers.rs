@@ -547,7 +547,9 @@ pub(super) async fn prepare(
         experiment,
     } = plan(st, ctx, headers, req).await?;
     let names: Vec<&str> = chain.iter().map(|m| &**m).collect();
-    let mut targets = ctx.rt.targets(&names, fallbacks);
+    let mut targets = ctx
+        .rt
+        .targets_with_affinity(&names, fallbacks, affinity_key(headers, req));
     if targets.is_empty() {
         return Err(ApiError::model_not_found(&req.model));
     }
@@ -800,6 +802,38 @@ fn plan_explicit(
     }
     plan.experiment = Some(a);
     plan
+}
+
+/// Prefixes at least this long (bytes of the first message) keep their deployment.
+const AFFINITY_PREFIX_BYTES: usize = 4096;
+
+/// What keeps a request on one deployment of its model (see
+/// `Runtime::targets_with_affinity`): the session (`x-switchyard-session`, else the
+/// OpenAI `user`), else a long first message (a system prompt), hashed (FNV-1a).
+fn affinity_key(headers: &HeaderMap, req: &ChatRequest) -> Option<u64> {
+    let fnv = |bytes: &[u8]| {
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    if let Some(s) = headers
+        .get(&X_SESSION)
+        .map(HeaderValue::as_bytes)
+        .filter(|s| !s.is_empty())
+    {
+        return Some(fnv(s));
+    }
+    if let Some(u) = req
+        .extra
+        .get("user")
+        .and_then(|u| u.as_str())
+        .filter(|u| !u.is_empty())
+    {
+        return Some(fnv(u.as_bytes()));
+    }
+    let first = req.messages.first()?.content.as_ref()?;
+    let text = first.as_str()?;
+    (text.len() >= AFFINITY_PREFIX_BYTES).then(|| fnv(&text.as_bytes()[..AFFINITY_PREFIX_BYTES]))
 }
 
 /// The session's pinned model: shared by every instance on Redis while it

@@ -430,6 +430,23 @@ impl Runtime {
     /// model's. With `with_fallbacks`, the first model's configured
     /// fallbacks follow. Unknown names are skipped.
     pub fn targets(&self, chain: &[&str], with_fallbacks: bool) -> Vec<Target> {
+        self.targets_with_affinity(chain, with_fallbacks, None)
+    }
+
+    /// [`targets`](Self::targets), with the first model's deployments in
+    /// rendezvous order of `affinity` (a session's or a long prefix's hash):
+    /// requests sharing it go to the same deployment while it is healthy, so the
+    /// provider's prompt cache hits; when it fails (breaker open) they move to the
+    /// next in that order, the same one for all of them, and come back once it
+    /// recovers. The balancer trades this against load: when the affine
+    /// deployment has more than twice the load of the least loaded one (and at
+    /// least 4 requests in flight), the request is balanced as usual.
+    pub fn targets_with_affinity(
+        &self,
+        chain: &[&str],
+        with_fallbacks: bool,
+        affinity: Option<u64>,
+    ) -> Vec<Target> {
         let mut out = Vec::new();
         let mut names: Vec<&str> = chain.to_vec();
         if with_fallbacks {
@@ -442,11 +459,42 @@ impl Runtime {
                 continue;
             }
             match self.targets.get(*name) {
+                Some(e) if i == 0 && affinity.is_some() && e.deployments.len() > 1 => {
+                    self.push_affine(e, affinity.unwrap_or_default(), &mut out)
+                }
                 Some(e) => self.push_balanced(e, &mut out),
                 None => out.extend(pass_through(&self.providers, name)),
             }
         }
         out
+    }
+
+    fn push_affine(&self, e: &ModelEntry, key: u64, out: &mut Vec<Target>) {
+        // Highest random weight: score = weight / -ln(u), u uniform in (0, 1) from (key, provider).
+        let score = |i: usize| {
+            let d = &e.deployments[i];
+            let mut h = key ^ 0x9e37_79b9_7f4a_7c15;
+            for b in self.providers[d.provider].name.as_bytes() {
+                h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            h ^= h >> 31;
+            let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+            e.weights[i].max(1) as f64 / -u.ln()
+        };
+        let mut order: Vec<usize> = (0..e.deployments.len()).collect();
+        order.sort_by(|a, b| score(*b).total_cmp(&score(*a)));
+        let health = |i: usize| &self.health[e.deployments[i].provider];
+        let first = order[0];
+        let least = order
+            .iter()
+            .map(|i| health(*i).load())
+            .fold(f64::INFINITY, f64::min);
+        if health(first).in_flight() >= 4 && health(first).load() > 2.0 * least {
+            return self.push_balanced(e, out);
+        }
+        out.extend(order.into_iter().map(|i| e.deployments[i].clone()));
     }
 
     fn push_balanced(&self, e: &ModelEntry, out: &mut Vec<Target>) {
