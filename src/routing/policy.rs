@@ -10,7 +10,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use super::classifier::{Classifier, ClassifyInput};
-use super::predictor::{task_probs, Predictor};
+use super::predictor::{task_probs_from, Predictor};
 use crate::config::{
     ConfigError, ModelKind, ModelSettings, Priority, RawRoute, RawRouteTask, RawRouting, Select,
 };
@@ -162,7 +162,9 @@ impl Routing {
         forced_task: Option<usize>,
         threshold: Option<f32>,
     ) -> Decision<'r> {
-        let c = self.classifier.classify(input);
+        // One classifier pass: the classification and, for the predictor, the
+        // task probabilities.
+        let (c, probs) = self.classifier.classify_with_probabilities(input);
         let (task, reason) = match forced_task {
             Some(t) => (t, Reason::TaskHeader),
             None if c.abstained => (route.default_task, Reason::Abstained),
@@ -177,6 +179,7 @@ impl Routing {
                 reason,
                 c.confidence,
                 c.complexity,
+                &probs,
                 threshold,
             );
         }
@@ -208,6 +211,7 @@ impl Routing {
         reason: Reason,
         confidence: f32,
         complexity: f32,
+        class_probs: &[f32],
         threshold: Option<f32>,
     ) -> Decision<'r> {
         let t = threshold.unwrap_or(pr.threshold);
@@ -238,7 +242,7 @@ impl Routing {
             decision.task_pinned = !allowed.is_empty() && !route.built_in;
             pick(0)
         } else {
-            let probs = task_probs(&self.classifier, input);
+            let probs = task_probs_from(&self.classifier, class_probs);
             let p = self.predictor.predict_with(input, &probs, complexity, confidence);
             decision.predicted = Some((p, t));
             // Candidate k of n (cheapest 0): P_k = p^((n-1-k)/(n-1)), rising to 1

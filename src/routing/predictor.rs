@@ -336,18 +336,31 @@ pub fn featurize(
 }
 
 /// Task probabilities in [`DEFAULT_TASKS`] order (zeros for tasks the
-/// classifier does not have), the top task's confidence and complexity.
+/// classifier does not have), the top task's confidence and complexity,
+/// from one classifier pass.
 pub fn classifier_view(clf: &Classifier, input: &ClassifyInput<'_>) -> ([f32; 7], f32, f32) {
-    let c = clf.classify(input);
-    (task_probs(clf, input), c.confidence, c.complexity)
+    let (c, p) = clf.classify_with_probabilities(input);
+    (task_probs_from(clf, &p), c.confidence, c.complexity)
 }
 
 /// The classifier's task probabilities in [`DEFAULT_TASKS`] order.
 pub fn task_probs(clf: &Classifier, input: &ClassifyInput<'_>) -> [f32; 7] {
-    let p = clf.probabilities(input);
+    task_probs_from(clf, &clf.probabilities(input))
+}
+
+/// Reorders the classifier's probabilities (its task order) into
+/// [`DEFAULT_TASKS`] order.
+pub fn task_probs_from(clf: &Classifier, p: &[f32]) -> [f32; 7] {
+    let tasks = clf.tasks();
     let mut out = [0.0; 7];
     for (i, name) in DEFAULT_TASKS.iter().enumerate() {
-        if let Some(k) = clf.task_index(name) {
+        // The shipped classifier has exactly these tasks in this order.
+        let k = if tasks.get(i).is_some_and(|t| t == name) {
+            Some(i)
+        } else {
+            clf.task_index(name)
+        };
+        if let Some(k) = k {
             out[i] = p.get(k).copied().unwrap_or(0.0);
         }
     }
