@@ -770,6 +770,11 @@ mod prior_tests {
             ..vk
         };
         assert!(p.predict_with(&chat, &worst_easy) > p.predict_with(&code, &best_hard));
+        // A task forced by the caller (x-switchyard-task) is the task the prior reads.
+        let (c, probs) = clf.classify_with_probabilities(&chat);
+        let forced = clf.task_index("code_generation");
+        assert!(view_from(clf, &c, &probs, forced).strong_task);
+        assert!(!view_from(clf, &c, &probs, None).strong_task);
         // A prior whose weights read no text gives the same P with or without the scan.
         let mut learnt = p.clone();
         learnt.dense[21] = 1e-30;
