@@ -1,6 +1,6 @@
 //! Routing decision latency on a predictor route: the whole
-//! `Routing::decide` (classifier, its probabilities, the tier predictor and
-//! the candidate pick), p50 / p99 per call for 1 KB and 8 KB prompts.
+//! `Routing::decide` (one classifier pass for the task and its probabilities,
+//! the tier predictor and the candidate pick), p50 / p99 per call for 1 KB and 8 KB prompts.
 //!
 //! Usage: cargo run --release --example router_bench [-- ITERATIONS]
 

@@ -186,23 +186,33 @@ pub fn train_router(
     let dropped = before - examples.len();
     let clf = Classifier::embedded();
     if holdout == Some("prior") {
-        // No learning: how well does the classifier's complexity (higher = harder)
-        // rank each training source? A check of what transfers, on training data only.
+        // No learning: how well do the priors rank each training source? The
+        // classifier's complexity alone (higher = harder) and the task-map
+        // prior (the shipped model). A check of what transfers, on training data only.
         let mut out = String::new();
         let mut sources: Vec<&str> = examples.iter().map(|e| e.source).collect();
         sources.sort_unstable();
         sources.dedup();
+        let prior = crate::routing::predictor::Predictor::task_prior(opts.buckets_log2);
         for src in sources {
-            let part: Vec<&TrainExample> = examples.iter().filter(|e| e.source == src).collect();
-            let mut scored: Vec<(f32, bool)> = part
+            let part: Vec<TrainExample> = examples.iter().filter(|e| e.source == src).cloned().collect();
+            let prepared = tr::prepare(clf, &part, opts.buckets_log2, |_, _| {});
+            let labels: Vec<f64> = prepared.iter().map(|d| d.label as f64).collect();
+            let cx: Vec<f32> = prepared
                 .iter()
-                .map(|e| (1.0 - clf.classify(&e.input.as_input()).complexity, e.label >= 0.5))
+                .map(|d| 1.0 - d.dense[crate::routing::predictor::COMPLEXITY])
                 .collect();
-            let auc = tr::auc(&mut scored);
-            out.push_str(&format!(
-                "prior (1 - complexity) on {src}: AUC {auc:.3} ({} prompts)\n",
-                part.len()
-            ));
+            let tp: Vec<f32> = prepared.iter().map(|d| tr::predict_prepared(&prior, d)).collect();
+            for (name, scores) in [("complexity (1 - complexity)", &cx), ("task-map prior", &tp)] {
+                let mut scored: Vec<(f32, bool)> =
+                    scores.iter().zip(&labels).map(|(s, l)| (*s, *l >= 0.5)).collect();
+                let auc = tr::auc(&mut scored);
+                let ap = tr::soft_apgr(scores, &labels);
+                out.push_str(&format!(
+                    "prior {name} on {src}: AUC {auc:.3}, APGR (soft labels) {ap:.3} ({} prompts)\n",
+                    part.len()
+                ));
+            }
         }
         return Ok(out);
     }
@@ -281,7 +291,8 @@ pub fn train_router(
         *per_source.entry(e.source).or_default() += 1;
     }
     p.provenance = format!(
-        "switchyard train-router; features v{}; {} prompts ({}); epochs {}, buckets 2^{}, lr {}, l2 {}/{}, seed {:#x}",
+        "switchyard train-router; model {:?}; features v{}; {} prompts ({}); epochs {}, buckets 2^{}, lr {}, l2 {}/{}, seed {:#x}",
+        opts.model,
         crate::routing::predictor::FEATURE_VERSION,
         examples.len(),
         per_source

@@ -123,10 +123,14 @@ enum Command {
         epochs: Option<usize>,
         /// Validation on the training data: train without this source
         /// (alpaca_eval, mmlu, routerbench) and score it; cv:SOURCE / cvall:SOURCE: 5-fold
-        /// cross-validation within it; prior: the complexity prior per source. Writes nothing.
+        /// cross-validation within it; prior: the complexity and task-map priors per source. Writes nothing.
         #[arg(long)]
         holdout: Option<String>,
-        /// Dense features only (no hashed word weights).
+        /// prior: the task-map prior (the shipped model, nothing fitted but the
+        /// quantiles); logistic: the learnt logistic model.
+        #[arg(long, default_value = "prior")]
+        model: switchyard::routing::train_router::RouterModel,
+        /// Dense features only (no hashed word weights; logistic model).
         #[arg(long)]
         no_words: bool,
         /// No progress bar on stderr.
@@ -407,10 +411,14 @@ fn main() -> ExitCode {
             hashes,
             epochs,
             holdout,
+            model,
             no_words,
             no_progress,
         } => {
-            let mut opts = switchyard::routing::train_router::RouterTrainOptions::default();
+            let mut opts = switchyard::routing::train_router::RouterTrainOptions {
+                model,
+                ..Default::default()
+            };
             if let Some(e) = epochs {
                 opts.epochs = e;
             }

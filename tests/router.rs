@@ -123,6 +123,38 @@ fn threshold_sweep_moves_the_dear_share_from_0_to_100_percent() {
     );
 }
 
+/// The shipped weights are the task-map prior: every request the seed task
+/// map sends to the frontier tier (code, reasoning) gets a lower `p_cheap`
+/// than every other request, and the threshold sweep passes through them first.
+#[test]
+fn shipped_predictor_orders_strong_tasks_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, CONFIG).expect("write config");
+    let input = dir.path().join("in.jsonl");
+    let lines: Vec<String> = PROMPTS
+        .iter()
+        .map(|p| serde_json::json!({"messages": [{"role": "user", "content": p}]}).to_string())
+        .collect();
+    std::fs::write(&input, lines.join("\n")).expect("write input");
+    let rows = classify(&cfg, &input, 0.5);
+    let (mut strong, mut other) = (Vec::new(), Vec::new());
+    for r in &rows {
+        let p = r["p_cheap"].as_f64().unwrap_or_else(|| panic!("p_cheap in {r}"));
+        match r["task"].as_str() {
+            Some("code_generation" | "complex_reasoning") => strong.push(p),
+            _ => other.push(p),
+        }
+    }
+    assert!(strong.len() >= 3 && other.len() >= 3, "{rows:?}");
+    let max_strong = strong.iter().copied().fold(f64::MIN, f64::max);
+    let min_other = other.iter().copied().fold(f64::MAX, f64::min);
+    assert!(
+        max_strong < min_other,
+        "strong-task p {strong:?} vs others {other:?}"
+    );
+}
+
 #[test]
 fn per_task_entries_still_constrain_the_candidates() {
     let dir = tempfile::tempdir().expect("tempdir");

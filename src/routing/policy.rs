@@ -10,7 +10,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use super::classifier::{Classifier, ClassifyInput};
-use super::predictor::{task_probs, Predictor};
+use super::predictor::{view_from, Predictor, View};
 use crate::config::{
     ConfigError, ModelKind, ModelSettings, Priority, RawRoute, RawRouteTask, RawRouting, Select,
 };
@@ -162,23 +162,19 @@ impl Routing {
         forced_task: Option<usize>,
         threshold: Option<f32>,
     ) -> Decision<'r> {
-        let c = self.classifier.classify(input);
+        // One classifier pass: the classification and, for the predictor, the
+        // task probabilities.
+        let (c, probs) = self.classifier.classify_with_probabilities(input);
         let (task, reason) = match forced_task {
             Some(t) => (t, Reason::TaskHeader),
             None if c.abstained => (route.default_task, Reason::Abstained),
             None => (c.task, c.signal.map_or(Reason::Classified, Reason::Signal)),
         };
         if let Some(pr) = &route.predicted {
-            return self.decide_predicted(
-                pr,
-                route,
-                input,
-                task,
-                reason,
-                c.confidence,
-                c.complexity,
-                threshold,
-            );
+            // The predictor reads the request's task as the caller forced it
+            // or the classifier saw it (not the abstention default).
+            let view = view_from(&self.classifier, &c, &probs, forced_task);
+            return self.decide_predicted(pr, route, input, task, reason, &view, threshold);
         }
         let tr = &route.tasks[task.min(route.tasks.len().saturating_sub(1))];
         let (tier, chain, escalated) = match &tr.escalation {
@@ -206,8 +202,7 @@ impl Routing {
         input: &ClassifyInput<'_>,
         task: usize,
         reason: Reason,
-        confidence: f32,
-        complexity: f32,
+        view: &View,
         threshold: Option<f32>,
     ) -> Decision<'r> {
         let t = threshold.unwrap_or(pr.threshold);
@@ -225,8 +220,8 @@ impl Routing {
         let pick = |k: usize| if allowed.is_empty() { k } else { allowed[k] };
         let mut decision = Decision {
             task,
-            confidence,
-            complexity,
+            confidence: view.confidence,
+            complexity: view.complexity,
             tier: "",
             chain: &[],
             reason,
@@ -238,8 +233,7 @@ impl Routing {
             decision.task_pinned = !allowed.is_empty() && !route.built_in;
             pick(0)
         } else {
-            let probs = task_probs(&self.classifier, input);
-            let p = self.predictor.predict_with(input, &probs, complexity, confidence);
+            let p = self.predictor.predict_with(input, view);
             decision.predicted = Some((p, t));
             // Candidate k of n (cheapest 0): P_k = p^((n-1-k)/(n-1)), rising to 1
             // for the strongest; the cheapest with P_k >= t wins.

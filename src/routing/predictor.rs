@@ -2,25 +2,29 @@
 //! good as the strongest candidate's?
 //!
 //! A logistic model over a few dozen dense features (the task classifier's
-//! probabilities and complexity, length, code, math, constraint and
+//! task, probabilities and complexity, length, code, math, constraint and
 //! structure signals, turn count) plus hashed word unigrams and bigrams of
 //! the last user turn. It learns *tiers*, not model names: a label is "an
 //! economy-tier answer was at least as good as the frontier-tier one" (see
-//! `train_router.rs` and docs/routing.md). Weights are trained offline by
-//! `switchyard train-router` and embedded with `include_bytes!`; one bounded
-//! pass over the text, no heap allocation.
+//! `train_router.rs` and docs/routing.md). The shipped weights are the
+//! task-map prior ([`Predictor::task_prior`]): the seed task map orders the
+//! tasks, the classifier's complexity orders the prompts within a task;
+//! it beat every learnt model in validation on the training sources.
+//! Weights are written by `switchyard train-router` and embedded with
+//! `include_bytes!`. The text is only scanned when a weight reads it (the
+//! prior reads none of the text features); no heap allocation.
 
 use std::sync::OnceLock;
 
-use super::classifier::{Classifier, ClassifyInput, DEFAULT_TASKS};
+use super::classifier::{Classification, Classifier, ClassifyInput, DEFAULT_TASKS};
 
 /// Dense feature count (see [`DENSE_NAMES`]).
-pub const DENSE: usize = 32;
+pub const DENSE: usize = 33;
 /// Bytes of the last user turn read for word features (head, then tail).
 pub const HEAD_BYTES: usize = 2048;
 pub const TAIL_BYTES: usize = 512;
 /// Bumped whenever the features change (stored in the weights file).
-pub const FEATURE_VERSION: u32 = 1;
+pub const FEATURE_VERSION: u32 = 2;
 
 const MAGIC: [u8; 8] = *b"SWYDRTR\0";
 const FORMAT_VERSION: u32 = 1;
@@ -63,7 +67,31 @@ pub const DENSE_NAMES: [&str; DENSE] = [
     "upper_density",
     "list_lines",
     "numbers",
+    "strong_task",
 ];
+
+/// Index of the `complexity` feature.
+pub const COMPLEXITY: usize = 7;
+/// Index of the `strong_task` feature: 1 when the request's task is one the
+/// seed task map sends to the frontier tier ([`STRONG_TASKS`]).
+pub const STRONG_TASK: usize = 32;
+/// Tasks the seed task map (docs/routing.md) routes to the frontier tier.
+pub const STRONG_TASKS: [&str; 2] = ["code_generation", "complex_reasoning"];
+/// Dense features computed from the text scan (skipped when none of them,
+/// and no hashed word, has a weight).
+const SCANNED: [usize; 17] = [14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31];
+
+/// What the predictor reads from the task classifier (one classifier pass,
+/// see [`classifier_view`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct View {
+    /// Task probabilities in [`DEFAULT_TASKS`] order.
+    pub probs: [f32; 7],
+    pub confidence: f32,
+    pub complexity: f32,
+    /// The request's task (rules applied, or forced by the caller) is in [`STRONG_TASKS`].
+    pub strong_task: bool,
+}
 
 /// Receives the features of one request.
 pub trait Sink {
@@ -284,18 +312,34 @@ fn ln1(x: f32) -> f32 {
 }
 
 /// Computes the dense features into `dense` and feeds hashed word features to
-/// `sink`. `probs` are the classifier's task probabilities (in
-/// [`DEFAULT_TASKS`] order), `complexity` and `confidence` its outputs.
+/// `sink`. `view` is the classifier's outcome. With `scan` false the text is
+/// not read: the scanned features stay 0 and no word reaches `sink` (for
+/// weights that read neither).
 pub fn featurize(
     input: &ClassifyInput<'_>,
-    probs: &[f32; 7],
-    complexity: f32,
-    confidence: f32,
+    view: &View,
     log2: u32,
+    scan: bool,
     dense: &mut [f32; DENSE],
     sink: &mut impl Sink,
 ) {
     let user = input.last_user.as_bytes();
+    dense[..7].copy_from_slice(&view.probs);
+    dense[COMPLEXITY] = view.complexity;
+    dense[8] = view.confidence;
+    dense[9] = ln1(user.len() as f32) / 8.0;
+    dense[10] = ln1(input.system.len() as f32) / 8.0;
+    dense[11] = (input.turns.min(12) as f32) / 12.0;
+    dense[12] = f32::from(u8::from(input.has_tools));
+    dense[13] = f32::from(u8::from(input.json_schema));
+    dense[27] = f32::from(u8::from(!input.context.is_empty()));
+    dense[STRONG_TASK] = f32::from(u8::from(view.strong_task));
+    if !scan {
+        for i in SCANNED {
+            dense[i] = 0.0;
+        }
+        return;
+    }
     let (a, b) = windows(user);
     let mut st = Scan::default();
     scan_text(a, log2, 0x11, true, &mut st, sink);
@@ -309,14 +353,6 @@ pub fn featurize(
     }
     let n = st.scanned.max(1) as f32;
     let words = st.words.max(1) as f32;
-    dense[..7].copy_from_slice(probs);
-    dense[7] = complexity;
-    dense[8] = confidence;
-    dense[9] = ln1(user.len() as f32) / 8.0;
-    dense[10] = ln1(input.system.len() as f32) / 8.0;
-    dense[11] = (input.turns.min(12) as f32) / 12.0;
-    dense[12] = f32::from(u8::from(input.has_tools));
-    dense[13] = f32::from(u8::from(input.json_schema));
     dense[14] = (st.digits as f32 / n * 8.0).min(1.0);
     dense[15] = (st.operators as f32 / n * 20.0).min(1.0);
     dense[16] = (st.code_syms as f32 / n * 20.0).min(1.0);
@@ -328,26 +364,54 @@ pub fn featurize(
         dense[slot] = ln1(st.kw[k] as f32) / 3.0;
     }
     dense[26] = (st.choice_lines.min(5) as f32) / 5.0;
-    dense[27] = f32::from(u8::from(!input.context.is_empty()));
     dense[28] = (st.non_ascii as f32 / n * 2.0).min(1.0);
     dense[29] = (st.upper as f32 / n * 10.0).min(1.0);
     dense[30] = ln1(st.list_lines as f32) / 3.0;
     dense[31] = ln1(st.numbers as f32) / 4.0;
 }
 
-/// Task probabilities in [`DEFAULT_TASKS`] order (zeros for tasks the
-/// classifier does not have), the top task's confidence and complexity.
-pub fn classifier_view(clf: &Classifier, input: &ClassifyInput<'_>) -> ([f32; 7], f32, f32) {
-    let c = clf.classify(input);
-    (task_probs(clf, input), c.confidence, c.complexity)
+/// The classifier's view of a request from one classifier pass: task
+/// probabilities in [`DEFAULT_TASKS`] order (zeros for tasks the classifier
+/// does not have), the top task's confidence, complexity, and whether the
+/// classified task is one of [`STRONG_TASKS`].
+pub fn classifier_view(clf: &Classifier, input: &ClassifyInput<'_>) -> View {
+    let (c, p) = clf.classify_with_probabilities(input);
+    view_from(clf, &c, &p, None)
+}
+
+/// [`View`] from a classification and its probabilities; `task` overrides
+/// the classified task (e.g. forced by a request header).
+pub fn view_from(clf: &Classifier, c: &Classification, probs: &[f32], task: Option<usize>) -> View {
+    let task = task.unwrap_or(c.task);
+    View {
+        probs: task_probs_from(clf, probs),
+        confidence: c.confidence,
+        complexity: c.complexity,
+        strong_task: clf
+            .tasks()
+            .get(task)
+            .is_some_and(|t| STRONG_TASKS.contains(&t.as_str())),
+    }
 }
 
 /// The classifier's task probabilities in [`DEFAULT_TASKS`] order.
 pub fn task_probs(clf: &Classifier, input: &ClassifyInput<'_>) -> [f32; 7] {
-    let p = clf.probabilities(input);
+    task_probs_from(clf, &clf.probabilities(input))
+}
+
+/// Reorders the classifier's probabilities (its task order) into
+/// [`DEFAULT_TASKS`] order.
+pub fn task_probs_from(clf: &Classifier, p: &[f32]) -> [f32; 7] {
+    let tasks = clf.tasks();
     let mut out = [0.0; 7];
     for (i, name) in DEFAULT_TASKS.iter().enumerate() {
-        if let Some(k) = clf.task_index(name) {
+        // The shipped classifier has exactly these tasks in this order.
+        let k = if tasks.get(i).is_some_and(|t| t == name) {
+            Some(i)
+        } else {
+            clf.task_index(name)
+        };
+        if let Some(k) = k {
             out[i] = p.get(k).copied().unwrap_or(0.0);
         }
     }
@@ -359,8 +423,8 @@ pub fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + (-z).exp())
 }
 
-/// Trained predictor weights.
-#[derive(Debug, Clone, PartialEq)]
+/// Predictor weights (trained, or the task-map prior).
+#[derive(Debug)]
 pub struct Predictor {
     pub buckets_log2: u32,
     pub bias: f32,
@@ -373,6 +437,37 @@ pub struct Predictor {
     pub quantiles: [f32; QUANTILES],
     /// Free-text provenance (training sets, counts, command).
     pub provenance: String,
+    /// Whether any weight reads the text scan (computed on first use; set
+    /// the weights before predicting).
+    reads_text: OnceLock<bool>,
+}
+
+impl Clone for Predictor {
+    /// A clone recomputes [`Predictor::reads_text`] (its weights may be changed).
+    fn clone(&self) -> Predictor {
+        Predictor {
+            buckets_log2: self.buckets_log2,
+            bias: self.bias,
+            dense: self.dense,
+            mean: self.mean,
+            hashed: self.hashed.clone(),
+            quantiles: self.quantiles,
+            provenance: self.provenance.clone(),
+            reads_text: OnceLock::new(),
+        }
+    }
+}
+
+impl PartialEq for Predictor {
+    fn eq(&self, o: &Predictor) -> bool {
+        self.buckets_log2 == o.buckets_log2
+            && self.bias == o.bias
+            && self.dense == o.dense
+            && self.mean == o.mean
+            && self.hashed == o.hashed
+            && self.quantiles == o.quantiles
+            && self.provenance == o.provenance
+    }
 }
 
 impl Predictor {
@@ -392,7 +487,41 @@ impl Predictor {
             hashed: vec![0.0; 1 << buckets_log2],
             quantiles: std::array::from_fn(|_| 0.5),
             provenance: "untrained".into(),
+            reads_text: OnceLock::new(),
         }
+    }
+
+    /// The task-map prior, no learning: the seed task map orders the tasks
+    /// (a [`STRONG_TASKS`] request is far less likely to be served as well by
+    /// a cheaper tier), the classifier's complexity orders the prompts within
+    /// a task. `logit = 2 - 4 * strong_task - 2 * complexity` (complexity is
+    /// in [0, 1], so the task always dominates). Quantiles are all 0.5 until
+    /// [`Predictor::set_quantiles`] measures them.
+    pub fn task_prior(buckets_log2: u32) -> Predictor {
+        let mut p = Predictor::untrained(buckets_log2);
+        p.bias = 2.0;
+        p.dense[STRONG_TASK] = -4.0;
+        p.dense[COMPLEXITY] = -2.0;
+        p.provenance = "task-map prior".into();
+        p
+    }
+
+    /// Sets the quantiles from predicted scores (any order).
+    pub fn set_quantiles(&mut self, mut scores: Vec<f32>) {
+        scores.sort_by(f32::total_cmp);
+        if !scores.is_empty() {
+            for (q, slot) in self.quantiles.iter_mut().enumerate() {
+                let idx = (q * (scores.len() - 1)) / (QUANTILES - 1);
+                *slot = scores[idx];
+            }
+        }
+    }
+
+    /// Whether a weight reads the text scan (hashed words or scanned features).
+    pub fn reads_text(&self) -> bool {
+        *self.reads_text.get_or_init(|| {
+            self.hashed.iter().any(|w| *w != 0.0) || SCANNED.iter().any(|&i| self.dense[i] != 0.0)
+        })
     }
 
     /// Logit of the dense part plus `hashed_sum / sqrt(n)`.
@@ -410,13 +539,7 @@ impl Predictor {
 
     /// P(a cheaper tier's answer is as good as the strongest's) for a request
     /// whose classifier view is given.
-    pub fn predict_with(
-        &self,
-        input: &ClassifyInput<'_>,
-        probs: &[f32; 7],
-        complexity: f32,
-        confidence: f32,
-    ) -> f32 {
+    pub fn predict_with(&self, input: &ClassifyInput<'_>, view: &View) -> f32 {
         let mut dense = [0.0; DENSE];
         let mut s = Summer {
             w: &self.hashed,
@@ -425,10 +548,9 @@ impl Predictor {
         };
         featurize(
             input,
-            probs,
-            complexity,
-            confidence,
+            view,
             self.buckets_log2,
+            self.reads_text(),
             &mut dense,
             &mut s,
         );
@@ -437,8 +559,7 @@ impl Predictor {
 
     /// [`Predictor::predict_with`] with the classifier run here.
     pub fn predict(&self, clf: &Classifier, input: &ClassifyInput<'_>) -> f32 {
-        let (p, conf, cx) = classifier_view(clf, input);
-        self.predict_with(input, &p, cx, conf)
+        self.predict_with(input, &classifier_view(clf, input))
     }
 
     /// The threshold under which about `share` of the training prompts
@@ -545,6 +666,7 @@ impl Predictor {
             hashed,
             quantiles,
             provenance,
+            reads_text: OnceLock::new(),
         })
     }
 }
@@ -583,10 +705,10 @@ mod tests {
         let clf = Classifier::embedded();
         let text = "Solve: A train travels 120 km in 2 hours. How many km/h?\nA. 50\nB. 60\nC. 70";
         let i = ClassifyInput::user(text);
-        let (p, conf, cx) = classifier_view(clf, &i);
+        let v = classifier_view(clf, &i);
         let mut dense = [0.0; DENSE];
         let mut buckets: Vec<u32> = Vec::new();
-        featurize(&i, &p, cx, conf, 12, &mut dense, &mut buckets);
+        featurize(&i, &v, 12, true, &mut dense, &mut buckets);
         assert!(
             dense.iter().all(|v| v.is_finite() && *v >= 0.0 && *v <= 2.0),
             "{dense:?}"
@@ -594,9 +716,80 @@ mod tests {
         assert!(dense[26] > 0.0, "choice lines");
         assert!(dense[21] > 0.0, "math words");
         assert!(buckets.len() > 20 && buckets.iter().all(|b| *b < 4096));
+        assert_eq!(dense[STRONG_TASK], 1.0, "maths is a strong task: {v:?}");
+        // Without the scan: the same classifier features, no text features, no words.
+        let mut d2 = [0.0; DENSE];
+        let mut b2: Vec<u32> = Vec::new();
+        featurize(&i, &v, 12, false, &mut d2, &mut b2);
+        assert!(b2.is_empty());
+        for k in 0..DENSE {
+            let expect = if SCANNED.contains(&k) { 0.0 } else { dense[k] };
+            assert_eq!(d2[k], expect, "feature {k}");
+        }
         // Empty input: no panic, no NaN.
         let e = ClassifyInput::user("");
         let pr = Predictor::embedded().predict(clf, &e);
         assert!(pr.is_finite());
+    }
+}
+
+#[cfg(test)]
+mod prior_tests {
+    use super::*;
+
+    #[test]
+    fn task_prior_orders_tasks_first_then_complexity() {
+        let p = Predictor::task_prior(12);
+        assert!(!p.reads_text());
+        let clf = Classifier::embedded();
+        let chat = ClassifyInput::user("hi! what's a good name for a goldfish?");
+        let code = ClassifyInput::user(
+            "Write a Python function that merges overlapping intervals and explain its complexity.",
+        );
+        let (vc, vk) = (classifier_view(clf, &chat), classifier_view(clf, &code));
+        assert!(!vc.strong_task && vk.strong_task, "{vc:?} {vk:?}");
+        let (pc, pk) = (p.predict(clf, &chat), p.predict(clf, &code));
+        assert!(pc > pk, "chat {pc} vs code {pk}");
+        // Within a task, the more complex prompt is less likely to be cheap.
+        let lo = View {
+            complexity: 0.1,
+            ..vc
+        };
+        let hi = View {
+            complexity: 0.6,
+            ..vc
+        };
+        assert!(p.predict_with(&chat, &lo) > p.predict_with(&chat, &hi));
+        // Any non-strong task beats any strong task, whatever the complexity.
+        let worst_easy = View {
+            complexity: 1.0,
+            ..vc
+        };
+        let best_hard = View {
+            complexity: 0.0,
+            ..vk
+        };
+        assert!(p.predict_with(&chat, &worst_easy) > p.predict_with(&code, &best_hard));
+        // A task forced by the caller (x-switchyard-task) is the task the prior reads.
+        let (c, probs) = clf.classify_with_probabilities(&chat);
+        let forced = clf.task_index("code_generation");
+        assert!(view_from(clf, &c, &probs, forced).strong_task);
+        assert!(!view_from(clf, &c, &probs, None).strong_task);
+        // A prior whose weights read no text gives the same P with or without the scan.
+        let mut learnt = p.clone();
+        learnt.dense[21] = 1e-30;
+        assert!(learnt.reads_text());
+        let a = p.predict_with(&code, &vk);
+        let b = learnt.predict_with(&code, &vk);
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+
+    #[test]
+    fn quantiles_from_scores() {
+        let mut p = Predictor::task_prior(10);
+        p.set_quantiles((0..=100).rev().map(|i| i as f32 / 100.0).collect());
+        assert_eq!(p.quantiles[0], 0.0);
+        assert_eq!(p.quantiles[100], 1.0);
+        assert!((p.threshold_for_share(0.25) - 0.25).abs() < 1e-6);
     }
 }

@@ -1,4 +1,8 @@
-//! Training of the tier predictor (`switchyard train-router`): logistic
+//! Training of the tier predictor (`switchyard train-router`). The default
+//! model is the task-map prior ([`Predictor::task_prior`]: nothing is fitted
+//! but the quantiles of its scores on the training prompts), which beat the
+//! learnt models in leave-one-source-out validation (docs/routing.md).
+//! `RouterModel::Logistic` is the learnt alternative: logistic
 //! regression with soft labels, AdaGrad SGD in a seeded order, each data
 //! source weighted equally and given its own intercept while training (so
 //! the weights learn what makes a prompt hard *within* a source, not which
@@ -12,12 +16,33 @@ use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 
 use super::classifier::Classifier;
-use super::predictor::{classifier_view, featurize, sigmoid, Predictor, DENSE, QUANTILES};
+use super::predictor::{classifier_view, featurize, sigmoid, Predictor, DENSE};
 use super::routedata::{prompt_hash, TrainExample};
+
+/// Which predictor `train-router` builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouterModel {
+    /// The task-map prior (no fitted weights; quantiles from the training prompts).
+    Prior,
+    /// Logistic regression on the dense (and hashed word) features.
+    Logistic,
+}
+
+impl std::str::FromStr for RouterModel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<RouterModel, String> {
+        match s {
+            "prior" => Ok(RouterModel::Prior),
+            "logistic" => Ok(RouterModel::Logistic),
+            _ => Err(format!("unknown router model {s:?} (prior, logistic)")),
+        }
+    }
+}
 
 /// Training settings.
 #[derive(Debug, Clone)]
 pub struct RouterTrainOptions {
+    pub model: RouterModel,
     pub epochs: usize,
     pub buckets_log2: u32,
     pub learning_rate: f32,
@@ -33,6 +58,7 @@ pub struct RouterTrainOptions {
 impl Default for RouterTrainOptions {
     fn default() -> Self {
         RouterTrainOptions {
+            model: RouterModel::Prior,
             epochs: 12,
             buckets_log2: 12,
             learning_rate: 0.05,
@@ -69,10 +95,10 @@ pub fn prepare(
     let mut out = Vec::with_capacity(examples.len());
     for (i, e) in examples.iter().enumerate() {
         let input = e.input.as_input();
-        let (p, conf, cx) = classifier_view(clf, &input);
+        let view = classifier_view(clf, &input);
         let mut dense = [0.0; DENSE];
         let mut buckets = Vec::new();
-        featurize(&input, &p, cx, conf, log2, &mut dense, &mut buckets);
+        featurize(&input, &view, log2, true, &mut dense, &mut buckets);
         let n = counts.get(e.source).copied().unwrap_or(1) as f32;
         out.push(Prepared {
             dense,
@@ -102,8 +128,24 @@ impl Rng {
 }
 
 /// Trains on prepared examples; `progress(epoch, epochs)`.
-#[allow(clippy::needless_range_loop)]
 pub fn train(
+    data: &[Prepared],
+    opts: &RouterTrainOptions,
+    mut progress: impl FnMut(usize, usize),
+) -> Predictor {
+    match opts.model {
+        RouterModel::Prior => {
+            let mut p = Predictor::task_prior(opts.buckets_log2);
+            p.set_quantiles(data.iter().map(|d| predict_prepared(&p, d)).collect());
+            progress(1, 1);
+            p
+        }
+        RouterModel::Logistic => train_logistic(data, opts, progress),
+    }
+}
+
+#[allow(clippy::needless_range_loop)]
+fn train_logistic(
     data: &[Prepared],
     opts: &RouterTrainOptions,
     mut progress: impl FnMut(usize, usize),
@@ -189,15 +231,9 @@ pub fn train(
     } else {
         src_bias.iter().sum::<f32>() / src_bias.len() as f32
     };
-    // Quantiles of the predicted P over the training prompts, ascending.
-    let mut scores: Vec<f32> = data.iter().map(|d| predict_prepared(&p, d)).collect();
-    scores.sort_by(f32::total_cmp);
-    if !scores.is_empty() {
-        for (q, slot) in p.quantiles.iter_mut().enumerate() {
-            let idx = (q * (scores.len() - 1)) / (QUANTILES - 1);
-            *slot = scores[idx];
-        }
-    }
+    // Quantiles of the predicted P over the training prompts.
+    let scores: Vec<f32> = data.iter().map(|d| predict_prepared(&p, d)).collect();
+    p.set_quantiles(scores);
     p
 }
 
@@ -315,8 +351,16 @@ impl Bar {
 /// APGR on prepared examples scored with soft labels: the strong tier's
 /// quality is 1 and the cheap tier's is the label (its chance of being as good).
 pub fn holdout_apgr(p: &Predictor, data: &[Prepared]) -> f64 {
-    let items: Vec<(f64, f64, f64, f64)> = data.iter().map(|d| (1.0, d.label as f64, 1.0, 0.0)).collect();
-    let hard: Vec<f64> = data.iter().map(|d| 1.0 - predict_prepared(p, d) as f64).collect();
+    let scores: Vec<f32> = data.iter().map(|d| predict_prepared(p, d)).collect();
+    let labels: Vec<f64> = data.iter().map(|d| d.label as f64).collect();
+    soft_apgr(&scores, &labels)
+}
+
+/// APGR of `scores` (P of the cheap tier being as good; lowest go to the
+/// strong tier first) against soft labels (strong quality 1, cheap quality the label).
+pub fn soft_apgr(scores: &[f32], labels: &[f64]) -> f64 {
+    let items: Vec<(f64, f64, f64, f64)> = labels.iter().map(|l| (1.0, *l, 1.0, 0.0)).collect();
+    let hard: Vec<f64> = scores.iter().map(|s| 1.0 - *s as f64).collect();
     super::replay::apgr(&super::replay::ranking_curve(&items, &hard))
 }
 
@@ -361,6 +405,7 @@ mod tests {
     fn training_is_deterministic_and_learns_the_split() {
         let clf = Classifier::embedded();
         let opts = RouterTrainOptions {
+            model: RouterModel::Logistic,
             epochs: 4,
             buckets_log2: 10,
             ..RouterTrainOptions::default()
@@ -388,6 +433,25 @@ mod tests {
         );
         assert!(easy > hard, "{easy} vs {hard}");
         assert!(a.quantiles.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn prior_model_is_the_task_prior_with_measured_quantiles() {
+        let clf = Classifier::embedded();
+        let opts = RouterTrainOptions {
+            buckets_log2: 10,
+            ..RouterTrainOptions::default()
+        };
+        assert_eq!(opts.model, RouterModel::Prior);
+        let data = prepare(clf, &sample(), opts.buckets_log2, |_, _| {});
+        let a = train(&data, &opts, |_, _| {});
+        assert_eq!(a.dense, Predictor::task_prior(10).dense);
+        assert_eq!(a.to_bytes(), train(&data, &opts, |_, _| {}).to_bytes());
+        assert!(a.quantiles.windows(2).all(|w| w[0] <= w[1]));
+        assert!(a.quantiles[0] < a.quantiles[100], "{:?}", a.quantiles);
+        // The sample's proofs are reasoning (a strong task), its chat is not.
+        let (_, auc) = fit_report(&a, &data);
+        assert!(auc > 0.9, "auc {auc}");
     }
 
     #[test]

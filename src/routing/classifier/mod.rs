@@ -604,11 +604,26 @@ impl Classifier {
     /// else the model. One bounded pass over the text (only head and tail
     /// windows of long texts are read) feeds both; no heap allocation.
     pub fn classify(&self, input: &ClassifyInput<'_>) -> Classification {
+        self.classify_with_probabilities(input).0
+    }
+
+    /// [`Classifier::classify`] and [`Classifier::probabilities`] from the
+    /// same single pass: the classification and the model probabilities of
+    /// every task (`[..tasks().len()]`; rules not applied), bit-identical to
+    /// what the two calls return separately.
+    pub fn classify_with_probabilities(
+        &self,
+        input: &ClassifyInput<'_>,
+    ) -> (Classification, [f32; MAX_TASKS]) {
         let mut stats = TextStats::default();
         let mut p = [0.0; MAX_TASKS];
         self.model_probs(input, &mut p, &mut stats);
-        let complexity = complexity::score(input, &stats);
-        if let Some((rt, signal)) = signals::detect(input, &stats) {
+        (self.conclude(input, &stats, &p), p)
+    }
+
+    fn conclude(&self, input: &ClassifyInput<'_>, stats: &TextStats, p: &[f32; MAX_TASKS]) -> Classification {
+        let complexity = complexity::score(input, stats);
+        if let Some((rt, signal)) = signals::detect(input, stats) {
             if let Some(task) = self.rule_map[rt.index()] {
                 return Classification {
                     task,
@@ -679,6 +694,34 @@ mod tests {
         assert_eq!(c.task, sc);
         let report = evaluate(&clf, &tiny());
         assert!(report.accuracy > 0.99, "{}", report.to_table());
+    }
+
+    #[test]
+    fn one_pass_matches_classify_and_probabilities() {
+        let clf = Classifier::embedded();
+        let texts = [
+            "hi, how are you today?",
+            "```rust\nfn main() { println!(\"hi\"); }\n```\nwhy does this not compile?",
+            "Translate into French: the train leaves at nine.",
+            "Summarize the following article in three bullet points: the council met on Monday ...",
+            "Let f(x) = 3x^2 + 2x - 5. Find all x such that f(x) = 0.",
+            "",
+        ];
+        for t in texts {
+            let i = ClassifyInput {
+                system: "You are a helpful assistant.",
+                context: "earlier question",
+                turns: 3,
+                ..ClassifyInput::user(t)
+            };
+            let (c, p) = clf.classify_with_probabilities(&i);
+            assert_eq!(c, clf.classify(&i), "{t:?}");
+            let sep = clf.probabilities(&i);
+            assert_eq!(sep.len(), clf.tasks().len());
+            for (a, b) in sep.iter().zip(&p) {
+                assert_eq!(a.to_bits(), b.to_bits(), "{t:?}");
+            }
+        }
     }
 
     #[test]
