@@ -474,7 +474,15 @@ impl Predictor {
     /// The built-in weights (`assets/router.bin`).
     pub fn embedded() -> &'static Predictor {
         static P: OnceLock<Predictor> = OnceLock::new();
-        P.get_or_init(|| Predictor::from_bytes(EMBEDDED_BYTES).unwrap_or_else(|_| Predictor::untrained(12)))
+        P.get_or_init(|| {
+            Predictor::from_bytes(EMBEDDED_BYTES).unwrap_or_else(|e| {
+                // Never silent: every predictor route would score every prompt 0.5.
+                tracing::error!(
+                    "the embedded tier-predictor weights do not parse ({e}); predictor routes use untrained weights (P = 0.5 for every prompt)"
+                );
+                Predictor::untrained(12)
+            })
+        })
     }
 
     /// All-zero weights: P = 0.5 for every prompt.
