@@ -167,3 +167,64 @@ async fn one_key_never_gets_another_keys_cached_answer() {
     assert_eq!(fake.hits(), 2);
     gw.stop().await;
 }
+
+/// The SSE body and cache header of a streamed chat completion.
+async fn post_stream(gw: &Gw, body: &serde_json::Value) -> (String, Vec<u8>) {
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    let h = r
+        .headers()
+        .get("x-switchyard-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    (h, r.bytes().await.expect("body").to_vec())
+}
+
+/// A completed stream is cached and replayed as a stream with the same events;
+/// streamed and non-streamed requests never share an entry; a stream that
+/// failed mid-way is not cached.
+#[tokio::test]
+async fn streams_are_replayed_with_the_same_events() {
+    let fake = start_fake().await;
+    let extra = "[cache]\nexact = true\nttl_secs = 300\n\n[models.broken]\nprovider = \"fake\"\nmodel = \"drop-mid\"\n";
+    let mut gw = start_gateway(&config_for(fake.addr, extra)).await;
+    let mut s = req("stream me");
+    s["stream"] = serde_json::json!(true);
+    s["stream_options"] = serde_json::json!({"include_usage": true});
+    let (h1, b1) = post_stream(&gw, &s).await;
+    assert_eq!(h1, "miss");
+    let (h2, b2) = post_stream(&gw, &s).await;
+    assert_eq!(h2, "hit");
+    assert_eq!(fake.hits(), 1, "the replay made no upstream call");
+    assert_eq!(b1, b2, "the replayed stream carries the original's events");
+    let text = String::from_utf8_lossy(&b2).to_string();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    assert!(
+        text.matches("data: ").count() > 3,
+        "several events, not one blob: {text}"
+    );
+    // The same messages without `stream`: another entry.
+    let (h3, _) = post(&gw, &req("stream me"), &[]).await;
+    assert_eq!(h3, "miss");
+    // A stream that breaks half-way is not kept.
+    let mut broken = serde_json::json!({"model": "broken", "stream": true,
+        "messages": [{"role": "user", "content": "x"}]});
+    let (h4, _) = post_stream(&gw, &broken).await;
+    assert_eq!(h4, "miss");
+    broken["messages"][0]["content"] = serde_json::json!("x");
+    let (h5, _) = post_stream(&gw, &broken).await;
+    assert_eq!(h5, "miss", "a failed stream was not cached");
+    let rows = gw.stop_and_rows().await;
+    let hit = rows
+        .iter()
+        .find(|r| r.cost_usd == Some(0.0) && r.stream)
+        .expect("the hit's row");
+    assert_eq!(hit.status, 200);
+    assert!(rows.iter().filter(|r| r.stream).count() >= 4);
+}

@@ -41,6 +41,40 @@ pub struct Relay {
     idle_timer: Pin<Box<tokio::time::Sleep>>,
     /// Told about a failure after the stream was committed (passive health).
     health: Option<Arc<Health>>,
+    /// Keeps what the client is sent, for the response cache.
+    capture: Option<Capture>,
+}
+
+/// What a completed stream hands the response cache: the chunks exactly as the
+/// client got them, the usage and what the call cost.
+pub type OnComplete = Box<dyn FnOnce(Vec<Bytes>, Option<Usage>, Option<f64>) + Send>;
+
+/// A bounded copy of a stream's client-bound chunks (the chunks are
+/// reference-counted `Bytes`: no payload is copied). Dropped when the stream
+/// fails or grows past `limit` bytes.
+pub struct Capture {
+    limit: usize,
+    bytes: usize,
+    chunks: Vec<Bytes>,
+    on_complete: OnComplete,
+}
+
+impl Capture {
+    pub fn new(limit: usize, on_complete: OnComplete) -> Capture {
+        Capture {
+            limit,
+            bytes: 0,
+            chunks: Vec::new(),
+            on_complete,
+        }
+    }
+
+    /// Keeps `b`; false once over the limit (the capture is then given up).
+    fn keep(&mut self, b: &Bytes) -> bool {
+        self.bytes += b.len();
+        self.chunks.push(b.clone());
+        self.bytes <= self.limit
+    }
 }
 
 #[derive(Deserialize)]
@@ -73,7 +107,14 @@ impl Relay {
             idle,
             idle_timer: Box::pin(tokio::time::sleep(idle)),
             health,
+            capture: None,
         }
+    }
+
+    /// Hands the stream to `capture` once it completes (status 200, `[DONE]`).
+    pub fn with_capture(mut self, capture: Capture) -> Self {
+        self.capture = Some(capture);
+        self
     }
 
     fn on_event(&mut self, ev: SseEvent) {
@@ -158,8 +199,17 @@ impl Relay {
 
     fn finish(&mut self, status: u16, error: Option<String>) {
         self.done = true;
+        let capture = self.capture.take().filter(|_| status == 200);
         if let Some(r) = self.recorder.take() {
+            let (usage, cost) = (r.usage(), r.cost());
             r.finish(status, error);
+            if let Some(mut c) = capture {
+                // What is still queued (the final events, `[DONE]`) goes out after this.
+                let rest: Vec<Bytes> = self.queue.iter().cloned().collect();
+                if rest.iter().all(|b| c.keep(b)) {
+                    (c.on_complete)(c.chunks, usage, cost);
+                }
+            }
         }
     }
 }
@@ -182,6 +232,11 @@ impl Stream for Relay {
         let this = &mut *self;
         loop {
             if let Some(b) = this.queue.pop_front() {
+                if let Some(c) = this.capture.as_mut() {
+                    if !c.keep(&b) {
+                        this.capture = None;
+                    }
+                }
                 return Poll::Ready(Some(Ok(b)));
             }
             if this.done {

@@ -1,5 +1,6 @@
-//! The exact response cache on /v1/chat/completions (non-streamed answers):
-//! lookup before the attempt loop, store after a 200, replay on a hit.
+//! The exact response cache on /v1/chat/completions: lookup before the attempt
+//! loop, store after a 200 (a stream once it completed, chunk by chunk as the
+//! client got it), replay on a hit (a stream with the same chunks).
 
 use std::sync::Arc;
 
@@ -35,7 +36,6 @@ pub(super) fn lookup(
         hit: None,
     };
     if !s.exact
-        || req.is_stream()
         || cache::client_bypass(headers)
         || !cache::sampling_allows(s, req.extra.get("temperature"))
         || s.exclude_models.iter().any(|m| **m == *target.public)
@@ -82,6 +82,29 @@ pub(super) fn store(
     );
 }
 
+/// What a completed stream calls to store itself under a miss's key
+/// (streams larger than a quarter of `max_bytes` are not kept).
+pub(super) fn stream_capture(st: &AppState, ctx: &Ctx, key: Vec<u8>) -> crate::gateway::relay::Capture {
+    let c = &ctx.rt.config.cache;
+    let ttl_ms = c.ttl.as_millis().min(i64::MAX as u128) as i64;
+    let expires_ms = ctx.ts_ms.saturating_add(ttl_ms);
+    let cache = st.cache.clone();
+    crate::gateway::relay::Capture::new(
+        (c.max_bytes / 4).max(1),
+        Box::new(move |chunks, usage, cost| {
+            cache.store.put(
+                key,
+                Cached {
+                    body: Answer::Stream(chunks),
+                    usage,
+                    cost_usd: cost,
+                    expires_ms,
+                },
+            );
+        }),
+    )
+}
+
 /// The response of a hit, with its ledger row (cost 0, `cache_hit = 1`,
 /// `saved_usd` = the original call's cost).
 pub(super) fn serve_hit(
@@ -92,17 +115,33 @@ pub(super) fn serve_hit(
     target: &Target,
     hit: &Cached,
 ) -> Option<Response> {
-    let Answer::Complete(body) = &hit.body else {
-        return None;
-    };
-    let mut e = p.entry(ctx, "chat.completions", requested, target, false, 1);
+    let stream = matches!(hit.body, Answer::Stream(_));
+    let mut e = p.entry(ctx, "chat.completions", requested, target, stream, 1);
     e.status = 200;
     e.latency_ms = ctx.started.elapsed().as_secs_f64() * 1e3;
     e.usage = hit.usage;
     e.cost_usd = Some(0.0);
     e.cache_saved_usd = Some(hit.cost_usd.unwrap_or(0.0));
     st.ledger.record(e);
-    let mut r = json_response(StatusCode::OK, body.clone());
-    ctx.decorate(r.headers_mut(), target, std::time::Duration::ZERO, Some(0.0), 0);
-    Some(r)
+    match &hit.body {
+        Answer::Complete(body) => {
+            let mut r = json_response(StatusCode::OK, body.clone());
+            ctx.decorate(r.headers_mut(), target, std::time::Duration::ZERO, Some(0.0), 0);
+            Some(r)
+        }
+        Answer::Stream(chunks) => {
+            let chunks: Vec<Result<Bytes, std::convert::Infallible>> =
+                chunks.iter().cloned().map(Ok).collect();
+            let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
+            let route = p.route.as_ref();
+            Some(super::handlers::sse_response(
+                body,
+                ctx,
+                target,
+                std::time::Duration::ZERO,
+                0,
+                route,
+            ))
+        }
+    }
 }

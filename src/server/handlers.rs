@@ -404,7 +404,10 @@ async fn chat_inner(
             Ok(r)
         }
         ChatAnswer::Stream(upstream_bytes) => {
-            let relay = relay_for(&ctx.rt, &target, upstream_bytes, client_wants_usage, recorder);
+            let mut relay = relay_for(&ctx.rt, &target, upstream_bytes, client_wants_usage, recorder);
+            if let Some(k) = cached.key {
+                relay = relay.with_capture(super::cache::stream_capture(st, ctx, k));
+            }
             Ok(sse_response(
                 durable_body(st, relay),
                 ctx,
