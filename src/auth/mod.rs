@@ -219,22 +219,47 @@ pub async fn require_key(State(st): State<Arc<AppState>>, mut req: Request, next
         st.metrics.rejected("state_unavailable");
         reject(anthropic, state_unavailable())
     };
-    // RPM: the key's shared bucket while Redis answers; this instance's own otherwise.
+    // RPM and the concurrency slot: the key's shared ones while Redis answers
+    // (both calls in flight at once: one round trip), this instance's own otherwise.
+    let (rpm_shared, slot_shared) = match shared.as_ref().filter(|s| s.is_up()) {
+        Some(sh) => {
+            let id = key.record.id.as_str();
+            let r = async {
+                match &key.rpm {
+                    Some(b) => sh.take(id, "rpm", b.limit(), 1.0, now).await,
+                    None => None,
+                }
+            };
+            let c = async {
+                match &key.concurrency {
+                    Some(c) => sh.acquire_slot(id, c.max()).await,
+                    None => None,
+                }
+            };
+            tokio::join!(r, c)
+        }
+        None => (None, None),
+    };
+    // A shared slot taken for a request refused after all goes back.
+    let give_back = || {
+        if let (Some(sh), Some(true)) = (shared.as_ref(), slot_shared) {
+            sh.release_slot(&key.record.id);
+        }
+    };
     let mut rpm = None;
     if let Some(b) = &key.rpm {
-        let mut taken = None;
-        if let Some(sh) = shared.as_ref().filter(|s| s.is_up()) {
-            taken = sh.take(&key.record.id, "rpm", b.limit(), 1.0, now).await;
-        }
+        let taken = rpm_shared;
         if taken.is_none()
             && shared
                 .as_ref()
                 .is_some_and(|s| s.on_failure == OnFailure::FailClosed)
         {
+            give_back();
             return closed(&st);
         }
         match taken.unwrap_or_else(|| b.try_take(1.0, now)) {
             Err(d) => {
+                give_back();
                 st.metrics.rejected("rate_limit_requests");
                 let mut r = reject(anthropic, rate_limited("requests per min (RPM)", d));
                 put_limit(
@@ -257,13 +282,7 @@ pub async fn require_key(State(st): State<Arc<AppState>>, mut req: Request, next
     let slot = match &key.concurrency {
         None => Slot::None,
         Some(c) => {
-            let mut taken = None;
-            if let Some(sh) = shared.as_ref().filter(|s| s.is_up()) {
-                taken = sh
-                    .acquire_slot(&key.record.id, c.max())
-                    .await
-                    .map(|ok| ok.then_some(Slot::Shared));
-            }
+            let taken = slot_shared.map(|ok| ok.then_some(Slot::Shared));
             if taken.is_none()
                 && shared
                     .as_ref()

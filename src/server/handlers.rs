@@ -891,19 +891,24 @@ pub(super) async fn admit(
         ));
     }
     let estimated_tokens = prompt.token_estimate();
-    if let Some(k) = &ctx.key {
-        match k.take_tokens(estimated_tokens).await {
-            Ok(()) => {}
-            Err(crate::auth::Refused::Limit(d)) => {
-                st.metrics.rejected("rate_limit_tokens");
-                return Err(crate::auth::rate_limited("tokens per min (TPM)", d));
-            }
-            Err(crate::auth::Refused::Unavailable) => {
-                st.metrics.rejected("state_unavailable");
-                return Err(crate::auth::state_unavailable());
-            }
+    // The key's TPM take; with shared state it runs alongside the budget
+    // admission below (both Redis calls in flight at once: one round trip).
+    let tpm = async {
+        match &ctx.key {
+            Some(k) => k.take_tokens(estimated_tokens).await,
+            None => Ok(()),
         }
-    }
+    };
+    let tpm_refused = |r: crate::auth::Refused| match r {
+        crate::auth::Refused::Limit(d) => {
+            st.metrics.rejected("rate_limit_tokens");
+            crate::auth::rate_limited("tokens per min (TPM)", d)
+        }
+        crate::auth::Refused::Unavailable => {
+            st.metrics.rejected("state_unavailable");
+            crate::auth::state_unavailable()
+        }
+    };
     let (trace, client_traceparent) = ctx.trace(st, "chat", &req.model);
     let mut acct = Accounting {
         prompt: None,
@@ -918,6 +923,7 @@ pub(super) async fn admit(
         key_scope(ctx.key.as_deref()),
     );
     if scopes.is_empty() {
+        tpm.await.map_err(tpm_refused)?;
         acct.prompt = Some(Arc::new(prompt));
         return Ok(acct);
     }
@@ -933,7 +939,13 @@ pub(super) async fn admit(
         wanted,
         prompt: &prompt,
     };
-    let granted = match reserve(st, &ask, targets).await {
+    let (tokens, first) = tokio::join!(tpm, reserve(st, &ask, targets));
+    if let Err(r) = tokens {
+        // A reservation made alongside is released as `first` drops.
+        drop(first);
+        return Err(tpm_refused(r));
+    }
+    let granted = match first {
         Ok(g) => Ok(g),
         Err(Refusal::Exceeded(exceeded)) => {
             let mut downgraded = None;
