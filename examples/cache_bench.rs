@@ -32,7 +32,12 @@ fn main() {
     let store = MemoryStore::new(entries, 1 << 30);
     let answer = Bytes::from(vec![b'x'; 1300]);
     for i in 0..entries {
-        let k = cache::key("chat.completions", "team", "fast", format!("other request {i}").as_bytes());
+        let k = cache::key(
+            "chat.completions",
+            "team",
+            "fast",
+            format!("other request {i}").as_bytes(),
+        );
         store.put(
             k,
             Cached {

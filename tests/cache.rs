@@ -228,3 +228,48 @@ async fn streams_are_replayed_with_the_same_events() {
     assert_eq!(hit.status, 200);
     assert!(rows.iter().filter(|r| r.stream).count() >= 4);
 }
+
+/// `/v1/messages` answers are cached in Anthropic's format, apart from chat
+/// completions of the same conversation.
+#[tokio::test]
+async fn anthropic_messages_are_cached_in_their_own_format() {
+    let fake = start_fake().await;
+    let mut gw = start_gateway(&config_for(fake.addr, CACHE_ON)).await;
+    let send = || async {
+        let r = client()
+            .post(gw.url("/v1/messages"))
+            .header("anthropic-version", "2023-06-01")
+            .json(&serde_json::json!({"model": "fast", "max_tokens": 50,
+                "messages": [{"role": "user", "content": "hello"}]}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200);
+        let h = r
+            .headers()
+            .get("x-switchyard-cache")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        (h, r.json::<serde_json::Value>().await.expect("json"))
+    };
+    let (h1, b1) = send().await;
+    assert_eq!(h1, "miss");
+    assert_eq!(b1["type"], "message", "{b1}");
+    let (h2, b2) = send().await;
+    assert_eq!(h2, "hit");
+    assert_eq!(b1, b2);
+    assert_eq!(fake.hits(), 1);
+    let mut chat = req("hello");
+    chat["max_tokens"] = serde_json::json!(50);
+    let (h3, b3) = post(&gw, &chat, &[]).await;
+    assert_eq!(
+        h3, "miss",
+        "chat completions do not get the Anthropic-format answer"
+    );
+    assert_eq!(b3["object"], "chat.completion");
+    let rows = gw.stop_and_rows().await;
+    assert!(rows
+        .iter()
+        .any(|r| r.endpoint == "messages" && r.cost_usd == Some(0.0)));
+}

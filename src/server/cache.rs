@@ -29,6 +29,20 @@ pub(super) fn lookup(
     target: &Target,
     req: &ChatRequest,
 ) -> Lookup {
+    lookup_for("chat.completions", st, ctx, headers, target, req)
+}
+
+/// [`lookup`] for an endpoint (`"chat.completions"`, `"messages"`): entries of
+/// different endpoints never meet (their answers are in different formats).
+/// `/v1/messages` streams are not cached.
+pub(super) fn lookup_for(
+    endpoint: &'static str,
+    st: &AppState,
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    target: &Target,
+    req: &ChatRequest,
+) -> Lookup {
     let s = &ctx.rt.config.cache;
     let bypass = Lookup {
         outcome: Outcome::Bypass,
@@ -36,6 +50,7 @@ pub(super) fn lookup(
         hit: None,
     };
     if !s.exact
+        || (endpoint != "chat.completions" && req.is_stream())
         || cache::client_bypass(headers)
         || !cache::sampling_allows(s, req.extra.get("temperature"))
         || s.exclude_models.iter().any(|m| **m == *target.public)
@@ -46,7 +61,7 @@ pub(super) fn lookup(
         return bypass;
     };
     let ns = ctx.key.as_ref().map_or("", |k| k.name());
-    let key = cache::key("chat.completions", ns, &target.public, &canonical);
+    let key = cache::key(endpoint, ns, &target.public, &canonical);
     match st.cache.store.get(&key, ctx.ts_ms) {
         Some(hit) => Lookup {
             outcome: Outcome::Hit,
@@ -115,8 +130,21 @@ pub(super) fn serve_hit(
     target: &Target,
     hit: &Cached,
 ) -> Option<Response> {
+    serve_hit_for("chat.completions", st, ctx, p, requested, target, hit)
+}
+
+/// [`serve_hit`] for an endpoint (its ledger rows name it).
+pub(super) fn serve_hit_for(
+    endpoint: &'static str,
+    st: &AppState,
+    ctx: &Ctx,
+    p: &Prepared,
+    requested: &str,
+    target: &Target,
+    hit: &Cached,
+) -> Option<Response> {
     let stream = matches!(hit.body, Answer::Stream(_));
-    let mut e = p.entry(ctx, "chat.completions", requested, target, stream, 1);
+    let mut e = p.entry(ctx, endpoint, requested, target, stream, 1);
     e.status = 200;
     e.latency_ms = ctx.started.elapsed().as_secs_f64() * 1e3;
     e.usage = hit.usage;

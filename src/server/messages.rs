@@ -60,10 +60,13 @@ pub async fn messages(
     body: Body,
 ) -> Response {
     let ctx = Ctx::new(&st, &headers, key);
-    match messages_inner(&st, &ctx, &headers, body).await {
+    let mut outcome = super::cache::Outcome::Bypass;
+    let mut r = match messages_inner(&st, &ctx, &headers, body, &mut outcome).await {
         Ok(r) => r,
         Err(e) => error_response(&ctx, e),
-    }
+    };
+    r.headers_mut().insert(super::cache::X_CACHE, outcome.header());
+    r
 }
 
 async fn messages_inner(
@@ -71,12 +74,21 @@ async fn messages_inner(
     ctx: &Ctx,
     headers: &HeaderMap,
     body: Body,
+    outcome: &mut super::cache::Outcome,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(body, headers, ctx.rt.config.server.max_body_bytes).await?;
     let v: Value = parse_json(&bytes)?;
     drop(bytes);
     let mut req = anthropic::messages_to_chat(&v)?;
     let p = prepare(st, ctx, headers, &mut req, OutputField::MESSAGES).await?;
+    let cached = super::cache::lookup_for("messages", st, ctx, headers, &p.targets[0], &req);
+    *outcome = cached.outcome;
+    if let Some(hit) = &cached.hit {
+        if let Some(r) = super::cache::serve_hit_for("messages", st, ctx, &p, &req.model, &p.targets[0], hit)
+        {
+            return Ok(r);
+        }
+    }
     let stream = req.is_stream();
     if stream {
         // The translation back to Anthropic events needs the usage chunk.
@@ -133,7 +145,11 @@ async fn messages_inner(
                 }
             };
             let cost = recorder.cost();
-            let mut r = json_response(StatusCode::OK, Bytes::from(out.to_string()));
+            let out = Bytes::from(out.to_string());
+            if let Some(k) = cached.key {
+                super::cache::store(st, ctx, k, out.clone(), recorder.usage(), cost);
+            }
+            let mut r = json_response(StatusCode::OK, out);
             ctx.decorate(r.headers_mut(), &target, upstream, cost, attempts);
             if let Some(rr) = &route {
                 route_headers(r.headers_mut(), rr);
