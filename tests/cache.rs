@@ -273,3 +273,38 @@ async fn anthropic_messages_are_cached_in_their_own_format() {
         .iter()
         .any(|r| r.endpoint == "messages" && r.cost_usd == Some(0.0)));
 }
+
+/// `/admin/spend` shows what the response cache and the providers' prompt
+/// caches saved: one proxied call (400 of its 1,000 prompt tokens read from the
+/// provider's cache) and one hit.
+#[tokio::test]
+async fn admin_spend_shows_the_savings() {
+    let fake = start_fake().await;
+    let admin = "admin-key-for-cache-tests-1f9b";
+    let mut gw = start_gateway(&with_admin_key(&config_for(fake.addr, CACHE_ON), admin)).await;
+    let (h1, _) = post(&gw, &req("save me"), &[]).await;
+    let (h2, _) = post(&gw, &req("save me"), &[]).await;
+    assert_eq!((h1.as_str(), h2.as_str()), ("miss", "hit"));
+    gw.flush_ledger().await;
+    let one_call = 600.0 * 2e-6 + 400.0 * 0.5e-6 + 200.0 * 10e-6;
+    let v: serde_json::Value = client()
+        .get(gw.url("/admin/spend?by=model"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let t = &v["total"];
+    assert_eq!(t["cache_hits"], 1, "{v}");
+    let close = |a: &serde_json::Value, b: f64| (a.as_f64().unwrap_or(-1.0) - b).abs() < 1e-9;
+    assert!(close(&t["response_cache_saved_usd"], one_call), "{v}");
+    assert!(close(&t["cost_usd"], one_call), "{v}");
+    // 400 cached tokens at $2.0 - $0.5 per million, the hit's copy not counted again.
+    assert!(close(&t["cached_input_saved_usd"], 400.0 * 1.5e-6), "{v}");
+    let row = &v["data"][0];
+    assert_eq!(row["group"], "fast");
+    assert_eq!(row["cached_tokens"], 400);
+    gw.stop().await;
+}

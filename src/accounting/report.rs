@@ -86,7 +86,8 @@ pub async fn report_pg(
     };
     let sql = format!(
         "SELECT {g} AS grp, COUNT(DISTINCT request_id), COUNT(*), COALESCE(SUM(prompt_tokens), 0)::BIGINT, \
-         COALESCE(SUM(completion_tokens), 0)::BIGINT, COALESCE(SUM(cached_tokens), 0)::BIGINT, \
+         COALESCE(SUM(completion_tokens), 0)::BIGINT, \
+         COALESCE(SUM(CASE WHEN cache_hit = 1 THEN 0 ELSE cached_tokens END), 0)::BIGINT, \
          COALESCE(SUM(cost_usd), 0.0)::DOUBLE PRECISION, \
          SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END)::BIGINT, \
          COALESCE(SUM(cache_hit), 0)::BIGINT, COALESCE(SUM(saved_usd), 0.0)::DOUBLE PRECISION \
@@ -227,10 +228,16 @@ pub async fn report(
     let has_cache = has_cache > 0;
     let sql = format!(
         "SELECT {g} AS grp, COUNT(DISTINCT request_id), COUNT(*), COALESCE(SUM(prompt_tokens), 0), \
-         COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(cost_usd), 0.0), \
+         COALESCE(SUM(completion_tokens), 0), {cached}, COALESCE(SUM(cost_usd), 0.0), \
          SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END), {hits}, {saved} \
          FROM ledger WHERE ts_ms >= ?2 AND ts_ms < ?3 GROUP BY grp ORDER BY 7 DESC, grp",
         g = by.column(),
+        // A response-cache hit's usage is the original call's: its cached tokens were not read from a provider.
+        cached = if has_cache {
+            "COALESCE(SUM(CASE WHEN cache_hit = 1 THEN 0 ELSE cached_tokens END), 0)"
+        } else {
+            "COALESCE(SUM(cached_tokens), 0)"
+        },
         hits = if has_cache {
             "COALESCE(SUM(cache_hit), 0)"
         } else {

@@ -139,6 +139,7 @@ pub async fn spend(
         )
         .into_response();
     }
+    let by_model = matches!(by, r::GroupBy::Model);
     let rows = match &st.ledger_pg {
         Some(pool) => r::report_pg(pool, by, bounds[0], bounds[1]).await,
         None => r::report(&st.ledger_path, by, bounds[0], bounds[1]).await,
@@ -151,15 +152,40 @@ pub async fn spend(
     let total_requests: i64 = rows.iter().map(|r| r.requests).sum();
     let rt = st.rt();
     let budgets = st.budgets.snapshot(&rt.config.budgets, &st.keys.budgets());
+    // What the providers' prompt caches saved: cached input tokens at the
+    // model's input price minus its cached price (by model only: the other
+    // groupings mix models whose prices differ).
+    let cached_saving = |r: &r::ReportRow| -> Option<f64> {
+        let m = rt.config.models.get(&r.group)?;
+        let p = m.price?;
+        let saved = r.cached_tokens as f64 * (p.input - p.cached_input.unwrap_or(p.input)) / 1e6;
+        Some(saved.max(0.0))
+    };
+    let mut data = Vec::with_capacity(rows.len());
+    let mut cached_total = 0.0;
+    for row in &rows {
+        let mut v = serde_json::to_value(row).unwrap_or_default();
+        if by_model {
+            let saved = cached_saving(row);
+            cached_total += saved.unwrap_or(0.0);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("cached_input_saved_usd".into(), serde_json::json!(saved));
+            }
+        }
+        data.push(v);
+    }
     let body = serde_json::json!({
         "object": "spend",
         "by": by_name,
         "since": bounds[0],
         "until": bounds[1],
-        "data": rows,
+        "data": data,
         "total": {
             "requests": total_requests,
             "cost_usd": total_cost,
+            "cache_hits": rows.iter().map(|r| r.cache_hits).sum::<i64>(),
+            "response_cache_saved_usd": rows.iter().map(|r| r.saved_usd).sum::<f64>(),
+            "cached_input_saved_usd": by_model.then_some(cached_total),
         },
         "budgets": budgets,
         "ledger_queue_depth": st.ledger.depth(),
