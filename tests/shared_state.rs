@@ -641,3 +641,48 @@ async fn a_starting_instance_seeds_redis_from_the_ledger() {
     redis.clean().await;
     schema.drop().await;
 }
+
+/// A key's TPM bucket is shared: tokens used through one instance show in the
+/// other's `x-ratelimit-remaining-tokens`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_used_on_one_instance_count_on_the_other() {
+    let Some(redis) = RedisPrefix::new() else { return };
+    let Some(schema) = Schema::new().await else { return };
+    let fake = start_fake().await;
+    let clock = Arc::new(AtomicI64::new(now_ms()));
+    let cfg = shared_config(&fake, &redis, Some(&schema.url), "");
+    let mut gws = start_n(2, &cfg, &clock).await;
+    let key = create_key(&gws[0], json!({"name": "tokens", "tpm": 100000})).await;
+    {
+        // (No AppState handle may outlive the test's gateways: their shutdown drains the ledger.)
+        let st = gws[1].state();
+        until("the key reaches the other instance", || async {
+            st.keys.lookup(&key).is_some()
+        })
+        .await;
+    }
+    assert_eq!(chat(&gws[0].base, Some(&key), 10).await.0, 200);
+    settled(&gws).await;
+    let r = client()
+        .post(gws[1].url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "fast", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 200);
+    let remaining: u64 = r
+        .headers()
+        .get("x-ratelimit-remaining-tokens")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("x-ratelimit-remaining-tokens");
+    r.bytes().await.expect("body");
+    // The fake's answer used 1,200 tokens on the first instance.
+    assert!(remaining <= 100_000 - 1_200, "remaining {remaining}");
+    for g in &mut gws {
+        g.stop().await;
+    }
+    redis.clean().await;
+    schema.drop().await;
+}

@@ -40,6 +40,8 @@ pub struct KeyUse {
     shared: Option<Arc<Shared>>,
     /// Whether the TPM take went to the shared bucket.
     tpm_shared: std::sync::atomic::AtomicBool,
+    /// The shared TPM bucket after the take (for `x-ratelimit-*-tokens`).
+    tpm_seen: std::sync::Mutex<Option<Snapshot>>,
 }
 
 /// Where a request's concurrency slot was taken.
@@ -74,7 +76,10 @@ impl KeyUse {
                     .take(&self.key.record.id, "tpm", cap, estimate as f64, now)
                     .await
                 {
-                    Some(Ok(_)) => {
+                    Some(Ok(snap)) => {
+                        if let Ok(mut g) = self.tpm_seen.lock() {
+                            *g = Some(snap);
+                        }
                         self.tpm_shared.store(true, Ordering::Release);
                         self.estimated.store(estimate, Ordering::Release);
                         return Ok(());
@@ -313,14 +318,23 @@ pub async fn require_key(State(st): State<Arc<AppState>>, mut req: Request, next
         estimated: AtomicU64::new(0),
         shared,
         tpm_shared: std::sync::atomic::AtomicBool::new(false),
+        tpm_seen: std::sync::Mutex::new(None),
     });
+    let ku = key_use.clone();
     req.extensions_mut().insert(key_use);
     let mut resp = next.run(req).await;
     if let Some(s) = rpm {
         put_limit(resp.headers_mut(), "requests", s);
     }
     if let Some(b) = &key.tpm {
-        put_limit(resp.headers_mut(), "tokens", b.snapshot(keys.clock().now_ms()));
+        // With shared state, the shared bucket as the TPM take saw it.
+        let s = ku
+            .tpm_seen
+            .lock()
+            .ok()
+            .and_then(|g| *g)
+            .unwrap_or_else(|| b.snapshot(keys.clock().now_ms()));
+        put_limit(resp.headers_mut(), "tokens", s);
     }
     resp
 }
