@@ -306,14 +306,19 @@ pub fn estimate_usage(prompt: &PromptInfo, output: &[u8]) -> Usage {
 /// `"arguments"` fields of one chat chunk (JSON-escaped, which counts about
 /// the same) to `out`, up to [`OUTPUT_CAP`].
 pub fn capture_output(data: &[u8], out: &mut Vec<u8>) {
-    for key in [
-        &b"\"content\":\""[..],
-        b"\"reasoning_content\":\"",
-        b"\"arguments\":\"",
-    ] {
+    // Built once: `memmem::find` builds its searcher on every call, which cost
+    // more than the search on a stream's small chunks.
+    static KEYS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 3]> = std::sync::LazyLock::new(|| {
+        [
+            memchr::memmem::Finder::new(b"\"content\":\""),
+            memchr::memmem::Finder::new(b"\"reasoning_content\":\""),
+            memchr::memmem::Finder::new(b"\"arguments\":\""),
+        ]
+    });
+    for key in KEYS.iter() {
         let mut rest = data;
-        while let Some(at) = memchr::memmem::find(rest, key) {
-            rest = &rest[at + key.len()..];
+        while let Some(at) = key.find(rest) {
+            rest = &rest[at + key.needle().len()..];
             let mut end = 0;
             while end < rest.len() {
                 match rest[end] {
