@@ -25,16 +25,27 @@ pub struct RawChat {
     bytes: Bytes,
     /// The top-level `model` value (a JSON string, quotes included).
     model: Range<usize>,
-    /// What makes `stream_options.include_usage` true: a range of the body
-    /// replaced by the text (an empty range is an insertion). `None` when the
-    /// client set it already, or the request does not stream.
-    usage: Option<(Range<usize>, &'static str)>,
+    /// The other changes, the same for every target: a range of the body
+    /// replaced by a text (an empty range is an insertion), in body order.
+    /// `include_usage` forced on for streams; the output cap a strict budget set.
+    fixed: Vec<(Range<usize>, String)>,
+}
+
+/// The output-token cap a strict budget put on a request: each of `read`
+/// present with a non-null value is set to `n`; if none is, `write` is
+/// (as `OutputField::set` does to the parsed request).
+#[derive(Debug, Clone, Copy)]
+pub struct Cap<'a> {
+    pub read: &'a [&'a str],
+    pub write: &'a str,
+    pub n: u64,
 }
 
 impl RawChat {
     /// Scans `bytes`, a body that parsed as a chat request. `stream`: whether
-    /// it streams (`include_usage` is then forced on).
-    pub fn scan(bytes: Bytes, stream: bool) -> Option<RawChat> {
+    /// it streams (`include_usage` is then forced on); `cap`: the output cap
+    /// admission set, if it set one.
+    pub fn scan(bytes: Bytes, stream: bool, cap: Option<Cap<'_>>) -> Option<RawChat> {
         let b = &bytes[..];
         let top = members(b, skip_ws(b, 0))?;
         let mut model = None;
@@ -53,10 +64,9 @@ impl RawChat {
             }
         }
         let model = model?;
-        let usage = if !stream {
-            None
-        } else {
-            match options {
+        let mut fixed = Vec::new();
+        if stream {
+            let usage = match options {
                 // No stream_options: add one before the closing brace (`model` precedes it).
                 None => Some((
                     top.close..top.close,
@@ -83,32 +93,75 @@ impl RawChat {
                         None => Some((v.start + 1..v.start + 1, r#""include_usage":true,"#)),
                     }
                 }
+            };
+            fixed.extend(usage.map(|(r, t)| (r, t.to_string())));
+        }
+        if let Some(cap) = cap {
+            let n = cap.n.to_string();
+            let mut set = 0;
+            let mut write_key = None;
+            for name in cap.read.iter().chain(std::iter::once(&cap.write)) {
+                let mut seen = None;
+                for m in top.members.iter().filter(|m| key_is(b, &m.key, name)) {
+                    if seen.is_some() {
+                        // A repeated key: the parsed request kept the last; leave it to the encoder.
+                        return None;
+                    }
+                    seen = Some(m.value.clone());
+                }
+                let Some(v) = seen else { continue };
+                if name == &cap.write {
+                    write_key = Some(v.clone());
+                }
+                if cap.read.contains(name) && &b[v.clone()] != b"null" {
+                    if !fixed.iter().any(|(r, _)| *r == v) {
+                        fixed.push((v, n.clone()));
+                    }
+                    set += 1;
+                }
             }
-        };
-        Some(RawChat { bytes, model, usage })
-    }
-
-    /// The body with `model` as the model id (and `include_usage` forced on
-    /// streams). Everything else is the client's bytes.
-    pub fn patched(&self, model: &str) -> Vec<u8> {
-        let b = &self.bytes[..];
-        let mut out = Vec::with_capacity(b.len() + model.len() + 48);
-        let model_patch = (self.model.clone(), None);
-        let usage_patch = self.usage.clone().map(|(r, t)| (r, Some(t)));
-        let mut patches = [Some(model_patch), usage_patch];
-        if let [Some(a), Some(c)] = &patches {
-            if c.0.start < a.0.start {
-                patches.swap(0, 1);
+            if set == 0 {
+                match write_key {
+                    // `"max_tokens": null` takes the cap in its place.
+                    Some(v) => fixed.push((v, n)),
+                    None => {
+                        let mut text = String::with_capacity(cap.write.len() + n.len() + 4);
+                        text.push(',');
+                        write_json_string_into(&mut text, cap.write);
+                        text.push(':');
+                        text.push_str(&n);
+                        fixed.push((top.close..top.close, text));
+                    }
+                }
             }
         }
+        fixed.sort_by_key(|(r, _)| r.start);
+        Some(RawChat { bytes, model, fixed })
+    }
+
+    /// The body with `model` as the model id (and the fixed changes). Everything
+    /// else is the client's bytes.
+    pub fn patched(&self, model: &str) -> Vec<u8> {
+        let b = &self.bytes[..];
+        let extra: usize = self.fixed.iter().map(|(_, t)| t.len()).sum();
+        let mut out = Vec::with_capacity(b.len() + model.len() + extra + 2);
         let mut at = 0;
-        for (range, text) in patches.into_iter().flatten() {
-            out.extend_from_slice(&b[at..range.start]);
-            match text {
-                Some(t) => out.extend_from_slice(t.as_bytes()),
-                None => write_json_string(&mut out, model),
+        let mut model_done = false;
+        for (range, text) in &self.fixed {
+            if !model_done && self.model.start < range.start {
+                out.extend_from_slice(&b[at..self.model.start]);
+                write_json_string(&mut out, model);
+                at = self.model.end;
+                model_done = true;
             }
+            out.extend_from_slice(&b[at..range.start]);
+            out.extend_from_slice(text.as_bytes());
             at = range.end;
+        }
+        if !model_done {
+            out.extend_from_slice(&b[at..self.model.start]);
+            write_json_string(&mut out, model);
+            at = self.model.end;
         }
         out.extend_from_slice(&b[at..]);
         out
@@ -244,6 +297,13 @@ fn skip_value(b: &[u8], at: usize) -> Option<usize> {
     }
 }
 
+/// `s` as a JSON string, into a `String`.
+fn write_json_string_into(out: &mut String, s: &str) {
+    let mut v = Vec::new();
+    write_json_string(&mut v, s);
+    out.push_str(&String::from_utf8_lossy(&v));
+}
+
 /// `s` as a JSON string.
 fn write_json_string(out: &mut Vec<u8>, s: &str) {
     if s.bytes().all(|c| c >= 0x20 && c != b'"' && c != b'\\') {
@@ -262,7 +322,7 @@ mod tests {
     use serde_json::{json, Value};
 
     fn patch(body: &str, stream: bool, model: &str) -> Value {
-        let raw = RawChat::scan(Bytes::copy_from_slice(body.as_bytes()), stream).expect("scans");
+        let raw = RawChat::scan(Bytes::copy_from_slice(body.as_bytes()), stream, None).expect("scans");
         let out = raw.patched(model);
         serde_json::from_slice(&out).expect("patched body is JSON")
     }
@@ -270,7 +330,7 @@ mod tests {
     #[test]
     fn patches_model_and_keeps_the_rest_byte_for_byte() {
         let body = r#"{ "model" : "gpt" , "messages":[{"role":"user","content":"caf\u00e9 1e2"}], "temperature": 1.0e0 }"#;
-        let raw = RawChat::scan(Bytes::from_static(body.as_bytes()), false).expect("scans");
+        let raw = RawChat::scan(Bytes::from_static(body.as_bytes()), false, None).expect("scans");
         let out = String::from_utf8(raw.patched("up/\"x\"")).expect("utf8");
         assert_eq!(
             out,
@@ -317,6 +377,45 @@ mod tests {
     }
 
     #[test]
+    fn a_cap_is_patched_in_as_output_field_set_writes_it() {
+        use crate::accounting::estimate::OutputField;
+        let f = OutputField::CHAT;
+        for body in [
+            r#"{"model":"a","messages":[]}"#,
+            r#"{"model":"a","messages":[],"max_tokens":null}"#,
+            r#"{"model":"a","max_tokens":900,"messages":[]}"#,
+            r#"{"max_completion_tokens":900,"model":"a","messages":[],"max_tokens":null}"#,
+            r#"{"max_completion_tokens":900,"model":"a","messages":[],"max_tokens":500}"#,
+            r#"{"model":"a","messages":[],"max_completion_tokens":null,"stream":true}"#,
+        ] {
+            let cap = Cap {
+                read: f.read,
+                write: f.write,
+                n: 40,
+            };
+            let stream = body.contains("stream");
+            let raw =
+                RawChat::scan(Bytes::copy_from_slice(body.as_bytes()), stream, Some(cap)).expect("scans");
+            let got: Value = serde_json::from_slice(&raw.patched("b")).expect("JSON");
+            let mut want: Value = serde_json::from_str(body).expect("JSON");
+            let obj = want.as_object_mut().expect("object");
+            f.set(obj, 40);
+            obj.insert("model".into(), json!("b"));
+            if stream {
+                obj.insert("stream_options".into(), json!({"include_usage": true}));
+            }
+            assert_eq!(got, want, "{body}");
+        }
+        let cap = Cap {
+            read: f.read,
+            write: f.write,
+            n: 1,
+        };
+        let dup = Bytes::from_static(br#"{"model":"a","max_tokens":1,"max_tokens":2}"#);
+        assert!(RawChat::scan(dup, false, Some(cap)).is_none());
+    }
+
+    #[test]
     fn escaped_keys_are_recognised_and_odd_bodies_refused() {
         let v = patch(r#"{"mod\u0065l":"a","messages":[]}"#, false, "b");
         assert_eq!(v["model"], "b");
@@ -330,7 +429,7 @@ mod tests {
             "",
         ] {
             assert!(
-                RawChat::scan(Bytes::from_static(bad.as_bytes()), true).is_none(),
+                RawChat::scan(Bytes::from_static(bad.as_bytes()), true, None).is_none(),
                 "{bad}"
             );
         }

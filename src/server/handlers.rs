@@ -359,10 +359,24 @@ async fn chat_inner(
     // Small bodies are kept to be forwarded as sent (big ones cost memory instead).
     let bytes = (bytes.len() <= crate::api::raw::RAW_MAX_BYTES).then_some(bytes);
     let p = prepare(st, ctx, headers, &mut req, OutputField::CHAT)?;
-    // Only a strict budget's output cap changes the request in `prepare`; then it is re-encoded.
-    let raw = bytes
-        .filter(|_| ctx.clamped.get().is_none())
-        .and_then(|b| crate::api::raw::RawChat::scan(b, req.is_stream()));
+    // Only a strict budget's output cap changes the request in `prepare`: patched in too.
+    let cap = match ctx.clamped.get() {
+        None => Ok(None),
+        Some(_) => OutputField::CHAT
+            .get(&req.extra)
+            .map(|n| {
+                Some(crate::api::raw::Cap {
+                    read: OutputField::CHAT.read,
+                    write: OutputField::CHAT.write,
+                    n,
+                })
+            })
+            .ok_or(()),
+    };
+    let raw = match (bytes, cap) {
+        (Some(b), Ok(cap)) => crate::api::raw::RawChat::scan(b, req.is_stream(), cap),
+        _ => None,
+    };
     let cached = super::cache::lookup(st, ctx, headers, &p.targets[0], &req);
     *outcome = cached.outcome;
     if let Some(hit) = &cached.hit {
@@ -950,7 +964,7 @@ pub(super) fn admit(
             let priced = targets.iter().any(|t| t.price.is_some());
             if strict && priced && prompt.max_output != Some(n) {
                 // Set or lowered: the answer (and the TPM estimate) follow the cap.
-                // (`ctx.clamped` also tells `chat_inner` the body changed.)
+                // (`ctx.clamped` also tells `chat_inner` to patch the cap into the body.)
                 field.set(&mut req.extra, n);
                 prompt.max_output = Some(n);
                 acct.estimated_tokens = prompt.token_estimate();
