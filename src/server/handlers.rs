@@ -291,11 +291,18 @@ pub fn format_usd(c: f64) -> String {
     if c < 0.0 {
         out.push('-');
     }
-    let _ = write!(out, "{whole}");
+    push_u128(&mut out, u128::from(whole));
     if frac > 0 {
-        let digits = format!("{frac:012}");
+        // Twelve digits, zero-padded, trailing zeros trimmed (no `format!`).
+        let mut digits = [b'0'; 12];
+        let mut f = frac;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (f % 10) as u8;
+            f /= 10;
+        }
+        let end = digits.iter().rposition(|&d| d != b'0').map_or(0, |i| i + 1);
         out.push('.');
-        out.push_str(digits.trim_end_matches('0'));
+        out.extend(digits[..end].iter().map(|&d| char::from(d)));
     }
     out
 }

@@ -199,7 +199,8 @@ fn request_id(prefix: u32, n: u64) -> String {
     for (i, slot) in buf[12..].iter_mut().enumerate() {
         *slot = HEX[((n >> (44 - 4 * i)) & 0xf) as usize];
     }
-    buf.iter().map(|&b| char::from(b)).collect()
+    // Hex digits and `req_`: always UTF-8.
+    String::from_utf8(buf.to_vec()).unwrap_or_default()
 }
 
 /// Logs ramp log lines written while binding a runtime and stores them in the background.
