@@ -13,17 +13,24 @@
 # budget, access log on at info to a file), each non-stream and stream.
 #
 # Env: N (default 400), WARMUP (default 100), CHUNKS (stream content chunks,
-# default 20). Needs valgrind (apt-get install valgrind).
+# default 20), SWITCHYARD_BIN (measure another build, e.g. main's, against
+# this tree's bench upstream; LABEL names its output directory).
+# Needs valgrind (apt-get install valgrind).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-400}
 WARMUP=${WARMUP:-100}
 CHUNKS=${CHUNKS:-20}
-OUT=bench/out/icount
+OUT=bench/out/icount${LABEL:+-$LABEL}
 mkdir -p "$OUT"
 command -v valgrind >/dev/null || { echo "valgrind not found (apt-get install valgrind)" >&2; exit 1; }
-cargo build --release --quiet --bin switchyard --example bench_upstream
-BIN=target/release
+if [ -n "${SWITCHYARD_BIN:-}" ]; then
+  cargo build --release --quiet --example bench_upstream
+  SW=$SWITCHYARD_BIN
+else
+  cargo build --release --quiet --bin switchyard --example bench_upstream
+  SW=target/release/switchyard
+fi
 EX=target/release/examples
 GW_CORE=0
 AUX_CORE=1
@@ -104,12 +111,12 @@ run_case() { # name full stream
   key=none
   model=bench
   if [ "$full" = 1 ]; then
-    key=$("$BIN/switchyard" keys create --name bench --rpm 100000000 --tpm 1000000000 --max-concurrency 1000 \
+    key=$("$SW" keys create --name bench --rpm 100000000 --tpm 1000000000 --max-concurrency 1000 \
       --ledger "$OUT/$name.sqlite" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
     model=auto
   fi
   RUST_LOG=info taskset -c "$GW_CORE" valgrind --tool=callgrind \
-    --callgrind-out-file="$OUT/$name.callgrind" "$BIN/switchyard" serve --config "$OUT/$name.toml" \
+    --callgrind-out-file="$OUT/$name.callgrind" "$SW" serve --config "$OUT/$name.toml" \
     > "$OUT/$name.log" 2>&1 &
   local vg=$!
   pids+=($vg)

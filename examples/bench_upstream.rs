@@ -85,7 +85,7 @@ async fn main() -> std::io::Result<()> {
                             .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
                         return Ok::<_, Infallible>(resp);
                     }
-                    let is_stream = memchr::memmem::find(&body, b"\"stream\":true").is_some();
+                    let is_stream = asks_to_stream(&body);
                     let (ct, b) = if is_stream {
                         ("text/event-stream", stream)
                     } else {
@@ -103,4 +103,14 @@ async fn main() -> std::io::Result<()> {
                 .await;
         });
     }
+}
+
+/// Whether a request body has `"stream": true` (any whitespace around the
+/// colon: the gateway forwards the client's bytes as they are).
+fn asks_to_stream(body: &[u8]) -> bool {
+    memchr::memmem::find_iter(body, b"\"stream\"").any(|at| {
+        let rest = body[at + 8..].trim_ascii_start();
+        rest.strip_prefix(b":")
+            .is_some_and(|r| r.trim_ascii_start().starts_with(b"true"))
+    })
 }

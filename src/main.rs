@@ -357,6 +357,7 @@ fn init_logging(json: bool, level: &str) -> tracing_appender::non_blocking::Work
         .lossy(false)
         .finish(std::io::stderr());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    switchyard::accounting::ledger::text_access_lines(!json && !ansi);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)

@@ -241,7 +241,7 @@ daily = {limit}
 }
 
 #[tokio::test]
-async fn streams_without_usage_and_hangups_are_estimated_with_tiktoken() {
+async fn streams_without_usage_are_estimated_with_tiktoken_and_hangups_by_bytes() {
     // The gateway builds its tokenizer on the first estimate, in the background,
     // counting 4 bytes per token until then; build it now (same process) so the
     // estimates below are exact tiktoken counts.
@@ -320,8 +320,10 @@ price = { input = 2.0, output = 10.0 }
         "header {header_cost} vs ledger {}",
         rows[1].4
     );
-    let (status, _, completion, estimated, _) = rows[2];
+    // A hang-up is estimated by bytes (4 a token), never with the tokenizer.
+    let (status, prompt_tokens, completion, estimated, _) = rows[2];
     assert_eq!((status, estimated), (499, true));
+    assert_eq!(prompt_tokens, (prompt.len() as i64 + 1 + 3) / 4 + 4);
     assert!(
         completion > 0 && completion < want_out,
         "partial output: {completion}"

@@ -195,6 +195,49 @@ async fn streaming_keeps_usage_when_client_asks() {
     assert_eq!(usage_chunk["choices"], json!([]));
 }
 
+/// The upstream gets the client's bytes as sent, but for the model id (and,
+/// on a stream, `include_usage` switched on): no re-encoding of numbers,
+/// escapes, whitespace or unknown fields.
+#[tokio::test]
+async fn the_clients_body_bytes_are_forwarded_with_only_the_model_patched() {
+    let fake = start_fake().await;
+    let gw = start_gateway(&config_for(fake.addr, "")).await;
+    let body = r#"{"model" : "fast", "messages":[{"role":"user","content":"caf\u00e9 \ud83d\ude00 1e2"}],
+ "temperature":1.0e0, "seed": 12345678901234567890123, "x_future": {"a":[1,2,{"b":null}]}}"#;
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let want = body.replacen(r#""fast""#, r#""ok""#, 1);
+    assert_eq!(std::str::from_utf8(&fake.requests()[0].raw), Ok(want.as_str()));
+
+    let body = r#"{"model":"fast","stream":true,"stream_options":{"include_usage":false,"x":1},
+ "messages":[{"role":"user","content":"Say \"hello\""}],"seed":1e2}"#;
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let payloads = sse_payloads(resp).await;
+    assert!(
+        payloads.iter().all(|p| !p.contains("\"usage\"")),
+        "the client did not ask for usage"
+    );
+    let want = body.replacen(r#""fast""#, r#""ok""#, 1).replacen(
+        r#""include_usage":false"#,
+        r#""include_usage":true"#,
+        1,
+    );
+    assert_eq!(std::str::from_utf8(&fake.requests()[1].raw), Ok(want.as_str()));
+}
+
 #[tokio::test]
 async fn stream_dropped_mid_way_ends_with_error_event() {
     let fake = start_fake().await;

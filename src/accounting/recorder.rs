@@ -158,7 +158,12 @@ impl Recorder {
             let billed = status == 200 || status == STATUS_CLIENT_CLOSED || self.ttft_ms.is_some();
             if self.usage.is_none() && billed {
                 if let Some(p) = &self.prompt {
-                    self.usage = Some(estimate::estimate_usage(p, &self.output));
+                    // A hang-up never builds the tokenizer (see `estimate_usage_by_bytes`).
+                    self.usage = Some(if status == STATUS_CLIENT_CLOSED {
+                        estimate::estimate_usage_by_bytes(p, &self.output)
+                    } else {
+                        estimate::estimate_usage(p, &self.output)
+                    });
                     self.estimated = true;
                 }
             }

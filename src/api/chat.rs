@@ -388,7 +388,15 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
         .with_code("too_many_json_values"));
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    // Plain first: tracking the path costs on every value, and is only
+    // needed to name the offending field of a body that fails (parsed again).
+    let result: Result<T, _> = match T::deserialize(&mut de) {
+        Ok(v) => Ok(v),
+        Err(_) => {
+            de = serde_json::Deserializer::from_slice(body);
+            serde_path_to_error::deserialize(&mut de)
+        }
+    };
     let value = match result {
         Ok(v) => v,
         Err(e) => {

@@ -4,6 +4,7 @@ pub mod chat;
 pub mod completions;
 pub mod error;
 pub mod models;
+pub mod raw;
 pub mod responses;
 pub mod usage;
 

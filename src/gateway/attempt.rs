@@ -40,13 +40,16 @@ pub trait Call: Send {
 pub struct ChatCall<'r> {
     pub req: &'r mut ChatRequest,
     pub forward: &'r [(http::HeaderName, http::HeaderValue)],
+    /// The client's body, when `req` is unchanged since parsing but for
+    /// `model` and `stream_options` (see [`Provider::chat_raw`]).
+    pub raw: Option<&'r crate::api::raw::RawChat>,
 }
 
 impl Call for ChatCall<'_> {
     fn call<'a>(&'a mut self, provider: &'a Provider, target: &'a Target) -> BoxFut<'a> {
         self.req.model.clear();
         self.req.model.push_str(&target.upstream);
-        Box::pin(provider.chat(self.req, self.forward))
+        Box::pin(provider.chat_raw(self.req, self.forward, self.raw))
     }
 }
 

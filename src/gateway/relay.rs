@@ -168,7 +168,9 @@ impl Relay {
     /// If the chunk carries a usage object, records it. Returns Some(true)
     /// when the chunk is a usage-only chunk (no choices).
     fn observe_usage(&mut self, data: &[u8]) -> Option<bool> {
-        let at = memchr::memmem::find(data, b"\"usage\"")?;
+        static USAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
+        let at = USAGE.find(data)?;
         let rest = data[at + 7..]
             .trim_ascii_start()
             .strip_prefix(b":")?
@@ -214,6 +216,23 @@ impl Relay {
     }
 }
 
+/// `first` and every event queued behind it as one body frame: events that
+/// arrived together (one upstream read) go out together, in one write,
+/// instead of a frame each (an HTTP chunk header and a write apiece was most
+/// of a streamed event's cost). Nothing is held back for it.
+fn coalesce(first: Bytes, queue: &mut VecDeque<Bytes>) -> Bytes {
+    if queue.is_empty() {
+        return first;
+    }
+    let len = first.len() + queue.iter().map(Bytes::len).sum::<usize>();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&first);
+    for b in queue.drain(..) {
+        out.extend_from_slice(&b);
+    }
+    Bytes::from(out)
+}
+
 /// The usage chunk with `usage.cost` added, re-framed as one SSE event.
 fn with_cost(data: &[u8], cost: f64) -> Option<Bytes> {
     let mut v: serde_json::Value = serde_json::from_slice(data).ok()?;
@@ -232,6 +251,7 @@ impl Stream for Relay {
         let this = &mut *self;
         loop {
             if let Some(b) = this.queue.pop_front() {
+                let b = coalesce(b, &mut this.queue);
                 if let Some(c) = this.capture.as_mut() {
                     if !c.keep(&b) {
                         this.capture = None;

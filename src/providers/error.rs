@@ -89,7 +89,9 @@ pub fn has_error_member(body: &[u8]) -> bool {
         #[serde(default)]
         error: Option<serde_json::Value>,
     }
-    if memchr::memmem::find(body, b"\"error\"").is_none() {
+    static ERROR: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"error\""));
+    if ERROR.find(body).is_none() {
         return false;
     }
     // `"error": null` is a success with an empty error field.

@@ -98,8 +98,22 @@ impl Provider {
         req: &ChatRequest,
         forward: &[(HeaderName, HeaderValue)],
     ) -> Result<ChatAnswer, ProviderError> {
+        self.chat_raw(req, forward, None).await
+    }
+
+    /// [`chat`](Self::chat) with the client's body bytes: an OpenAI-compatible
+    /// upstream gets them as sent, with only the model id (and, on streams,
+    /// `include_usage`) patched in, unless the request needs other changes for it.
+    /// `raw` must be the body `req` was parsed from, unchanged since but for
+    /// `model` and `stream_options`.
+    pub async fn chat_raw(
+        &self,
+        req: &ChatRequest,
+        forward: &[(HeaderName, HeaderValue)],
+        raw: Option<&crate::api::raw::RawChat>,
+    ) -> Result<ChatAnswer, ProviderError> {
         match &self.backend {
-            Backend::OpenAi(b) => b.chat(req).await,
+            Backend::OpenAi(b) => b.chat(req, raw).await,
             Backend::Native(b) => b.chat(req, forward).await,
             Backend::Simulated(s) => s.chat(req).await,
         }

@@ -13,12 +13,11 @@ use http::{header, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use super::error::parse_retry_after;
-use super::openai::{check_json_object, event_stream, http_client, map_reqwest_error, read_limited};
+use super::openai::{checked_usage, event_stream, http_client, map_reqwest_error, read_limited};
 use super::{
     anthropic, azure, gemini, ByteStream, ChatAnswer, EmbeddingsAnswer, ProviderError, ProviderErrorKind,
 };
 use crate::api::chat::{ChatRequest, EmbeddingsRequest};
-use crate::api::usage::usage_from_openai_json;
 use crate::api::ApiError;
 use crate::config::{ProviderKind, ProviderSettings};
 use crate::gateway::sse::{SseEvent, SseSplitter};
@@ -207,8 +206,7 @@ impl NativeBackend {
                     Ok(ChatAnswer::Stream(event_stream(resp).await?))
                 } else {
                     let body = resp.bytes().await.map_err(map_reqwest_error)?;
-                    check_json_object(&body)?;
-                    let usage = usage_from_openai_json(&body);
+                    let usage = checked_usage(&body)?;
                     Ok(ChatAnswer::Complete { body, usage })
                 }
             }
@@ -244,8 +242,7 @@ impl NativeBackend {
                 let url = azure::embeddings_url(&self.base, &req.model, &self.api_version);
                 let resp = self.post(&url, body, &[]).await?;
                 let body = resp.bytes().await.map_err(map_reqwest_error)?;
-                check_json_object(&body)?;
-                let usage = usage_from_openai_json(&body);
+                let usage = checked_usage(&body)?;
                 Ok(EmbeddingsAnswer { body, usage })
             }
         }

@@ -1,7 +1,9 @@
 //! OpenAI and every OpenAI-compatible server (DeepSeek, vLLM, Ollama, Groq, ...).
 //!
-//! The request is the client's, re-serialised with the upstream model id; the
-//! response bytes are forwarded unchanged, so nothing the upstream adds is lost.
+//! The request is the client's body bytes with the upstream model id patched in
+//! (re-serialised when the gateway changed more, or the body came in another
+//! format); the response bytes are forwarded unchanged, so nothing the upstream
+//! adds is lost.
 
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use http::{header, HeaderMap, HeaderValue};
 use super::error::parse_retry_after;
 use super::{ByteStream, ChatAnswer, EmbeddingsAnswer, ProviderError, ProviderErrorKind};
 use crate::api::chat::{ChatRequest, EmbeddingsRequest};
-use crate::api::usage::usage_from_openai_json;
+use crate::api::usage::{usage_from_openai_json, OpenAiUsage, Usage};
 use crate::config::ProviderSettings;
 
 /// Largest upstream error body read (the rest is discarded).
@@ -83,23 +85,29 @@ impl OpenAiBackend {
         Err(ProviderError::from_status(status.as_u16(), retry_after, &body))
     }
 
-    pub async fn chat(&self, req: &ChatRequest) -> Result<ChatAnswer, ProviderError> {
+    pub async fn chat(
+        &self,
+        req: &ChatRequest,
+        raw: Option<&crate::api::raw::RawChat>,
+    ) -> Result<ChatAnswer, ProviderError> {
         // Anthropic-only fields out, reasoning controls mapped (usually a no-op, no copy).
         let cleaned = super::reasoning::for_openai(req, self.strip_top_k);
-        let req = cleaned.as_ref().unwrap_or(req);
-        let body = serde_json::to_vec(req).map_err(|e| {
-            ProviderError::new(
-                ProviderErrorKind::Malformed,
-                format!("cannot encode request: {e}"),
-            )
-        })?;
+        let body = match (&cleaned, raw) {
+            // Nothing to change but the model: the client's bytes, patched.
+            (None, Some(raw)) => raw.patched(&req.model),
+            _ => serde_json::to_vec(cleaned.as_ref().unwrap_or(req)).map_err(|e| {
+                ProviderError::new(
+                    ProviderErrorKind::Malformed,
+                    format!("cannot encode request: {e}"),
+                )
+            })?,
+        };
         let resp = self.post(&self.chat_url, body).await?;
         if req.is_stream() {
             Ok(ChatAnswer::Stream(event_stream(resp).await?))
         } else {
             let body = resp.bytes().await.map_err(map_reqwest_error)?;
-            check_json_object(&body)?;
-            let usage = usage_from_openai_json(&body);
+            let usage = checked_usage(&body)?;
             Ok(ChatAnswer::Complete { body, usage })
         }
     }
@@ -182,8 +190,7 @@ impl OpenAiBackend {
         })?;
         let resp = self.post(&self.embeddings_url, body).await?;
         let body = resp.bytes().await.map_err(map_reqwest_error)?;
-        check_json_object(&body)?;
-        let usage = usage_from_openai_json(&body);
+        let usage = checked_usage(&body)?;
         Ok(EmbeddingsAnswer { body, usage })
     }
 }
@@ -206,6 +213,32 @@ pub(super) fn check_json_object(body: &Bytes) -> Result<(), ProviderError> {
         return Err(ProviderError::from_error_in_ok(body));
     }
     Ok(())
+}
+
+/// [`check_json_object`] and the body's usage (as [`usage_from_openai_json`]
+/// reads it), in one parse when the body is well-formed: a 2xx body is
+/// otherwise read twice, once to check it and once for its usage.
+pub(super) fn checked_usage(body: &Bytes) -> Result<Option<Usage>, ProviderError> {
+    #[derive(serde::Deserialize)]
+    struct Top {
+        #[serde(default)]
+        usage: Option<OpenAiUsage>,
+        #[serde(default)]
+        error: Option<serde_json::Value>,
+    }
+    let object =
+        std::str::from_utf8(body).is_ok() && body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if object {
+        if let Ok(top) = serde_json::from_slice::<Top>(body) {
+            if top.error.is_some() {
+                return Err(ProviderError::from_error_in_ok(body));
+            }
+            return Ok(top.usage.map(Usage::from));
+        }
+    }
+    // Not JSON, or a `usage` of an unexpected shape: the two readings one by one.
+    check_json_object(body)?;
+    Ok(usage_from_openai_json(body))
 }
 
 /// The body of a 2xx answer to a streaming request, as a stream. A JSON
@@ -353,6 +386,30 @@ mod tests {
         assert!(is_local_resource_error(&emfile));
         let refused = Wrap(std::io::Error::from_raw_os_error(libc::ECONNREFUSED));
         assert!(!is_local_resource_error(&refused));
+    }
+
+    #[test]
+    fn one_pass_check_and_usage_agree_with_the_two_readings() {
+        for body in [
+            &br#"{"id":"x","usage":{"prompt_tokens":3,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":1}}}"#[..],
+            br#"{"id":"x","choices":[],"error":null,"usage":null}"#,
+            br#"{"usage":"odd","choices":[]}"#,
+            br#"{"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":2}}"#,
+            br#"{"error":{"message":"slow down","code":429}}"#,
+            br#"{"id":"x","choices":["#,
+            b"{\"id\":\"\xff\"}",
+            b"[1,2]",
+            b"",
+        ] {
+            let body = Bytes::copy_from_slice(body);
+            let two = check_json_object(&body).map(|()| usage_from_openai_json(&body));
+            let one = checked_usage(&body);
+            match (one, two) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{body:?}"),
+                (Err(a), Err(b)) => assert_eq!((a.kind, a.status), (b.kind, b.status), "{body:?}"),
+                (a, b) => panic!("{body:?}: {a:?} vs {b:?}"),
+            }
+        }
     }
 
     #[test]

@@ -225,24 +225,48 @@ impl Ctx {
             }
         }
         let total = self.started.elapsed();
-        let overhead_secs = total.saturating_sub(upstream).as_secs_f64();
-        self.metrics.overhead(overhead_secs);
-        let overhead = overhead_secs * 1e3;
+        let overhead = total.saturating_sub(upstream);
+        self.metrics.overhead(overhead.as_secs_f64());
         let mut s = String::with_capacity(64);
-        let _ = write!(s, "{overhead:.3}");
+        push_ms(&mut s, overhead);
         if let Ok(v) = HeaderValue::from_str(&s) {
             h.insert(X_OVERHEAD, v);
         }
         s.clear();
-        let _ = write!(
-            s,
-            "gateway;dur={overhead:.3}, upstream;dur={:.3}",
-            upstream.as_secs_f64() * 1e3
-        );
+        s.push_str("gateway;dur=");
+        push_ms(&mut s, overhead);
+        s.push_str(", upstream;dur=");
+        push_ms(&mut s, upstream);
         if let Ok(v) = HeaderValue::from_str(&s) {
             h.insert(SERVER_TIMING, v);
         }
     }
+}
+
+/// Milliseconds with three decimals (`12.345`), rounded to the microsecond:
+/// integer digits instead of float formatting, which showed up in profiles.
+fn push_ms(s: &mut String, d: Duration) {
+    let micros = d.as_nanos().saturating_add(500) / 1000;
+    push_u128(s, micros / 1000);
+    s.push('.');
+    let frac = (micros % 1000) as u32;
+    for div in [100, 10, 1] {
+        s.push(char::from(b'0' + ((frac / div) % 10) as u8));
+    }
+}
+
+fn push_u128(s: &mut String, mut n: u128) {
+    let mut buf = [0u8; 40];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    s.extend(buf[at..].iter().map(|&b| char::from(b)));
 }
 
 /// USD with 12 decimals, trailing zeros trimmed: `0.0000224`, `0.001285`, `0`.
@@ -267,11 +291,18 @@ pub fn format_usd(c: f64) -> String {
     if c < 0.0 {
         out.push('-');
     }
-    let _ = write!(out, "{whole}");
+    push_u128(&mut out, u128::from(whole));
     if frac > 0 {
-        let digits = format!("{frac:012}");
+        // Twelve digits, zero-padded, trailing zeros trimmed (no `format!`).
+        let mut digits = [b'0'; 12];
+        let mut f = frac;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (f % 10) as u8;
+            f /= 10;
+        }
+        let end = digits.iter().rposition(|&d| d != b'0').map_or(0, |i| i + 1);
         out.push('.');
-        out.push_str(digits.trim_end_matches('0'));
+        out.extend(digits[..end].iter().map(|&d| char::from(d)));
     }
     out
 }
@@ -332,8 +363,27 @@ async fn chat_inner(
 ) -> Result<Response, ApiError> {
     let bytes = read_body(body, headers, ctx.rt.config.server.max_body_bytes).await?;
     let mut req = ChatRequest::parse(&bytes)?;
-    drop(bytes);
+    // Small bodies are kept to be forwarded as sent (big ones cost memory instead).
+    let bytes = (bytes.len() <= crate::api::raw::RAW_MAX_BYTES).then_some(bytes);
     let p = prepare(st, ctx, headers, &mut req, OutputField::CHAT).await?;
+    // Only a strict budget's output cap changes the request in `prepare`: patched in too.
+    let cap = match ctx.clamped.get() {
+        None => Ok(None),
+        Some(_) => OutputField::CHAT
+            .get(&req.extra)
+            .map(|n| {
+                Some(crate::api::raw::Cap {
+                    read: OutputField::CHAT.read,
+                    write: OutputField::CHAT.write,
+                    n,
+                })
+            })
+            .ok_or(()),
+    };
+    let raw = match (bytes, cap) {
+        (Some(b), Ok(cap)) => crate::api::raw::RawChat::scan(b, req.is_stream(), cap),
+        _ => None,
+    };
     let cached = super::cache::lookup(st, ctx, headers, &p.targets[0], &req);
     *outcome = cached.outcome;
     if let Some(hit) = &cached.hit {
@@ -364,6 +414,7 @@ async fn chat_inner(
         &mut ChatCall {
             req: &mut req,
             forward: &[],
+            raw: raw.as_ref(),
         },
         &entry,
         ctx.started,
@@ -973,6 +1024,7 @@ pub(super) async fn admit(
             let priced = targets.iter().any(|t| t.price.is_some());
             if strict && priced && prompt.max_output != Some(n) {
                 // Set or lowered: the answer (and the TPM estimate) follow the cap.
+                // (`ctx.clamped` also tells `chat_inner` to patch the cap into the body.)
                 field.set(&mut req.extra, n);
                 prompt.max_output = Some(n);
                 acct.estimated_tokens = prompt.token_estimate();
@@ -1397,6 +1449,30 @@ pub async fn method_not_allowed(uri: http::Uri) -> Response {
 #[cfg(test)]
 mod tests {
     use super::format_usd;
+
+    #[test]
+    fn milliseconds_read_as_three_decimals() {
+        use std::time::Duration;
+        for (d, want) in [
+            (Duration::ZERO, "0.000"),
+            (Duration::from_nanos(499), "0.000"),
+            (Duration::from_nanos(500), "0.001"),
+            (Duration::from_micros(1_234), "1.234"),
+            (Duration::from_micros(12_345_678), "12345.678"),
+            (Duration::from_nanos(999_999_600), "1000.000"),
+        ] {
+            let mut s = String::new();
+            super::push_ms(&mut s, d);
+            assert_eq!(s, want, "{d:?}");
+        }
+        // Agrees with `{:.3}` of the float milliseconds away from rounding ties.
+        for us in (0..5_000_000u64).step_by(7_919) {
+            let d = Duration::from_micros(us) + Duration::from_nanos(123);
+            let mut s = String::new();
+            super::push_ms(&mut s, d);
+            assert_eq!(s, format!("{:.3}", d.as_secs_f64() * 1e3), "{d:?}");
+        }
+    }
 
     #[test]
     fn usd_formatting_matches_fixed_point_with_trailing_zeros_trimmed() {

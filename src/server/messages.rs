@@ -111,6 +111,7 @@ async fn messages_inner(
     let mut call = ChatCall {
         req: &mut req,
         forward: &forward,
+        raw: None,
     };
     let served = match attempt::run(st, &ctx.rt, targets, &mut call, &entry, ctx.started, acct).await {
         Ok(s) => s,

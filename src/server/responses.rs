@@ -600,6 +600,7 @@ async fn completions_inner(
     let mut call = ChatCall {
         req: &mut req,
         forward: &[],
+        raw: None,
     };
     let served = match attempt::run(st, &ctx.rt, targets, &mut call, &entry, ctx.started, acct).await {
         Ok(s) => s,

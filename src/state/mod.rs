@@ -189,12 +189,31 @@ impl AppState {
     /// A new request id, unique across instances (random prefix) and requests.
     pub fn next_request_id(&self) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("req_{:08x}{:012x}", self.id_prefix, n)
+        request_id(self.id_prefix, n)
     }
 
     pub fn is_ready(&self) -> bool {
         self.ledger.is_open()
     }
+}
+
+/// `req_` + the prefix in 8 hex digits + the counter in 12 (wrapping past
+/// 2^48 it grows), as `format!("req_{:08x}{:012x}")` writes them, without
+/// the formatting machinery (this is on every request's path).
+fn request_id(prefix: u32, n: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    if n > 0xffff_ffff_ffff {
+        return format!("req_{prefix:08x}{n:012x}");
+    }
+    let mut buf = *b"req_00000000000000000000";
+    for (i, slot) in buf[4..12].iter_mut().enumerate() {
+        *slot = HEX[((prefix >> (28 - 4 * i)) & 0xf) as usize];
+    }
+    for (i, slot) in buf[12..].iter_mut().enumerate() {
+        *slot = HEX[((n >> (44 - 4 * i)) & 0xf) as usize];
+    }
+    // Hex digits and `req_`: always UTF-8.
+    String::from_utf8(buf.to_vec()).unwrap_or_default()
 }
 
 /// Logs ramp log lines written while binding a runtime and stores them in the background.
@@ -613,4 +632,21 @@ fn pass_through(providers: &[Arc<Provider>], model: &str) -> Option<Target> {
         upstream: name,
         price: pricing::default_price(model),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_read_as_the_format_string_writes_them() {
+        for (p, n) in [
+            (0, 0),
+            (0xdead_beef, 1),
+            (u32::MAX, 0xffff_ffff_ffff),
+            (0x0123_4567, 0x89ab_cdef_0123),
+            (7, 1 << 48),
+            (7, u64::MAX),
+        ] {
+            assert_eq!(super::request_id(p, n), format!("req_{p:08x}{n:012x}"));
+        }
+    }
 }

@@ -35,6 +35,8 @@ pub struct Recorded {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Value,
+    /// The body's bytes as they arrived.
+    pub raw: Bytes,
 }
 
 #[derive(Clone, Default)]
@@ -80,6 +82,7 @@ fn record(st: &FakeState, path: &str, headers: &HeaderMap, body: &Bytes) -> Valu
         path: path.into(),
         headers: headers.clone(),
         body: v.clone(),
+        raw: body.clone(),
     });
     v
 }
