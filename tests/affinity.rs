@@ -125,3 +125,48 @@ async fn a_long_shared_prefix_keeps_its_deployment_and_other_traffic_spreads() {
     );
     gw.stop().await;
 }
+
+/// OpenAI upstreams with `prompt_cache_key = true` get a `prompt_cache_key` from
+/// the session when the client sent none (the same for every request of the
+/// session, another for another session); a client's own key is forwarded as sent.
+#[tokio::test]
+async fn openai_upstreams_get_a_prompt_cache_key_per_session() {
+    let fake = start_fake().await;
+    let cfg = config_for(fake.addr, "").replace(
+        "connect_timeout_ms = 1000\n",
+        "connect_timeout_ms = 1000\nprompt_cache_key = true\n",
+    );
+    let mut gw = start_gateway(&cfg).await;
+    let send = |session: &'static str, body: serde_json::Value| {
+        let url = gw.url("/v1/chat/completions");
+        async move {
+            let r = client()
+                .post(url)
+                .header("x-switchyard-session", session)
+                .json(&body)
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(r.status().as_u16(), 200);
+            r.bytes().await.expect("body");
+        }
+    };
+    let plain = json!({"model": "fast", "messages": [{"role": "user", "content": "hi"}]});
+    send("conv-1", plain.clone()).await;
+    send("conv-1", plain.clone()).await;
+    send("conv-2", plain.clone()).await;
+    let mut own = plain.clone();
+    own["prompt_cache_key"] = json!("client-chosen");
+    send("conv-1", own).await;
+    let keys: Vec<String> = fake
+        .requests()
+        .iter()
+        .map(|r| r.body["prompt_cache_key"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(keys.len(), 4);
+    assert!(keys[0].starts_with("sy-"), "{keys:?}");
+    assert_eq!(keys[0], keys[1], "one session, one key");
+    assert_ne!(keys[0], keys[2], "another session, another key");
+    assert_eq!(keys[3], "client-chosen");
+    gw.stop().await;
+}

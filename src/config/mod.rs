@@ -389,6 +389,9 @@ pub struct RawProvider {
     /// The upstream speaks OpenAI's Responses API (`POST /responses`): `/v1/responses`
     /// requests are forwarded as they are (default: true for OpenAI's own URL).
     pub responses_api: Option<bool>,
+    /// Set `prompt_cache_key` from the session or virtual key when the client sent
+    /// none (default: true for OpenAI's own URL).
+    pub prompt_cache_key: Option<bool>,
     // simulated only
     pub latency_ms: Option<u64>,
     pub tokens_per_second: Option<f64>,
@@ -590,6 +593,8 @@ pub struct ProviderSettings {
     pub prompt_cache_min_tokens: Option<u64>,
     /// OpenAI: `/v1/responses` is forwarded as is to the upstream's `/responses`.
     pub responses_api: bool,
+    /// OpenAI: `prompt_cache_key` set from the session or key when the client sent none.
+    pub prompt_cache_key: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1241,6 +1246,12 @@ pub fn validate(
         if p.responses_api.is_some() && kind != ProviderKind::Openai {
             errors.push(err(at("responses_api"), "only used by type \"openai\""));
         }
+        if p.prompt_cache_key.is_some() && kind != ProviderKind::Openai {
+            errors.push(err(at("prompt_cache_key"), "only used by type \"openai\""));
+        }
+        let prompt_cache_key = kind == ProviderKind::Openai
+            && p.prompt_cache_key
+                .unwrap_or_else(|| Some(base_url.as_str()) == ProviderKind::Openai.default_base_url());
         let responses_api = kind == ProviderKind::Openai
             && p.responses_api
                 .unwrap_or_else(|| Some(base_url.as_str()) == ProviderKind::Openai.default_base_url());
@@ -1336,6 +1347,7 @@ pub fn validate(
             prompt_cache,
             prompt_cache_min_tokens: p.prompt_cache_min_tokens,
             responses_api,
+            prompt_cache_key,
         });
     }
 

@@ -31,6 +31,47 @@ pub struct OpenAiBackend {
     timeout: Duration,
     /// OpenAI's and DeepSeek's own APIs reject `top_k` (vLLM, Ollama take it).
     strip_top_k: bool,
+    /// Set `prompt_cache_key` from the session or key when the client did not.
+    prompt_cache_key: bool,
+}
+
+tokio::task_local! {
+    /// The `prompt_cache_key` for the current request's OpenAI upstream calls.
+    static PROMPT_CACHE_KEY: std::sync::Arc<str>;
+}
+
+/// Runs `f` (a request's attempt loop) with `key` as the `prompt_cache_key`
+/// that OpenAI upstreams with `prompt_cache_key = true` get when the client
+/// sent none: requests of one session or key then share OpenAI's prompt cache.
+pub async fn with_prompt_cache_key<F: std::future::Future>(
+    key: Option<std::sync::Arc<str>>,
+    f: F,
+) -> F::Output {
+    match key {
+        Some(k) => PROMPT_CACHE_KEY.scope(k, f).await,
+        None => f.await,
+    }
+}
+
+/// `body` (a JSON object) with `"prompt_cache_key": key` as its first member.
+fn with_cache_key(mut body: Vec<u8>, key: &str) -> Vec<u8> {
+    let Some(open) = body.iter().position(|b| !b.is_ascii_whitespace()) else {
+        return body;
+    };
+    let empty = body[open + 1..]
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_none_or(|b| *b == b'}');
+    if body[open] != b'{' || empty {
+        return body;
+    }
+    let mut member = b"\"prompt_cache_key\":".to_vec();
+    if serde_json::to_writer(&mut member, key).is_err() {
+        return body;
+    }
+    member.push(b',');
+    body.splice(open + 1..open + 1, member);
+    body
 }
 
 impl OpenAiBackend {
@@ -62,6 +103,7 @@ impl OpenAiBackend {
             timeout: s.timeout,
             strip_top_k: s.base_url.contains("://api.openai.com")
                 || s.base_url.contains("://api.deepseek.com"),
+            prompt_cache_key: s.prompt_cache_key,
         })
     }
 
@@ -101,6 +143,12 @@ impl OpenAiBackend {
                     format!("cannot encode request: {e}"),
                 )
             })?,
+        };
+        let body = match PROMPT_CACHE_KEY.try_with(std::sync::Arc::clone) {
+            Ok(k) if self.prompt_cache_key && !req.extra.contains_key("prompt_cache_key") => {
+                with_cache_key(body, &k)
+            }
+            _ => body,
         };
         let resp = self.post(&self.chat_url, body).await?;
         if req.is_stream() {

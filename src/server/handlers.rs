@@ -407,18 +407,22 @@ async fn chat_inner(
         ref acct,
         ..
     } = p;
-    let served = attempt::run(
-        st,
-        &ctx.rt,
-        targets,
-        &mut ChatCall {
-            req: &mut req,
-            forward: &[],
-            raw: raw.as_ref(),
-        },
-        &entry,
-        ctx.started,
-        acct,
+    let cache_key = prompt_cache_key(ctx, headers, &req);
+    let served = crate::providers::openai::with_prompt_cache_key(
+        cache_key,
+        attempt::run(
+            st,
+            &ctx.rt,
+            targets,
+            &mut ChatCall {
+                req: &mut req,
+                forward: &[],
+                raw: raw.as_ref(),
+            },
+            &entry,
+            ctx.started,
+            acct,
+        ),
     )
     .await;
     let served = match served {
@@ -856,6 +860,38 @@ fn plan_explicit(
     }
     plan.experiment = Some(a);
     plan
+}
+
+/// The `prompt_cache_key` OpenAI upstreams get when the client sent none: a
+/// hash of the virtual key's name and the session (`x-switchyard-session`, else
+/// `user`), else of the key alone; None without either.
+fn prompt_cache_key(ctx: &Ctx, headers: &HeaderMap, req: &ChatRequest) -> Option<Arc<str>> {
+    if req.extra.contains_key("prompt_cache_key") {
+        return None;
+    }
+    let session = headers
+        .get(&X_SESSION)
+        .map(HeaderValue::as_bytes)
+        .filter(|s| !s.is_empty())
+        .or_else(|| req.extra.get("user").and_then(|u| u.as_str()).map(str::as_bytes))
+        .filter(|s| !s.is_empty());
+    let key = ctx.key.as_ref().map(|k| k.name().as_bytes());
+    if session.is_none() && key.is_none() {
+        return None;
+    }
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in key
+        .unwrap_or_default()
+        .iter()
+        .chain(&[0x1f])
+        .chain(session.unwrap_or_default())
+    {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut s = String::with_capacity(19);
+    s.push_str("sy-");
+    let _ = write!(s, "{h:016x}");
+    Some(Arc::from(s))
 }
 
 /// Prefixes at least this long (bytes of the first message) keep their deployment.
