@@ -10,7 +10,12 @@
 #
 # Cases: pass-through (one model, no keys, access log off) and full features
 # (virtual key with limits, model "auto" on a two-tier route, a global daily
-# budget, access log on at info to a file), each non-stream and stream.
+# budget, access log on at info to a file), each non-stream and stream; and
+# cache-hit: pass-through with [cache] exact = true, every measured request a
+# hit of the response cache.
+#
+# CASES (default "passthrough passthrough-stream full full-stream cache-hit")
+# selects cases.
 #
 # Env: N (default 400), WARMUP (default 100), CHUNKS (stream content chunks,
 # default 20), SWITCHYARD_BIN (measure another build, e.g. main's, against
@@ -65,6 +70,9 @@ provider = "up"
 model = "bench-model"
 price = { input = 1.0, output = 2.0 }
 TOML
+    if [ "$3" = cache ]; then
+      printf '[cache]\nexact = true\nttl_secs = 3600\n'
+    fi
     if [ "$3" = 1 ]; then
       cat <<TOML
 tier = "frontier"
@@ -135,11 +143,18 @@ run_case() { # name full stream
   echo "$name $total"
 }
 
+CASES=${CASES:-passthrough passthrough-stream full full-stream cache-hit}
 results=()
-results+=("$(run_case passthrough 0 0)")
-results+=("$(run_case passthrough-stream 0 1)")
-results+=("$(run_case full 1 0)")
-results+=("$(run_case full-stream 1 1)")
+for c in $CASES; do
+  case $c in
+    passthrough) results+=("$(run_case passthrough 0 0)") ;;
+    passthrough-stream) results+=("$(run_case passthrough-stream 0 1)") ;;
+    full) results+=("$(run_case full 1 0)") ;;
+    full-stream) results+=("$(run_case full-stream 1 1)") ;;
+    cache-hit) results+=("$(run_case cache-hit cache 0)") ;;
+    *) echo "unknown case $c" >&2; exit 1 ;;
+  esac
+done
 
 python3 - "$N" "$CHUNKS" "${results[@]}" <<'PY' | tee "$OUT/latest.md"
 import sys

@@ -233,7 +233,57 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {ARGV[1], 0}
 "#;
 
+/// Several queued writes in one call, applied in order: ARGV[1] the instance,
+/// ARGV[2] the count, then per write its kind, number of KEYS, number of ARGV
+/// and those ARGV; KEYS are the writes' keys in order. Kinds: `adj` (bucket
+/// correction: cap, delta, now_ms), `slot` (concurrency slot release),
+/// `charge` (cost, then a TTL per key), `release` (amount).
+const BATCH: &str = r#"
+local inst = ARGV[1]
+local n = tonumber(ARGV[2])
+local a, k = 3, 1
+for _ = 1, n do
+  local kind, nk, na = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  a = a + 3
+  if kind == 'adj' then
+    local cap, d, now = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+    local rate = cap / 60000
+    local st = redis.call('HMGET', KEYS[k], 'l', 't')
+    local level = tonumber(st[1]) or cap
+    local last = tonumber(st[2]) or now
+    if now > last then
+      level = math.min(cap, level + (now - last) * rate)
+      last = now
+    end
+    level = math.min(cap, level - d)
+    redis.call('HSET', KEYS[k], 'l', string.format('%.17g', level), 't', string.format('%d', last))
+    redis.call('PEXPIRE', KEYS[k], 120000)
+  elseif kind == 'slot' then
+    local c = tonumber(redis.call('HGET', KEYS[k], inst) or '0')
+    if c <= 1 then redis.call('HDEL', KEYS[k], inst) else redis.call('HINCRBY', KEYS[k], inst, -1) end
+  elseif kind == 'charge' then
+    for j = 0, nk - 1 do
+      redis.call('HINCRBYFLOAT', KEYS[k + j], 's', ARGV[a])
+      redis.call('HSETNX', KEYS[k + j], 'seeded', '1')
+      redis.call('PEXPIRE', KEYS[k + j], tonumber(ARGV[a + 1 + j]))
+    end
+  elseif kind == 'release' then
+    for j = 0, nk - 1 do
+      local v = tonumber(redis.call('HINCRBYFLOAT', KEYS[k + j], 'r:' .. inst, '-' .. ARGV[a]))
+      if v <= 1e-9 then redis.call('HDEL', KEYS[k + j], 'r:' .. inst) end
+    end
+  end
+  k = k + nk
+  a = a + na
+end
+return n
+"#;
+
+/// Most queued writes sent in one batch.
+const MAX_BATCH: usize = 64;
+
 struct Scripts {
+    batch: Script,
     pin: Script,
     bucket: Script,
     slot_acquire: Script,
@@ -359,6 +409,7 @@ impl Shared {
             ops: tx,
             pending: AtomicU64::new(0),
             scripts: Scripts {
+                batch: Script::new(BATCH),
                 pin: Script::new(PIN),
                 bucket: Script::new(BUCKET),
                 slot_acquire: Script::new(SLOT_ACQUIRE),
@@ -828,6 +879,49 @@ impl Shared {
         });
     }
 
+    /// Applies `ops` in order in one call (one round trip).
+    async fn apply_batch(&self, ops: &[Op]) -> bool {
+        if let [one] = ops {
+            return self.apply(one).await;
+        }
+        let mut inv = self.scripts.batch.prepare_invoke();
+        inv.arg(&self.instance).arg(ops.len());
+        for op in ops {
+            match op {
+                Op::Adjust {
+                    key,
+                    cap,
+                    delta,
+                    now_ms,
+                } => {
+                    inv.key(key)
+                        .arg("adj")
+                        .arg(1)
+                        .arg(3)
+                        .arg(*cap)
+                        .arg(*delta)
+                        .arg(*now_ms);
+                }
+                Op::SlotRelease { key } => {
+                    inv.key(key).arg("slot").arg(1).arg(0);
+                }
+                Op::Charge { keys, cost } => {
+                    inv.arg("charge").arg(keys.len()).arg(1 + keys.len()).arg(*cost);
+                    for (k, ttl) in keys.iter() {
+                        inv.key(k).arg(*ttl);
+                    }
+                }
+                Op::Release { keys, amount } => {
+                    inv.arg("release").arg(keys.len()).arg(1).arg(*amount);
+                    for (k, _) in keys.iter() {
+                        inv.key(k);
+                    }
+                }
+            }
+        }
+        self.run::<i64>(&inv).await.is_some()
+    }
+
     async fn apply(&self, op: &Op) -> bool {
         match op {
             Op::Adjust {
@@ -884,17 +978,27 @@ async fn health_loop(s: Arc<Shared>, stop: CancellationToken) {
 /// Runs for the life of the process (writes of the last requests must land after
 /// the server stopped accepting); `Shared::flush` waits for it at shutdown.
 async fn write_queue(s: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(op) = rx.recv().await {
+        // What else is already queued goes in the same call, in order.
+        batch.push(op);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
         loop {
             let back = s.recovered.notified();
-            if s.apply(&op).await {
+            if s.apply_batch(&batch).await {
                 break;
             }
             if !s.is_up() {
                 back.await;
             }
         }
-        s.pending.fetch_sub(1, Ordering::AcqRel);
+        s.pending.fetch_sub(batch.len() as u64, Ordering::AcqRel);
+        batch.clear();
     }
 }
 
