@@ -647,15 +647,12 @@ async fn keys_cli_and_sighup_reload_against_the_real_binary() {
         .spawn()
         .expect("serve");
     let base = format!("http://127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..100 {
-        if client().get(format!("{base}/health")).send().await.is_ok() {
-            up = true;
-            break;
-        }
+    // A generous deadline: a loaded 2-core machine may take seconds to start the binary.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while client().get(format!("{base}/health")).send().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "server did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(up, "server did not start");
     let chat = |model: &'static str, key: Option<String>| {
         let url = format!("{base}/v1/chat/completions");
         async move {
@@ -686,15 +683,12 @@ async fn keys_cli_and_sighup_reload_against_the_real_binary() {
     // The key revoked from another process is refused within key_refresh_secs.
     let (ok, _, err) = run_switchyard(&["keys", "revoke", "cli-team", "--ledger", ledger_s]);
     assert!(ok, "{err}");
-    let mut refused = false;
-    for _ in 0..40 {
-        if chat("fast", Some(key.clone())).await == 401 {
-            refused = true;
-            break;
-        }
+    // (key_refresh_secs = 1; the deadline is generous for a loaded machine.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while chat("fast", Some(key.clone())).await != 401 {
+        assert!(std::time::Instant::now() < deadline, "revoked key still accepted");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(refused, "revoked key still accepted");
     let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
     let out = child.wait_with_output().expect("wait");
     let log = String::from_utf8_lossy(&out.stderr);

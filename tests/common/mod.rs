@@ -412,7 +412,8 @@ impl Gw {
     /// Waits until every queued ledger row is written.
     pub async fn flush_ledger(&self) {
         let st = self.state();
-        for _ in 0..500 {
+        // Up to 60 s: a loaded machine may be slow, never this slow.
+        for _ in 0..6000 {
             if st.ledger.depth() == 0 {
                 return;
             }
