@@ -7,16 +7,18 @@
 //! independent. Candidates come first on the line, so raising a candidate's
 //! share (a ramp step) only moves control users into it, never out.
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
-fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
+/// FNV-1a over `bytes`, continuing from `h` (start with [`FNV_OFFSET`]).
+pub fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
     bytes
         .iter()
         .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME))
 }
 
-fn mix(mut z: u64) -> u64 {
+/// SplitMix64's finaliser: spreads FNV's bits over the whole word.
+pub fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)

@@ -407,7 +407,7 @@ async fn chat_inner(
         ref acct,
         ..
     } = p;
-    let cache_key = prompt_cache_key(ctx, headers, &req);
+    let cache_key = prompt_cache_key(ctx, headers, &req, &p.targets);
     let served = crate::providers::openai::with_prompt_cache_key(
         cache_key,
         attempt::run(
@@ -862,32 +862,41 @@ fn plan_explicit(
     plan
 }
 
-/// The `prompt_cache_key` OpenAI upstreams get when the client sent none: a
-/// hash of the virtual key's name and the session (`x-switchyard-session`, else
-/// `user`), else of the key alone; None without either.
-fn prompt_cache_key(ctx: &Ctx, headers: &HeaderMap, req: &ChatRequest) -> Option<Arc<str>> {
-    if req.extra.contains_key("prompt_cache_key") {
-        return None;
-    }
-    let session = headers
+/// The session of a request: `x-switchyard-session`, else the OpenAI `user`.
+fn session_of<'a>(headers: &'a HeaderMap, req: &'a ChatRequest) -> Option<&'a [u8]> {
+    headers
         .get(&X_SESSION)
         .map(HeaderValue::as_bytes)
         .filter(|s| !s.is_empty())
         .or_else(|| req.extra.get("user").and_then(|u| u.as_str()).map(str::as_bytes))
-        .filter(|s| !s.is_empty());
+        .filter(|s| !s.is_empty())
+}
+
+/// The `prompt_cache_key` OpenAI upstreams get when the client sent none: a
+/// hash of the virtual key's name and the session, else of the key alone;
+/// None without either, or when no target's provider sends one.
+fn prompt_cache_key(
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    req: &ChatRequest,
+    targets: &[Target],
+) -> Option<Arc<str>> {
+    let wanted = targets
+        .iter()
+        .any(|t| ctx.rt.providers[t.provider].settings.prompt_cache_key);
+    if !wanted || req.extra.contains_key("prompt_cache_key") {
+        return None;
+    }
+    let session = session_of(headers, req);
     let key = ctx.key.as_ref().map(|k| k.name().as_bytes());
     if session.is_none() && key.is_none() {
         return None;
     }
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for b in key
-        .unwrap_or_default()
-        .iter()
-        .chain(&[0x1f])
-        .chain(session.unwrap_or_default())
-    {
-        h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    use crate::experiments::assign::{fnv1a, FNV_OFFSET};
+    let h = fnv1a(
+        fnv1a(fnv1a(FNV_OFFSET, key.unwrap_or_default()), &[0x1f]),
+        session.unwrap_or_default(),
+    );
     let mut s = String::with_capacity(19);
     s.push_str("sy-");
     let _ = write!(s, "{h:016x}");
@@ -898,32 +907,16 @@ fn prompt_cache_key(ctx: &Ctx, headers: &HeaderMap, req: &ChatRequest) -> Option
 const AFFINITY_PREFIX_BYTES: usize = 4096;
 
 /// What keeps a request on one deployment of its model (see
-/// `Runtime::targets_with_affinity`): the session (`x-switchyard-session`, else the
-/// OpenAI `user`), else a long first message (a system prompt), hashed (FNV-1a).
+/// `Runtime::targets_with_affinity`): the session, else a long first message
+/// (a system prompt), hashed (FNV-1a).
 fn affinity_key(headers: &HeaderMap, req: &ChatRequest) -> Option<u64> {
-    let fnv = |bytes: &[u8]| {
-        bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-        })
-    };
-    if let Some(s) = headers
-        .get(&X_SESSION)
-        .map(HeaderValue::as_bytes)
-        .filter(|s| !s.is_empty())
-    {
-        return Some(fnv(s));
+    use crate::experiments::assign::{fnv1a, FNV_OFFSET};
+    if let Some(s) = session_of(headers, req) {
+        return Some(fnv1a(FNV_OFFSET, s));
     }
-    if let Some(u) = req
-        .extra
-        .get("user")
-        .and_then(|u| u.as_str())
-        .filter(|u| !u.is_empty())
-    {
-        return Some(fnv(u.as_bytes()));
-    }
-    let first = req.messages.first()?.content.as_ref()?;
-    let text = first.as_str()?;
-    (text.len() >= AFFINITY_PREFIX_BYTES).then(|| fnv(&text.as_bytes()[..AFFINITY_PREFIX_BYTES]))
+    let text = req.messages.first()?.content.as_ref()?.as_str()?;
+    (text.len() >= AFFINITY_PREFIX_BYTES)
+        .then(|| fnv1a(FNV_OFFSET, &text.as_bytes()[..AFFINITY_PREFIX_BYTES]))
 }
 
 /// The session's pinned model: shared by every instance on Redis while it

@@ -491,14 +491,9 @@ impl Runtime {
     fn push_affine(&self, e: &ModelEntry, key: u64, out: &mut Vec<Target>) {
         // Highest random weight: score = weight / -ln(u), u uniform in (0, 1) from (key, provider).
         let score = |i: usize| {
+            use crate::experiments::assign::{fnv1a, mix};
             let d = &e.deployments[i];
-            let mut h = key ^ 0x9e37_79b9_7f4a_7c15;
-            for b in self.providers[d.provider].name.as_bytes() {
-                h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
-            }
-            h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            h ^= h >> 31;
+            let h = mix(fnv1a(key, self.providers[d.provider].name.as_bytes()));
             let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
             e.weights[i].max(1) as f64 / -u.ln()
         };

@@ -41,13 +41,14 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 const RECONNECT: Duration = Duration::from_millis(250);
 
 /// Token bucket refilled `cap` per minute. KEYS[1] the bucket; ARGV cap, n,
-/// mode (0 take, 1 adjust), now_ms. Returns {ok, remaining, reset_ms, retry_ms}.
-/// The callers' clock is used (not Redis TIME), so every instance and the tests
-/// agree on time; clocks skewed by s seconds admit at most cap * s / 60 extra.
+/// now_ms. Returns {ok, remaining, reset_ms, retry_ms}. (Corrections after an
+/// answer go through BATCH's `adj`.) The callers' clock is used (not Redis TIME),
+/// so every instance and the tests agree on time; clocks skewed by s seconds
+/// admit at most cap * s / 60 extra.
 const BUCKET: &str = r#"
 local cap = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
-local now = tonumber(ARGV[4])
+local now = tonumber(ARGV[3])
 local rate = cap / 60000
 local st = redis.call('HMGET', KEYS[1], 'l', 't')
 local level = tonumber(st[1]) or cap
@@ -58,16 +59,12 @@ if now > last then
 end
 local ok = 1
 local retry = 0
-if ARGV[3] == '1' then
-  level = math.min(cap, level - n)
+local need = math.min(n, cap)
+if level + 1e-9 >= need then
+  level = level - n
 else
-  local need = math.min(n, cap)
-  if level + 1e-9 >= need then
-    level = level - n
-  else
-    ok = 0
-    retry = math.max(1, math.ceil((need - level) / rate))
-  end
+  ok = 0
+  retry = math.max(1, math.ceil((need - level) / rate))
 end
 redis.call('HSET', KEYS[1], 'l', string.format('%.17g', level), 't', string.format('%d', last))
 redis.call('PEXPIRE', KEYS[1], 120000)
@@ -95,13 +92,6 @@ if total < tonumber(ARGV[1]) then
   return 1
 end
 return 0
-"#;
-
-/// Gives a slot back (never below zero). KEYS[1] the hash; ARGV instance.
-const SLOT_RELEASE: &str = r#"
-local c = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-if c <= 1 then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HINCRBY', KEYS[1], ARGV[1], -1) end
-return 1
 "#;
 
 /// Budget admission over every limited period of every scope, all or nothing.
@@ -180,25 +170,6 @@ if amount > 0 then
 end
 for k = 1, #KEYS do redis.call('HSETNX', KEYS[k], 'seeded', '1') end
 return {1, fmt(n), fmt(amount)}
-"#;
-
-/// Releases a reservation. KEYS: the reservation's hashes; ARGV field, -amount.
-const RELEASE: &str = r#"
-for k = 1, #KEYS do
-  local v = tonumber(redis.call('HINCRBYFLOAT', KEYS[k], ARGV[1], ARGV[2]))
-  if v <= 1e-9 then redis.call('HDEL', KEYS[k], ARGV[1]) end
-end
-return 1
-"#;
-
-/// Adds spend. KEYS: hashes; ARGV cost, then the TTL in ms per KEY.
-const CHARGE: &str = r#"
-for k = 1, #KEYS do
-  redis.call('HINCRBYFLOAT', KEYS[k], 's', ARGV[1])
-  redis.call('HSETNX', KEYS[k], 'seeded', '1')
-  redis.call('PEXPIRE', KEYS[k], tonumber(ARGV[k + 1]))
-end
-return 1
 "#;
 
 /// Seeds spend restored from the ledger into hashes nobody has used yet
@@ -287,10 +258,7 @@ struct Scripts {
     pin: Script,
     bucket: Script,
     slot_acquire: Script,
-    slot_release: Script,
     reserve: Script,
-    release: Script,
-    charge: Script,
     seed: Script,
     spent: Script,
 }
@@ -413,10 +381,7 @@ impl Shared {
                 pin: Script::new(PIN),
                 bucket: Script::new(BUCKET),
                 slot_acquire: Script::new(SLOT_ACQUIRE),
-                slot_release: Script::new(SLOT_RELEASE),
                 reserve: Script::new(RESERVE),
-                release: Script::new(RELEASE),
-                charge: Script::new(CHARGE),
                 seed: Script::new(SEED),
                 spent: Script::new(SPENT),
             },
@@ -565,7 +530,7 @@ impl Shared {
     ) -> Option<Result<Snapshot, Denied>> {
         let key = self.bucket_key(key_id, kind);
         let mut inv = self.scripts.bucket.prepare_invoke();
-        inv.key(&key).arg(cap).arg(n).arg(0).arg(now_ms);
+        inv.key(&key).arg(cap).arg(n).arg(now_ms);
         let (ok, remaining, reset, retry): (i64, u64, u64, u64) = self.run(&inv).await?;
         Some(if ok == 1 {
             Ok(Snapshot {
@@ -881,9 +846,6 @@ impl Shared {
 
     /// Applies `ops` in order in one call (one round trip).
     async fn apply_batch(&self, ops: &[Op]) -> bool {
-        if let [one] = ops {
-            return self.apply(one).await;
-        }
         let mut inv = self.scripts.batch.prepare_invoke();
         inv.arg(&self.instance).arg(ops.len());
         for op in ops {
@@ -920,45 +882,6 @@ impl Shared {
             }
         }
         self.run::<i64>(&inv).await.is_some()
-    }
-
-    async fn apply(&self, op: &Op) -> bool {
-        match op {
-            Op::Adjust {
-                key,
-                cap,
-                delta,
-                now_ms,
-            } => {
-                let mut inv = self.scripts.bucket.prepare_invoke();
-                inv.key(key).arg(*cap).arg(*delta).arg(1).arg(*now_ms);
-                self.run::<Vec<i64>>(&inv).await.is_some()
-            }
-            Op::SlotRelease { key } => {
-                let mut inv = self.scripts.slot_release.prepare_invoke();
-                inv.key(key).arg(&self.instance);
-                self.run::<i64>(&inv).await.is_some()
-            }
-            Op::Charge { keys, cost } => {
-                let mut inv = self.scripts.charge.prepare_invoke();
-                for (k, _) in keys.iter() {
-                    inv.key(k);
-                }
-                inv.arg(*cost);
-                for (_, ttl) in keys.iter() {
-                    inv.arg(*ttl);
-                }
-                self.run::<i64>(&inv).await.is_some()
-            }
-            Op::Release { keys, amount } => {
-                let mut inv = self.scripts.release.prepare_invoke();
-                for (k, _) in keys.iter() {
-                    inv.key(k);
-                }
-                inv.arg(format!("r:{}", self.instance)).arg(-amount);
-                self.run::<i64>(&inv).await.is_some()
-            }
-        }
     }
 }
 
