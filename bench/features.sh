@@ -17,50 +17,13 @@ ROUNDS=${ROUNDS:-3}
 OUT=bench/out/features
 mkdir -p "$OUT"
 cargo build --release --quiet --bin switchyard --example bench_upstream --example loadgen
-BIN=target/release
-EX=target/release/examples
-GW_CORE=0
-AUX_CORE=1
-if [ "$(nproc)" -lt 2 ]; then AUX_CORE=0; fi
+. bench/lib.sh
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-upstream() { # out-file
-  taskset -c "$AUX_CORE" "$EX/bench_upstream" 127.0.0.1:0 > "$1" &
-  pids+=($!)
-  for _ in $(seq 50); do [ -s "$1" ] && break; sleep 0.1; done
-  head -1 "$1"
-}
-UP=$(upstream "$OUT/upstream.addr")
-COLLECTOR=$(upstream "$OUT/collector.addr")
+upstream "$OUT/upstream.addr"; UP=$(head -1 "$OUT/upstream.addr")
+upstream "$OUT/collector.addr"; COLLECTOR=$(head -1 "$OUT/collector.addr")
 
 config() { # name port extra
-  cat > "$OUT/$1.toml" <<TOML
-[server]
-listen = "127.0.0.1:$2"
-[log]
-access = false
-[ledger]
-path = "$OUT/$1.sqlite"
-$3
-[providers.up]
-type = "openai"
-base_url = "http://$UP/v1"
-api_key = "sk-bench-upstream"
-models = ["*"]
-[models.bench]
-provider = "up"
-model = "bench-model"
-price = { input = 1.0, output = 2.0 }
-TOML
-}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
-start() { # name port
-  RUST_LOG=warn taskset -c "$GW_CORE" "$BIN/switchyard" serve --config "$OUT/$1.toml" > "$OUT/$1.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$2/ready" >/dev/null && break; sleep 0.1; done
+  gateway_config "$1" "$2" "$UP" "$3"
 }
 load() { # url concurrency
   taskset -c "$AUX_CORE" "$EX/loadgen" --url "$1" --concurrency "$2" --seconds "$SECS" --warmup 1 --model bench

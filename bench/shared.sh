@@ -17,47 +17,18 @@ ROUNDS=${ROUNDS:-3}
 OUT=bench/out/shared
 mkdir -p "$OUT"
 cargo build --release --quiet --bin switchyard --example bench_upstream --example loadgen
-BIN=target/release
-EX=target/release/examples
-GW_CORE=0
-AUX_CORE=1
-if [ "$(nproc)" -lt 2 ]; then AUX_CORE=0; fi
+. bench/lib.sh
 redis-cli -u "$REDIS" ping >/dev/null || { echo "Redis at $REDIS does not answer" >&2; exit 1; }
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-taskset -c "$AUX_CORE" "$EX/bench_upstream" 127.0.0.1:0 > "$OUT/upstream.addr" &
-pids+=($!)
-for _ in $(seq 50); do [ -s "$OUT/upstream.addr" ] && break; sleep 0.1; done
+upstream "$OUT/upstream.addr"
 UP=$(head -1 "$OUT/upstream.addr")
 PREFIX="sy_bench_$$"
 
 config() { # name port state-section
-  cat > "$OUT/$1.toml" <<TOML
-[server]
-listen = "127.0.0.1:$2"
-[log]
-access = false
-[ledger]
-path = "$OUT/$1.sqlite"
-[budgets]
+  gateway_config "$1" "$2" "$UP" "[budgets]
 daily = 1000000.0
-$3
-[providers.up]
-type = "openai"
-base_url = "http://$UP/v1"
-api_key = "sk-bench-upstream"
-models = ["*"]
-[models.bench]
-provider = "up"
-model = "bench-model"
-price = { input = 1.0, output = 2.0 }
-TOML
+$3"
 }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 
 rm -f "$OUT"/*.sqlite* "$OUT"/*.log
 P_MEM=$(free_port); config memory "$P_MEM" ""
@@ -69,11 +40,6 @@ key() { "$BIN/switchyard" keys create --name bench --rpm 1000000000 --tpm 100000
   --ledger "$OUT/$1.sqlite" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])'; }
 K_MEM=$(key memory); K_RED=$(key redis)
 
-start() { # name port
-  RUST_LOG=warn taskset -c "$GW_CORE" "$BIN/switchyard" serve --config "$OUT/$1.toml" > "$OUT/$1.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$2/ready" >/dev/null && break; sleep 0.1; done
-}
 load() { # port key concurrency
   taskset -c "$AUX_CORE" "$EX/loadgen" --url "http://127.0.0.1:$1/v1/chat/completions" --concurrency "$3" \
     --seconds "$SECS" --warmup 1 --key "$2" --model bench

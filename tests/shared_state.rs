@@ -88,6 +88,22 @@ async fn chat(base: &str, key: Option<&str>, max_tokens: u64) -> (u16, Value) {
     (status, body)
 }
 
+/// `n` concurrent chat requests spread round-robin over `bases`; their answers.
+async fn round_robin(bases: &[String], n: usize, key: Option<&str>, max_tokens: u64) -> Vec<(u16, Value)> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let base = bases[i % bases.len()].clone();
+            let key = key.map(str::to_string);
+            tokio::spawn(async move { chat(&base, key.as_deref(), max_tokens).await })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await.expect("task"));
+    }
+    out
+}
+
 /// Waits until every instance has applied its queued Redis writes (spend,
 /// releases), so what the next request sees does not depend on timing.
 async fn settled(gws: &[Gw]) {
@@ -131,15 +147,8 @@ async fn three_instances_admit_exactly_the_keys_rpm() {
         .await;
     }
     let bases: Vec<String> = gws.iter().map(|g| g.base.clone()).collect();
-    let mut tasks = Vec::new();
-    for i in 0..600 {
-        let base = bases[i % 3].clone();
-        let key = key.clone();
-        tasks.push(tokio::spawn(async move { chat(&base, Some(&key), 10).await }));
-    }
     let (mut ok, mut limited) = (0, 0);
-    for t in tasks {
-        let (status, body) = t.await.expect("task");
+    for (status, body) in round_robin(&bases, 600, Some(&key), 10).await {
         match status {
             200 => ok += 1,
             429 => {
@@ -181,14 +190,8 @@ async fn three_instances_never_overspend_a_shared_daily_budget() {
     let cfg = shared_config(&fake, &redis, Some(&schema.url), &extra);
     let mut gws = start_n(3, &cfg, &clock).await;
     let bases: Vec<String> = gws.iter().map(|g| g.base.clone()).collect();
-    let mut tasks = Vec::new();
-    for i in 0..500 {
-        let base = bases[i % 3].clone();
-        tasks.push(tokio::spawn(async move { chat(&base, None, 1000).await }));
-    }
     let (mut ok, mut refused) = (0, 0);
-    for t in tasks {
-        let (status, body) = t.await.expect("task");
+    for (status, body) in round_robin(&bases, 500, None, 1000).await {
         match status {
             200 => ok += 1,
             429 => {
@@ -589,14 +592,8 @@ async fn three_instances_share_a_providers_account_rpm() {
     );
     let mut gws = start_n(3, &cfg, &clock).await;
     let bases: Vec<String> = gws.iter().map(|g| g.base.clone()).collect();
-    let mut tasks = Vec::new();
-    for i in 0..90 {
-        let base = bases[i % 3].clone();
-        tasks.push(tokio::spawn(async move { chat(&base, None, 10).await }));
-    }
     let mut ok = 0;
-    for t in tasks {
-        let (status, body) = t.await.expect("task");
+    for (status, body) in round_robin(&bases, 90, None, 10).await {
         match status {
             200 => ok += 1,
             429 => assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{body}"),
