@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use switchyard::api::chat::ChatRequest;
-use switchyard::state::cache::{self, Answer, CacheStore, Cached, MemoryStore};
+use switchyard::state::cache::{self, Answer, Cached, MemoryStore};
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));

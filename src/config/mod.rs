@@ -1021,8 +1021,8 @@ pub fn validate(
     if server.max_header_bytes < 8192 {
         errors.push(err("server.max_header_bytes", "must be at least 8192"));
     }
-    let cache = cache::validate(&raw.cache, &mut errors);
     let state = state::validate(&raw.state, lookup, &mut errors);
+    let cache = cache::validate(&raw.cache, state.redis_url.is_some(), &mut errors);
     let log = LogSettings {
         json: match raw.log.format.as_deref() {
             None | Some("text") => false,

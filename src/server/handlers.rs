@@ -140,6 +140,11 @@ impl Ctx {
         }
     }
 
+    /// Whether a strict budget capped the answer's length.
+    pub(super) fn was_clamped(&self) -> bool {
+        self.clamped.get().is_some()
+    }
+
     pub(super) fn request_id_header(&self) -> &HeaderValue {
         &self.request_id_header
     }
@@ -365,7 +370,21 @@ async fn chat_inner(
     let mut req = ChatRequest::parse(&bytes)?;
     // Small bodies are kept to be forwarded as sent (big ones cost memory instead).
     let bytes = (bytes.len() <= crate::api::raw::RAW_MAX_BYTES).then_some(bytes);
-    let p = prepare(st, ctx, headers, &mut req, OutputField::CHAT).await?;
+    let routed = route_request(st, ctx, headers, &req).await?;
+    // The cache right after routing: a hit reserves no budget.
+    let mut cached = super::cache::lookup("chat.completions", st, ctx, headers, &routed, &req).await;
+    *outcome = cached.outcome;
+    if let Some(hit) = &cached.hit {
+        return Ok(super::cache::serve_hit(
+            "chat.completions",
+            st,
+            ctx,
+            &routed,
+            &req.model,
+            hit,
+        ));
+    }
+    let p = admit_routed(st, ctx, routed, &mut req, OutputField::CHAT).await?;
     // Only a strict budget's output cap changes the request in `prepare`: patched in too.
     let cap = match ctx.clamped.get() {
         None => Ok(None),
@@ -384,13 +403,6 @@ async fn chat_inner(
         (Some(b), Ok(cap)) => crate::api::raw::RawChat::scan(b, req.is_stream(), cap),
         _ => None,
     };
-    let cached = super::cache::lookup(st, ctx, headers, &p.targets[0], &req);
-    *outcome = cached.outcome;
-    if let Some(hit) = &cached.hit {
-        if let Some(r) = super::cache::serve_hit(st, ctx, &p, &req.model, &p.targets[0], hit) {
-            return Ok(r);
-        }
-    }
     let stream = req.is_stream();
     let client_wants_usage = req.client_wants_stream_usage();
     if stream {
@@ -446,7 +458,7 @@ async fn chat_inner(
                 None => recorder.estimate_from_body(&body),
             }
             let cost = recorder.cost();
-            if let Some(k) = cached.key {
+            if let Some(k) = cached.store_key(ctx, &target) {
                 super::cache::store(st, ctx, k, body.clone(), usage, cost);
             }
             let mut r = json_response(StatusCode::OK, body);
@@ -460,7 +472,7 @@ async fn chat_inner(
         }
         ChatAnswer::Stream(upstream_bytes) => {
             let mut relay = relay_for(&ctx.rt, &target, upstream_bytes, client_wants_usage, recorder);
-            if let Some(k) = cached.key {
+            if let Some(k) = cached.store_key(ctx, &target) {
                 relay = relay.with_capture(super::cache::stream_capture(st, ctx, k));
             }
             Ok(sse_response(
@@ -586,10 +598,39 @@ impl Prepared {
     }
 }
 
+/// A chat-shaped request once routed (allow-list, plan, targets), before
+/// budget admission: what a response-cache lookup needs (the model after
+/// routing) and a hit's ledger row names.
+pub(super) struct Routed {
+    pub(super) targets: Vec<Target>,
+    pub(super) route: Option<RoutingRecord>,
+    experiment: Option<crate::experiments::Assigned>,
+}
+
+impl Routed {
+    /// The ledger row of a request served without an attempt (a cache hit):
+    /// the routing decision and the experiment arm, as an attempt's row has.
+    pub(super) fn entry(
+        &self,
+        ctx: &Ctx,
+        endpoint: &'static str,
+        requested: &str,
+        stream: bool,
+    ) -> LedgerEntry {
+        let mut e = ctx.entry(endpoint, requested.to_string(), &self.targets[0], stream);
+        e.attempt = 1;
+        e.routing = self.route.clone().map(Box::new);
+        let a = self
+            .experiment
+            .as_ref()
+            .filter(|a| self.targets.first().is_some_and(|t| t.public == *a.model()));
+        e.experiment = ctx.join_experiment(a);
+        e
+    }
+}
+
 /// What /v1/chat/completions and /v1/messages share once the request is
-/// parsed: the key's allow-list, the plan, the targets, budget admission
-/// (which may cap the request's `field`, the inbound format's output-token
-/// field, in strict budget mode), and the experiment arm with its shadow copies.
+/// parsed: [`route_request`], then [`admit_routed`].
 pub(super) async fn prepare(
     st: &Arc<AppState>,
     ctx: &Ctx,
@@ -597,20 +638,53 @@ pub(super) async fn prepare(
     req: &mut ChatRequest,
     field: OutputField,
 ) -> Result<Prepared, ApiError> {
+    let r = route_request(st, ctx, headers, req).await?;
+    admit_routed(st, ctx, r, req, field).await
+}
+
+/// The key's allow-list, the plan and the targets.
+pub(super) async fn route_request(
+    st: &Arc<AppState>,
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    req: &ChatRequest,
+) -> Result<Routed, ApiError> {
     check_allowed(ctx, &req.model, headers.get(&X_ROUTE_HEADER))?;
     let Plan {
         chain,
-        mut route,
+        route,
         fallbacks,
         experiment,
     } = plan(st, ctx, headers, req).await?;
     let names: Vec<&str> = chain.iter().map(|m| &**m).collect();
-    let mut targets = ctx
+    let targets = ctx
         .rt
         .targets_with_affinity(&names, fallbacks, affinity_key(headers, req));
     if targets.is_empty() {
         return Err(ApiError::model_not_found(&req.model));
     }
+    Ok(Routed {
+        targets,
+        route,
+        experiment,
+    })
+}
+
+/// Budget admission (which may cap the request's `field`, the inbound
+/// format's output-token field, in strict budget mode, or move it to a
+/// cheaper tier), and the experiment arm with its shadow copies.
+pub(super) async fn admit_routed(
+    st: &Arc<AppState>,
+    ctx: &Ctx,
+    r: Routed,
+    req: &mut ChatRequest,
+    field: OutputField,
+) -> Result<Prepared, ApiError> {
+    let Routed {
+        mut targets,
+        mut route,
+        experiment,
+    } = r;
     let acct = admit(st, ctx, req, field, &mut route, &mut targets).await?;
     let experiment = still_in_experiment(experiment, &targets);
     let tag = ctx.join_experiment(experiment.as_ref());

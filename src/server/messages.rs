@@ -18,7 +18,8 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 
 use super::handlers::{
-    durable_body, json_response, prepare, read_body, relay_for, route_headers, sse_response, Ctx, Prepared,
+    admit_routed, durable_body, json_response, read_body, relay_for, route_headers, route_request,
+    sse_response, Ctx, Prepared,
 };
 use crate::accounting::estimate::OutputField;
 use crate::api::chat::{parse_json, StreamOptions};
@@ -80,15 +81,16 @@ async fn messages_inner(
     let v: Value = parse_json(&bytes)?;
     drop(bytes);
     let mut req = anthropic::messages_to_chat(&v)?;
-    let p = prepare(st, ctx, headers, &mut req, OutputField::MESSAGES).await?;
-    let cached = super::cache::lookup_for("messages", st, ctx, headers, &p.targets[0], &req);
+    let routed = route_request(st, ctx, headers, &req).await?;
+    // The cache right after routing: a hit reserves no budget.
+    let mut cached = super::cache::lookup("messages", st, ctx, headers, &routed, &req).await;
     *outcome = cached.outcome;
     if let Some(hit) = &cached.hit {
-        if let Some(r) = super::cache::serve_hit_for("messages", st, ctx, &p, &req.model, &p.targets[0], hit)
-        {
-            return Ok(r);
-        }
+        return Ok(super::cache::serve_hit(
+            "messages", st, ctx, &routed, &req.model, hit,
+        ));
     }
+    let p = admit_routed(st, ctx, routed, &mut req, OutputField::MESSAGES).await?;
     let stream = req.is_stream();
     if stream {
         // The translation back to Anthropic events needs the usage chunk.
@@ -147,7 +149,7 @@ async fn messages_inner(
             };
             let cost = recorder.cost();
             let out = Bytes::from(out.to_string());
-            if let Some(k) = cached.key {
+            if let Some(k) = cached.store_key(ctx, &target) {
                 super::cache::store(st, ctx, k, out.clone(), recorder.usage(), cost);
             }
             let mut r = json_response(StatusCode::OK, out);
@@ -161,9 +163,21 @@ async fn messages_inner(
         }
         ChatAnswer::Stream(upstream_bytes) => {
             let relay = relay_for(&ctx.rt, &target, upstream_bytes, true, recorder);
+            // Cached as the client gets it: the Anthropic events, once complete.
+            let (relay, keep) = match cached.store_key(ctx, &target) {
+                Some(k) => {
+                    let (c, keep) = super::cache::translated_capture(st, ctx, k, ends_with_message_stop);
+                    (relay.with_capture(c), Some(keep))
+                }
+                None => (relay, None),
+            };
             let events = translate_events(relay, ChunkToMessagesStream::new(&target.public));
+            let body = match keep {
+                Some(keep) => durable_body(st, keep.wrap(events)),
+                None => durable_body(st, events),
+            };
             Ok(sse_response(
-                durable_body(st, events),
+                body,
                 ctx,
                 &target,
                 upstream,
@@ -172,6 +186,14 @@ async fn messages_inner(
             ))
         }
     }
+}
+
+/// Whether a translated stream ended with Anthropic's `message_stop` (it
+/// completed, without an error event).
+fn ends_with_message_stop(chunks: &[Bytes]) -> bool {
+    chunks
+        .last()
+        .is_some_and(|c| memchr::memmem::find(c, b"event: message_stop").is_some())
 }
 
 impl EventTranslator for ChunkToMessagesStream {

@@ -2,10 +2,12 @@
 //! key, same model after routing, same messages, tools and sampling
 //! parameters) served again without an upstream call.
 //!
-//! The store sits behind [`CacheStore`] so a shared store (Redis) can take
-//! the in-memory one's place. The key is the namespace (the virtual key's
-//! name) and the request's canonical JSON, compared in full: two different
-//! requests never share an answer, whatever their hashes.
+//! The store is this instance's memory (an LRU) or, with `[cache] store =
+//! "redis"`, the shared-state Redis ([`super::cache_redis`]), so every
+//! instance serves what any of them cached. The key is the endpoint, the
+//! namespace (the virtual key's name), the model after routing and the
+//! request's canonical JSON, compared in full: two different requests never
+//! share an answer, whatever their hashes.
 
 use std::sync::{Arc, Mutex};
 
@@ -55,18 +57,13 @@ pub enum Answer {
 }
 
 impl Cached {
-    fn size(&self) -> usize {
+    /// Bytes of the answer.
+    pub fn size(&self) -> usize {
         match &self.body {
             Answer::Complete(b) => b.len(),
             Answer::Stream(c) => c.iter().map(|b| b.len()).sum(),
         }
     }
-}
-
-/// Where answers are kept. `key` is namespace-qualified canonical bytes.
-pub trait CacheStore: Send + Sync {
-    fn get(&self, key: &[u8], now_ms: i64) -> Option<Arc<Cached>>;
-    fn put(&self, key: Vec<u8>, value: Cached);
 }
 
 /// Bounded in-memory LRU (by entries and by bytes of key plus answer).
@@ -104,10 +101,8 @@ impl MemoryStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, Lru> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
 
-impl CacheStore for MemoryStore {
-    fn get(&self, key: &[u8], now_ms: i64) -> Option<Arc<Cached>> {
+    pub fn get(&self, key: &[u8], now_ms: i64) -> Option<Arc<Cached>> {
         let mut g = self.lock();
         let v = g.map.to_back(key)?.clone();
         if v.expires_ms <= now_ms {
@@ -119,7 +114,7 @@ impl CacheStore for MemoryStore {
         Some(v)
     }
 
-    fn put(&self, key: Vec<u8>, value: Cached) {
+    pub fn put(&self, key: Vec<u8>, value: Cached) {
         let size = key.len() + value.size();
         if size > self.max_bytes {
             return;
@@ -138,15 +133,69 @@ impl CacheStore for MemoryStore {
     }
 }
 
-/// The response cache of a gateway: its store (sized at start).
+/// Where answers are kept: this instance's memory, or the shared Redis.
+pub enum Store {
+    Memory(MemoryStore),
+    Redis(super::cache_redis::RedisStore),
+}
+
+/// The response cache of a gateway: its store (sized at start) and the
+/// largest entry it keeps.
 pub struct ResponseCache {
-    pub store: Box<dyn CacheStore>,
+    pub store: Store,
+    max_entry_bytes: usize,
 }
 
 impl ResponseCache {
+    /// The in-memory store of `s` (also what `store = "redis"` starts with,
+    /// until [`ResponseCache::redis`] replaces it once Redis is configured).
     pub fn new(s: &CacheSettings) -> ResponseCache {
         ResponseCache {
-            store: Box::new(MemoryStore::new(s.max_entries, s.max_bytes)),
+            store: Store::Memory(MemoryStore::new(s.max_entries, s.max_bytes)),
+            max_entry_bytes: s.max_entry_bytes,
+        }
+    }
+
+    /// The Redis store of `s` on the shared-state connection.
+    pub fn redis(s: &CacheSettings, shared: Arc<super::shared::Shared>) -> ResponseCache {
+        ResponseCache {
+            store: Store::Redis(super::cache_redis::RedisStore::new(s, shared)),
+            max_entry_bytes: s.max_entry_bytes,
+        }
+    }
+
+    /// "memory" or "redis".
+    pub fn kind(&self) -> &'static str {
+        match self.store {
+            Store::Memory(_) => "memory",
+            Store::Redis(_) => "redis",
+        }
+    }
+
+    /// Entries larger than this (key plus answer) are not kept.
+    pub fn max_entry_bytes(&self) -> usize {
+        self.max_entry_bytes
+    }
+
+    /// The live entry under `key` (namespace-qualified canonical bytes), if
+    /// any. A store that cannot answer (Redis down, slow or failing) is a miss.
+    pub async fn get(&self, key: &[u8], now_ms: i64) -> Option<Arc<Cached>> {
+        match &self.store {
+            Store::Memory(m) => m.get(key, now_ms),
+            Store::Redis(r) => r.get(key).await,
+        }
+    }
+
+    /// Keeps `value` under `key` (not when larger than `max_entry_bytes`).
+    /// Never waits: a Redis write runs in the background, and a failed one
+    /// is dropped (the next identical request is a miss and stores again).
+    pub fn put(&self, key: Vec<u8>, value: Cached) {
+        if key.len() + value.size() > self.max_entry_bytes {
+            return;
+        }
+        match &self.store {
+            Store::Memory(m) => m.put(key, value),
+            Store::Redis(r) => r.put(key, value),
         }
     }
 }

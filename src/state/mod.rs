@@ -2,6 +2,7 @@
 //! swapped on reload. Below the HTTP layer: `server/` uses it, it never uses `server/`.
 
 pub mod cache;
+pub mod cache_redis;
 pub mod response_store;
 pub mod shared;
 
@@ -119,7 +120,12 @@ impl AppState {
     }
 
     /// Limits, concurrency caps and budgets go through this Redis backend.
+    /// With `[cache] store = "redis"`, the response cache moves to it too.
     pub fn with_shared(mut self, shared: Option<Arc<shared::Shared>>) -> AppState {
+        let settings = &self.rt().config.cache;
+        if let (Some(s), crate::config::cache::StoreKind::Redis) = (&shared, settings.store) {
+            self.cache = Arc::new(cache::ResponseCache::redis(settings, s.clone()));
+        }
         self.shared = shared;
         self
     }

@@ -414,6 +414,22 @@ impl Shared {
         &self.prefix
     }
 
+    /// The connection, for the other stores on this Redis (the response cache).
+    pub(crate) fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// The hard limit on one call (`[state] timeout_ms`).
+    pub(crate) fn call_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// A call made on [`Shared::connection`] failed or timed out: the backend
+    /// is down (for every user of it) until a background ping succeeds.
+    pub(crate) fn call_failed(&self, why: &str) {
+        self.went_down(why);
+    }
+
     fn went_down(&self, why: &str) {
         if self.up.swap(false, Ordering::AcqRel) {
             self.transitions.fetch_add(1, Ordering::Relaxed);
