@@ -308,3 +308,103 @@ async fn admin_spend_shows_the_savings() {
     assert_eq!(row["cached_tokens"], 400);
     gw.stop().await;
 }
+
+/// `/v1/messages` streams are cached as the client got them (Anthropic SSE)
+/// and replayed with the same events; chat-completion streams of the same
+/// conversation are another entry.
+#[tokio::test]
+async fn anthropic_message_streams_are_replayed_as_anthropic_sse() {
+    let fake = start_fake().await;
+    let mut gw = start_gateway(&config_for(fake.addr, "[cache]\nexact = true\nttl_secs = 300\n")).await;
+    let send = || async {
+        let r = client()
+            .post(gw.url("/v1/messages"))
+            .header("anthropic-version", "2023-06-01")
+            .json(
+                &serde_json::json!({"model": "fast", "max_tokens": 50, "stream": true,
+                "messages": [{"role": "user", "content": "stream, Anthropic style"}]}),
+            )
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200);
+        let h = r
+            .headers()
+            .get("x-switchyard-cache")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        (
+            h,
+            String::from_utf8(r.bytes().await.expect("body").to_vec()).expect("utf-8"),
+        )
+    };
+    let (h1, b1) = send().await;
+    assert_eq!(h1, "miss");
+    assert!(
+        b1.contains("event: message_start") && b1.contains("event: message_stop"),
+        "{b1}"
+    );
+    let (h2, b2) = send().await;
+    assert_eq!(h2, "hit");
+    assert_eq!(fake.hits(), 1, "the replay made no upstream call");
+    assert_eq!(b1, b2, "the replay carries the original's events, byte for byte");
+    let mut chat = req("stream, Anthropic style");
+    chat["stream"] = serde_json::json!(true);
+    chat["max_tokens"] = serde_json::json!(50);
+    let (h3, b3) = post_stream(&gw, &chat).await;
+    assert_eq!(h3, "miss", "chat streams are another entry");
+    assert!(String::from_utf8_lossy(&b3).contains("chat.completion.chunk"));
+    let rows = gw.stop_and_rows().await;
+    assert!(rows
+        .iter()
+        .any(|r| r.endpoint == "messages" && r.stream && r.cost_usd == Some(0.0)));
+}
+
+/// An answer a fallback served is not stored under the first model's key
+/// (nor at all): the next identical request goes upstream again.
+#[tokio::test]
+async fn fallback_answers_are_not_cached() {
+    let fake = start_fake().await;
+    let extra = "[cache]\nexact = true\nttl_secs = 300\n\n[models.flaky]\nprovider = \"fake\"\nmodel = \"fail-500\"\nfallbacks = [\"fast\"]\n";
+    let cfg = config_for(fake.addr, extra).replace("max_attempts = 1", "max_attempts = 3");
+    let mut gw = start_gateway(&cfg).await;
+    let ask = || async {
+        let r = client()
+            .post(gw.url("/v1/chat/completions"))
+            .json(&serde_json::json!({"model": "flaky",
+                "messages": [{"role": "user", "content": "who answers?"}]}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200);
+        let h = |n: &str| {
+            r.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        (h("x-switchyard-cache"), h("x-switchyard-model"))
+    };
+    let (c1, m1) = ask().await;
+    assert_eq!((c1.as_str(), m1.as_str()), ("miss", "fast"));
+    let upstream_after_first = fake.hits();
+    assert!(
+        upstream_after_first >= 2,
+        "the first model failed, the fallback answered"
+    );
+    let (c2, m2) = ask().await;
+    assert_eq!(
+        (c2.as_str(), m2.as_str()),
+        ("miss", "fast"),
+        "not served from the cache"
+    );
+    assert_eq!(fake.hits(), 2 * upstream_after_first);
+    // What `fast` answers directly is cached as usual.
+    let direct = serde_json::json!({"model": "fast",
+        "messages": [{"role": "user", "content": "who answers?"}]});
+    assert_eq!(post(&gw, &direct, &[]).await.0, "miss");
+    assert_eq!(post(&gw, &direct, &[]).await.0, "hit");
+    gw.stop().await;
+}
