@@ -408,3 +408,48 @@ async fn fallback_answers_are_not_cached() {
     assert_eq!(post(&gw, &direct, &[]).await.0, "hit");
     gw.stop().await;
 }
+
+/// Non-stream `/v1/responses` answers are cached (keyed by the body as sent);
+/// streams and requests that build on stored state (`previous_response_id`)
+/// are not.
+#[tokio::test]
+async fn responses_are_cached_when_self_contained() {
+    let fake = start_fake().await;
+    let mut gw = start_gateway(&config_for(fake.addr, "[cache]\nexact = true\nttl_secs = 300\n")).await;
+    let send = |body: serde_json::Value| {
+        let url = gw.url("/v1/responses");
+        async move {
+            let r = client().post(url).json(&body).send().await.expect("send");
+            assert_eq!(r.status(), 200);
+            let h = r
+                .headers()
+                .get("x-switchyard-cache")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            (h, r.bytes().await.expect("body"))
+        }
+    };
+    let body = serde_json::json!({"model": "fast", "input": "hello, responses"});
+    let (h1, b1) = send(body.clone()).await;
+    assert_eq!(h1, "miss");
+    let (h2, b2) = send(body.clone()).await;
+    assert_eq!(h2, "hit");
+    assert_eq!(b1, b2);
+    assert_eq!(fake.hits(), 1);
+    let v: serde_json::Value = serde_json::from_slice(&b1).expect("json");
+    assert_eq!(v["object"], "response", "{v}");
+    let id = v["id"].as_str().expect("id").to_string();
+    let mut follow = body.clone();
+    follow["previous_response_id"] = serde_json::json!(id);
+    assert_eq!(send(follow.clone()).await.0, "bypass");
+    assert_eq!(send(follow).await.0, "bypass");
+    let mut stream = body.clone();
+    stream["stream"] = serde_json::json!(true);
+    assert_eq!(send(stream).await.0, "bypass");
+    assert_eq!(fake.hits(), 4);
+    let rows = gw.stop_and_rows().await;
+    assert!(rows
+        .iter()
+        .any(|r| r.endpoint == "responses" && r.cost_usd == Some(0.0)));
+}

@@ -1,4 +1,5 @@
-//! The exact response cache on /v1/chat/completions and /v1/messages: lookup
+//! The exact response cache on /v1/chat/completions, /v1/messages and
+//! (non-stream) /v1/responses: lookup
 //! right after routing (the model after routing is part of the key), before
 //! budget admission, so a hit reserves no budget and takes no tokens per
 //! minute; store after a 200 (a stream once it completed, chunk by chunk as the
@@ -35,7 +36,7 @@ pub(super) struct Lookup {
 }
 
 impl Lookup {
-    fn bypass() -> Lookup {
+    pub(super) fn bypass() -> Lookup {
         Lookup {
             outcome: Outcome::Bypass,
             key: None,
@@ -66,16 +67,31 @@ pub(super) async fn lookup(
     routed: &Routed,
     req: &ChatRequest,
 ) -> Lookup {
+    let temperature = req.extra.get("temperature");
+    lookup_with(endpoint, st, ctx, headers, routed, temperature, || serde_json::to_vec(req).ok()).await
+}
+
+/// [`lookup`] of a request whose canonical bytes `canonical` makes (called
+/// only when the cache applies), with its `temperature`.
+pub(super) async fn lookup_with(
+    endpoint: &'static str,
+    st: &AppState,
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    routed: &Routed,
+    temperature: Option<&serde_json::Value>,
+    canonical: impl FnOnce() -> Option<Vec<u8>>,
+) -> Lookup {
     let s = &ctx.rt.config.cache;
     let target = &routed.targets[0];
     if !s.exact
         || cache::client_bypass(headers)
-        || !cache::sampling_allows(s, req.extra.get("temperature"))
+        || !cache::sampling_allows(s, temperature)
         || s.exclude_models.iter().any(|m| **m == *target.public)
     {
         return Lookup::bypass();
     }
-    let Ok(canonical) = serde_json::to_vec(req) else {
+    let Some(canonical) = canonical() else {
         return Lookup::bypass();
     };
     let ns = ctx.key.as_ref().map_or("", |k| k.name());

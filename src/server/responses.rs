@@ -24,7 +24,8 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::handlers::{
-    json_response, prepare, read_body, relay_for, route_headers, sse_response, Ctx, Prepared,
+    admit_routed, json_response, prepare, read_body, relay_for, route_headers, route_request, sse_response, Ctx,
+    Prepared,
 };
 use crate::accounting::estimate::OutputField;
 use crate::accounting::recorder::Recorder;
@@ -119,10 +120,13 @@ pub async fn create(
     body: Body,
 ) -> Response {
     let ctx = Ctx::new(&st, &headers, key);
-    match create_inner(&st, &ctx, &headers, body).await {
+    let mut outcome = super::cache::Outcome::Bypass;
+    let mut r = match create_inner(&st, &ctx, &headers, body, &mut outcome).await {
         Ok(r) => r,
         Err(e) => ctx.error(e),
-    }
+    };
+    r.headers_mut().insert(super::cache::X_CACHE, outcome.header());
+    r
 }
 
 fn key_name(ctx: &Ctx) -> Option<String> {
@@ -144,6 +148,7 @@ async fn create_inner(
     ctx: &Ctx,
     headers: &HeaderMap,
     body: Body,
+    outcome: &mut super::cache::Outcome,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(body, headers, ctx.rt.config.server.max_body_bytes).await?;
     let req = ResponsesRequest::parse(&bytes)?;
@@ -165,7 +170,23 @@ async fn create_inner(
     let (mut chat, translation) = req.to_chat(history.as_deref().unwrap_or(&[]), native_only)?;
     // The translated request carries the Responses cap as `max_completion_tokens`;
     // a strict-budget cap lands there too and is carried back to native calls.
-    let mut p = prepare(st, ctx, headers, &mut chat, OutputField::CHAT).await?;
+    let routed = route_request(st, ctx, headers, &chat).await?;
+    // The response cache (non-stream; not for requests that build on upstream
+    // or stored state: hosted tools, `previous_response_id`), keyed by the body
+    // as sent. Right after routing: a hit reserves no budget.
+    let mut cached = if req.stream || native_only || req.previous_response_id.is_some() {
+        super::cache::Lookup::bypass()
+    } else {
+        super::cache::lookup_with("responses", st, ctx, headers, &routed, req.body.get("temperature"), || {
+            serde_json::to_vec(&req.body).ok()
+        })
+        .await
+    };
+    *outcome = cached.outcome;
+    if let Some(hit) = &cached.hit {
+        return Ok(super::cache::serve_hit("responses", st, ctx, &routed, &req.model, hit));
+    }
+    let mut p = admit_routed(st, ctx, routed, &mut chat, OutputField::CHAT).await?;
     if native_only {
         p.targets
             .retain(|t| ctx.rt.providers[t.provider].speaks_responses());
@@ -275,6 +296,9 @@ async fn create_inner(
                 k.put(v);
             }
             let cost = recorder.cost();
+            if let Some(k) = cached.store_key(ctx, &target) {
+                super::cache::store(st, ctx, k, out.clone(), recorder.usage(), cost);
+            }
             let mut r = json_response(StatusCode::OK, out);
             ctx.decorate(r.headers_mut(), &target, upstream, cost, attempts);
             if let Some(rr) = &route {
