@@ -453,3 +453,35 @@ async fn responses_are_cached_when_self_contained() {
         .iter()
         .any(|r| r.endpoint == "responses" && r.cost_usd == Some(0.0)));
 }
+
+/// A hit is looked up before budget admission: with the day's budget spent,
+/// a cached answer is still served (it costs nothing), while a request that
+/// needs an upstream call is refused.
+#[tokio::test]
+async fn hits_need_no_budget() {
+    let fake = start_fake().await;
+    let one_call = 600.0 * 2e-6 + 400.0 * 0.5e-6 + 200.0 * 10e-6;
+    let extra = format!(
+        "[cache]\nexact = true\nttl_secs = 300\n\n[budgets]\ndaily = {}\n",
+        one_call * 0.5
+    );
+    let mut gw = start_gateway(&config_for(fake.addr, &extra)).await;
+    let mut q = req("budget question");
+    q["max_tokens"] = serde_json::json!(10);
+    // Admitted on its small estimate; the fake's answer costs twice the budget.
+    assert_eq!(post(&gw, &q, &[]).await.0, "miss");
+    assert_eq!(post(&gw, &q, &[]).await.0, "hit", "served from the cache, budget spent");
+    let mut other = req("another question");
+    other["max_tokens"] = serde_json::json!(10);
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&other)
+        .send()
+        .await
+        .expect("send");
+    assert!(r.status().is_client_error(), "{}", r.status());
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert!(v["error"]["message"].as_str().is_some(), "{v}");
+    assert_eq!(fake.hits(), 1);
+    gw.stop().await;
+}
