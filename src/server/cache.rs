@@ -134,13 +134,14 @@ pub(super) fn store(
             cost_usd: cost,
             expires_ms: expires_ms(ctx),
         },
+        ctx.rt.config.cache.ttl,
     );
 }
 
 /// What a completed stream calls to store itself under a miss's key (streams
 /// larger than `max_entry_bytes` are not kept).
 pub(super) fn stream_capture(st: &AppState, ctx: &Ctx, key: Vec<u8>) -> crate::gateway::relay::Capture {
-    let expires_ms = expires_ms(ctx);
+    let (expires_ms, ttl) = (expires_ms(ctx), ctx.rt.config.cache.ttl);
     let cache = st.cache.clone();
     crate::gateway::relay::Capture::new(
         cache.max_entry_bytes(),
@@ -153,6 +154,7 @@ pub(super) fn stream_capture(st: &AppState, ctx: &Ctx, key: Vec<u8>) -> crate::g
                     cost_usd: cost,
                     expires_ms,
                 },
+                ttl,
             );
         }),
     )
@@ -181,7 +183,7 @@ pub(super) fn translated_capture(
             }),
         )
     };
-    let expires_ms = expires_ms(ctx);
+    let (expires_ms, ttl) = (expires_ms(ctx), ctx.rt.config.cache.ttl);
     let cache = st.cache.clone();
     let keep = Keep {
         limit,
@@ -196,6 +198,7 @@ pub(super) fn translated_capture(
                         cost_usd: cost,
                         expires_ms,
                     },
+                    ttl,
                 );
             }
         }),

@@ -186,16 +186,18 @@ impl ResponseCache {
         }
     }
 
-    /// Keeps `value` under `key` (not when larger than `max_entry_bytes`).
-    /// Never waits: a Redis write runs in the background, and a failed one
-    /// is dropped (the next identical request is a miss and stores again).
-    pub fn put(&self, key: Vec<u8>, value: Cached) {
+    /// Keeps `value` under `key` for `ttl` (not when larger than
+    /// `max_entry_bytes`; the memory store goes by `value.expires_ms`, Redis by
+    /// `ttl`, in its own clock). Never waits: a Redis write runs in the
+    /// background, and a failed one is dropped (the next identical request is
+    /// a miss and stores again).
+    pub fn put(&self, key: Vec<u8>, value: Cached, ttl: std::time::Duration) {
         if key.len() + value.size() > self.max_entry_bytes {
             return;
         }
         match &self.store {
             Store::Memory(m) => m.put(key, value),
-            Store::Redis(r) => r.put(key, value),
+            Store::Redis(r) => r.put(key, value, ttl),
         }
     }
 }

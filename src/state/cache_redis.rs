@@ -76,7 +76,6 @@ pub struct RedisStore {
     idx: String,
     sizes: String,
     total: String,
-    ttl: Duration,
     max_entries: usize,
     max_bytes: usize,
     put: Arc<Script>,
@@ -95,7 +94,6 @@ impl RedisStore {
             sizes: format!("{p}sz"),
             total: format!("{p}bytes"),
             shared,
-            ttl: s.ttl,
             max_entries: s.max_entries,
             max_bytes: s.max_bytes,
             put: Arc::new(Script::new(PUT)),
@@ -153,7 +151,7 @@ impl RedisStore {
     }
 
     /// Stores in the background (dropped while the backend is down).
-    pub fn put(&self, key: Vec<u8>, value: Cached) {
+    pub fn put(&self, key: Vec<u8>, value: Cached, ttl: Duration) {
         if !self.shared.is_up() {
             return;
         }
@@ -166,7 +164,7 @@ impl RedisStore {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let ttl_ms = self.ttl.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
+        let ttl_ms = ttl.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
         let keys = [
             format!("{}{id}", self.entry_prefix),
             self.idx.clone(),
