@@ -470,7 +470,11 @@ async fn hits_need_no_budget() {
     q["max_tokens"] = serde_json::json!(10);
     // Admitted on its small estimate; the fake's answer costs twice the budget.
     assert_eq!(post(&gw, &q, &[]).await.0, "miss");
-    assert_eq!(post(&gw, &q, &[]).await.0, "hit", "served from the cache, budget spent");
+    assert_eq!(
+        post(&gw, &q, &[]).await.0,
+        "hit",
+        "served from the cache, budget spent"
+    );
     let mut other = req("another question");
     other["max_tokens"] = serde_json::json!(10);
     let r = client()

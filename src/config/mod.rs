@@ -1648,6 +1648,35 @@ mod tests {
     }
 
     #[test]
+    fn cache_store_and_entry_cap() {
+        let base = "[providers.up]\ntype = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\napi_key = \"k\"\nmodels = [\"*\"]\n";
+        let cfg = check(&format!("{base}[cache]\nexact = true\nmax_bytes = 1000\n")).expect("valid");
+        assert_eq!(cfg.cache.store, cache::StoreKind::Memory);
+        assert_eq!(
+            cfg.cache.max_entry_bytes, 1000,
+            "the default entry cap never exceeds max_bytes"
+        );
+        let redis =
+            format!("{base}[cache]\nstore = \"redis\"\n[state]\nredis_url = \"redis://127.0.0.1:6379\"\n");
+        assert_eq!(check(&redis).expect("valid").cache.store, cache::StoreKind::Redis);
+        assert_eq!(
+            paths(check(&format!("{base}[cache]\nstore = \"redis\"\n"))),
+            vec!["cache.store"],
+            "redis needs [state] redis_url"
+        );
+        assert_eq!(
+            paths(check(&format!("{base}[cache]\nstore = \"disk\"\n"))),
+            vec!["cache.store"]
+        );
+        assert_eq!(
+            paths(check(&format!(
+                "{base}[cache]\nmax_bytes = 10\nmax_entry_bytes = 11\n"
+            ))),
+            vec!["cache.max_entry_bytes"]
+        );
+    }
+
+    #[test]
     fn valid_full_config() {
         let cfg = check(
             r#"

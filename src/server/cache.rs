@@ -68,7 +68,10 @@ pub(super) async fn lookup(
     req: &ChatRequest,
 ) -> Lookup {
     let temperature = req.extra.get("temperature");
-    lookup_with(endpoint, st, ctx, headers, routed, temperature, || serde_json::to_vec(req).ok()).await
+    lookup_with(endpoint, st, ctx, headers, routed, temperature, || {
+        serde_json::to_vec(req).ok()
+    })
+    .await
 }
 
 /// [`lookup`] of a request whose canonical bytes `canonical` makes (called

@@ -24,8 +24,8 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::handlers::{
-    admit_routed, json_response, prepare, read_body, relay_for, route_headers, route_request, sse_response, Ctx,
-    Prepared,
+    admit_routed, json_response, prepare, read_body, relay_for, route_headers, route_request, sse_response,
+    Ctx, Prepared,
 };
 use crate::accounting::estimate::OutputField;
 use crate::accounting::recorder::Recorder;
@@ -177,14 +177,27 @@ async fn create_inner(
     let mut cached = if req.stream || native_only || req.previous_response_id.is_some() {
         super::cache::Lookup::bypass()
     } else {
-        super::cache::lookup_with("responses", st, ctx, headers, &routed, req.body.get("temperature"), || {
-            serde_json::to_vec(&req.body).ok()
-        })
+        super::cache::lookup_with(
+            "responses",
+            st,
+            ctx,
+            headers,
+            &routed,
+            req.body.get("temperature"),
+            || serde_json::to_vec(&req.body).ok(),
+        )
         .await
     };
     *outcome = cached.outcome;
     if let Some(hit) = &cached.hit {
-        return Ok(super::cache::serve_hit("responses", st, ctx, &routed, &req.model, hit));
+        return Ok(super::cache::serve_hit(
+            "responses",
+            st,
+            ctx,
+            &routed,
+            &req.model,
+            hit,
+        ));
     }
     let mut p = admit_routed(st, ctx, routed, &mut chat, OutputField::CHAT).await?;
     if native_only {
