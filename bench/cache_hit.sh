@@ -24,9 +24,12 @@ load() { # url
   taskset -c "$AUX_CORE" "$EX/loadgen" --url "$1" --concurrency 1 --seconds "$SECS" --warmup 1 --model bench
 }
 rm -f "$OUT"/*.sqlite* "$OUT"/*.log
+# cache_temperature: the load generator's request has temperature 0.2 (without
+# it every request would be a bypass, not a hit).
 CACHE="[cache]
 exact = true
-ttl_secs = 3600"
+ttl_secs = 3600
+cache_temperature = true"
 variants=("direct http://$UP/v1/chat/completions")
 P=$(free_port); gateway_config bare "$P" "$UP" ""; start bare "$P"
 variants+=("bare http://127.0.0.1:$P/v1/chat/completions")
@@ -68,6 +71,17 @@ for v in "${variants[@]}"; do
   set -- $v
   case $1 in cache*) echo "$1 x-switchyard-cache now: $(curl -s -D - -o /dev/null "$2" -H 'content-type: application/json' \
     -d '{"model":"bench","messages":[{"role":"user","content":"warm"}]}' | tr -d '\r' | grep -i '^x-switchyard-cache' || true)" >&2;; esac
+done
+sleep 1 # the ledger writer's last batch
+for v in "${variants[@]}"; do
+  set -- $v
+  case $1 in cache*) python3 - "$OUT/$1.sqlite" "$1" <<'PY' >&2 ;;
+import sqlite3, sys
+c = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+n, h = c.execute("SELECT COUNT(*), COALESCE(SUM(cache_hit), 0) FROM ledger").fetchone()
+print(f"{sys.argv[2]}: {h:,} of {n:,} ledger rows are cache hits")
+PY
+  esac
 done
 python3 - "$SECS" "${res[@]}" <<'PY' | tee "$OUT/latest.md"
 import statistics, sys

@@ -31,9 +31,12 @@ load() { # url concurrency
 
 rm -f "$OUT"/*.sqlite* "$OUT"/*.log
 P_BARE=$(free_port); config bare "$P_BARE" ""
+# cache_temperature: the load generator's request has temperature 0.2 (without
+# it every request is a bypass, not a hit).
 P_CACHE=$(free_port); config cache "$P_CACHE" "[cache]
 exact = true
-ttl_secs = 3600"
+ttl_secs = 3600
+cache_temperature = true"
 P_OTEL=$(free_port); config otel "$P_OTEL" "[telemetry]
 otlp_endpoint = \"http://$COLLECTOR\""
 start bare "$P_BARE"; start cache "$P_CACHE"; start otel "$P_OTEL"
