@@ -1338,63 +1338,91 @@ const INSERT_ROWS: &str = "INSERT INTO ledger (request_id, ts_ms, key_name, endp
      complexity, tier, route_reason, attempt, experiment, arm, shadow, parent_request_id, output, cache_hit, \
      saved_usd) ";
 
-/// One row's INSERT on SQLite: `INSERT_ROWS` with one `?` per column. The
-/// text never changes, so SQLite parses and plans it once (sqlx keeps the
-/// prepared statement) instead of once per batch for a multi-row VALUES list,
-/// whose parsing cost more than writing the rows.
-static INSERT_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let columns = INSERT_ROWS.matches(',').count() + 1;
-    let mut sql = String::from(INSERT_ROWS);
-    sql.push_str("VALUES (?");
-    sql.push_str(&",?".repeat(columns - 1));
-    sql.push(')');
-    sql
-});
+/// Rows per SQLite INSERT statement, at most (34 columns: 1,088 parameters,
+/// well under SQLite's limit of 32,766).
+const SQLITE_ROWS_PER_STATEMENT: usize = 32;
 
-/// Writes a batch in one transaction, a prepared single-row INSERT per row.
+/// The SQLite INSERT of `n` rows (1..=[`SQLITE_ROWS_PER_STATEMENT`]):
+/// `INSERT_ROWS` with a `VALUES (?, ...)` group per row. The texts never
+/// change, so SQLite parses and plans each once (sqlx keeps the prepared
+/// statements); a batch is written as few statements as its size allows, so
+/// the per-statement work (a round trip to sqlx's SQLite thread, a statement
+/// lookup, a reset) is paid once per up to 32 rows instead of once per row.
+fn insert_sqlite(n: usize) -> &'static str {
+    static SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        let columns = INSERT_ROWS.matches(',').count() + 1;
+        let mut group = String::from("(?");
+        group.push_str(&",?".repeat(columns - 1));
+        group.push(')');
+        (1..=SQLITE_ROWS_PER_STATEMENT)
+            .map(|n| {
+                let mut sql = String::from(INSERT_ROWS);
+                sql.push_str("VALUES ");
+                for i in 0..n {
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&group);
+                }
+                sql
+            })
+            .collect()
+    });
+    &SQL[n.clamp(1, SQLITE_ROWS_PER_STATEMENT) - 1]
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Binds one row's 34 values, in `INSERT_ROWS` order.
+fn bind_sqlite_row<'q>(q: SqliteQuery<'q>, e: &'q LedgerEntry) -> SqliteQuery<'q> {
+    let u = e.usage;
+    let r = e.routing.as_deref();
+    let x = e.experiment.as_deref();
+    q.bind(&e.request_id)
+        .bind(e.ts_ms)
+        .bind(&e.key_name)
+        .bind(e.endpoint)
+        .bind(&e.requested_model)
+        .bind(&*e.served_model)
+        .bind(&*e.provider)
+        .bind(&*e.upstream_model)
+        .bind(e.status as i64)
+        .bind(e.stream)
+        .bind(e.latency_ms)
+        .bind(e.ttft_ms)
+        .bind(u.map(|u| u.prompt_tokens as i64))
+        .bind(u.map(|u| u.completion_tokens as i64))
+        .bind(u.map(|u| u.cached_tokens as i64))
+        .bind(u.map(|u| u.cache_write_tokens as i64))
+        .bind(u.map(|u| u.reasoning_tokens as i64))
+        .bind(e.cost_usd)
+        .bind(e.usage_estimated)
+        .bind(&e.error)
+        .bind(r.map(|r| r.route.as_str()))
+        .bind(r.map(|r| r.task.as_str()))
+        .bind(r.map(|r| r.confidence as f64))
+        .bind(r.map(|r| r.complexity as f64))
+        .bind(r.map(|r| r.tier.as_str()))
+        .bind(r.map(|r| r.reason.as_str()))
+        .bind(e.attempt as i64)
+        .bind(x.map(|x| &*x.name))
+        .bind(x.map(|x| &*x.arm))
+        .bind(x.is_some_and(|x| x.shadow))
+        .bind(x.and_then(|x| x.parent_request_id.as_deref()))
+        .bind(x.and_then(|x| x.output.as_deref()))
+        .bind(e.cache_saved_usd.is_some())
+        .bind(e.cache_saved_usd)
+}
+
+/// Writes a batch in one transaction, up to 32 rows per prepared INSERT.
 async fn write_batch(conn: &mut SqliteConnection, batch: &[LedgerEntry]) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
-    for e in batch {
-        let u = e.usage;
-        let r = e.routing.as_deref();
-        let x = e.experiment.as_deref();
-        sqlx::query(INSERT_ONE.as_str())
-            .bind(&e.request_id)
-            .bind(e.ts_ms)
-            .bind(&e.key_name)
-            .bind(e.endpoint)
-            .bind(&e.requested_model)
-            .bind(&*e.served_model)
-            .bind(&*e.provider)
-            .bind(&*e.upstream_model)
-            .bind(e.status as i64)
-            .bind(e.stream)
-            .bind(e.latency_ms)
-            .bind(e.ttft_ms)
-            .bind(u.map(|u| u.prompt_tokens as i64))
-            .bind(u.map(|u| u.completion_tokens as i64))
-            .bind(u.map(|u| u.cached_tokens as i64))
-            .bind(u.map(|u| u.cache_write_tokens as i64))
-            .bind(u.map(|u| u.reasoning_tokens as i64))
-            .bind(e.cost_usd)
-            .bind(e.usage_estimated)
-            .bind(&e.error)
-            .bind(r.map(|r| r.route.as_str()))
-            .bind(r.map(|r| r.task.as_str()))
-            .bind(r.map(|r| r.confidence as f64))
-            .bind(r.map(|r| r.complexity as f64))
-            .bind(r.map(|r| r.tier.as_str()))
-            .bind(r.map(|r| r.reason.as_str()))
-            .bind(e.attempt as i64)
-            .bind(x.map(|x| &*x.name))
-            .bind(x.map(|x| &*x.arm))
-            .bind(x.is_some_and(|x| x.shadow))
-            .bind(x.and_then(|x| x.parent_request_id.as_deref()))
-            .bind(x.and_then(|x| x.output.as_deref()))
-            .bind(e.cache_saved_usd.is_some())
-            .bind(e.cache_saved_usd)
-            .execute(&mut *tx)
-            .await?;
+    for chunk in batch.chunks(SQLITE_ROWS_PER_STATEMENT) {
+        let mut q = sqlx::query(insert_sqlite(chunk.len()));
+        for e in chunk {
+            q = bind_sqlite_row(q, e);
+        }
+        q.execute(&mut *tx).await?;
     }
     tx.commit().await
 }
