@@ -1342,19 +1342,21 @@ const INSERT_ROWS: &str = "INSERT INTO ledger (request_id, ts_ms, key_name, endp
 /// well under SQLite's limit of 32,766).
 const SQLITE_ROWS_PER_STATEMENT: usize = 32;
 
-/// The SQLite INSERT of `n` rows (1..=[`SQLITE_ROWS_PER_STATEMENT`]):
-/// `INSERT_ROWS` with a `VALUES (?, ...)` group per row. The texts never
-/// change, so SQLite parses and plans each once (sqlx keeps the prepared
-/// statements); a batch is written as few statements as its size allows, so
-/// the per-statement work (a round trip to sqlx's SQLite thread, a statement
+/// The SQLite INSERT of `2^i` rows (`i` < 6): `INSERT_ROWS` with a
+/// `VALUES (?, ...)` group per row. The six texts never change, so SQLite
+/// parses and plans each once (sqlx keeps the prepared statements; parsing
+/// costs more than writing the rows). A batch is written as 32-row statements
+/// and one statement per set bit of the rest (13 rows: 8 + 4 + 1), so the
+/// per-statement work (a round trip to sqlx's SQLite thread, a statement
 /// lookup, a reset) is paid once per up to 32 rows instead of once per row.
-fn insert_sqlite(n: usize) -> &'static str {
+fn insert_sqlite(i: usize) -> &'static str {
     static SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
         let columns = INSERT_ROWS.matches(',').count() + 1;
         let mut group = String::from("(?");
         group.push_str(&",?".repeat(columns - 1));
         group.push(')');
-        (1..=SQLITE_ROWS_PER_STATEMENT)
+        (0..SQLITE_SIZES)
+            .map(|i| 1usize << i)
             .map(|n| {
                 let mut sql = String::from(INSERT_ROWS);
                 sql.push_str("VALUES ");
@@ -1368,8 +1370,11 @@ fn insert_sqlite(n: usize) -> &'static str {
             })
             .collect()
     });
-    &SQL[n.clamp(1, SQLITE_ROWS_PER_STATEMENT) - 1]
+    &SQL[i.min(SQLITE_SIZES - 1)]
 }
+
+/// Statement sizes: 1, 2, 4, 8, 16 and 32 rows.
+const SQLITE_SIZES: usize = SQLITE_ROWS_PER_STATEMENT.trailing_zeros() as usize + 1;
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
@@ -1414,15 +1419,22 @@ fn bind_sqlite_row<'q>(q: SqliteQuery<'q>, e: &'q LedgerEntry) -> SqliteQuery<'q
         .bind(e.cache_saved_usd)
 }
 
-/// Writes a batch in one transaction, up to 32 rows per prepared INSERT.
+/// Writes a batch in one transaction, in prepared INSERTs of up to 32 rows
+/// (see [`insert_sqlite`]); rows keep their order.
 async fn write_batch(conn: &mut SqliteConnection, batch: &[LedgerEntry]) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
-    for chunk in batch.chunks(SQLITE_ROWS_PER_STATEMENT) {
-        let mut q = sqlx::query(insert_sqlite(chunk.len()));
-        for e in chunk {
+    let mut rest = batch;
+    while !rest.is_empty() {
+        // The largest power of two that fits, at most 32 rows.
+        let i = (usize::BITS - 1 - rest.len().leading_zeros()) as usize;
+        let i = i.min(SQLITE_SIZES - 1);
+        let (rows, tail) = rest.split_at(1 << i);
+        let mut q = sqlx::query(insert_sqlite(i));
+        for e in rows {
             q = bind_sqlite_row(q, e);
         }
         q.execute(&mut *tx).await?;
+        rest = tail;
     }
     tx.commit().await
 }
