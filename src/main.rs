@@ -358,6 +358,9 @@ fn init_logging(json: bool, level: &str) -> tracing_appender::non_blocking::Work
         .finish(std::io::stderr());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     switchyard::accounting::ledger::text_access_lines(!json && !ansi);
+    if !json && !ansi {
+        switchyard::accounting::ledger::direct_access_lines(writer.clone());
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)

@@ -200,6 +200,76 @@ pub fn text_access_lines(on: bool) {
     TEXT_ACCESS_LINES.store(on, Ordering::Relaxed);
 }
 
+/// Where plain-text access lines are written directly (the log's own
+/// background writer), bypassing the log formatter: see [`direct_access_lines`].
+static ACCESS_WRITER: std::sync::OnceLock<tracing_appender::non_blocking::NonBlocking> =
+    std::sync::OnceLock::new();
+
+/// With plain-text logs, access lines are written straight to the log's
+/// writer as the formatter would write them (`<RFC 3339 time, microseconds>
+/// INFO switchyard::access: request ...`), still only when the log filter
+/// lets `switchyard::access` info events through. The formatter scans every
+/// message character by character for ANSI escapes and formats its
+/// timestamp through `core::fmt`: about 15,000 instructions a line, most of
+/// what the access log cost a request. Access lines hold no ANSI escapes
+/// (every client-chosen text in them is quoted with `Debug` escaping).
+pub fn direct_access_lines(writer: tracing_appender::non_blocking::NonBlocking) {
+    let _ = ACCESS_WRITER.set(writer);
+}
+
+/// `ms` since the epoch as the log formatter writes times: `2026-12-04T21:49:15.051470Z`.
+fn push_rfc3339_micros(s: &mut String, micros: i64) {
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let tod = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    for (v, n, sep) in [
+        (y, 4, '-'),
+        (m, 2, '-'),
+        (d, 2, 'T'),
+        (tod / 3_600, 2, ':'),
+        (tod / 60 % 60, 2, ':'),
+        (tod % 60, 2, '.'),
+        (frac, 6, 'Z'),
+    ] {
+        for i in (0..n).rev() {
+            s.push(char::from(b'0' + ((v / 10i64.pow(i)) % 10) as u8));
+        }
+        s.push(sep);
+    }
+}
+
+/// Writes one access line directly (see [`direct_access_lines`]); false when
+/// that is off, and the line goes through `tracing`.
+fn write_access_line(entry: &LedgerEntry) -> bool {
+    let Some(w) = ACCESS_WRITER.get() else {
+        return false;
+    };
+    if !tracing::enabled!(target: "switchyard::access", tracing::Level::INFO) {
+        return true;
+    }
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    let mut line = String::with_capacity(320);
+    push_rfc3339_micros(&mut line, micros);
+    line.push_str("  INFO switchyard::access: ");
+    access_line_into(&mut line, entry);
+    line.push('\n');
+    let _ = std::io::Write::write_all(&mut w.clone(), line.as_bytes());
+    true
+}
+
 /// The access line of a row as structured fields.
 fn access_event(entry: &LedgerEntry) {
     let r = entry.routing.as_deref();
@@ -225,6 +295,13 @@ fn access_event(entry: &LedgerEntry) {
 /// quoted as `Debug` quotes them, `%` fields as they are, numbers as `Debug`,
 /// an absent cost left out), after the message `request`.
 fn access_line(entry: &LedgerEntry) -> String {
+    let mut s = String::with_capacity(256);
+    access_line_into(&mut s, entry);
+    s
+}
+
+/// [`access_line`], appended to `s`.
+fn access_line_into(s: &mut String, entry: &LedgerEntry) {
     use std::fmt::Write as _;
     fn quoted(s: &mut String, v: &str) {
         if v.bytes()
@@ -238,17 +315,16 @@ fn access_line(entry: &LedgerEntry) -> String {
         }
     }
     let r = entry.routing.as_deref();
-    let mut s = String::with_capacity(256);
     s.push_str("request request_id=");
     s.push_str(&entry.request_id);
     s.push_str(" key=");
-    quoted(&mut s, entry.key_name.as_deref().unwrap_or("-"));
+    quoted(s, entry.key_name.as_deref().unwrap_or("-"));
     s.push_str(" endpoint=");
-    quoted(&mut s, entry.endpoint);
+    quoted(s, entry.endpoint);
     s.push_str(" route=");
-    quoted(&mut s, r.map_or("-", |r| r.route.as_str()));
+    quoted(s, r.map_or("-", |r| r.route.as_str()));
     s.push_str(" task=");
-    quoted(&mut s, r.map_or("-", |r| r.task.as_str()));
+    quoted(s, r.map_or("-", |r| r.task.as_str()));
     s.push_str(" model=");
     s.push_str(&entry.served_model);
     s.push_str(" provider=");
@@ -267,7 +343,6 @@ fn access_line(entry: &LedgerEntry) -> String {
         " estimated={} attempt={}",
         entry.usage_estimated, entry.attempt
     );
-    s
 }
 
 /// Counters shared between handles and the writer.
@@ -296,8 +371,11 @@ impl LedgerHandle {
         }
         if self.access_log {
             if TEXT_ACCESS_LINES.load(Ordering::Relaxed) {
-                let line = access_line(&entry);
-                tracing::info!(target: "switchyard::access", "{line}");
+                // Written directly (or filtered out) when the log's writer is known.
+                if !write_access_line(&entry) {
+                    let line = access_line(&entry);
+                    tracing::info!(target: "switchyard::access", "{line}");
+                }
             } else {
                 access_event(&entry);
             }
@@ -1524,6 +1602,25 @@ pub fn default_path(data_dir: &Path) -> std::path::PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_line_times_read_as_rfc3339_with_microseconds() {
+        for micros in [
+            0i64,
+            1_764_883_755_051_470,
+            951_782_400_000_001, // 2000-02-29
+            4_102_444_799_999_999, // 2099-12-31T23:59:59.999999
+            1_709_251_199_123_456, // 2024-02-29T23:59:59
+        ] {
+            let mut s = String::new();
+            push_rfc3339_micros(&mut s, micros);
+            let want = chrono::DateTime::from_timestamp_micros(micros)
+                .expect("in range")
+                .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+                .to_string();
+            assert_eq!(s, want);
+        }
+    }
 
     #[test]
     fn preformatted_access_lines_read_as_the_structured_ones() {
