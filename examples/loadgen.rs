@@ -6,6 +6,7 @@
 //! histograms. Prints one JSON line of results.
 //!
 //! Usage: loadgen --url URL [--concurrency N] [--seconds S] [--warmup S] [--stream] [--model NAME]
+//! [--key KEY] [--header "name: value"]... (extra request headers, e.g. a peer gateway's routing headers)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +26,8 @@ struct Args {
     model: String,
     /// Value of the Authorization header (`Bearer ...`).
     key: String,
+    /// Extra request headers.
+    headers: Vec<(String, String)>,
 }
 
 fn parse_args() -> Args {
@@ -36,6 +39,7 @@ fn parse_args() -> Args {
         stream: false,
         model: "bench".into(),
         key: "sk-bench".into(),
+        headers: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -47,6 +51,16 @@ fn parse_args() -> Args {
             "--stream" => a.stream = true,
             "--model" => a.model = it.next().unwrap_or_default(),
             "--key" => a.key = it.next().unwrap_or_default(),
+            "--header" => {
+                let h = it.next().unwrap_or_default();
+                match h.split_once(':') {
+                    Some((k, v)) => a.headers.push((k.trim().to_string(), v.trim().to_string())),
+                    None => {
+                        eprintln!("--header wants \"name: value\", got {h:?}");
+                        std::process::exit(2);
+                    }
+                }
+            }
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2);
@@ -71,6 +85,7 @@ async fn worker(
     uri: hyper::Uri,
     body: Bytes,
     auth: Arc<str>,
+    headers: Arc<Vec<(String, String)>>,
     warm_until: Instant,
     end: Instant,
 ) -> WorkerResult {
@@ -94,12 +109,14 @@ async fn worker(
         };
         tokio::spawn(conn);
         while Instant::now() < end {
-            let req = hyper::Request::post(uri.clone())
+            let mut req = hyper::Request::post(uri.clone())
                 .header("host", &host)
                 .header("content-type", "application/json")
-                .header("authorization", &*auth)
-                .body(Full::new(body.clone()))
-                .expect("request");
+                .header("authorization", &*auth);
+            for (k, v) in headers.iter() {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            let req = req.body(Full::new(body.clone())).expect("request");
             let t0 = Instant::now();
             if sender.ready().await.is_err() {
                 r.errors += 1;
@@ -163,12 +180,14 @@ async fn main() {
     let warm_until = start + Duration::from_secs_f64(a.warmup);
     let end = warm_until + Duration::from_secs_f64(a.seconds);
     let auth: Arc<str> = Arc::from(format!("Bearer {}", a.key));
+    let headers = Arc::new(a.headers.clone());
     let mut handles = Vec::new();
     for _ in 0..a.concurrency {
         handles.push(tokio::spawn(worker(
             uri.clone(),
             body.clone(),
             auth.clone(),
+            headers.clone(),
             warm_until,
             end,
         )));
