@@ -125,7 +125,13 @@ impl NativeBackend {
         headers.extend(crate::telemetry::upstream_headers());
         let resp = self
             .client
-            .send(http::Method::POST, self.uri(url)?, headers, Bytes::from(body), self.timeout)
+            .send(
+                http::Method::POST,
+                self.uri(url)?,
+                headers,
+                Bytes::from(body),
+                self.timeout,
+            )
             .await
             .map_err(map_error)?;
         let status = resp.status();

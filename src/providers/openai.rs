@@ -114,7 +114,13 @@ impl OpenAiBackend {
         }
         let resp = self
             .client
-            .send(http::Method::POST, url.clone(), headers, Bytes::from(body), self.timeout)
+            .send(
+                http::Method::POST,
+                url.clone(),
+                headers,
+                Bytes::from(body),
+                self.timeout,
+            )
             .await
             .map_err(map_error)?;
         let status = resp.status();
