@@ -10,7 +10,9 @@
 //! per-request work that a gateway does not need: its redirect layer (which
 //! parses the request URL twice even with redirects off), a `url::Url` per
 //! request (upstream URIs are parsed once per deployment), and its default
-//! headers.
+//! headers. Unlike reqwest's default client it does not read proxy settings
+//! (`HTTPS_PROXY`, `HTTP_PROXY`) from the environment: upstreams are reached
+//! directly.
 
 use std::future::Future;
 use std::pin::Pin;
