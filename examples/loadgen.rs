@@ -96,6 +96,13 @@ async fn worker(
         errors: 0,
     };
     let host = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+    // The request line in origin form (`POST /v1/chat/completions`), as clients send it
+    // (some servers, uvicorn among them, refuse the absolute form).
+    let target: hyper::Uri = uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .parse()
+        .expect("path");
     'conn: while Instant::now() < end {
         let Ok(stream) = tokio::net::TcpStream::connect(&host).await else {
             r.errors += 1;
@@ -109,7 +116,7 @@ async fn worker(
         };
         tokio::spawn(conn);
         while Instant::now() < end {
-            let mut req = hyper::Request::post(uri.clone())
+            let mut req = hyper::Request::post(target.clone())
                 .header("host", &host)
                 .header("content-type", "application/json")
                 .header("authorization", &*auth);
