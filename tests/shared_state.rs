@@ -683,3 +683,94 @@ async fn tokens_used_on_one_instance_count_on_the_other() {
     redis.clean().await;
     schema.drop().await;
 }
+
+/// Sum of a metric over instances.
+async fn metric_sum(gws: &[Gw], name: &str) -> u64 {
+    let mut n = 0;
+    for g in gws {
+        n += metric(g, name).await;
+    }
+    n
+}
+
+/// With every limit a key can have (RPM, TPM, a concurrency cap, its own daily
+/// budget) and a global daily budget, a request costs exactly one Redis call on
+/// its path (admission takes all of them in one script), on chat, streamed chat
+/// and /v1/messages alike, and on a refusal too; the shared RPM the deferred take
+/// saw shows in `x-ratelimit-remaining-requests` across instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_costs_one_redis_round_trip_with_every_limit() {
+    let Some(redis) = RedisPrefix::new() else { return };
+    let Some(schema) = Schema::new().await else { return };
+    let fake = start_fake().await;
+    let clock = Arc::new(AtomicI64::new(now_ms()));
+    let cfg = shared_config(&fake, &redis, Some(&schema.url), "[budgets]\ndaily = 100.0\n");
+    let mut gws = start_n(3, &cfg, &clock).await;
+    let key = create_key(
+        &gws[0],
+        json!({"name": "all-limits", "rpm": 31, "tpm": 10000000, "max_concurrency": 8, "daily_budget": 50.0}),
+    )
+    .await;
+    for g in &gws[1..] {
+        let st = g.state();
+        until("the key reaches every instance", || async {
+            st.keys.lookup(&key).is_some()
+        })
+        .await;
+    }
+    const ON_PATH: &str = "switchyard_state_calls_total{path=\"request\"}";
+    let before = metric_sum(&gws, ON_PATH).await;
+    let body = |i: usize| match i % 3 {
+        0 => (
+            "/v1/chat/completions",
+            json!({"model": "fast", "max_tokens": 10,
+                "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+        1 => (
+            "/v1/chat/completions",
+            json!({"model": "fast", "max_tokens": 10, "stream": true,
+                "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+        _ => (
+            "/v1/messages",
+            json!({"model": "fast", "max_tokens": 10,
+                "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+    };
+    for i in 0..31 {
+        let (path, b) = body(i);
+        let r = client()
+            .post(gws[i % 3].url(path))
+            .bearer_auth(&key)
+            .json(&b)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status().as_u16(), 200, "request {i} on {path}");
+        let remaining = r
+            .headers()
+            .get("x-ratelimit-remaining-requests")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        assert!(r.headers().contains_key("x-ratelimit-remaining-tokens"));
+        r.bytes().await.expect("body");
+        assert_eq!(
+            remaining.as_deref(),
+            Some((30 - i).to_string().as_str()),
+            "the shared RPM bucket after request {i}"
+        );
+    }
+    // The 32nd is refused by RPM: still one call, and nothing else taken.
+    let (status, refused) = chat(&gws[1].base, Some(&key), 10).await;
+    assert_eq!(status, 429, "{refused}");
+    assert_eq!(refused["error"]["code"], "rate_limit_exceeded");
+    let after = metric_sum(&gws, ON_PATH).await;
+    assert_eq!(after - before, 32, "Redis calls on the path of 32 requests");
+    for g in &mut gws {
+        g.stop().await;
+    }
+    let (rows, _) = pg_spend(&schema).await;
+    assert_eq!(rows, 31, "one ledger row per admitted request");
+    redis.clean().await;
+    schema.drop().await;
+}

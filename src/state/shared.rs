@@ -40,137 +40,218 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 /// How often a down backend is pinged.
 const RECONNECT: Duration = Duration::from_millis(250);
 
-/// Token bucket refilled `cap` per minute. KEYS[1] the bucket; ARGV cap, n,
-/// now_ms. Returns {ok, remaining, reset_ms, retry_ms}. (Corrections after an
-/// answer go through BATCH's `adj`.) The callers' clock is used (not Redis TIME),
+/// Lua helpers the scripts share. A token bucket refilled `cap` per minute is a
+/// hash {l: level, t: last refill ms}; `refill` reads it as of `now` without
+/// writing, `store` writes it back. The callers' clock is used (not Redis TIME),
 /// so every instance and the tests agree on time; clocks skewed by s seconds
 /// admit at most cap * s / 60 extra.
-const BUCKET: &str = r#"
-local cap = tonumber(ARGV[1])
-local n = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-local rate = cap / 60000
-local st = redis.call('HMGET', KEYS[1], 'l', 't')
-local level = tonumber(st[1]) or cap
-local last = tonumber(st[2]) or now
-if now > last then
-  level = math.min(cap, level + (now - last) * rate)
-  last = now
+macro_rules! lua_bucket {
+    () => {
+        r#"
+local function fmt(x) return string.format('%.17g', x) end
+local function refill(key, cap, now)
+  local st = redis.call('HMGET', key, 'l', 't')
+  local level = tonumber(st[1]) or cap
+  local last = tonumber(st[2]) or now
+  if now > last then
+    level = math.min(cap, level + (now - last) * cap / 60000)
+    last = now
+  end
+  return level, last
 end
-local ok = 1
-local retry = 0
+local function store(key, level, last)
+  redis.call('HSET', key, 'l', fmt(level), 't', string.format('%d', last))
+  redis.call('PEXPIRE', key, 120000)
+end
+local function retry_ms(cap, level, need)
+  return math.max(1, math.ceil((need - level) * 60000 / cap))
+end
+local function reset_ms(cap, level)
+  return math.ceil(math.max(0, cap - level) * 60000 / cap)
+end
+"#
+    };
+}
+
+/// A concurrency slot hash holds a count per instance; `slots_in_use` sums the
+/// live instances' counts (fields of instances whose liveness key expired are dropped).
+macro_rules! lua_slots {
+    () => {
+        r#"
+local function slots_in_use(key, inst, ip)
+  local h = redis.call('HGETALL', key)
+  local total = 0
+  for i = 1, #h, 2 do
+    local id = h[i]
+    if id == inst or redis.call('EXISTS', ip .. id) == 1 then
+      total = total + tonumber(h[i + 1])
+    else
+      redis.call('HDEL', key, id)
+    end
+  end
+  return total
+end
+"#
+    };
+}
+
+/// Token bucket take. KEYS[1] the bucket; ARGV cap, n, now_ms. Returns
+/// {ok, remaining, reset_ms, retry_ms}. (Corrections after an answer go
+/// through BATCH's `adj`.)
+const BUCKET: &str = concat!(
+    lua_bucket!(),
+    r#"
+local cap, n, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local level, last = refill(KEYS[1], cap, now)
 local need = math.min(n, cap)
-if level + 1e-9 >= need then
-  level = level - n
-else
-  ok = 0
-  retry = math.max(1, math.ceil((need - level) / rate))
+if level + 1e-9 < need then
+  return {0, math.max(0, math.floor(level)), reset_ms(cap, level), retry_ms(cap, level, need)}
 end
-redis.call('HSET', KEYS[1], 'l', string.format('%.17g', level), 't', string.format('%d', last))
-redis.call('PEXPIRE', KEYS[1], 120000)
-local remaining = math.max(0, math.floor(level))
-local reset = math.ceil(math.max(0, cap - level) / rate)
-return {ok, remaining, reset, retry}
-"#;
+level = level - n
+store(KEYS[1], level, last)
+return {1, math.max(0, math.floor(level)), reset_ms(cap, level), 0}
+"#
+);
 
 /// Concurrency slot. KEYS[1] the hash (field per instance); ARGV max, instance,
 /// liveness key prefix. Returns 1 (taken) or 0.
-const SLOT_ACQUIRE: &str = r#"
-local h = redis.call('HGETALL', KEYS[1])
-local total = 0
-for i = 1, #h, 2 do
-  local id = h[i]
-  if id == ARGV[2] or redis.call('EXISTS', ARGV[3] .. id) == 1 then
-    total = total + tonumber(h[i + 1])
-  else
-    redis.call('HDEL', KEYS[1], id)
-  end
-end
-if total < tonumber(ARGV[1]) then
+const SLOT_ACQUIRE: &str = concat!(
+    lua_slots!(),
+    r#"
+if slots_in_use(KEYS[1], ARGV[2], ARGV[3]) < tonumber(ARGV[1]) then
   redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
   redis.call('PEXPIRE', KEYS[1], 86400000)
   return 1
 end
 return 0
-"#;
+"#
+);
 
-/// Budget admission over every limited period of every scope, all or nothing.
-/// KEYS: one hash per (scope, period) with fields `s` (spent) and `r:<instance>`
-/// (reserved). ARGV: instance, liveness prefix, mode ("fixed" | "lines"),
-/// estimate-or-wanted, need, nlines, then nlines pairs (fixed, per_output), then
-/// one limit per KEY ("-" for none), then the TTL in ms per KEY.
-/// Returns {1, n, amount} or {0, key index (1-based), used, limit}.
-const RESERVE: &str = r#"
-local inst, ip, mode = ARGV[1], ARGV[2], ARGV[3]
-local wanted = tonumber(ARGV[4])
-local need = tonumber(ARGV[5])
-local nlines = tonumber(ARGV[6])
-local lines = {}
-for i = 0, nlines - 1 do
-  lines[#lines + 1] = {tonumber(ARGV[7 + 2 * i]), tonumber(ARGV[8 + 2 * i])}
+/// A request's whole admission in one round trip, all or nothing: the key's
+/// RPM take (1), its concurrency slot, its TPM take (the estimate), and budget
+/// admission over every limited period of every scope. Nothing is written
+/// unless every part passes.
+///
+/// KEYS: [1] RPM bucket, [2] slot hash, [3] TPM bucket, then one budget hash
+/// per (scope, period) with fields `s` (spent) and `r:<instance>` (reserved).
+/// ARGV: [1] instance, [2] liveness prefix, [3] now_ms, [4] RPM cap (0: none),
+/// [5] slot max (0: none), [6] TPM cap (0: none), [7] TPM tokens, [8] budget
+/// mode ("none" | "fixed" | "lines"), then for a budget: [9] estimate-or-wanted,
+/// [10] need, [11] nlines, nlines pairs (fixed, per_output), one limit per
+/// budget key ("-" for none), then one TTL in ms per budget key.
+///
+/// Returns {1, rpm remaining, rpm reset_ms, tpm remaining, tpm reset_ms,
+/// slot taken, n, amount}, or {0, part, retry_ms} for a refused bucket (part 1
+/// RPM, 3 TPM) or slot (2), or {0, 4, budget key index (1-based), used, limit}.
+const ADMIT: &str = concat!(
+    lua_bucket!(),
+    lua_slots!(),
+    r#"
+local inst, ip, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local rcap, smax = tonumber(ARGV[4]), tonumber(ARGV[5])
+local tcap, tn = tonumber(ARGV[6]), tonumber(ARGV[7])
+local mode = ARGV[8]
+local rl, rt, tl, tt
+if rcap > 0 then
+  rl, rt = refill(KEYS[1], rcap, now)
+  local need = math.min(1, rcap)
+  if rl + 1e-9 < need then return {0, 1, retry_ms(rcap, rl, need)} end
 end
-local lb = 7 + 2 * nlines
-local tb = lb + #KEYS
-local room = math.huge
-local worst, wused, wlimit = 0, 0, 0
-local exhausted = false
-for k = 1, #KEYS do
-  local limit = tonumber(ARGV[lb + k - 1])
-  if limit then
-    local h = redis.call('HGETALL', KEYS[k])
-    local used = 0
-    for i = 1, #h, 2 do
-      local f = h[i]
-      if f == 's' then
-        used = used + tonumber(h[i + 1])
-      elseif string.sub(f, 1, 2) == 'r:' then
-        local id = string.sub(f, 3)
-        if id == inst or redis.call('EXISTS', ip .. id) == 1 then
+if smax > 0 and slots_in_use(KEYS[2], inst, ip) >= smax then return {0, 2, 1000} end
+if tcap > 0 then
+  tl, tt = refill(KEYS[3], tcap, now)
+  local need = math.min(tn, tcap)
+  if tl + 1e-9 < need then return {0, 3, retry_ms(tcap, tl, need)} end
+end
+local n, amount = 0, 0
+local nb = #KEYS - 3
+if mode ~= 'none' then
+  local wanted, need = tonumber(ARGV[9]), tonumber(ARGV[10])
+  local nlines = tonumber(ARGV[11])
+  local lines = {}
+  for i = 0, nlines - 1 do
+    lines[#lines + 1] = {tonumber(ARGV[12 + 2 * i]), tonumber(ARGV[13 + 2 * i])}
+  end
+  local lb = 12 + 2 * nlines
+  local room = math.huge
+  local worst, wused, wlimit = 0, 0, 0
+  local exhausted = false
+  for k = 1, nb do
+    local limit = tonumber(ARGV[lb + k - 1])
+    if limit then
+      local key = KEYS[3 + k]
+      local h = redis.call('HGETALL', key)
+      local used = 0
+      for i = 1, #h, 2 do
+        local f = h[i]
+        if f == 's' then
           used = used + tonumber(h[i + 1])
-        else
-          redis.call('HDEL', KEYS[k], f)
+        elseif string.sub(f, 1, 2) == 'r:' then
+          local id = string.sub(f, 3)
+          if id == inst or redis.call('EXISTS', ip .. id) == 1 then
+            used = used + tonumber(h[i + 1])
+          else
+            redis.call('HDEL', key, f)
+          end
         end
       end
+      if worst == 0 or limit - used < room then
+        room = limit - used
+        worst, wused, wlimit = k, used, limit
+      end
+      if used >= limit then exhausted = true end
     end
-    if worst == 0 or limit - used < room then
-      room = limit - used
-      worst, wused, wlimit = k, used, limit
+  end
+  local function refuse() return {0, 4, worst, fmt(wused), fmt(wlimit)} end
+  if exhausted then return refuse() end
+  if mode == 'fixed' then
+    amount = math.max(0, wanted)
+    if amount > room + 1e-12 then return refuse() end
+  else
+    local function cost(m)
+      local c = 0
+      for _, l in ipairs(lines) do c = math.max(c, math.max(0, l[1] + m * l[2])) end
+      return c
     end
-    if used >= limit then exhausted = true end
+    n = wanted
+    for _, l in ipairs(lines) do
+      local left = room - math.max(0, l[1])
+      if left < 0 then return refuse() end
+      if l[2] > 0 then n = math.min(n, math.floor(left / l[2])) end
+    end
+    while n > 0 and cost(n) > room do n = n - 1 end
+    if n < need then return refuse() end
+    amount = cost(n)
+  end
+  local tb = lb + nb
+  for k = 1, nb do
+    local key = KEYS[3 + k]
+    if amount > 0 then
+      redis.call('HINCRBYFLOAT', key, 'r:' .. inst, fmt(amount))
+      redis.call('PEXPIRE', key, tonumber(ARGV[tb + k - 1]))
+    end
+    redis.call('HSETNX', key, 'seeded', '1')
   end
 end
-local function fmt(x) return string.format('%.17g', x) end
-local function refuse() return {0, worst, fmt(wused), fmt(wlimit)} end
-if exhausted then return refuse() end
-local n, amount = 0, 0
-if mode == 'fixed' then
-  amount = math.max(0, wanted)
-  if amount > room + 1e-12 then return refuse() end
-else
-  local function cost(m)
-    local c = 0
-    for _, l in ipairs(lines) do c = math.max(c, math.max(0, l[1] + m * l[2])) end
-    return c
-  end
-  n = wanted
-  for _, l in ipairs(lines) do
-    local left = room - math.max(0, l[1])
-    if left < 0 then return refuse() end
-    if l[2] > 0 then n = math.min(n, math.floor(left / l[2])) end
-  end
-  while n > 0 and cost(n) > room do n = n - 1 end
-  if n < need then return refuse() end
-  amount = cost(n)
+local out = {1, 0, 0, 0, 0, 0, fmt(n), fmt(amount)}
+if rcap > 0 then
+  rl = rl - 1
+  store(KEYS[1], rl, rt)
+  out[2], out[3] = math.max(0, math.floor(rl)), reset_ms(rcap, rl)
 end
-if amount > 0 then
-  for k = 1, #KEYS do
-    redis.call('HINCRBYFLOAT', KEYS[k], 'r:' .. inst, fmt(amount))
-    redis.call('PEXPIRE', KEYS[k], tonumber(ARGV[tb + k - 1]))
-  end
+if smax > 0 then
+  redis.call('HINCRBY', KEYS[2], inst, 1)
+  redis.call('PEXPIRE', KEYS[2], 86400000)
+  out[6] = 1
 end
-for k = 1, #KEYS do redis.call('HSETNX', KEYS[k], 'seeded', '1') end
-return {1, fmt(n), fmt(amount)}
-"#;
+if tcap > 0 then
+  tl = tl - tn
+  store(KEYS[3], tl, tt)
+  out[4], out[5] = math.max(0, math.floor(tl)), reset_ms(tcap, tl)
+end
+return out
+"#
+);
 
 /// Seeds spend restored from the ledger into hashes nobody has used yet
 /// (an existing hash already counts it). KEYS hashes; ARGV spend then TTL per KEY.
@@ -209,7 +290,9 @@ return {ARGV[1], 0}
 /// and those ARGV; KEYS are the writes' keys in order. Kinds: `adj` (bucket
 /// correction: cap, delta, now_ms), `slot` (concurrency slot release),
 /// `charge` (cost, then a TTL per key), `release` (amount).
-const BATCH: &str = r#"
+const BATCH: &str = concat!(
+    lua_bucket!(),
+    r#"
 local inst = ARGV[1]
 local n = tonumber(ARGV[2])
 local a, k = 3, 1
@@ -218,17 +301,8 @@ for _ = 1, n do
   a = a + 3
   if kind == 'adj' then
     local cap, d, now = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-    local rate = cap / 60000
-    local st = redis.call('HMGET', KEYS[k], 'l', 't')
-    local level = tonumber(st[1]) or cap
-    local last = tonumber(st[2]) or now
-    if now > last then
-      level = math.min(cap, level + (now - last) * rate)
-      last = now
-    end
-    level = math.min(cap, level - d)
-    redis.call('HSET', KEYS[k], 'l', string.format('%.17g', level), 't', string.format('%d', last))
-    redis.call('PEXPIRE', KEYS[k], 120000)
+    local level, last = refill(KEYS[k], cap, now)
+    store(KEYS[k], math.min(cap, level - d), last)
   elseif kind == 'slot' then
     local c = tonumber(redis.call('HGET', KEYS[k], inst) or '0')
     if c <= 1 then redis.call('HDEL', KEYS[k], inst) else redis.call('HINCRBY', KEYS[k], inst, -1) end
@@ -248,7 +322,8 @@ for _ = 1, n do
   a = a + na
 end
 return n
-"#;
+"#
+);
 
 /// Most queued writes sent in one batch.
 const MAX_BATCH: usize = 64;
@@ -258,7 +333,7 @@ struct Scripts {
     pin: Script,
     bucket: Script,
     slot_acquire: Script,
-    reserve: Script,
+    admit: Script,
     seed: Script,
     spent: Script,
 }
@@ -306,6 +381,47 @@ pub struct SharedRefusal {
     pub limit: f64,
 }
 
+/// A key's part of a request's admission (see [`Shared::admit`]).
+#[derive(Debug, Clone, Copy)]
+pub struct KeyAsk<'a> {
+    pub key_id: &'a str,
+    pub now_ms: i64,
+    /// The RPM bucket's capacity, when the key has one (one request is taken).
+    pub rpm: Option<u64>,
+    /// The key's concurrency cap, when it has one (one slot is taken).
+    pub slot: Option<u32>,
+    /// The TPM bucket's capacity and the tokens to take.
+    pub tpm: Option<(u64, u64)>,
+}
+
+/// The budget part of a request's admission.
+pub struct BudgetAsk<'a> {
+    pub scopes: &'a [(Scope, Limits)],
+    pub keys: &'a BudgetKeys,
+    pub ask: Ask<'a>,
+}
+
+/// What an admission took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admitted {
+    pub rpm: Option<Snapshot>,
+    pub tpm: Option<Snapshot>,
+    /// Whether a concurrency slot was taken.
+    pub slot: bool,
+    /// The budget grant: output tokens and the amount reserved.
+    pub budget: Option<(u64, f64)>,
+}
+
+/// The part of an admission that refused (nothing was taken).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdmitRefusal {
+    Rpm(Denied),
+    /// Every one of the key's concurrency slots (this many) is in use.
+    Slot(u64),
+    Tpm(Denied),
+    Budget(SharedRefusal),
+}
+
 /// The Redis keys of a reservation (one hash per scope and limited period, with its TTL).
 pub type BudgetKeys = Arc<[(String, u64)]>;
 
@@ -325,6 +441,8 @@ pub struct Shared {
     ops: mpsc::UnboundedSender<Op>,
     /// Writes queued and not yet applied.
     pending: AtomicU64,
+    /// Script calls made on a request's path, and off it (queued writes, seeding, spend reads).
+    calls: [AtomicU64; 2],
     scripts: Scripts,
     channel: String,
 }
@@ -376,12 +494,13 @@ impl Shared {
             recovered: Notify::new(),
             ops: tx,
             pending: AtomicU64::new(0),
+            calls: [AtomicU64::new(0), AtomicU64::new(0)],
             scripts: Scripts {
                 batch: Script::new(BATCH),
                 pin: Script::new(PIN),
                 bucket: Script::new(BUCKET),
                 slot_acquire: Script::new(SLOT_ACQUIRE),
-                reserve: Script::new(RESERVE),
+                admit: Script::new(ADMIT),
                 seed: Script::new(SEED),
                 spent: Script::new(SPENT),
             },
@@ -438,8 +557,27 @@ impl Shared {
         }
     }
 
-    /// Runs a script with the hard timeout; None (and the backend marked down) on any failure.
+    /// Script calls so far: (on requests' paths, off them).
+    pub fn calls(&self) -> (u64, u64) {
+        (
+            self.calls[0].load(Ordering::Relaxed),
+            self.calls[1].load(Ordering::Relaxed),
+        )
+    }
+
+    /// Runs a script on a request's path (see [`Self::run_on`]).
     async fn run<T: redis::FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>) -> Option<T> {
+        self.run_on(0, inv).await
+    }
+
+    /// Runs a script with the hard timeout; None (and the backend marked down)
+    /// on any failure. `path`: 0 a request's path, 1 off it (counted apart).
+    async fn run_on<T: redis::FromRedisValue>(
+        &self,
+        path: usize,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Option<T> {
+        self.calls[path].fetch_add(1, Ordering::Relaxed);
         let mut c = self.conn.clone();
         match tokio::time::timeout(self.timeout, inv.invoke_async::<T>(&mut c)).await {
             Ok(Ok(v)) => Some(v),
@@ -679,40 +817,85 @@ impl Shared {
         keys: &BudgetKeys,
         ask: Ask<'_>,
     ) -> Option<Result<(u64, f64), SharedRefusal>> {
-        // Which (scope, period) each key is, for the refusal.
-        let mut which = Vec::with_capacity(keys.len());
-        let mut limits = Vec::with_capacity(keys.len());
-        for (i, (_, l)) in scopes.iter().enumerate() {
-            if let Some(d) = l.daily {
-                which.push((i, "day"));
-                limits.push(d);
+        let budget = BudgetAsk { scopes, keys, ask };
+        Some(match self.admit(None, Some(budget)).await? {
+            Ok(a) => Ok(a.budget.unwrap_or((0, 0.0))),
+            Err(AdmitRefusal::Budget(r)) => Err(r),
+            // No key part was asked for.
+            Err(_) => Ok((0, 0.0)),
+        })
+    }
+
+    /// A request's whole admission in one script call (one round trip), all or
+    /// nothing: the key's RPM take, concurrency slot and TPM take (`key`), and
+    /// the budget reservation (`budget`). None when Redis did not answer.
+    pub async fn admit(
+        &self,
+        key: Option<&KeyAsk<'_>>,
+        budget: Option<BudgetAsk<'_>>,
+    ) -> Option<Result<Admitted, AdmitRefusal>> {
+        let mut inv = self.scripts.admit.prepare_invoke();
+        let (rpm, slot, tpm, now_ms) = match key {
+            Some(k) => {
+                inv.key(self.bucket_key(k.key_id, "rpm"))
+                    .key(self.slot_key(k.key_id))
+                    .key(self.bucket_key(k.key_id, "tpm"));
+                (k.rpm.unwrap_or(0), k.slot.unwrap_or(0), k.tpm, k.now_ms)
             }
-            if let Some(m) = l.monthly {
-                which.push((i, "month"));
-                limits.push(m);
+            None => {
+                // Unused (caps 0); named inside the prefix's hash slot.
+                let none = format!("{}:none", self.prefix);
+                inv.key(&none).key(&none).key(&none);
+                (0, 0, None, 0)
             }
-        }
-        let mut inv = self.scripts.reserve.prepare_invoke();
-        for (k, _) in keys.iter() {
-            inv.key(k);
-        }
-        inv.arg(&self.instance).arg(&self.alive_prefix);
-        match ask {
-            Ask::Fixed(amount) => {
-                inv.arg("fixed").arg(amount.max(0.0)).arg(0).arg(0);
+        };
+        let (tcap, tn) = tpm.unwrap_or((0, 0));
+        inv.arg(&self.instance)
+            .arg(&self.alive_prefix)
+            .arg(now_ms)
+            .arg(rpm)
+            .arg(slot)
+            .arg(tcap)
+            .arg(tn);
+        // Which (scope, period) each budget key is, for a refusal.
+        let mut which = Vec::new();
+        match &budget {
+            None => {
+                inv.arg("none");
             }
-            Ask::Lines { lines, wanted, need } => {
-                inv.arg("lines").arg(wanted).arg(need).arg(lines.len());
-                for l in lines {
-                    inv.arg(l.fixed).arg(l.per_output);
+            Some(b) => {
+                let mut limits = Vec::with_capacity(b.keys.len());
+                for (i, (_, l)) in b.scopes.iter().enumerate() {
+                    if let Some(d) = l.daily {
+                        which.push((i, "day"));
+                        limits.push(d);
+                    }
+                    if let Some(m) = l.monthly {
+                        which.push((i, "month"));
+                        limits.push(m);
+                    }
+                }
+                for (k, _) in b.keys.iter() {
+                    inv.key(k);
+                }
+                match b.ask {
+                    Ask::Fixed(amount) => {
+                        inv.arg("fixed").arg(amount.max(0.0)).arg(0).arg(0);
+                    }
+                    Ask::Lines { lines, wanted, need } => {
+                        inv.arg("lines").arg(wanted).arg(need).arg(lines.len());
+                        for l in lines {
+                            inv.arg(l.fixed).arg(l.per_output);
+                        }
+                    }
+                }
+                for l in &limits {
+                    inv.arg(*l);
+                }
+                for (_, ttl) in b.keys.iter() {
+                    inv.arg(*ttl);
                 }
             }
-        }
-        for l in &limits {
-            inv.arg(*l);
-        }
-        for (_, ttl) in keys.iter() {
-            inv.arg(*ttl);
         }
         let v: Vec<redis::Value> = self.run(&inv).await?;
         let num = |i: usize| -> f64 {
@@ -725,19 +908,40 @@ impl Shared {
                 _ => 0.0,
             }
         };
+        let int = |i: usize| num(i).max(0.0) as u64;
         if num(0) == 1.0 {
-            // `as` saturates: a huge grant (no priced output) stays u64::MAX-ish.
-            Some(Ok((num(1).max(0.0) as u64, num(2))))
-        } else {
-            let k = (num(1) as usize).saturating_sub(1);
-            let (scope, period) = which.get(k).copied().unwrap_or((0, "day"));
-            Some(Err(SharedRefusal {
-                scope,
-                period,
-                used: num(2),
-                limit: num(3),
-            }))
+            let snap = |cap: u64, at: usize| Snapshot {
+                limit: cap,
+                remaining: int(at),
+                reset_ms: int(at + 1),
+            };
+            return Some(Ok(Admitted {
+                rpm: (rpm > 0).then(|| snap(rpm, 1)),
+                tpm: (tcap > 0).then(|| snap(tcap, 3)),
+                slot: num(5) == 1.0,
+                // `as` saturates: a huge grant (no priced output) stays u64::MAX-ish.
+                budget: budget.is_some().then(|| (int(6), num(7))),
+            }));
         }
+        let denied = |limit: u64| Denied {
+            retry_after_ms: int(2),
+            limit,
+        };
+        Some(Err(match int(1) {
+            1 => AdmitRefusal::Rpm(denied(rpm)),
+            2 => AdmitRefusal::Slot(u64::from(slot)),
+            3 => AdmitRefusal::Tpm(denied(tcap)),
+            _ => {
+                let k = (int(2) as usize).saturating_sub(1);
+                let (scope, period) = which.get(k).copied().unwrap_or((0, "day"));
+                AdmitRefusal::Budget(SharedRefusal {
+                    scope,
+                    period,
+                    used: num(3),
+                    limit: num(4),
+                })
+            }
+        }))
     }
 
     /// Adds an attempt's cost to the reservation's hashes (in order, before its release).
@@ -775,7 +979,7 @@ impl Shared {
         for (_, ttl) in keys.iter() {
             inv.arg(*ttl);
         }
-        self.run::<i64>(&inv).await.is_some()
+        self.run_on::<i64>(1, &inv).await.is_some()
     }
 
     /// The spend in each hash (every instance's), for pacing and snapshots.
@@ -787,7 +991,7 @@ impl Shared {
         for k in keys {
             inv.key(k);
         }
-        let v: Vec<String> = self.run(&inv).await?;
+        let v: Vec<String> = self.run_on(1, &inv).await?;
         Some(v.iter().map(|s| s.parse().unwrap_or(0.0)).collect())
     }
 
@@ -881,7 +1085,7 @@ impl Shared {
                 }
             }
         }
-        self.run::<i64>(&inv).await.is_some()
+        self.run_on::<i64>(1, &inv).await.is_some()
     }
 }
 
