@@ -774,3 +774,110 @@ async fn a_request_costs_one_redis_round_trip_with_every_limit() {
     redis.clean().await;
     schema.drop().await;
 }
+
+/// A breaker that opens on one instance opens on the others (a pub/sub hint,
+/// `[state] share_breakers`, on by default): after instance A saw its primary
+/// deployment fail and tripped, instance B, which never called it, serves
+/// from the fallback at once without one call to the failing deployment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_tripped_on_one_instance_opens_on_the_others() {
+    let Some(redis) = RedisPrefix::new() else { return };
+    let fake = start_fake().await;
+    let clock = Arc::new(AtomicI64::new(now_ms()));
+    let cfg = format!(
+        r#"
+[server]
+admin_key = "{ADMIN}"
+[resilience]
+max_attempts = 2
+retries_per_target = 0
+breaker_consecutive_failures = 2
+breaker_cooldown_ms = 600000
+breaker_max_cooldown_ms = 600000
+[providers.bad]
+type = "openai"
+base_url = "http://{addr}/v1"
+api_key = "{UPSTREAM_KEY}"
+[providers.good]
+type = "openai"
+base_url = "http://{addr}/v1"
+api_key = "{UPSTREAM_KEY}"
+[models.primary]
+provider = "bad"
+model = "fail-500"
+fallbacks = ["backup"]
+[models.backup]
+provider = "good"
+model = "ok"
+[state]
+redis_url = "{url}"
+key_prefix = "{prefix}"
+timeout_ms = 5000
+"#,
+        addr = fake.addr,
+        url = redis.url,
+        prefix = redis.prefix
+    );
+    let mut gws = start_n(2, &cfg, &clock).await;
+    let bad_calls = || {
+        fake.requests()
+            .iter()
+            .filter(|r| r.body["model"] == "fail-500")
+            .count()
+    };
+    let send = |gw: &Gw| {
+        let url = gw.url("/v1/chat/completions");
+        async move {
+            let r = client()
+                .post(url)
+                .json(&json!({"model": "primary", "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .expect("send");
+            let served = r
+                .headers()
+                .get("x-switchyard-provider")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            (r.status().as_u16(), served)
+        }
+    };
+    let state_of = |gw: &Gw| {
+        let url = gw.url("/admin/health");
+        async move {
+            let v: Value = client()
+                .get(url)
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .expect("send")
+                .json()
+                .await
+                .expect("json");
+            v["data"]
+                .as_array()
+                .and_then(|d| d.iter().find(|p| p["provider"] == "bad"))
+                .map(|p| p["state"].as_str().unwrap_or_default().to_string())
+                .unwrap_or_default()
+        }
+    };
+    // A trips: two failed calls to `bad`, both answered by the fallback.
+    for _ in 0..2 {
+        assert_eq!(send(&gws[0]).await, (200, Some("good".to_string())));
+    }
+    assert_eq!(state_of(&gws[0]).await, "open");
+    assert_eq!(bad_calls(), 2);
+    // B hears of it without calling `bad` itself.
+    until("the trip reaches the other instance", || async {
+        state_of(&gws[1]).await == "open"
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(send(&gws[1]).await, (200, Some("good".to_string())));
+    }
+    assert_eq!(bad_calls(), 2, "B never called the deployment A saw failing");
+    for g in &mut gws {
+        g.stop().await;
+    }
+    redis.clean().await;
+}

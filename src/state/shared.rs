@@ -445,6 +445,8 @@ pub struct Shared {
     calls: [AtomicU64; 2],
     scripts: Scripts,
     channel: String,
+    /// `[state] share_breakers`.
+    pub share_breakers: bool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -495,6 +497,7 @@ impl Shared {
             ops: tx,
             pending: AtomicU64::new(0),
             calls: [AtomicU64::new(0), AtomicU64::new(0)],
+            share_breakers: settings.share_breakers,
             scripts: Scripts {
                 batch: Script::new(BATCH),
                 pin: Script::new(PIN),
@@ -1003,6 +1006,34 @@ impl Shared {
             tokio::time::timeout(self.timeout, cmd.query_async::<i64>(&mut c)).await,
             Ok(Ok(_))
         )
+    }
+
+    /// Tells the other instances that this one's breaker for `provider` opened
+    /// (published in the background; a lost hint only means the others find
+    /// out on their own).
+    pub fn announce_trip(self: &Arc<Self>, provider: &str, cooldown: Duration) {
+        if !self.share_breakers || !self.is_up() {
+            return;
+        }
+        let event = format!("breaker {} {} {provider}", self.instance, cooldown.as_millis());
+        let me = self.clone();
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            h.spawn(async move {
+                me.publish(&event).await;
+            });
+        }
+    }
+
+    /// Another instance's breaker trip in `event`: (provider, cool-down). None
+    /// for other events and this instance's own announcements.
+    pub fn trip_of<'a>(&self, event: &'a str) -> Option<(&'a str, Duration)> {
+        let rest = event.strip_prefix("breaker ")?;
+        let (from, rest) = rest.split_once(' ')?;
+        let (ms, provider) = rest.split_once(' ')?;
+        if from == self.instance || !self.share_breakers {
+            return None;
+        }
+        Some((provider, Duration::from_millis(ms.parse().ok()?)))
     }
 
     /// Calls `on_event` for every event published by any instance, until `stop`;
