@@ -819,6 +819,12 @@ timeout_ms = 5000
         prefix = redis.prefix
     );
     let mut gws = start_n(2, &cfg, &clock).await;
+    // (A hint published before an instance subscribed is lost: that instance
+    // would learn of the failure on its own.)
+    until("both instances subscribed", || async {
+        redis.subscribers().await == 2
+    })
+    .await;
     let bad_calls = || {
         fake.requests()
             .iter()
@@ -876,6 +882,128 @@ timeout_ms = 5000
         assert_eq!(send(&gws[1]).await, (200, Some("good".to_string())));
     }
     assert_eq!(bad_calls(), 2, "B never called the deployment A saw failing");
+    for g in &mut gws {
+        g.stop().await;
+    }
+    redis.clean().await;
+}
+
+/// An experiment's ramp moves as one across instances (Redis, compare-and-set
+/// per version of the ramp): a step earned on instance A's traffic is taken
+/// by B without traffic of its own; a roll-back on B's failing candidate
+/// pauses A; a reset on A restarts B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ramp_advances_rolls_back_and_resets_on_every_instance() {
+    let Some(redis) = RedisPrefix::new() else { return };
+    let fake = start_fake().await;
+    let clock = Arc::new(AtomicI64::new(now_ms()));
+    let ramped = |upstream: &str| {
+        shared_config(
+            &fake,
+            &redis,
+            None,
+            &format!(
+                r#"
+[models.ramped]
+provider = "fake"
+model = "{upstream}"
+price = {{ input = 0.5, output = 2.5 }}
+
+[experiments.ramp]
+model = "fast"
+candidates = [{{ model = "ramped" }}]
+ramp = {{ steps = [0.2, 0.6, 1.0], every_secs = 60, min_requests = 5, max_error_rate = 0.2 }}
+"#
+            ),
+        )
+    };
+    let mut gws = start_n(2, &ramped("ok"), &clock).await;
+    let admin = |gw: &Gw, method: reqwest::Method, path: &str| {
+        let req = client().request(method, gw.url(path)).bearer_auth(ADMIN);
+        async move {
+            let r = req.send().await.expect("send");
+            assert_eq!(r.status().as_u16(), 200);
+            r.json::<Value>().await.expect("json")
+        }
+    };
+    let ramp_of = |gw: &Gw| {
+        let f = admin(gw, reqwest::Method::GET, "/admin/experiments");
+        async move {
+            let v = f.await;
+            let s = &v["data"][0];
+            (
+                s["ramp"]["step"].as_u64(),
+                s["ramp"]["paused"].as_bool(),
+                s["candidates"][0]["share"].as_f64(),
+                s["ramp"]["history"]
+                    .as_array()
+                    .and_then(|h| h.last())
+                    .map(|r| r["action"].as_str().unwrap_or_default().to_string()),
+            )
+        }
+    };
+    let traffic = |gw: &Gw, n: usize, tag: &'static str| {
+        let url = gw.url("/v1/chat/completions");
+        async move {
+            for u in 0..n {
+                client()
+                    .post(&url)
+                    .json(&json!({"model": "fast", "user": format!("{tag}-{u}"),
+                                  "messages": [{"role": "user", "content": "hello there"}]}))
+                    .send()
+                    .await
+                    .expect("send")
+                    .bytes()
+                    .await
+                    .expect("body");
+            }
+        }
+    };
+    let tick = |gw: &Gw| {
+        let st = gw.state();
+        async move { switchyard::experiments::ramp::tick(&st).await }
+    };
+    tick(&gws[0]).await;
+    tick(&gws[1]).await;
+    assert_eq!(ramp_of(&gws[1]).await.2, Some(0.2));
+    // A's healthy step, a minute on: A advances, B follows without traffic of its own.
+    traffic(&gws[0], 100, "a").await;
+    gws[0].flush_ledger().await;
+    clock.fetch_add(61_000, Ordering::SeqCst);
+    tick(&gws[0]).await;
+    assert_eq!(ramp_of(&gws[0]).await.0, Some(1));
+    tick(&gws[1]).await;
+    assert_eq!(
+        ramp_of(&gws[1]).await,
+        (Some(1), Some(false), Some(0.6), Some("follow".to_string())),
+        "B took A's step"
+    );
+    // B's candidate breaks: B rolls back, A pauses too.
+    std::fs::write(gws[1].config_path(), ramped("fail-500")).expect("write");
+    admin(&gws[1], reqwest::Method::POST, "/admin/reload").await;
+    traffic(&gws[1], 60, "b").await;
+    gws[1].flush_ledger().await;
+    tick(&gws[1]).await;
+    assert_eq!(ramp_of(&gws[1]).await.1, Some(true), "B rolled back");
+    tick(&gws[0]).await;
+    let a = ramp_of(&gws[0]).await;
+    assert_eq!(
+        (a.1, a.2),
+        (Some(true), Some(0.0)),
+        "A paused by B's roll-back: {a:?}"
+    );
+    // B's candidate is fixed; a reset on A (a second later) restarts the ramp on B.
+    std::fs::write(gws[1].config_path(), ramped("ok")).expect("write");
+    admin(&gws[1], reqwest::Method::POST, "/admin/reload").await;
+    clock.fetch_add(1_000, Ordering::SeqCst);
+    admin(&gws[0], reqwest::Method::POST, "/admin/experiments/ramp/reset").await;
+    tick(&gws[1]).await;
+    let b = ramp_of(&gws[1]).await;
+    assert_eq!(
+        (b.0, b.1, b.2),
+        (Some(0), Some(false), Some(0.2)),
+        "B restarted: {b:?}"
+    );
     for g in &mut gws {
         g.stop().await;
     }

@@ -325,10 +325,31 @@ return n
 "#
 );
 
+/// A ramp position shared by every instance, compare-and-set on its version.
+/// KEYS[1] the hash; ARGV expected version ("*": any), step, step start ms,
+/// paused (0/1), complete (0/1). Returns {1, new version} or {0, current version}.
+const RAMP_SET: &str = r#"
+local ver = tonumber(redis.call('HGET', KEYS[1], 'ver') or '0')
+if ARGV[1] ~= '*' and tonumber(ARGV[1]) ~= ver then return {0, ver} end
+ver = ver + 1
+redis.call('HSET', KEYS[1], 'ver', ver, 'step', ARGV[2], 'started', ARGV[3], 'paused', ARGV[4], 'complete', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], 2592000000)
+return {1, ver}
+"#;
+
+/// Reads a shared ramp position. KEYS[1] the hash. Returns {ver, step, started, paused, complete} ({} when none).
+const RAMP_GET: &str = r#"
+local v = redis.call('HMGET', KEYS[1], 'ver', 'step', 'started', 'paused', 'complete')
+if not v[1] then return {} end
+return v
+"#;
+
 /// Most queued writes sent in one batch.
 const MAX_BATCH: usize = 64;
 
 struct Scripts {
+    ramp_set: Script,
+    ramp_get: Script,
     batch: Script,
     pin: Script,
     bucket: Script,
@@ -422,6 +443,17 @@ pub enum AdmitRefusal {
     Budget(SharedRefusal),
 }
 
+/// A ramp position in Redis (see [`Shared::ramp_read`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedRamp {
+    /// Bumped by every write (compare-and-set).
+    pub version: u64,
+    pub step: usize,
+    pub step_started_ms: i64,
+    pub paused: bool,
+    pub complete: bool,
+}
+
 /// The Redis keys of a reservation (one hash per scope and limited period, with its TTL).
 pub type BudgetKeys = Arc<[(String, u64)]>;
 
@@ -499,6 +531,8 @@ impl Shared {
             calls: [AtomicU64::new(0), AtomicU64::new(0)],
             share_breakers: settings.share_breakers,
             scripts: Scripts {
+                ramp_set: Script::new(RAMP_SET),
+                ramp_get: Script::new(RAMP_GET),
                 batch: Script::new(BATCH),
                 pin: Script::new(PIN),
                 bucket: Script::new(BUCKET),
@@ -1006,6 +1040,60 @@ impl Shared {
             tokio::time::timeout(self.timeout, cmd.query_async::<i64>(&mut c)).await,
             Ok(Ok(_))
         )
+    }
+
+    fn ramp_key(&self, experiment: &str, fingerprint: &str) -> String {
+        use crate::experiments::assign::{fnv1a, FNV_OFFSET};
+        let fp = fnv1a(FNV_OFFSET, fingerprint.as_bytes());
+        format!("{}:ramp:{experiment}:{fp:016x}", self.prefix)
+    }
+
+    /// The ramp position every instance follows for this version of an
+    /// experiment's ramp: Some(None) when no instance has written one yet;
+    /// None when Redis did not answer.
+    pub async fn ramp_read(&self, experiment: &str, fingerprint: &str) -> Option<Option<SharedRamp>> {
+        let mut inv = self.scripts.ramp_get.prepare_invoke();
+        inv.key(self.ramp_key(experiment, fingerprint));
+        let v: Vec<Option<String>> = self.run_on(1, &inv).await?;
+        let n = |i: usize| -> i64 {
+            v.get(i)
+                .and_then(|x| x.as_deref())
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0)
+        };
+        if v.is_empty() {
+            return Some(None);
+        }
+        Some(Some(SharedRamp {
+            version: n(0) as u64,
+            step: n(1).max(0) as usize,
+            step_started_ms: n(2),
+            paused: n(3) == 1,
+            complete: n(4) == 1,
+        }))
+    }
+
+    /// Writes a ramp position if the shared one is still at `expected`
+    /// (None: whatever it is). Some(true) when written.
+    pub async fn ramp_write(
+        &self,
+        experiment: &str,
+        fingerprint: &str,
+        expected: Option<u64>,
+        to: &SharedRamp,
+    ) -> Option<bool> {
+        let mut inv = self.scripts.ramp_set.prepare_invoke();
+        inv.key(self.ramp_key(experiment, fingerprint));
+        match expected {
+            Some(v) => inv.arg(v),
+            None => inv.arg("*"),
+        };
+        inv.arg(to.step)
+            .arg(to.step_started_ms)
+            .arg(u8::from(to.paused))
+            .arg(u8::from(to.complete));
+        let (ok, _): (i64, i64) = self.run_on(1, &inv).await?;
+        Some(ok == 1)
     }
 
     /// Tells the other instances that this one's breaker for `provider` opened
