@@ -761,7 +761,8 @@ impl Shared {
     }
 
     /// Takes one request and `tokens` from a provider account's shared buckets
-    /// (`[providers.X] rpm / tpm`), or neither. None: Redis did not answer.
+    /// (`[providers.X] rpm / tpm`), or neither (one call, all or nothing).
+    /// None: Redis did not answer.
     pub async fn take_deployment(
         &self,
         provider: &str,
@@ -770,23 +771,18 @@ impl Shared {
         now_ms: i64,
     ) -> Option<Result<(), Denied>> {
         let id = format!("provider:{provider}");
-        if let Some(r) = &limits.rpm {
-            if let Err(d) = self.take(&id, "rpm", r.limit(), 1.0, now_ms).await? {
-                return Some(Err(d));
-            }
-        }
-        if let Some(t) = &limits.tpm {
-            match self.take(&id, "tpm", t.limit(), tokens as f64, now_ms).await {
-                Some(Ok(_)) => {}
-                other => {
-                    if let Some(r) = &limits.rpm {
-                        self.adjust(&id, "rpm", r.limit(), -1.0, now_ms);
-                    }
-                    return other.map(|o| o.map(|_| ()));
-                }
-            }
-        }
-        Some(Ok(()))
+        let ask = KeyAsk {
+            key_id: &id,
+            now_ms,
+            rpm: limits.rpm.as_ref().map(|b| b.limit()),
+            slot: None,
+            tpm: limits.tpm.as_ref().map(|b| (b.limit(), tokens)),
+        };
+        Some(match self.admit(Some(&ask), None).await? {
+            Ok(_) => Ok(()),
+            Err(AdmitRefusal::Rpm(d) | AdmitRefusal::Tpm(d)) => Err(d),
+            Err(_) => Ok(()),
+        })
     }
 
     /// Gives back what [`take_deployment`](Self::take_deployment) took (nothing was sent).
