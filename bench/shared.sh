@@ -2,7 +2,8 @@
 # What shared state costs: the same keyed gateway (a key with RPM, TPM and a
 # concurrency cap, plus a daily budget) with its limits in memory and its ledger
 # in SQLite ("memory"), with its limits in Redis and its ledger in PostgreSQL
-# ("shared": [state] redis_url, [ledger] url), and three such instances behind a
+# ("shared": [state] redis_url, [ledger] url; "redis_sqlite": Redis, the ledger
+# in SQLite, to tell the two apart), and three such instances behind a
 # round-robin client ("shared x3", one Redis, one PostgreSQL schema, one key), in
 # the same run, against the bench upstream. Every gateway is pinned to core 0
 # (upstream + load generator on core 1; Redis and PostgreSQL float).
@@ -49,12 +50,14 @@ timeout_ms = 1000"
 
 rm -f "$OUT"/*.sqlite* "$OUT"/*.log
 P_MEM=$(free_port); config memory "$P_MEM" "" ""
+P_RS=$(free_port); config redis_sqlite "$P_RS" "" "$SHARED_STATE"
 P_SH=(); for i in 0 1 2; do
   P_SH+=("$(free_port)"); config "shared$i" "${P_SH[$i]}" "url = \"$PG_S\"" "$SHARED_STATE"
 done
 key() { "$BIN/switchyard" keys create --name bench --rpm 1000000000 --tpm 1000000000000 --max-concurrency 100000 \
   "$@" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])'; }
-K_MEM=$(key --ledger "$OUT/memory.sqlite"); K_SH=$(key --config "$OUT/shared0.toml")
+K_MEM=$(key --ledger "$OUT/memory.sqlite"); K_RS=$(key --ledger "$OUT/redis_sqlite.sqlite")
+K_SH=$(key --config "$OUT/shared0.toml")
 
 urls() { local u=(); for p in "$@"; do u+=("http://127.0.0.1:$p/v1/chat/completions"); done; (IFS=,; echo "${u[*]}"); }
 load() { # urls key concurrency
@@ -66,6 +69,7 @@ calls() { local n=0; for p in "$@"; do
   n=$((n + ${c:-0})); done; echo "$n"; }
 oks() { python3 -c "import json,sys; print(sum(json.loads(a)['ok'] for a in sys.argv[1:]))" "$@"; }
 start memory "$P_MEM"
+start redis_sqlite "$P_RS"
 for i in 0 1 2; do start "shared$i" "${P_SH[$i]}"; done
 for p in "${P_SH[@]}"; do
   curl -s "http://127.0.0.1:$p/metrics" | grep -q 'switchyard_state_backend_up{backend="redis"} 1' \
@@ -73,10 +77,15 @@ for p in "${P_SH[@]}"; do
 done
 
 res=()
-CALLS_BEFORE=$(calls "${P_SH[@]}"); SENT=0
+redis_cpu() { redis-cli -u "$REDIS" info cpu | awk -F: '/^used_cpu_(user|sys):/ {s += $2} END {printf "%.3f", s}'; }
+pg_cpu() { # CPU seconds of every postgres process so far (utime + stime)
+  local t=0; for p in $(pgrep -x postgres); do
+    t=$(awk -v t="$t" '{print t + $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo "$t"); done
+  python3 -c "import os,sys; print(f'{float(sys.argv[1]) / os.sysconf(\"SC_CLK_TCK\"):.3f}')" "$t"; }
+ALL_BEFORE=$(calls "$P_RS" "${P_SH[@]}"); CALLS_BEFORE=$(calls "${P_SH[@]}"); RCPU0=$(redis_cpu); PCPU0=$(pg_cpu)
 for r in $(seq "$ROUNDS"); do
   echo "round $r/$ROUNDS..." >&2
-  for v in "memory $(urls "$P_MEM") $K_MEM" "shared $(urls "${P_SH[0]}") $K_SH" \
+  for v in "memory $(urls "$P_MEM") $K_MEM" "redis_sqlite $(urls "$P_RS") $K_RS" "shared $(urls "${P_SH[0]}") $K_SH" \
            "shared_x3 $(urls "${P_SH[@]}") $K_SH"; do
     set -- $v
     L=$(load "$2" "$3" 1); T=$(load "$2" "$3" "$CONC")
@@ -84,32 +93,38 @@ for r in $(seq "$ROUNDS"); do
     res+=("$1 $(field "$L" p50_us) $(field "$L" p99_us) $(field "$T" rps)")
   done
 done
-CALLS=$(( $(calls "${P_SH[@]}") - CALLS_BEFORE ))
+CALLS=$(( $(calls "${P_SH[@]}") - CALLS_BEFORE )); ALL=$(( $(calls "$P_RS" "${P_SH[@]}") - ALL_BEFORE ))
+RCPU=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$RCPU0" "$(redis_cpu)")
+PCPU=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$PCPU0" "$(pg_cpu)")
 # Requests the shared instances answered (warm-up included), from their ledger rows.
 ROWS=-1; for _ in $(seq 60); do
   n=$(psql -qtA "$PG" -c "SELECT COUNT(*) FROM $SCHEMA.ledger"); [ "$n" = "$ROWS" ] && break; ROWS=$n; sleep 1
 done
 KEYS=$(redis-cli -u "$REDIS" --scan --pattern "{$PREFIX}:*" | wc -l)
 
-python3 - "$CONC" "$SECS" "$KEYS" "$CALLS" "$ROWS" "${res[@]}" <<'PY' | tee "$OUT/latest.md"
+python3 - "$CONC" "$SECS" "$KEYS" "$CALLS" "$ROWS" "$RCPU" "$PCPU" "$ALL" "${res[@]}" <<'PY' | tee "$OUT/latest.md"
 import statistics, sys
-conc, secs, keys, calls, rows, *res = sys.argv[1:]
+conc, secs, keys, calls, rows, rcpu, pcpu, allcalls, *res = sys.argv[1:]
 d = {}
 for r in res:
     name, p50, p99, rps = r.split()
     d.setdefault(name, []).append((float(p50), float(p99), float(rps)))
 med = {k: [statistics.median(x[i] for x in v) for i in range(3)] for k, v in d.items()}
-label = {"memory": "memory + SQLite", "shared": "Redis + PostgreSQL", "shared_x3": "Redis + PostgreSQL, 3 instances"}
+label = {"memory": "memory + SQLite", "redis_sqlite": "Redis + SQLite", "shared": "Redis + PostgreSQL",
+         "shared_x3": "Redis + PostgreSQL, 3 instances"}
 print(f"| limits and budget in | p50 at c=1 (us) | p99 at c=1 (us) | req/s at c={conc} |")
 print("|---|---|---|---|")
-for k in ("memory", "shared", "shared_x3"):
+for k in ("memory", "redis_sqlite", "shared", "shared_x3"):
     p50, p99, rps = med[k]
     print(f"| {label[k]} | {p50:,.0f} | {p99:,.0f} | {rps:,.0f} |")
 m = med["memory"]
 print(f"\nmedians of {len(d['memory'])} rounds x {secs}s, against memory + SQLite:")
-for k in ("shared", "shared_x3"):
+for k in ("redis_sqlite", "shared", "shared_x3"):
     r = med[k]
     print(f"  {label[k]}: p50 {r[0]-m[0]:+,.0f} us ({r[0]/m[0]:.2f}x), req/s {r[2]/m[2]:.2f}x")
 print(f"Redis calls on requests' paths: {calls} for {rows} ledger rows "
       f"({int(calls)/max(1,int(rows)):.2f} per request); Redis keys used: {keys}")
+print(f"Redis server CPU {float(rcpu):.1f} s for {allcalls} requests ({float(rcpu) * 1e6 / max(1, int(allcalls)):.0f} us "
+      f"per request, admission and its queued writes); PostgreSQL CPU {float(pcpu):.1f} s for {rows} ledger rows "
+      f"({float(pcpu) * 1e6 / max(1, int(rows)):.0f} us per row)")
 PY

@@ -40,34 +40,38 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 /// How often a down backend is pinged.
 const RECONNECT: Duration = Duration::from_millis(250);
 
-/// Lua helpers the scripts share. A token bucket refilled `cap` per minute is a
-/// hash {l: level, t: last refill ms}; `refill` reads it as of `now` without
-/// writing, `store` writes it back. The callers' clock is used (not Redis TIME),
+/// Lua helpers the scripts share. A key's token buckets (refilled `cap` per
+/// minute) are fields of one hash: `rl` / `rt` the RPM bucket's level and last
+/// refill ms, `tl` / `tt` the TPM bucket's; `refill` reads one as of `now`
+/// without writing, `store` writes it back. The callers' clock is used (not Redis TIME),
 /// so every instance and the tests agree on time; clocks skewed by s seconds
 /// admit at most cap * s / 60 extra.
 macro_rules! lua_bucket {
     () => {
         r#"
 local function fmt(x) return string.format('%.17g', x) end
-local function refill(key, cap, now)
-  local st = redis.call('HMGET', key, 'l', 't')
-  local level = tonumber(st[1]) or cap
-  local last = tonumber(st[2]) or now
+local function level(l, t, cap, now)
+  local lv = tonumber(l) or cap
+  local last = tonumber(t) or now
   if now > last then
-    level = math.min(cap, level + (now - last) * cap / 60000)
+    lv = math.min(cap, lv + (now - last) * cap / 60000)
     last = now
   end
-  return level, last
+  return lv, last
 end
-local function store(key, level, last)
-  redis.call('HSET', key, 'l', fmt(level), 't', string.format('%d', last))
+local function refill(key, f, cap, now)
+  local st = redis.call('HMGET', key, f .. 'l', f .. 't')
+  return level(st[1], st[2], cap, now)
+end
+local function store(key, f, lv, last)
+  redis.call('HSET', key, f .. 'l', fmt(lv), f .. 't', string.format('%d', last))
   redis.call('PEXPIRE', key, 120000)
 end
-local function retry_ms(cap, level, need)
-  return math.max(1, math.ceil((need - level) * 60000 / cap))
+local function retry_ms(cap, lv, need)
+  return math.max(1, math.ceil((need - lv) * 60000 / cap))
 end
-local function reset_ms(cap, level)
-  return math.ceil(math.max(0, cap - level) * 60000 / cap)
+local function reset_ms(cap, lv)
+  return math.ceil(math.max(0, cap - lv) * 60000 / cap)
 end
 "#
     };
@@ -95,21 +99,21 @@ end
     };
 }
 
-/// Token bucket take. KEYS[1] the bucket; ARGV cap, n, now_ms. Returns
-/// {ok, remaining, reset_ms, retry_ms}. (Corrections after an answer go
-/// through BATCH's `adj`.)
+/// Token bucket take. KEYS[1] the buckets' hash; ARGV cap, n, now_ms, field
+/// prefix ("r" or "t"). Returns {ok, remaining, reset_ms, retry_ms}.
+/// (Corrections after an answer go through BATCH's `adj`.)
 const BUCKET: &str = concat!(
     lua_bucket!(),
     r#"
-local cap, n, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local level, last = refill(KEYS[1], cap, now)
+local cap, n, now, f = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local lv, last = refill(KEYS[1], f, cap, now)
 local need = math.min(n, cap)
-if level + 1e-9 < need then
-  return {0, math.max(0, math.floor(level)), reset_ms(cap, level), retry_ms(cap, level, need)}
+if lv + 1e-9 < need then
+  return {0, math.max(0, math.floor(lv)), reset_ms(cap, lv), retry_ms(cap, lv, need)}
 end
-level = level - n
-store(KEYS[1], level, last)
-return {1, math.max(0, math.floor(level)), reset_ms(cap, level), 0}
+lv = lv - n
+store(KEYS[1], f, lv, last)
+return {1, math.max(0, math.floor(lv)), reset_ms(cap, lv), 0}
 "#
 );
 
@@ -132,8 +136,9 @@ return 0
 /// admission over every limited period of every scope. Nothing is written
 /// unless every part passes.
 ///
-/// KEYS: [1] RPM bucket, [2] slot hash, [3] TPM bucket, then one budget hash
-/// per (scope, period) with fields `s` (spent) and `r:<instance>` (reserved).
+/// KEYS: [1] the key's buckets (RPM and TPM fields), [2] slot hash, then one
+/// budget hash per (scope, period) with fields `s` (spent), `r:<instance>`
+/// (reserved) and `seeded`.
 /// ARGV: [1] instance, [2] liveness prefix, [3] now_ms, [4] RPM cap (0: none),
 /// [5] slot max (0: none), [6] TPM cap (0: none), [7] TPM tokens, [8] budget
 /// mode ("none" | "fixed" | "lines"), then for a budget: [9] estimate-or-wanted,
@@ -151,20 +156,27 @@ local inst, ip, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local rcap, smax = tonumber(ARGV[4]), tonumber(ARGV[5])
 local tcap, tn = tonumber(ARGV[6]), tonumber(ARGV[7])
 local mode = ARGV[8]
+local bk = KEYS[1]
 local rl, rt, tl, tt
-if rcap > 0 then
-  rl, rt = refill(KEYS[1], rcap, now)
-  local need = math.min(1, rcap)
-  if rl + 1e-9 < need then return {0, 1, retry_ms(rcap, rl, need)} end
-end
-if smax > 0 and slots_in_use(KEYS[2], inst, ip) >= smax then return {0, 2, 1000} end
-if tcap > 0 then
-  tl, tt = refill(KEYS[3], tcap, now)
-  local need = math.min(tn, tcap)
-  if tl + 1e-9 < need then return {0, 3, retry_ms(tcap, tl, need)} end
+if rcap > 0 or tcap > 0 then
+  local st = redis.call('HMGET', bk, 'rl', 'rt', 'tl', 'tt')
+  if rcap > 0 then
+    rl, rt = level(st[1], st[2], rcap, now)
+    local need = math.min(1, rcap)
+    if rl + 1e-9 < need then return {0, 1, retry_ms(rcap, rl, need)} end
+  end
+  if smax > 0 and slots_in_use(KEYS[2], inst, ip) >= smax then return {0, 2, 1000} end
+  if tcap > 0 then
+    tl, tt = level(st[3], st[4], tcap, now)
+    local need = math.min(tn, tcap)
+    if tl + 1e-9 < need then return {0, 3, retry_ms(tcap, tl, need)} end
+  end
+elseif smax > 0 and slots_in_use(KEYS[2], inst, ip) >= smax then
+  return {0, 2, 1000}
 end
 local n, amount = 0, 0
-local nb = #KEYS - 3
+local nb = #KEYS - 2
+local unseeded = {}
 if mode ~= 'none' then
   local wanted, need = tonumber(ARGV[9]), tonumber(ARGV[10])
   local nlines = tonumber(ARGV[11])
@@ -178,23 +190,26 @@ if mode ~= 'none' then
   local exhausted = false
   for k = 1, nb do
     local limit = tonumber(ARGV[lb + k - 1])
-    if limit then
-      local key = KEYS[3 + k]
-      local h = redis.call('HGETALL', key)
-      local used = 0
-      for i = 1, #h, 2 do
-        local f = h[i]
-        if f == 's' then
+    local key = KEYS[2 + k]
+    local h = redis.call('HGETALL', key)
+    local used, seeded = 0, false
+    for i = 1, #h, 2 do
+      local f = h[i]
+      if f == 's' then
+        used = used + tonumber(h[i + 1])
+      elseif f == 'seeded' then
+        seeded = true
+      elseif string.sub(f, 1, 2) == 'r:' then
+        local id = string.sub(f, 3)
+        if id == inst or redis.call('EXISTS', ip .. id) == 1 then
           used = used + tonumber(h[i + 1])
-        elseif string.sub(f, 1, 2) == 'r:' then
-          local id = string.sub(f, 3)
-          if id == inst or redis.call('EXISTS', ip .. id) == 1 then
-            used = used + tonumber(h[i + 1])
-          else
-            redis.call('HDEL', key, f)
-          end
+        else
+          redis.call('HDEL', key, f)
         end
       end
+    end
+    if not seeded then unseeded[#unseeded + 1] = key end
+    if limit then
       if worst == 0 or limit - used < room then
         room = limit - used
         worst, wused, wlimit = k, used, limit
@@ -225,29 +240,36 @@ if mode ~= 'none' then
   end
   local tb = lb + nb
   for k = 1, nb do
-    local key = KEYS[3 + k]
+    local key = KEYS[2 + k]
     if amount > 0 then
       redis.call('HINCRBYFLOAT', key, 'r:' .. inst, fmt(amount))
       redis.call('PEXPIRE', key, tonumber(ARGV[tb + k - 1]))
     end
-    redis.call('HSETNX', key, 'seeded', '1')
   end
+  for _, key in ipairs(unseeded) do redis.call('HSETNX', key, 'seeded', '1') end
 end
 local out = {1, 0, 0, 0, 0, 0, fmt(n), fmt(amount)}
+local set = {}
 if rcap > 0 then
   rl = rl - 1
-  store(KEYS[1], rl, rt)
+  set[#set + 1] = 'rl'; set[#set + 1] = fmt(rl)
+  set[#set + 1] = 'rt'; set[#set + 1] = string.format('%d', rt)
   out[2], out[3] = math.max(0, math.floor(rl)), reset_ms(rcap, rl)
+end
+if tcap > 0 then
+  tl = tl - tn
+  set[#set + 1] = 'tl'; set[#set + 1] = fmt(tl)
+  set[#set + 1] = 'tt'; set[#set + 1] = string.format('%d', tt)
+  out[4], out[5] = math.max(0, math.floor(tl)), reset_ms(tcap, tl)
+end
+if #set > 0 then
+  redis.call('HSET', bk, unpack(set))
+  redis.call('PEXPIRE', bk, 120000)
 end
 if smax > 0 then
   redis.call('HINCRBY', KEYS[2], inst, 1)
   redis.call('PEXPIRE', KEYS[2], 86400000)
   out[6] = 1
-end
-if tcap > 0 then
-  tl = tl - tn
-  store(KEYS[3], tl, tt)
-  out[4], out[5] = math.max(0, math.floor(tl)), reset_ms(tcap, tl)
 end
 return out
 "#
@@ -288,8 +310,8 @@ return {ARGV[1], 0}
 /// Several queued writes in one call, applied in order: ARGV[1] the instance,
 /// ARGV[2] the count, then per write its kind, number of KEYS, number of ARGV
 /// and those ARGV; KEYS are the writes' keys in order. Kinds: `adj` (bucket
-/// correction: cap, delta, now_ms), `slot` (concurrency slot release),
-/// `charge` (cost, then a TTL per key), `release` (amount).
+/// correction: cap, delta, now_ms, field prefix), `slot` (concurrency slot release),
+/// `charge` (cost), `release` (amount).
 const BATCH: &str = concat!(
     lua_bucket!(),
     r#"
@@ -300,17 +322,16 @@ for _ = 1, n do
   local kind, nk, na = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   a = a + 3
   if kind == 'adj' then
-    local cap, d, now = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-    local level, last = refill(KEYS[k], cap, now)
-    store(KEYS[k], math.min(cap, level - d), last)
+    local cap, d, now, f = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3]
+    local lv, last = refill(KEYS[k], f, cap, now)
+    store(KEYS[k], f, math.min(cap, lv - d), last)
   elseif kind == 'slot' then
     local c = tonumber(redis.call('HGET', KEYS[k], inst) or '0')
     if c <= 1 then redis.call('HDEL', KEYS[k], inst) else redis.call('HINCRBY', KEYS[k], inst, -1) end
   elseif kind == 'charge' then
+    -- (Admission marked the hashes seeded and set their TTL.)
     for j = 0, nk - 1 do
       redis.call('HINCRBYFLOAT', KEYS[k + j], 's', ARGV[a])
-      redis.call('HSETNX', KEYS[k + j], 'seeded', '1')
-      redis.call('PEXPIRE', KEYS[k + j], tonumber(ARGV[a + 1 + j]))
     end
   elseif kind == 'release' then
     for j = 0, nk - 1 do
@@ -363,6 +384,8 @@ struct Scripts {
 enum Op {
     Adjust {
         key: String,
+        /// The bucket's field prefix in the hash ("r" RPM, "t" TPM).
+        field: &'static str,
         cap: u64,
         delta: f64,
         now_ms: i64,
@@ -689,8 +712,18 @@ impl Shared {
         true
     }
 
-    fn bucket_key(&self, key_id: &str, kind: &str) -> String {
-        format!("{}:rl:{key_id}:{kind}", self.prefix)
+    /// The hash holding a key's (or provider account's) RPM and TPM buckets.
+    fn bucket_key(&self, key_id: &str) -> String {
+        format!("{}:rl:{key_id}", self.prefix)
+    }
+
+    /// A bucket's field prefix in that hash (`kind`: "rpm" or "tpm").
+    fn bucket_field(kind: &str) -> &'static str {
+        if kind == "rpm" {
+            "r"
+        } else {
+            "t"
+        }
     }
 
     /// Takes `n` units from a key's shared bucket (`kind`: "rpm" or "tpm").
@@ -703,9 +736,13 @@ impl Shared {
         n: f64,
         now_ms: i64,
     ) -> Option<Result<Snapshot, Denied>> {
-        let key = self.bucket_key(key_id, kind);
+        let key = self.bucket_key(key_id);
         let mut inv = self.scripts.bucket.prepare_invoke();
-        inv.key(&key).arg(cap).arg(n).arg(now_ms);
+        inv.key(&key)
+            .arg(cap)
+            .arg(n)
+            .arg(now_ms)
+            .arg(Self::bucket_field(kind));
         let (ok, remaining, reset, retry): (i64, u64, u64, u64) = self.run(&inv).await?;
         Some(if ok == 1 {
             Ok(Snapshot {
@@ -725,7 +762,8 @@ impl Shared {
     pub fn adjust(&self, key_id: &str, kind: &str, cap: u64, delta: f64, now_ms: i64) {
         if delta != 0.0 {
             self.enqueue(Op::Adjust {
-                key: self.bucket_key(key_id, kind),
+                key: self.bucket_key(key_id),
+                field: Self::bucket_field(kind),
                 cap,
                 delta,
                 now_ms,
@@ -870,15 +908,13 @@ impl Shared {
         let mut inv = self.scripts.admit.prepare_invoke();
         let (rpm, slot, tpm, now_ms) = match key {
             Some(k) => {
-                inv.key(self.bucket_key(k.key_id, "rpm"))
-                    .key(self.slot_key(k.key_id))
-                    .key(self.bucket_key(k.key_id, "tpm"));
+                inv.key(self.bucket_key(k.key_id)).key(self.slot_key(k.key_id));
                 (k.rpm.unwrap_or(0), k.slot.unwrap_or(0), k.tpm, k.now_ms)
             }
             None => {
                 // Unused (caps 0); named inside the prefix's hash slot.
                 let none = format!("{}:none", self.prefix);
-                inv.key(&none).key(&none).key(&none);
+                inv.key(&none).key(&none);
                 (0, 0, None, 0)
             }
         };
@@ -1171,6 +1207,7 @@ impl Shared {
             match op {
                 Op::Adjust {
                     key,
+                    field,
                     cap,
                     delta,
                     now_ms,
@@ -1178,18 +1215,19 @@ impl Shared {
                     inv.key(key)
                         .arg("adj")
                         .arg(1)
-                        .arg(3)
+                        .arg(4)
                         .arg(*cap)
                         .arg(*delta)
-                        .arg(*now_ms);
+                        .arg(*now_ms)
+                        .arg(*field);
                 }
                 Op::SlotRelease { key } => {
                     inv.key(key).arg("slot").arg(1).arg(0);
                 }
                 Op::Charge { keys, cost } => {
-                    inv.arg("charge").arg(keys.len()).arg(1 + keys.len()).arg(*cost);
-                    for (k, ttl) in keys.iter() {
-                        inv.key(k).arg(*ttl);
+                    inv.arg("charge").arg(keys.len()).arg(1).arg(*cost);
+                    for (k, _) in keys.iter() {
+                        inv.key(k);
                     }
                 }
                 Op::Release { keys, amount } => {
