@@ -26,6 +26,29 @@ pub enum RouterModel {
     Prior,
     /// Logistic regression on the dense (and hashed word) features.
     Logistic,
+    /// The task-map prior's logit plus a logistic model's, trained on its
+    /// own (not fitted against the prior).
+    PriorPlus,
+}
+
+/// What the learnt model is trained to predict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The routing label: P(a cheaper tier's answer is as good as the dearest's).
+    Label,
+    /// How easy the prompt is for every model of its source ([`TrainExample::ease`]).
+    Ease,
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Target, String> {
+        match s {
+            "label" => Ok(Target::Label),
+            "ease" => Ok(Target::Ease),
+            _ => Err(format!("unknown training target {s:?} (label, ease)")),
+        }
+    }
 }
 
 impl std::str::FromStr for RouterModel {
@@ -34,7 +57,8 @@ impl std::str::FromStr for RouterModel {
         match s {
             "prior" => Ok(RouterModel::Prior),
             "logistic" => Ok(RouterModel::Logistic),
-            _ => Err(format!("unknown router model {s:?} (prior, logistic)")),
+            "prior+logistic" => Ok(RouterModel::PriorPlus),
+            _ => Err(format!("unknown router model {s:?} (prior, logistic, prior+logistic)")),
         }
     }
 }
@@ -53,6 +77,8 @@ pub struct RouterTrainOptions {
     pub seed: u64,
     /// Learn hashed word weights (else only the dense features).
     pub words: bool,
+    /// What the learnt model predicts (validation always scores the routing label).
+    pub target: Target,
 }
 
 impl Default for RouterTrainOptions {
@@ -66,6 +92,7 @@ impl Default for RouterTrainOptions {
             l2_hashed: 1e-4,
             seed: 0x005e_ed12,
             words: true,
+            target: Target::Label,
         }
     }
 }
@@ -75,8 +102,19 @@ pub struct Prepared {
     pub dense: [f32; DENSE],
     pub buckets: Vec<u32>,
     pub label: f32,
+    /// [`TrainExample::ease`].
+    pub ease: f32,
     pub weight: f32,
     pub source: &'static str,
+}
+
+impl Prepared {
+    fn target(&self, t: Target) -> f32 {
+        match t {
+            Target::Label => self.label,
+            Target::Ease => self.ease,
+        }
+    }
 }
 
 /// Featurises the examples (classifier included), weighting every source equally.
@@ -104,6 +142,7 @@ pub fn prepare(
             dense,
             buckets,
             label: e.label.clamp(0.0, 1.0),
+            ease: e.ease.clamp(0.0, 1.0),
             weight: total / (sources * n),
             source: e.source,
         });
@@ -141,6 +180,19 @@ pub fn train(
             p
         }
         RouterModel::Logistic => train_logistic(data, opts, progress),
+        RouterModel::PriorPlus => {
+            let mut p = train_logistic(data, opts, progress);
+            // z = prior logit + learnt logit; the learnt weights apply to
+            // (x - mean), the prior's to x: move their mean term into the bias.
+            let prior = Predictor::task_prior(opts.buckets_log2);
+            p.bias += prior.bias;
+            for i in 0..DENSE {
+                p.dense[i] += prior.dense[i];
+                p.bias += prior.dense[i] * p.mean[i];
+            }
+            p.set_quantiles(data.iter().map(|d| predict_prepared(&p, d)).collect());
+            p
+        }
     }
 }
 
@@ -159,7 +211,7 @@ fn train_logistic(
         for i in 0..DENSE {
             mean[i] += d.dense[i] as f64 * d.weight as f64;
         }
-        base += d.label as f64 * d.weight as f64;
+        base += d.target(opts.target) as f64 * d.weight as f64;
     }
     for i in 0..DENSE {
         p.mean[i] = (mean[i] / wsum) as f32;
@@ -181,7 +233,7 @@ fn train_logistic(
         .map(|s| {
             let (mut y, mut w) = (0.0f64, 0.0f64);
             for d in data.iter().filter(|d| d.source == *s) {
-                y += d.label as f64 * d.weight as f64;
+                y += d.target(opts.target) as f64 * d.weight as f64;
                 w += d.weight as f64;
             }
             let b = (y / w.max(1e-9)).clamp(1e-3, 1.0 - 1e-3);
@@ -206,7 +258,7 @@ fn train_logistic(
             let hs: f32 = d.buckets.iter().map(|b| p.hashed[*b as usize]).sum();
             let si = src_of[k];
             let z = p.logit(&d.dense, hs, n) + src_bias[si];
-            let g = (sigmoid(z) - d.label) * d.weight;
+            let g = (sigmoid(z) - d.target(opts.target)) * d.weight;
             g2_src[si] += g * g;
             src_bias[si] -= lr * g / g2_src[si].sqrt();
             for i in 0..DENSE {
@@ -377,6 +429,7 @@ mod tests {
                 ..OwnedInput::default()
             },
             label,
+            ease: label,
             source,
         }
     }
