@@ -136,6 +136,10 @@ enum Command {
         /// always scores the routing label.
         #[arg(long, default_value = "label")]
         target: switchyard::routing::train_router::Target,
+        /// Platt-scale the prior's scores on the training labels (one
+        /// intercept per source; off by default, see docs/routing.md).
+        #[arg(long)]
+        calibrate: bool,
         /// Dense features only (no hashed word weights; logistic model).
         #[arg(long)]
         no_words: bool,
@@ -420,12 +424,14 @@ fn main() -> ExitCode {
             holdout,
             model,
             target,
+            calibrate,
             no_words,
             no_progress,
         } => {
             let mut opts = switchyard::routing::train_router::RouterTrainOptions {
                 model,
                 target,
+                calibrate,
                 ..Default::default()
             };
             if let Some(e) = epochs {
