@@ -165,8 +165,9 @@ pub struct TrainExample {
     /// How easy the prompt is for every model the source scored, in [0, 1]:
     /// the mean correctness of all its models (MMLU: GPT-4 and Mixtral;
     /// RouterBench: all 11) or their mean win probability against the
-    /// reference (AlpacaEval: all 58 generators). A per-prompt difficulty
-    /// signal across tiers (`train-router --target ease`).
+    /// reference (AlpacaEval: all 56 generators, cheating and duplicate
+    /// entries dropped). A per-prompt difficulty signal across tiers
+    /// (`train-router --target ease`).
     pub ease: f32,
     pub source: &'static str,
 }
