@@ -302,7 +302,10 @@ price = { input = 0.2, output = 0.8 }
         .expect("valid");
     let auto = &cfg.routing.routes["auto"];
     assert!(auto.built_in);
-    let pr = auto.predicted.as_ref().expect("the zero-config auto route is a predictor route");
+    let pr = auto
+        .predicted
+        .as_ref()
+        .expect("the zero-config auto route is a predictor route");
     assert_eq!(pr.tiers, ["economy", "quality", "frontier"]);
     assert_eq!(pr.models, ["small", "medium", "large"]);
     // A tier's other models are its first fallbacks.
@@ -314,14 +317,22 @@ price = { input = 0.2, output = 0.8 }
     let routing = &cfg.routing;
     let chat = switchyard::routing::classifier::ClassifyInput::user("hello there, how are you today?");
     let d = routing.decide(auto, &chat, None);
-    assert_eq!(d.chain.first().map(String::as_str), Some("small"), "simple chat goes to economy");
+    assert_eq!(
+        d.chain.first().map(String::as_str),
+        Some("small"),
+        "simple chat goes to economy"
+    );
     let reason = d.reason_text(false);
     assert!(reason.contains(";predictor:p="), "{reason}");
     let code = switchyard::routing::classifier::ClassifyInput::user(
         "Write a Python function that parses an ISO 8601 date string and returns a datetime, with unit tests.",
     );
     let d = routing.decide(auto, &code, None);
-    assert_eq!(d.chain.first().map(String::as_str), Some("large"), "code goes to the frontier tier");
+    assert_eq!(
+        d.chain.first().map(String::as_str),
+        Some("large"),
+        "code goes to the frontier tier"
+    );
     assert_eq!(d.tier, "frontier");
     // The one knob: 0 always economy, 1 always frontier.
     for input in [&chat, &code] {

@@ -58,7 +58,9 @@ impl std::str::FromStr for RouterModel {
             "prior" => Ok(RouterModel::Prior),
             "logistic" => Ok(RouterModel::Logistic),
             "prior+logistic" => Ok(RouterModel::PriorPlus),
-            _ => Err(format!("unknown router model {s:?} (prior, logistic, prior+logistic)")),
+            _ => Err(format!(
+                "unknown router model {s:?} (prior, logistic, prior+logistic)"
+            )),
         }
     }
 }
