@@ -407,8 +407,9 @@ fn solve(mut h: Vec<Vec<f64>>, mut g: Vec<f64>) -> Option<Vec<f64>> {
         g.swap(c, piv);
         for r in c + 1..n {
             let f = h[r][c] / h[c][c];
-            for j in c..n {
-                h[r][j] -= f * h[c][j];
+            let pivot_row = h[c].clone();
+            for (x, p) in h[r].iter_mut().zip(&pivot_row).skip(c) {
+                *x -= f * p;
             }
             g[r] -= f * g[c];
         }
