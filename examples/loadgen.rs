@@ -5,7 +5,10 @@
 //! recording latency (full response) and time to first body byte into HDR
 //! histograms. Prints one JSON line of results.
 //!
-//! Usage: loadgen --url URL [--concurrency N] [--seconds S] [--warmup S] [--stream] [--model NAME]
+//! `--url` may list several URLs separated by commas (instances behind a
+//! round-robin balancer): worker i sends to URL i mod n.
+//!
+//! Usage: loadgen --url URL[,URL...] [--concurrency N] [--seconds S] [--warmup S] [--stream] [--model NAME]
 //! [--key KEY] [--header "name: value"]... (extra request headers, e.g. a peer gateway's routing headers)
 
 use std::sync::Arc;
@@ -176,7 +179,7 @@ async fn worker(
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let a = parse_args();
-    let uri: hyper::Uri = a.url.parse().expect("url");
+    let uris: Vec<hyper::Uri> = a.url.split(',').map(|u| u.parse().expect("url")).collect();
     let body = if a.stream {
         r#"{"model":"bench","stream":true,"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one short sentence about benchmarks."}]}"#
     } else {
@@ -189,9 +192,9 @@ async fn main() {
     let auth: Arc<str> = Arc::from(format!("Bearer {}", a.key));
     let headers = Arc::new(a.headers.clone());
     let mut handles = Vec::new();
-    for _ in 0..a.concurrency {
+    for i in 0..a.concurrency {
         handles.push(tokio::spawn(worker(
-            uri.clone(),
+            uris[i % uris.len()].clone(),
             body.clone(),
             auth.clone(),
             headers.clone(),

@@ -143,9 +143,19 @@ enum Command {
         #[arg(long)]
         holdout: Option<String>,
         /// prior: the task-map prior (the shipped model, nothing fitted but the
-        /// quantiles); logistic: the learnt logistic model.
+        /// quantiles); logistic: the learnt logistic model; prior+logistic: the
+        /// sum of both logits (the logistic trained on its own).
         #[arg(long, default_value = "prior")]
         model: switchyard::routing::train_router::RouterModel,
+        /// What the logistic model is trained on: label (the routing label) or
+        /// ease (the mean outcome of every model of the source). Validation
+        /// always scores the routing label.
+        #[arg(long, default_value = "label")]
+        target: switchyard::routing::train_router::Target,
+        /// Platt-scale the prior's scores on the training labels (one
+        /// intercept per source; off by default, see docs/routing.md).
+        #[arg(long)]
+        calibrate: bool,
         /// Dense features only (no hashed word weights; logistic model).
         #[arg(long)]
         no_words: bool,
@@ -432,11 +442,15 @@ fn main() -> ExitCode {
             epochs,
             holdout,
             model,
+            target,
+            calibrate,
             no_words,
             no_progress,
         } => {
             let mut opts = switchyard::routing::train_router::RouterTrainOptions {
                 model,
+                target,
+                calibrate,
                 ..Default::default()
             };
             if let Some(e) = epochs {
