@@ -5,7 +5,11 @@
 //! recording latency (full response) and time to first body byte into HDR
 //! histograms. Prints one JSON line of results.
 //!
-//! Usage: loadgen --url URL [--concurrency N] [--seconds S] [--warmup S] [--stream] [--model NAME]
+//! `--url` may list several URLs separated by commas (instances behind a
+//! round-robin balancer): worker i sends to URL i mod n.
+//!
+//! Usage: loadgen --url URL[,URL...] [--concurrency N] [--seconds S] [--warmup S] [--stream] [--model NAME]
+//! [--key KEY] [--header "name: value"]... (extra request headers, e.g. a peer gateway's routing headers)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +29,8 @@ struct Args {
     model: String,
     /// Value of the Authorization header (`Bearer ...`).
     key: String,
+    /// Extra request headers.
+    headers: Vec<(String, String)>,
 }
 
 fn parse_args() -> Args {
@@ -36,6 +42,7 @@ fn parse_args() -> Args {
         stream: false,
         model: "bench".into(),
         key: "sk-bench".into(),
+        headers: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -47,6 +54,16 @@ fn parse_args() -> Args {
             "--stream" => a.stream = true,
             "--model" => a.model = it.next().unwrap_or_default(),
             "--key" => a.key = it.next().unwrap_or_default(),
+            "--header" => {
+                let h = it.next().unwrap_or_default();
+                match h.split_once(':') {
+                    Some((k, v)) => a.headers.push((k.trim().to_string(), v.trim().to_string())),
+                    None => {
+                        eprintln!("--header wants \"name: value\", got {h:?}");
+                        std::process::exit(2);
+                    }
+                }
+            }
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2);
@@ -71,6 +88,7 @@ async fn worker(
     uri: hyper::Uri,
     body: Bytes,
     auth: Arc<str>,
+    headers: Arc<Vec<(String, String)>>,
     warm_until: Instant,
     end: Instant,
 ) -> WorkerResult {
@@ -81,6 +99,13 @@ async fn worker(
         errors: 0,
     };
     let host = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+    // The request line in origin form (`POST /v1/chat/completions`), as clients send it
+    // (some servers, uvicorn among them, refuse the absolute form).
+    let target: hyper::Uri = uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .parse()
+        .expect("path");
     'conn: while Instant::now() < end {
         let Ok(stream) = tokio::net::TcpStream::connect(&host).await else {
             r.errors += 1;
@@ -94,12 +119,14 @@ async fn worker(
         };
         tokio::spawn(conn);
         while Instant::now() < end {
-            let req = hyper::Request::post(uri.clone())
+            let mut req = hyper::Request::post(target.clone())
                 .header("host", &host)
                 .header("content-type", "application/json")
-                .header("authorization", &*auth)
-                .body(Full::new(body.clone()))
-                .expect("request");
+                .header("authorization", &*auth);
+            for (k, v) in headers.iter() {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            let req = req.body(Full::new(body.clone())).expect("request");
             let t0 = Instant::now();
             if sender.ready().await.is_err() {
                 r.errors += 1;
@@ -152,7 +179,7 @@ async fn worker(
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let a = parse_args();
-    let uri: hyper::Uri = a.url.parse().expect("url");
+    let uris: Vec<hyper::Uri> = a.url.split(',').map(|u| u.parse().expect("url")).collect();
     let body = if a.stream {
         r#"{"model":"bench","stream":true,"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one short sentence about benchmarks."}]}"#
     } else {
@@ -163,12 +190,14 @@ async fn main() {
     let warm_until = start + Duration::from_secs_f64(a.warmup);
     let end = warm_until + Duration::from_secs_f64(a.seconds);
     let auth: Arc<str> = Arc::from(format!("Bearer {}", a.key));
+    let headers = Arc::new(a.headers.clone());
     let mut handles = Vec::new();
-    for _ in 0..a.concurrency {
+    for i in 0..a.concurrency {
         handles.push(tokio::spawn(worker(
-            uri.clone(),
+            uris[i % uris.len()].clone(),
             body.clone(),
             auth.clone(),
+            headers.clone(),
             warm_until,
             end,
         )));

@@ -291,8 +291,10 @@ pub fn train_router(
         *per_source.entry(e.source).or_default() += 1;
     }
     p.provenance = format!(
-        "switchyard train-router; model {:?}; features v{}; {} prompts ({}); epochs {}, buckets 2^{}, lr {}, l2 {}/{}, seed {:#x}",
+        "switchyard train-router; model {:?}; target {:?}; calibrated {}; features v{}; {} prompts ({}); epochs {}, buckets 2^{}, lr {}, l2 {}/{}, seed {:#x}",
         opts.model,
+        opts.target,
+        opts.calibrate,
         crate::routing::predictor::FEATURE_VERSION,
         examples.len(),
         per_source
@@ -333,6 +335,7 @@ pub fn train_router(
                 dense: d.dense,
                 buckets: d.buckets.clone(),
                 label: d.label,
+                ease: d.ease,
                 weight: 1.0,
                 source: d.source,
             })

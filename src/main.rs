@@ -20,6 +20,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// 10-20% at concurrency 64 in `bench/run.sh`, see bench/RESULTS.md);
 /// `MIMALLOC_PURGE_DELAY=1000` in the environment (which wins) trades the
 /// memory back for it. Measured with `bash bench/memory.sh`.
+///
+/// No transparent huge pages: mimalloc asked for them on its arena
+/// (`madvise(MADV_HUGEPAGE)`), and each 2 MiB page it touched was then
+/// resident whole, 11 MB of an idle gateway's 38 MB. mimalloc is built
+/// without that `madvise` (its `no_thp` feature), and where the system gives
+/// huge pages to every mapping (THP `always`) the process opts out
+/// (`prctl(PR_SET_THP_DISABLE)`) unless `MIMALLOC_ALLOW_THP` is set.
 #[cfg(feature = "mimalloc")]
 fn tune_allocator() {
     extern "C" {
@@ -27,9 +34,18 @@ fn tune_allocator() {
     }
     /// `mi_option_purge_delay` in `mi_option_e` (mimalloc v3, as libmimalloc-sys 0.1 builds it).
     const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+    /// `mi_option_allow_thp` in the same enum.
+    const MI_OPTION_ALLOW_THP: std::ffi::c_int = 43;
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets a process-wide allocator option; any thread may call it at any time.
         unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+    }
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // SAFETY: as above; prctl(PR_SET_THP_DISABLE) only changes this process's THP eligibility.
+        unsafe {
+            mi_option_set(MI_OPTION_ALLOW_THP, 0);
+            libc::prctl(libc::PR_SET_THP_DISABLE, 1 as libc::c_ulong, 0, 0, 0);
+        }
     }
 }
 
@@ -127,9 +143,19 @@ enum Command {
         #[arg(long)]
         holdout: Option<String>,
         /// prior: the task-map prior (the shipped model, nothing fitted but the
-        /// quantiles); logistic: the learnt logistic model.
+        /// quantiles); logistic: the learnt logistic model; prior+logistic: the
+        /// sum of both logits (the logistic trained on its own).
         #[arg(long, default_value = "prior")]
         model: switchyard::routing::train_router::RouterModel,
+        /// What the logistic model is trained on: label (the routing label) or
+        /// ease (the mean outcome of every model of the source). Validation
+        /// always scores the routing label.
+        #[arg(long, default_value = "label")]
+        target: switchyard::routing::train_router::Target,
+        /// Platt-scale the prior's scores on the training labels (one
+        /// intercept per source; off by default, see docs/routing.md).
+        #[arg(long)]
+        calibrate: bool,
         /// Dense features only (no hashed word weights; logistic model).
         #[arg(long)]
         no_words: bool,
@@ -358,6 +384,9 @@ fn init_logging(json: bool, level: &str) -> tracing_appender::non_blocking::Work
         .finish(std::io::stderr());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     switchyard::accounting::ledger::text_access_lines(!json && !ansi);
+    if !json && !ansi {
+        switchyard::accounting::ledger::direct_access_lines(writer.clone());
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
@@ -413,11 +442,15 @@ fn main() -> ExitCode {
             epochs,
             holdout,
             model,
+            target,
+            calibrate,
             no_words,
             no_progress,
         } => {
             let mut opts = switchyard::routing::train_router::RouterTrainOptions {
                 model,
+                target,
+                calibrate,
                 ..Default::default()
             };
             if let Some(e) = epochs {

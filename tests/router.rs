@@ -274,32 +274,46 @@ fn eval_routing_reports_every_set() {
 }
 
 #[test]
-fn zero_config_auto_stays_on_the_task_map() {
-    // The predictor does not beat a random router on the test sets yet
-    // (docs/routing.md), so the zero-config `auto` keeps the task map; a
-    // predictor route is opt-in through `models = [...]`.
+fn zero_config_auto_routes_by_the_predictor() {
+    // No `[routes.*]`: `auto` is a predictor route over the configured tiers
+    // (one candidate per tier, cheapest first), at the default strong_share.
     let text = r#"
 [providers.p]
 type = "simulated"
 [models.small]
 provider = "p"
+tier = "economy"
 price = { input = 0.1, output = 0.4 }
 [models.large]
 provider = "p"
+tier = "frontier"
 price = { input = 5.0, output = 25.0 }
 [models.medium]
 provider = "p"
+tier = "quality"
 price = { input = 1.0, output = 4.0 }
+[models.small2]
+provider = "p"
+tier = "economy"
+price = { input = 0.2, output = 0.8 }
 "#;
     let raw = switchyard::config::parse_toml(text).expect("parses");
     let cfg = switchyard::config::validate(raw, switchyard::config::ConfigSource::Environment, &|_| None)
         .expect("valid");
     let auto = &cfg.routing.routes["auto"];
     assert!(auto.built_in);
-    assert!(
-        auto.predicted.is_none(),
-        "the zero-config auto route is the task map"
-    );
+    let pr = auto
+        .predicted
+        .as_ref()
+        .expect("the zero-config auto route is a predictor route");
+    assert_eq!(pr.tiers, ["economy", "quality", "frontier"]);
+    assert_eq!(pr.models, ["small", "medium", "large"]);
+    // A tier's other models are its first fallbacks.
+    assert_eq!(pr.chains[0], ["small", "small2", "medium", "large"]);
+    assert_eq!(pr.chains[2], ["large", "medium", "small", "small2"]);
+    let default = cfg.routing.predictor.threshold_for_share(0.5);
+    assert_eq!(pr.threshold, default);
+    assert_eq!(pr.strong_share, Some(0.5));
     let routing = &cfg.routing;
     let chat = switchyard::routing::classifier::ClassifyInput::user("hello there, how are you today?");
     let d = routing.decide(auto, &chat, None);
@@ -308,13 +322,37 @@ price = { input = 1.0, output = 4.0 }
         Some("small"),
         "simple chat goes to economy"
     );
+    let reason = d.reason_text(false);
+    assert!(reason.contains(";predictor:p="), "{reason}");
     let code = switchyard::routing::classifier::ClassifyInput::user(
         "Write a Python function that parses an ISO 8601 date string and returns a datetime, with unit tests.",
     );
     let d = routing.decide(auto, &code, None);
-    assert_ne!(
+    assert_eq!(
         d.chain.first().map(String::as_str),
-        Some("small"),
-        "code goes above economy"
+        Some("large"),
+        "code goes to the frontier tier"
     );
+    assert_eq!(d.tier, "frontier");
+    // The one knob: 0 always economy, 1 always frontier.
+    for input in [&chat, &code] {
+        assert_eq!(routing.decide_at(auto, input, None, Some(0.0)).tier, "economy");
+        assert_eq!(routing.decide_at(auto, input, None, Some(1.0)).tier, "frontier");
+    }
+    // One configured chat model: the route serves it, with no predictor call.
+    let text = r#"
+[providers.p]
+type = "simulated"
+[models.only]
+provider = "p"
+price = { input = 1.0, output = 4.0 }
+"#;
+    let raw = switchyard::config::parse_toml(text).expect("parses");
+    let cfg = switchyard::config::validate(raw, switchyard::config::ConfigSource::Environment, &|_| None)
+        .expect("valid");
+    let auto = &cfg.routing.routes["auto"];
+    let d = cfg.routing.decide(auto, &code, None);
+    assert_eq!(d.chain, ["only"]);
+    assert!(d.predicted.is_none());
+    assert!(!d.reason_text(false).contains("task_map"));
 }

@@ -1,6 +1,6 @@
 //! A predictor route end to end over sockets: the decision and its reason in
 //! the response headers, the live strong share in /metrics, and budget
-//! pacing lowering the threshold smoothly.
+//! pacing lowering the threshold smoothly; the zero-config `auto` route on the predictor.
 
 mod common;
 
@@ -129,5 +129,53 @@ async fn pacing_divides_the_threshold_when_spend_runs_ahead() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     now.fetch_add(0, Ordering::Relaxed);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn zero_config_auto_is_routed_by_the_predictor_over_sockets() {
+    // No `[routes.*]`: `auto` is a predictor route over the configured models
+    // ranked by price (`fast` economy, `unpriced` frontier).
+    let fake = start_fake().await;
+    let mut gw = start_gateway(&config_for(fake.addr, "")).await;
+    let r = ask(&gw, "hi, how are you today?").await;
+    assert_eq!(header(&r, "x-switchyard-model"), "fast");
+    assert_eq!(header(&r, "x-switchyard-tier"), "economy");
+    let reason = header(&r, "x-switchyard-route-reason");
+    assert!(reason.starts_with("classifier;predictor:p="), "{reason}");
+    assert!(reason.contains(">=t="), "{reason}");
+    let r = ask(
+        &gw,
+        "Write a Python function that merges two sorted lists in O(n), with unit tests.",
+    )
+    .await;
+    assert_eq!(header(&r, "x-switchyard-model"), "unpriced");
+    assert_eq!(header(&r, "x-switchyard-tier"), "frontier");
+    assert_eq!(header(&r, "x-switchyard-task"), "code_generation");
+    let reason = header(&r, "x-switchyard-route-reason");
+    assert!(
+        reason.contains(";predictor:p=") && reason.contains("<t="),
+        "{reason}"
+    );
+    let m = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    for tier in ["economy", "frontier"] {
+        assert!(
+            m.contains(&format!(
+                "switchyard_routed_total{{route=\"auto\",tier=\"{tier}\"}} 1\n"
+            )),
+            "{m}"
+        );
+    }
+    assert!(
+        m.contains("switchyard_route_strong_share{route=\"auto\"} 0.5\n"),
+        "{m}"
+    );
     gw.stop().await;
 }

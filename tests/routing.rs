@@ -427,9 +427,15 @@ model = "text-embedding-3-small"
             .chain
             .clone()
     };
+    // The task map's chains label each task; the tier predictor picks among
+    // the tiers (small, medium, large ranked by price into economy, quality, frontier).
     assert_eq!(chain("simple_chat"), ["small", "medium", "large"]);
     assert_eq!(chain("code_generation"), ["large", "medium", "small"]);
     assert_eq!(chain("translation"), ["medium", "large", "small"]);
+    let pr = auto.predicted.as_ref().expect("a predictor route");
+    assert_eq!(pr.models, ["small", "medium", "large"]);
+    assert_eq!(pr.tiers, ["economy", "quality", "frontier"]);
+    assert_eq!(pr.chains[1], ["medium", "large", "small"]);
     assert!(
         !chain("summarization").contains(&"emb".to_string()),
         "embedding models never serve chat"

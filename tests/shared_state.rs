@@ -683,3 +683,329 @@ async fn tokens_used_on_one_instance_count_on_the_other() {
     redis.clean().await;
     schema.drop().await;
 }
+
+/// Sum of a metric over instances.
+async fn metric_sum(gws: &[Gw], name: &str) -> u64 {
+    let mut n = 0;
+    for g in gws {
+        n += metric(g, name).await;
+    }
+    n
+}
+
+/// With every limit a key can have (RPM, TPM, a concurrency cap, its own daily
+/// budget) and a global daily budget, a request costs exactly one Redis call on
+/// its path (admission takes all of them in one script), on chat, streamed chat
+/// and /v1/messages alike, and on a refusal too; the shared RPM the deferred take
+/// saw shows in `x-ratelimit-remaining-requests` across instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_costs_one_redis_round_trip_with_every_limit() {
+    let Some(redis) = RedisPrefix::new() else { return };
+    let Some(schema) = Schema::new().await else { return };
+    let fake = start_fake().await;
+    let clock = Arc::new(AtomicI64::new(now_ms()));
+    let cfg = shared_config(&fake, &redis, Some(&schema.url), "[budgets]\ndaily = 100.0\n");
+    let mut gws = start_n(3, &cfg, &clock).await;
+    let key = create_key(
+        &gws[0],
+        json!({"name": "all-limits", "rpm": 31, "tpm": 10000000, "max_concurrency": 8, "daily_budget": 50.0}),
+    )
+    .await;
+    for g in &gws[1..] {
+        let st = g.state();
+        until("the key reaches every instance", || async {
+            st.keys.lookup(&key).is_some()
+        })
+        .await;
+    }
+    const ON_PATH: &str = "switchyard_state_calls_total{path=\"request\"}";
+    let before = metric_sum(&gws, ON_PATH).await;
+    let body = |i: usize| match i % 3 {
+        0 => (
+            "/v1/chat/completions",
+            json!({"model": "fast", "max_tokens": 10,
+                "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+        1 => (
+            "/v1/chat/completions",
+            json!({"model": "fast", "max_tokens": 10, "stream": true,
+                "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+        _ => (
+            "/v1/messages",
+            json!({"model": "fast", "max_tokens": 10,
+                "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+    };
+    for i in 0..31 {
+        let (path, b) = body(i);
+        let r = client()
+            .post(gws[i % 3].url(path))
+            .bearer_auth(&key)
+            .json(&b)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status().as_u16(), 200, "request {i} on {path}");
+        let remaining = r
+            .headers()
+            .get("x-ratelimit-remaining-requests")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        assert!(r.headers().contains_key("x-ratelimit-remaining-tokens"));
+        r.bytes().await.expect("body");
+        assert_eq!(
+            remaining.as_deref(),
+            Some((30 - i).to_string().as_str()),
+            "the shared RPM bucket after request {i}"
+        );
+    }
+    // The 32nd is refused by RPM: still one call, and nothing else taken.
+    let (status, refused) = chat(&gws[1].base, Some(&key), 10).await;
+    assert_eq!(status, 429, "{refused}");
+    assert_eq!(refused["error"]["code"], "rate_limit_exceeded");
+    let after = metric_sum(&gws, ON_PATH).await;
+    assert_eq!(after - before, 32, "Redis calls on the path of 32 requests");
+    for g in &mut gws {
+        g.stop().await;
+    }
+    let (rows, _) = pg_spend(&schema).await;
+    assert_eq!(rows, 31, "one ledger row per admitted request");
+    redis.clean().await;
+    schema.drop().await;
+}
+
+/// A breaker that opens on one instance opens on the others (a pub/sub hint,
+/// `[state] share_breakers`, on by default): after instance A saw its primary
+/// deployment fail and tripped, instance B, which never called it, serves
+/// from the fallback at once without one call to the failing deployment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_tripped_on_one_instance_opens_on_the_others() {
+    let Some(redis) = RedisPrefix::new() else { return };
+    let fake = start_fake().await;
+    let clock = Arc::new(AtomicI64::new(now_ms()));
+    let cfg = format!(
+        r#"
+[server]
+admin_key = "{ADMIN}"
+[resilience]
+max_attempts = 2
+retries_per_target = 0
+breaker_consecutive_failures = 2
+breaker_cooldown_ms = 600000
+breaker_max_cooldown_ms = 600000
+[providers.bad]
+type = "openai"
+base_url = "http://{addr}/v1"
+api_key = "{UPSTREAM_KEY}"
+[providers.good]
+type = "openai"
+base_url = "http://{addr}/v1"
+api_key = "{UPSTREAM_KEY}"
+[models.primary]
+provider = "bad"
+model = "fail-500"
+fallbacks = ["backup"]
+[models.backup]
+provider = "good"
+model = "ok"
+[state]
+redis_url = "{url}"
+key_prefix = "{prefix}"
+timeout_ms = 5000
+"#,
+        addr = fake.addr,
+        url = redis.url,
+        prefix = redis.prefix
+    );
+    let mut gws = start_n(2, &cfg, &clock).await;
+    // (A hint published before an instance subscribed is lost: that instance
+    // would learn of the failure on its own.)
+    until("both instances subscribed", || async {
+        redis.subscribers().await == 2
+    })
+    .await;
+    let bad_calls = || {
+        fake.requests()
+            .iter()
+            .filter(|r| r.body["model"] == "fail-500")
+            .count()
+    };
+    let send = |gw: &Gw| {
+        let url = gw.url("/v1/chat/completions");
+        async move {
+            let r = client()
+                .post(url)
+                .json(&json!({"model": "primary", "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .expect("send");
+            let served = r
+                .headers()
+                .get("x-switchyard-provider")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            (r.status().as_u16(), served)
+        }
+    };
+    let state_of = |gw: &Gw| {
+        let url = gw.url("/admin/health");
+        async move {
+            let v: Value = client()
+                .get(url)
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .expect("send")
+                .json()
+                .await
+                .expect("json");
+            v["data"]
+                .as_array()
+                .and_then(|d| d.iter().find(|p| p["provider"] == "bad"))
+                .map(|p| p["state"].as_str().unwrap_or_default().to_string())
+                .unwrap_or_default()
+        }
+    };
+    // A trips: two failed calls to `bad`, both answered by the fallback.
+    for _ in 0..2 {
+        assert_eq!(send(&gws[0]).await, (200, Some("good".to_string())));
+    }
+    assert_eq!(state_of(&gws[0]).await, "open");
+    assert_eq!(bad_calls(), 2);
+    // B hears of it without calling `bad` itself.
+    until("the trip reaches the other instance", || async {
+        state_of(&gws[1]).await == "open"
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(send(&gws[1]).await, (200, Some("good".to_string())));
+    }
+    assert_eq!(bad_calls(), 2, "B never called the deployment A saw failing");
+    for g in &mut gws {
+        g.stop().await;
+    }
+    redis.clean().await;
+}
+
+/// An experiment's ramp moves as one across instances (Redis, compare-and-set
+/// per version of the ramp): a step earned on instance A's traffic is taken
+/// by B without traffic of its own; a roll-back on B's failing candidate
+/// pauses A; a reset on A restarts B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ramp_advances_rolls_back_and_resets_on_every_instance() {
+    let Some(redis) = RedisPrefix::new() else { return };
+    let fake = start_fake().await;
+    let clock = Arc::new(AtomicI64::new(now_ms()));
+    let ramped = |upstream: &str| {
+        shared_config(
+            &fake,
+            &redis,
+            None,
+            &format!(
+                r#"
+[models.ramped]
+provider = "fake"
+model = "{upstream}"
+price = {{ input = 0.5, output = 2.5 }}
+
+[experiments.ramp]
+model = "fast"
+candidates = [{{ model = "ramped" }}]
+ramp = {{ steps = [0.2, 0.6, 1.0], every_secs = 60, min_requests = 5, max_error_rate = 0.2 }}
+"#
+            ),
+        )
+    };
+    let mut gws = start_n(2, &ramped("ok"), &clock).await;
+    let admin = |gw: &Gw, method: reqwest::Method, path: &str| {
+        let req = client().request(method, gw.url(path)).bearer_auth(ADMIN);
+        async move {
+            let r = req.send().await.expect("send");
+            assert_eq!(r.status().as_u16(), 200);
+            r.json::<Value>().await.expect("json")
+        }
+    };
+    let ramp_of = |gw: &Gw| {
+        let f = admin(gw, reqwest::Method::GET, "/admin/experiments");
+        async move {
+            let v = f.await;
+            let s = &v["data"][0];
+            (
+                s["ramp"]["step"].as_u64(),
+                s["ramp"]["paused"].as_bool(),
+                s["candidates"][0]["share"].as_f64(),
+                s["ramp"]["history"]
+                    .as_array()
+                    .and_then(|h| h.last())
+                    .map(|r| r["action"].as_str().unwrap_or_default().to_string()),
+            )
+        }
+    };
+    let traffic = |gw: &Gw, n: usize, tag: &'static str| {
+        let url = gw.url("/v1/chat/completions");
+        async move {
+            for u in 0..n {
+                client()
+                    .post(&url)
+                    .json(&json!({"model": "fast", "user": format!("{tag}-{u}"),
+                                  "messages": [{"role": "user", "content": "hello there"}]}))
+                    .send()
+                    .await
+                    .expect("send")
+                    .bytes()
+                    .await
+                    .expect("body");
+            }
+        }
+    };
+    let tick = |gw: &Gw| {
+        let st = gw.state();
+        async move { switchyard::experiments::ramp::tick(&st).await }
+    };
+    tick(&gws[0]).await;
+    tick(&gws[1]).await;
+    assert_eq!(ramp_of(&gws[1]).await.2, Some(0.2));
+    // A's healthy step, a minute on: A advances, B follows without traffic of its own.
+    traffic(&gws[0], 100, "a").await;
+    gws[0].flush_ledger().await;
+    clock.fetch_add(61_000, Ordering::SeqCst);
+    tick(&gws[0]).await;
+    assert_eq!(ramp_of(&gws[0]).await.0, Some(1));
+    tick(&gws[1]).await;
+    assert_eq!(
+        ramp_of(&gws[1]).await,
+        (Some(1), Some(false), Some(0.6), Some("follow".to_string())),
+        "B took A's step"
+    );
+    // B's candidate breaks: B rolls back, A pauses too.
+    std::fs::write(gws[1].config_path(), ramped("fail-500")).expect("write");
+    admin(&gws[1], reqwest::Method::POST, "/admin/reload").await;
+    traffic(&gws[1], 60, "b").await;
+    gws[1].flush_ledger().await;
+    tick(&gws[1]).await;
+    assert_eq!(ramp_of(&gws[1]).await.1, Some(true), "B rolled back");
+    tick(&gws[0]).await;
+    let a = ramp_of(&gws[0]).await;
+    assert_eq!(
+        (a.1, a.2),
+        (Some(true), Some(0.0)),
+        "A paused by B's roll-back: {a:?}"
+    );
+    // B's candidate is fixed; a reset on A (a second later) restarts the ramp on B.
+    std::fs::write(gws[1].config_path(), ramped("ok")).expect("write");
+    admin(&gws[1], reqwest::Method::POST, "/admin/reload").await;
+    clock.fetch_add(1_000, Ordering::SeqCst);
+    admin(&gws[0], reqwest::Method::POST, "/admin/experiments/ramp/reset").await;
+    tick(&gws[1]).await;
+    let b = ramp_of(&gws[1]).await;
+    assert_eq!(
+        (b.0, b.1, b.2),
+        (Some(0), Some(false), Some(0.2)),
+        "B restarted: {b:?}"
+    );
+    for g in &mut gws {
+        g.stop().await;
+    }
+    redis.clean().await;
+}

@@ -200,6 +200,76 @@ pub fn text_access_lines(on: bool) {
     TEXT_ACCESS_LINES.store(on, Ordering::Relaxed);
 }
 
+/// Where plain-text access lines are written directly (the log's own
+/// background writer), bypassing the log formatter: see [`direct_access_lines`].
+static ACCESS_WRITER: std::sync::OnceLock<tracing_appender::non_blocking::NonBlocking> =
+    std::sync::OnceLock::new();
+
+/// With plain-text logs, access lines are written straight to the log's
+/// writer as the formatter would write them (`<RFC 3339 time, microseconds>
+/// INFO switchyard::access: request ...`), still only when the log filter
+/// lets `switchyard::access` info events through. The formatter scans every
+/// message character by character for ANSI escapes and formats its
+/// timestamp through `core::fmt`: about 15,000 instructions a line, most of
+/// what the access log cost a request. Access lines hold no ANSI escapes
+/// (every client-chosen text in them is quoted with `Debug` escaping).
+pub fn direct_access_lines(writer: tracing_appender::non_blocking::NonBlocking) {
+    let _ = ACCESS_WRITER.set(writer);
+}
+
+/// `ms` since the epoch as the log formatter writes times: `2026-12-04T21:49:15.051470Z`.
+fn push_rfc3339_micros(s: &mut String, micros: i64) {
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let tod = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    for (v, n, sep) in [
+        (y, 4, '-'),
+        (m, 2, '-'),
+        (d, 2, 'T'),
+        (tod / 3_600, 2, ':'),
+        (tod / 60 % 60, 2, ':'),
+        (tod % 60, 2, '.'),
+        (frac, 6, 'Z'),
+    ] {
+        for i in (0..n).rev() {
+            s.push(char::from(b'0' + ((v / 10i64.pow(i)) % 10) as u8));
+        }
+        s.push(sep);
+    }
+}
+
+/// Writes one access line directly (see [`direct_access_lines`]); false when
+/// that is off, and the line goes through `tracing`.
+fn write_access_line(entry: &LedgerEntry) -> bool {
+    let Some(w) = ACCESS_WRITER.get() else {
+        return false;
+    };
+    if !tracing::enabled!(target: "switchyard::access", tracing::Level::INFO) {
+        return true;
+    }
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    let mut line = String::with_capacity(320);
+    push_rfc3339_micros(&mut line, micros);
+    line.push_str("  INFO switchyard::access: ");
+    access_line_into(&mut line, entry);
+    line.push('\n');
+    let _ = std::io::Write::write_all(&mut w.clone(), line.as_bytes());
+    true
+}
+
 /// The access line of a row as structured fields.
 fn access_event(entry: &LedgerEntry) {
     let r = entry.routing.as_deref();
@@ -225,6 +295,13 @@ fn access_event(entry: &LedgerEntry) {
 /// quoted as `Debug` quotes them, `%` fields as they are, numbers as `Debug`,
 /// an absent cost left out), after the message `request`.
 fn access_line(entry: &LedgerEntry) -> String {
+    let mut s = String::with_capacity(256);
+    access_line_into(&mut s, entry);
+    s
+}
+
+/// [`access_line`], appended to `s`.
+fn access_line_into(s: &mut String, entry: &LedgerEntry) {
     use std::fmt::Write as _;
     fn quoted(s: &mut String, v: &str) {
         if v.bytes()
@@ -238,17 +315,16 @@ fn access_line(entry: &LedgerEntry) -> String {
         }
     }
     let r = entry.routing.as_deref();
-    let mut s = String::with_capacity(256);
     s.push_str("request request_id=");
     s.push_str(&entry.request_id);
     s.push_str(" key=");
-    quoted(&mut s, entry.key_name.as_deref().unwrap_or("-"));
+    quoted(s, entry.key_name.as_deref().unwrap_or("-"));
     s.push_str(" endpoint=");
-    quoted(&mut s, entry.endpoint);
+    quoted(s, entry.endpoint);
     s.push_str(" route=");
-    quoted(&mut s, r.map_or("-", |r| r.route.as_str()));
+    quoted(s, r.map_or("-", |r| r.route.as_str()));
     s.push_str(" task=");
-    quoted(&mut s, r.map_or("-", |r| r.task.as_str()));
+    quoted(s, r.map_or("-", |r| r.task.as_str()));
     s.push_str(" model=");
     s.push_str(&entry.served_model);
     s.push_str(" provider=");
@@ -267,7 +343,6 @@ fn access_line(entry: &LedgerEntry) -> String {
         " estimated={} attempt={}",
         entry.usage_estimated, entry.attempt
     );
-    s
 }
 
 /// Counters shared between handles and the writer.
@@ -296,8 +371,11 @@ impl LedgerHandle {
         }
         if self.access_log {
             if TEXT_ACCESS_LINES.load(Ordering::Relaxed) {
-                let line = access_line(&entry);
-                tracing::info!(target: "switchyard::access", "{line}");
+                // Written directly (or filtered out) when the log's writer is known.
+                if !write_access_line(&entry) {
+                    let line = access_line(&entry);
+                    tracing::info!(target: "switchyard::access", "{line}");
+                }
             } else {
                 access_event(&entry);
             }
@@ -1338,63 +1416,103 @@ const INSERT_ROWS: &str = "INSERT INTO ledger (request_id, ts_ms, key_name, endp
      complexity, tier, route_reason, attempt, experiment, arm, shadow, parent_request_id, output, cache_hit, \
      saved_usd) ";
 
-/// One row's INSERT on SQLite: `INSERT_ROWS` with one `?` per column. The
-/// text never changes, so SQLite parses and plans it once (sqlx keeps the
-/// prepared statement) instead of once per batch for a multi-row VALUES list,
-/// whose parsing cost more than writing the rows.
-static INSERT_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let columns = INSERT_ROWS.matches(',').count() + 1;
-    let mut sql = String::from(INSERT_ROWS);
-    sql.push_str("VALUES (?");
-    sql.push_str(&",?".repeat(columns - 1));
-    sql.push(')');
-    sql
-});
+/// Rows per SQLite INSERT statement, at most (34 columns: 1,088 parameters,
+/// well under SQLite's limit of 32,766).
+const SQLITE_ROWS_PER_STATEMENT: usize = 32;
 
-/// Writes a batch in one transaction, a prepared single-row INSERT per row.
+/// The SQLite INSERT of `2^i` rows (`i` < 6): `INSERT_ROWS` with a
+/// `VALUES (?, ...)` group per row. The six texts never change, so SQLite
+/// parses and plans each once (sqlx keeps the prepared statements; parsing
+/// costs more than writing the rows). A batch is written as 32-row statements
+/// and one statement per set bit of the rest (13 rows: 8 + 4 + 1), so the
+/// per-statement work (a round trip to sqlx's SQLite thread, a statement
+/// lookup, a reset) is paid once per up to 32 rows instead of once per row.
+fn insert_sqlite(i: usize) -> &'static str {
+    static SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        let columns = INSERT_ROWS.matches(',').count() + 1;
+        let mut group = String::from("(?");
+        group.push_str(&",?".repeat(columns - 1));
+        group.push(')');
+        (0..SQLITE_SIZES)
+            .map(|i| 1usize << i)
+            .map(|n| {
+                let mut sql = String::from(INSERT_ROWS);
+                sql.push_str("VALUES ");
+                for i in 0..n {
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&group);
+                }
+                sql
+            })
+            .collect()
+    });
+    &SQL[i.min(SQLITE_SIZES - 1)]
+}
+
+/// Statement sizes: 1, 2, 4, 8, 16 and 32 rows.
+const SQLITE_SIZES: usize = SQLITE_ROWS_PER_STATEMENT.trailing_zeros() as usize + 1;
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Binds one row's 34 values, in `INSERT_ROWS` order.
+fn bind_sqlite_row<'q>(q: SqliteQuery<'q>, e: &'q LedgerEntry) -> SqliteQuery<'q> {
+    let u = e.usage;
+    let r = e.routing.as_deref();
+    let x = e.experiment.as_deref();
+    q.bind(&e.request_id)
+        .bind(e.ts_ms)
+        .bind(&e.key_name)
+        .bind(e.endpoint)
+        .bind(&e.requested_model)
+        .bind(&*e.served_model)
+        .bind(&*e.provider)
+        .bind(&*e.upstream_model)
+        .bind(e.status as i64)
+        .bind(e.stream)
+        .bind(e.latency_ms)
+        .bind(e.ttft_ms)
+        .bind(u.map(|u| u.prompt_tokens as i64))
+        .bind(u.map(|u| u.completion_tokens as i64))
+        .bind(u.map(|u| u.cached_tokens as i64))
+        .bind(u.map(|u| u.cache_write_tokens as i64))
+        .bind(u.map(|u| u.reasoning_tokens as i64))
+        .bind(e.cost_usd)
+        .bind(e.usage_estimated)
+        .bind(&e.error)
+        .bind(r.map(|r| r.route.as_str()))
+        .bind(r.map(|r| r.task.as_str()))
+        .bind(r.map(|r| r.confidence as f64))
+        .bind(r.map(|r| r.complexity as f64))
+        .bind(r.map(|r| r.tier.as_str()))
+        .bind(r.map(|r| r.reason.as_str()))
+        .bind(e.attempt as i64)
+        .bind(x.map(|x| &*x.name))
+        .bind(x.map(|x| &*x.arm))
+        .bind(x.is_some_and(|x| x.shadow))
+        .bind(x.and_then(|x| x.parent_request_id.as_deref()))
+        .bind(x.and_then(|x| x.output.as_deref()))
+        .bind(e.cache_saved_usd.is_some())
+        .bind(e.cache_saved_usd)
+}
+
+/// Writes a batch in one transaction, in prepared INSERTs of up to 32 rows
+/// (see [`insert_sqlite`]); rows keep their order.
 async fn write_batch(conn: &mut SqliteConnection, batch: &[LedgerEntry]) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
-    for e in batch {
-        let u = e.usage;
-        let r = e.routing.as_deref();
-        let x = e.experiment.as_deref();
-        sqlx::query(INSERT_ONE.as_str())
-            .bind(&e.request_id)
-            .bind(e.ts_ms)
-            .bind(&e.key_name)
-            .bind(e.endpoint)
-            .bind(&e.requested_model)
-            .bind(&*e.served_model)
-            .bind(&*e.provider)
-            .bind(&*e.upstream_model)
-            .bind(e.status as i64)
-            .bind(e.stream)
-            .bind(e.latency_ms)
-            .bind(e.ttft_ms)
-            .bind(u.map(|u| u.prompt_tokens as i64))
-            .bind(u.map(|u| u.completion_tokens as i64))
-            .bind(u.map(|u| u.cached_tokens as i64))
-            .bind(u.map(|u| u.cache_write_tokens as i64))
-            .bind(u.map(|u| u.reasoning_tokens as i64))
-            .bind(e.cost_usd)
-            .bind(e.usage_estimated)
-            .bind(&e.error)
-            .bind(r.map(|r| r.route.as_str()))
-            .bind(r.map(|r| r.task.as_str()))
-            .bind(r.map(|r| r.confidence as f64))
-            .bind(r.map(|r| r.complexity as f64))
-            .bind(r.map(|r| r.tier.as_str()))
-            .bind(r.map(|r| r.reason.as_str()))
-            .bind(e.attempt as i64)
-            .bind(x.map(|x| &*x.name))
-            .bind(x.map(|x| &*x.arm))
-            .bind(x.is_some_and(|x| x.shadow))
-            .bind(x.and_then(|x| x.parent_request_id.as_deref()))
-            .bind(x.and_then(|x| x.output.as_deref()))
-            .bind(e.cache_saved_usd.is_some())
-            .bind(e.cache_saved_usd)
-            .execute(&mut *tx)
-            .await?;
+    let mut rest = batch;
+    while !rest.is_empty() {
+        // The largest power of two that fits, at most 32 rows.
+        let i = (usize::BITS - 1 - rest.len().leading_zeros()) as usize;
+        let i = i.min(SQLITE_SIZES - 1);
+        let (rows, tail) = rest.split_at(1 << i);
+        let mut q = sqlx::query(insert_sqlite(i));
+        for e in rows {
+            q = bind_sqlite_row(q, e);
+        }
+        q.execute(&mut *tx).await?;
+        rest = tail;
     }
     tx.commit().await
 }
@@ -1484,6 +1602,25 @@ pub fn default_path(data_dir: &Path) -> std::path::PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_line_times_read_as_rfc3339_with_microseconds() {
+        for micros in [
+            0i64,
+            1_764_883_755_051_470,
+            951_782_400_000_001,   // 2000-02-29
+            4_102_444_799_999_999, // 2099-12-31T23:59:59.999999
+            1_709_251_199_123_456, // 2024-02-29T23:59:59
+        ] {
+            let mut s = String::new();
+            push_rfc3339_micros(&mut s, micros);
+            let want = chrono::DateTime::from_timestamp_micros(micros)
+                .expect("in range")
+                .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+                .to_string();
+            assert_eq!(s, want);
+        }
+    }
 
     #[test]
     fn preformatted_access_lines_read_as_the_structured_ones() {

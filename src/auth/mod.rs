@@ -10,7 +10,7 @@ pub mod keys;
 pub mod limiter;
 pub mod sessions;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -20,7 +20,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::api::ApiError;
 use crate::config::state::OnFailure;
-use crate::state::shared::Shared;
+use crate::state::shared::{AdmitRefusal, Admitted, KeyAsk, Shared};
 use crate::state::AppState;
 use keys::ActiveKey;
 use limiter::{format_reset, Denied, Snapshot};
@@ -29,35 +29,75 @@ use limiter::{format_reset, Denied, Snapshot};
 /// which for a stream is when the stream ends) and settles its token estimate.
 /// With shared state (`[state] redis_url`) the buckets and the slot are the
 /// key's shared ones in Redis while it answers, this instance's own otherwise.
+///
+/// On the routes that go through budget admission (chat, messages, responses,
+/// completions) the middleware defers the key's RPM take and concurrency slot
+/// while Redis answers: admission then takes them together with the TPM take
+/// and the budget reservation in one script call (one round trip). A deferred
+/// request that ends before admission (a malformed body, say) still counts
+/// against RPM, unchecked (on drop).
 #[derive(Debug)]
 pub struct KeyUse {
     pub key: Arc<ActiveKey>,
     clock: crate::accounting::budget::Clock,
-    slot: Slot,
+    /// Where the concurrency slot was taken ([`Slot`] as u8).
+    slot: AtomicU8,
     /// Tokens taken from the TPM bucket up front; swapped to 0 by the first
     /// settlement, so later attempts count in full.
     estimated: AtomicU64,
     shared: Option<Arc<Shared>>,
+    /// RPM and slot not taken yet (admission takes them).
+    deferred: AtomicBool,
+    /// The key's limits were taken (admission ran once).
+    admitted: AtomicBool,
     /// Whether the TPM take went to the shared bucket.
-    tpm_shared: std::sync::atomic::AtomicBool,
-    /// The shared TPM bucket after the take (for `x-ratelimit-*-tokens`).
-    tpm_seen: std::sync::Mutex<Option<Snapshot>>,
+    tpm_shared: AtomicBool,
+    /// The buckets as the takes saw them (for `x-ratelimit-*`): RPM, TPM.
+    seen: std::sync::Mutex<[Option<Snapshot>; 2]>,
 }
 
 /// Where a request's concurrency slot was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 enum Slot {
-    None,
-    Local,
-    Shared,
+    None = 0,
+    Local = 1,
+    Shared = 2,
 }
 
-/// Why a limit refused a request.
+/// Why a key's limit refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
-    Limit(Denied),
+    Requests(Denied),
+    /// Every one of the key's concurrency slots (this many) is in use.
+    Concurrency(u64),
+    Tokens(Denied),
     /// Shared state is unreachable and `[state] on_failure = "fail_closed"`.
     Unavailable,
+}
+
+impl Refused {
+    /// The client's error (and the refusal counted in the metrics).
+    pub fn error(self, metrics: &crate::metrics::Metrics) -> ApiError {
+        match self {
+            Refused::Requests(d) => {
+                metrics.rejected("rate_limit_requests");
+                rate_limited("requests per min (RPM)", d)
+            }
+            Refused::Concurrency(max) => {
+                metrics.rejected("rate_limit_concurrency");
+                concurrency_limited(max)
+            }
+            Refused::Tokens(d) => {
+                metrics.rejected("rate_limit_tokens");
+                rate_limited("tokens per min (TPM)", d)
+            }
+            Refused::Unavailable => {
+                metrics.rejected("state_unavailable");
+                state_unavailable()
+            }
+        }
+    }
 }
 
 impl KeyUse {
@@ -65,35 +105,108 @@ impl KeyUse {
         self.key.name()
     }
 
-    /// Takes the request's estimated tokens from the key's TPM bucket.
-    pub async fn take_tokens(&self, estimate: u64) -> Result<(), Refused> {
-        let Some(b) = &self.key.tpm else { return Ok(()) };
-        let now = self.clock.now_ms();
-        if let Some(sh) = self.shared.as_ref() {
-            if sh.is_up() {
-                let cap = b.limit();
-                match sh
-                    .take(&self.key.record.id, "tpm", cap, estimate as f64, now)
-                    .await
-                {
-                    Some(Ok(snap)) => {
-                        if let Ok(mut g) = self.tpm_seen.lock() {
-                            *g = Some(snap);
-                        }
-                        self.tpm_shared.store(true, Ordering::Release);
-                        self.estimated.store(estimate, Ordering::Release);
-                        return Ok(());
-                    }
-                    Some(Err(d)) => return Err(Refused::Limit(d)),
-                    None => {}
-                }
+    fn remember(&self, i: usize, s: Snapshot) {
+        if let Ok(mut g) = self.seen.lock() {
+            g[i] = Some(s);
+        }
+    }
+
+    /// The key's part of a shared admission (see [`Shared::admit`]): the deferred
+    /// RPM take and slot, and the TPM take of `estimate`. None when Redis is not
+    /// in use or down, or nothing is left to ask.
+    pub fn shared_ask(&self, estimate: u64) -> Option<(&Arc<Shared>, KeyAsk<'_>)> {
+        let sh = self.shared.as_ref().filter(|s| s.is_up())?;
+        if self.admitted.load(Ordering::Acquire) {
+            return None;
+        }
+        let deferred = self.deferred.load(Ordering::Acquire);
+        let ask = KeyAsk {
+            key_id: &self.key.record.id,
+            now_ms: self.clock.now_ms(),
+            rpm: self.key.rpm.as_ref().filter(|_| deferred).map(|b| b.limit()),
+            slot: self
+                .key
+                .concurrency
+                .as_ref()
+                .filter(|_| deferred)
+                .map(|c| c.max()),
+            tpm: self.key.tpm.as_ref().map(|b| (b.limit(), estimate)),
+        };
+        (ask.rpm.is_some() || ask.slot.is_some() || ask.tpm.is_some()).then_some((sh, ask))
+    }
+
+    /// Records what a shared admission took for this key.
+    pub fn admitted(&self, a: &Admitted, estimate: u64) {
+        if let Some(s) = a.rpm {
+            self.remember(0, s);
+        }
+        if let Some(s) = a.tpm {
+            self.remember(1, s);
+            self.tpm_shared.store(true, Ordering::Release);
+            self.estimated.store(estimate, Ordering::Release);
+        }
+        if a.slot {
+            self.slot.store(Slot::Shared as u8, Ordering::Release);
+        }
+        self.deferred.store(false, Ordering::Release);
+        self.admitted.store(true, Ordering::Release);
+    }
+
+    /// The key's refusal in a shared admission (nothing was taken; a refused
+    /// slot or TPM take still counts the request against RPM, as a local one does).
+    pub fn refused(&self, r: &AdmitRefusal) -> Option<Refused> {
+        Some(match r {
+            AdmitRefusal::Rpm(d) => {
+                self.deferred.store(false, Ordering::Release);
+                self.remember(0, refused_snapshot(*d));
+                Refused::Requests(*d)
             }
-            if sh.on_failure == OnFailure::FailClosed {
+            AdmitRefusal::Slot(max) => Refused::Concurrency(*max),
+            AdmitRefusal::Tpm(d) => Refused::Tokens(*d),
+            AdmitRefusal::Budget(_) => return None,
+        })
+    }
+
+    /// Takes the key's limits on this instance's own buckets (no Redis, or
+    /// `fail_open` while it is down; `fail_closed` refuses instead).
+    pub fn take_local(&self, estimate: u64) -> Result<(), Refused> {
+        if self.admitted.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let closed = self
+            .shared
+            .as_ref()
+            .is_some_and(|s| s.on_failure == OnFailure::FailClosed);
+        let now = self.clock.now_ms();
+        if self.deferred.swap(false, Ordering::AcqRel) {
+            let limited = self.key.rpm.is_some() || self.key.concurrency.is_some();
+            if closed && limited {
                 return Err(Refused::Unavailable);
             }
+            if let Some(b) = &self.key.rpm {
+                match b.try_take(1.0, now) {
+                    Ok(s) => self.remember(0, s),
+                    Err(d) => {
+                        self.remember(0, refused_snapshot(d));
+                        return Err(Refused::Requests(d));
+                    }
+                }
+            }
+            if let Some(c) = &self.key.concurrency {
+                if !c.try_acquire() {
+                    return Err(Refused::Concurrency(u64::from(c.max())));
+                }
+                self.slot.store(Slot::Local as u8, Ordering::Release);
+            }
         }
-        b.try_take(estimate as f64, now).map_err(Refused::Limit)?;
-        self.estimated.store(estimate, Ordering::Release);
+        if let Some(b) = &self.key.tpm {
+            if closed {
+                return Err(Refused::Unavailable);
+            }
+            b.try_take(estimate as f64, now).map_err(Refused::Tokens)?;
+            self.estimated.store(estimate, Ordering::Release);
+        }
+        self.admitted.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -112,20 +225,39 @@ impl KeyUse {
     }
 }
 
+/// The RPM headers of a refused request.
+fn refused_snapshot(d: Denied) -> Snapshot {
+    Snapshot {
+        limit: d.limit,
+        remaining: 0,
+        reset_ms: d.retry_after_ms,
+    }
+}
+
 impl Drop for KeyUse {
     fn drop(&mut self) {
-        match self.slot {
-            Slot::Local => {
+        match self.slot.load(Ordering::Acquire) {
+            x if x == Slot::Local as u8 => {
                 if let Some(c) = &self.key.concurrency {
                     c.release();
                 }
             }
-            Slot::Shared => {
+            x if x == Slot::Shared as u8 => {
                 if let Some(sh) = &self.shared {
                     sh.release_slot(&self.key.record.id);
                 }
             }
-            Slot::None => {}
+            _ => {}
+        }
+        // Deferred and never admitted: the request still counts against RPM.
+        if self.deferred.load(Ordering::Acquire) {
+            if let Some(b) = &self.key.rpm {
+                let now = self.clock.now_ms();
+                match &self.shared {
+                    Some(sh) => sh.adjust(&self.key.record.id, "rpm", b.limit(), 1.0, now),
+                    None => b.adjust(1.0, now),
+                }
+            }
         }
     }
 }
@@ -220,13 +352,18 @@ pub async fn require_key(State(st): State<Arc<AppState>>, mut req: Request, next
     };
     let now = keys.clock().now_ms();
     let shared = st.shared.clone();
+    let limited = key.rpm.is_some() || key.concurrency.is_some();
+    // Admission takes RPM and the slot with the rest, in one Redis round trip.
+    let defer =
+        limited && shared.as_ref().is_some_and(|s| s.is_up()) && admits(req.method(), req.uri().path());
     let closed = |st: &AppState| {
         st.metrics.rejected("state_unavailable");
         reject(anthropic, state_unavailable())
     };
-    // RPM and the concurrency slot: the key's shared ones while Redis answers
-    // (both calls in flight at once: one round trip), this instance's own otherwise.
-    let (rpm_shared, slot_shared) = match shared.as_ref().filter(|s| s.is_up()) {
+    // RPM and the concurrency slot here (routes without admission, or Redis
+    // down): the key's shared ones while Redis answers (both calls in flight at
+    // once: one round trip), this instance's own otherwise.
+    let (rpm_shared, slot_shared) = match shared.as_ref().filter(|s| s.is_up() && !defer) {
         Some(sh) => {
             let id = key.record.id.as_str();
             let r = async {
@@ -251,14 +388,13 @@ pub async fn require_key(State(st): State<Arc<AppState>>, mut req: Request, next
             sh.release_slot(&key.record.id);
         }
     };
+    let fail_closed = shared
+        .as_ref()
+        .is_some_and(|s| s.on_failure == OnFailure::FailClosed);
     let mut rpm = None;
-    if let Some(b) = &key.rpm {
+    if let Some(b) = key.rpm.as_ref().filter(|_| !defer) {
         let taken = rpm_shared;
-        if taken.is_none()
-            && shared
-                .as_ref()
-                .is_some_and(|s| s.on_failure == OnFailure::FailClosed)
-        {
+        if taken.is_none() && fail_closed {
             give_back();
             return closed(&st);
         }
@@ -267,15 +403,7 @@ pub async fn require_key(State(st): State<Arc<AppState>>, mut req: Request, next
                 give_back();
                 st.metrics.rejected("rate_limit_requests");
                 let mut r = reject(anthropic, rate_limited("requests per min (RPM)", d));
-                put_limit(
-                    r.headers_mut(),
-                    "requests",
-                    Snapshot {
-                        limit: d.limit,
-                        remaining: 0,
-                        reset_ms: d.retry_after_ms,
-                    },
-                );
+                put_limit(r.headers_mut(), "requests", refused_snapshot(d));
                 if let Some(t) = &key.tpm {
                     put_limit(r.headers_mut(), "tokens", t.snapshot(now));
                 }
@@ -284,29 +412,18 @@ pub async fn require_key(State(st): State<Arc<AppState>>, mut req: Request, next
             Ok(s) => rpm = Some(s),
         }
     }
-    let slot = match &key.concurrency {
+    let slot = match key.concurrency.as_ref().filter(|_| !defer) {
         None => Slot::None,
         Some(c) => {
             let taken = slot_shared.map(|ok| ok.then_some(Slot::Shared));
-            if taken.is_none()
-                && shared
-                    .as_ref()
-                    .is_some_and(|s| s.on_failure == OnFailure::FailClosed)
-            {
+            if taken.is_none() && fail_closed {
                 return closed(&st);
             }
             match taken.unwrap_or_else(|| c.try_acquire().then_some(Slot::Local)) {
                 Some(s) => s,
                 None => {
                     st.metrics.rejected("rate_limit_concurrency");
-                    let e = rate_limited(
-                        "concurrent requests",
-                        Denied {
-                            retry_after_ms: 1000,
-                            limit: u64::from(c.max()),
-                        },
-                    );
-                    return reject(anthropic, e);
+                    return reject(anthropic, concurrency_limited(u64::from(c.max())));
                 }
             }
         }
@@ -314,29 +431,54 @@ pub async fn require_key(State(st): State<Arc<AppState>>, mut req: Request, next
     let key_use = Arc::new(KeyUse {
         key: key.clone(),
         clock: keys.clock().clone(),
-        slot,
+        slot: AtomicU8::new(slot as u8),
         estimated: AtomicU64::new(0),
         shared,
-        tpm_shared: std::sync::atomic::AtomicBool::new(false),
-        tpm_seen: std::sync::Mutex::new(None),
+        deferred: AtomicBool::new(defer),
+        admitted: AtomicBool::new(false),
+        tpm_shared: AtomicBool::new(false),
+        seen: std::sync::Mutex::new([rpm, None]),
     });
     let ku = key_use.clone();
     req.extensions_mut().insert(key_use);
     let mut resp = next.run(req).await;
+    let [rpm, tpm] = ku.seen.lock().map(|g| *g).unwrap_or_default();
     if let Some(s) = rpm {
         put_limit(resp.headers_mut(), "requests", s);
     }
     if let Some(b) = &key.tpm {
         // With shared state, the shared bucket as the TPM take saw it.
-        let s = ku
-            .tpm_seen
-            .lock()
-            .ok()
-            .and_then(|g| *g)
-            .unwrap_or_else(|| b.snapshot(keys.clock().now_ms()));
+        let s = tpm.unwrap_or_else(|| b.snapshot(keys.clock().now_ms()));
         put_limit(resp.headers_mut(), "tokens", s);
     }
     resp
+}
+
+/// Whether a request goes through budget admission (which takes the key's
+/// limits itself): POST to chat, messages, responses and completions.
+fn admits(method: &http::Method, path: &str) -> bool {
+    method == http::Method::POST
+        && matches!(
+            path,
+            "/v1/chat/completions"
+                | "/chat/completions"
+                | "/v1/messages"
+                | "/v1/responses"
+                | "/responses"
+                | "/v1/completions"
+                | "/completions"
+        )
+}
+
+/// 429 for a key whose concurrent requests are all in flight.
+pub fn concurrency_limited(max: u64) -> ApiError {
+    rate_limited(
+        "concurrent requests",
+        Denied {
+            retry_after_ms: 1000,
+            limit: max,
+        },
+    )
 }
 
 const LIMIT_HEADERS: [[HeaderName; 3]; 2] = [

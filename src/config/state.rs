@@ -17,6 +17,8 @@ pub struct RawState {
     pub timeout_ms: Option<u64>,
     /// "fail_open" (default) or "fail_closed".
     pub on_failure: Option<String>,
+    /// Tell the other instances when a deployment's breaker opens here (default true).
+    pub share_breakers: Option<bool>,
 }
 
 /// What requests get while Redis cannot be reached.
@@ -36,6 +38,8 @@ pub struct StateSettings {
     pub key_prefix: String,
     pub timeout: std::time::Duration,
     pub on_failure: OnFailure,
+    /// A breaker that opens on one instance opens on every instance for its cool-down.
+    pub share_breakers: bool,
 }
 
 impl Default for StateSettings {
@@ -45,6 +49,7 @@ impl Default for StateSettings {
             key_prefix: "switchyard".into(),
             timeout: std::time::Duration::from_millis(50),
             on_failure: OnFailure::FailOpen,
+            share_breakers: true,
         }
     }
 }
@@ -95,5 +100,6 @@ pub(super) fn validate(
         key_prefix,
         timeout: std::time::Duration::from_millis(timeout_ms.clamp(1, 10_000)),
         on_failure,
+        share_breakers: raw.share_breakers.unwrap_or(true),
     }
 }

@@ -65,6 +65,38 @@ pub struct Snapshot {
     pub complete: bool,
 }
 
+/// Where a decision made from `snap` leads: the new position, the log action
+/// and its reason; None when it changes nothing.
+pub fn next(
+    snap: &Snapshot,
+    d: &Decision,
+    ramp: &Ramp,
+    now_ms: i64,
+) -> Option<(Snapshot, &'static str, String)> {
+    let mut to = snap.clone();
+    let (action, reason) = match d {
+        Decision::Hold { .. } => return None,
+        Decision::Advance { to: step, reason } => {
+            to.step = (*step).min(ramp.steps.len().saturating_sub(1));
+            to.step_started_ms = now_ms;
+            ("advance", reason.clone())
+        }
+        Decision::Complete { reason } => {
+            if snap.complete {
+                return None;
+            }
+            to.complete = true;
+            ("complete", reason.clone())
+        }
+        Decision::Rollback { reason } => {
+            to.paused = true;
+            to.step_started_ms = now_ms;
+            ("rollback", reason.clone())
+        }
+    };
+    Some((to, action, reason))
+}
+
 /// Shadow calls skipped, and why; and started.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -175,33 +207,41 @@ impl Cell {
     /// Applies a decision made from `snap`; None when it changes nothing
     /// (or the state moved on meanwhile). Returns the log line otherwise.
     pub fn apply(&self, snap: &Snapshot, d: &Decision, ramp: &Ramp, now_ms: i64) -> Option<RampRow> {
+        let (to, action, reason) = next(snap, d, ramp, now_ms)?;
         let mut g = lock(&self.ramp);
         let s = g.as_mut()?;
         if s.fingerprint != snap.fingerprint || s.step != snap.step || s.paused != snap.paused {
             return None;
         }
-        let (action, reason) = match d {
-            Decision::Hold { .. } => return None,
-            Decision::Advance { to, reason } => {
-                s.step = (*to).min(ramp.steps.len().saturating_sub(1));
-                s.step_started_ms = now_ms;
-                ("advance", reason.clone())
-            }
-            Decision::Complete { reason } => {
-                if s.complete {
-                    return None;
-                }
-                s.complete = true;
-                ("complete", reason.clone())
-            }
-            Decision::Rollback { reason } => {
-                s.paused = true;
-                s.step_started_ms = now_ms;
-                ("rollback", reason.clone())
-            }
-        };
+        s.step = to.step;
+        s.step_started_ms = to.step_started_ms;
+        s.paused = to.paused;
+        s.complete = to.complete;
         self.store_share(s.share(ramp));
         let row = self.row(s, ramp, now_ms, action, reason);
+        Self::push(s, &row);
+        Some(row)
+    }
+
+    /// Takes the ramp position another instance moved to (shared state): None
+    /// when this instance is there already (or runs another version of the ramp).
+    pub fn follow(&self, to: &Snapshot, ramp: &Ramp) -> Option<RampRow> {
+        let mut g = lock(&self.ramp);
+        let s = g.as_mut()?;
+        let same = s.step == to.step
+            && s.step_started_ms == to.step_started_ms
+            && s.paused == to.paused
+            && s.complete == to.complete;
+        if s.fingerprint != to.fingerprint || same {
+            return None;
+        }
+        s.step = to.step.min(ramp.steps.len().saturating_sub(1));
+        s.step_started_ms = to.step_started_ms;
+        s.paused = to.paused;
+        s.complete = to.complete;
+        self.store_share(s.share(ramp));
+        let reason = "the ramp moved on another instance".to_string();
+        let row = self.row(s, ramp, to.step_started_ms, "follow", reason);
         Self::push(s, &row);
         Some(row)
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::live::{Live, RampState};
+use super::live::{next, Live, RampState, Snapshot};
 use super::report::{self, ArmReport};
 use crate::config::experiments::{Ramp, CONTROL};
 use crate::state::AppState;
@@ -175,9 +175,39 @@ async fn tick_one(st: &AppState, live: &Arc<Live>) -> Result<(), String> {
     let Some(ramp) = &live.settings.ramp else {
         return Ok(());
     };
-    let Some(snap) = live.cell.ramp_snapshot() else {
+    let Some(mut snap) = live.cell.ramp_snapshot() else {
         return Ok(());
     };
+    // With shared state every instance follows one position (Redis, per version
+    // of the ramp): take the shared one, or publish ours if there is none yet.
+    let shared = st.shared.as_ref().filter(|s| s.is_up());
+    let mut version = None;
+    if let Some(sh) = shared {
+        match sh.ramp_read(&live.name, &snap.fingerprint).await {
+            Some(Some(r)) => {
+                let to = Snapshot {
+                    fingerprint: snap.fingerprint.clone(),
+                    step: r.step,
+                    step_started_ms: r.step_started_ms,
+                    paused: r.paused,
+                    complete: r.complete,
+                };
+                if let Some(row) = live.cell.follow(&to, ramp) {
+                    record(st, &live.name, &row).await;
+                }
+                snap = to;
+                version = Some(r.version);
+            }
+            Some(None) => {
+                let mine = shared_ramp(&snap, 0);
+                if sh.ramp_write(&live.name, &snap.fingerprint, Some(0), &mine).await != Some(true) {
+                    return Ok(()); // another instance was first: follow it next time
+                }
+                version = Some(1);
+            }
+            None => {} // Redis went away: this instance's own ramp until it is back
+        }
+    }
     if snap.paused {
         return Ok(());
     }
@@ -206,15 +236,58 @@ async fn tick_one(st: &AppState, live: &Arc<Live>) -> Result<(), String> {
         &arm(cand_name),
         &arm(CONTROL),
     );
+    // A move goes to Redis first, and only if nobody moved the ramp meanwhile.
+    if let (Some(sh), Some(v), Some((to, _, _))) = (shared, version, next(&snap, &decision, ramp, now)) {
+        if sh
+            .ramp_write(&live.name, &snap.fingerprint, Some(v), &shared_ramp(&to, v))
+            .await
+            != Some(true)
+        {
+            return Ok(());
+        }
+    }
     let event = live.cell.apply(&snap, &decision, ramp, now);
     live.cell.set_last_decision(decision);
     if let Some(row) = event {
-        super::live::log_ramp(&row);
-        if let Err(e) = super::store::insert_ramp(&st.ledger_path, &row).await {
-            tracing::warn!(experiment = %live.name, "cannot store the ramp step: {e}");
-        }
+        record(st, &live.name, &row).await;
     }
     Ok(())
+}
+
+fn shared_ramp(s: &Snapshot, version: u64) -> crate::state::shared::SharedRamp {
+    crate::state::shared::SharedRamp {
+        version,
+        step: s.step,
+        step_started_ms: s.step_started_ms,
+        paused: s.paused,
+        complete: s.complete,
+    }
+}
+
+/// Logs a ramp step and stores it in the local ramp log (restored at start).
+async fn record(st: &AppState, name: &str, row: &super::store::RampRow) {
+    super::live::log_ramp(row);
+    if let Err(e) = super::store::insert_ramp(&st.ledger_path, row).await {
+        tracing::warn!(experiment = %name, "cannot store the ramp step: {e}");
+    }
+}
+
+/// After a reset through the admin API: the shared position restarts too, so
+/// every instance follows at its next evaluation.
+pub async fn publish_reset(st: &AppState, live: &Live) {
+    let (Some(sh), Some(snap)) = (
+        st.shared.as_ref().filter(|s| s.is_up()),
+        live.cell.ramp_snapshot(),
+    ) else {
+        return;
+    };
+    if sh
+        .ramp_write(&live.name, &snap.fingerprint, None, &shared_ramp(&snap, 0))
+        .await
+        .is_none()
+    {
+        tracing::warn!(experiment = %live.name, "the reset could not reach Redis: other instances keep their ramp position");
+    }
 }
 
 /// Ramp state as the admin API shows it.

@@ -15,6 +15,7 @@ pub mod openai;
 pub mod prompt_cache;
 pub mod reasoning;
 pub mod simulated;
+pub mod upstream;
 
 use std::pin::Pin;
 use std::sync::Arc;

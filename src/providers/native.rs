@@ -13,7 +13,8 @@ use http::{header, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use super::error::parse_retry_after;
-use super::openai::{checked_usage, event_stream, http_client, map_reqwest_error, read_limited};
+use super::openai::{checked_usage, event_stream, http_client};
+use super::upstream::{self, map_error, Response};
 use super::{
     anthropic, azure, gemini, ByteStream, ChatAnswer, EmbeddingsAnswer, ProviderError, ProviderErrorKind,
 };
@@ -34,7 +35,7 @@ enum Flavor {
 pub struct NativeBackend {
     flavor: Flavor,
     name: String,
-    client: reqwest::Client,
+    client: upstream::Client,
     base: String,
     headers: HeaderMap,
     timeout: Duration,
@@ -116,7 +117,7 @@ impl NativeBackend {
         url: &str,
         body: Vec<u8>,
         extra: &[(HeaderName, HeaderValue)],
-    ) -> Result<reqwest::Response, ProviderError> {
+    ) -> Result<Response, ProviderError> {
         let mut headers = self.headers.clone();
         for (k, v) in extra {
             headers.insert(k.clone(), v.clone());
@@ -124,23 +125,35 @@ impl NativeBackend {
         headers.extend(crate::telemetry::upstream_headers());
         let resp = self
             .client
-            .post(url)
-            .headers(headers)
-            .timeout(self.timeout)
-            .body(body)
-            .send()
+            .send(
+                http::Method::POST,
+                self.uri(url)?,
+                headers,
+                Bytes::from(body),
+                self.timeout,
+            )
             .await
-            .map_err(map_reqwest_error)?;
+            .map_err(map_error)?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
         }
         let retry_after = parse_retry_after(resp.headers().get(header::RETRY_AFTER));
-        let body = read_limited(resp, MAX_ERROR_BODY).await;
+        let body = resp.read_limited(MAX_ERROR_BODY).await;
         Err(match self.flavor {
             Flavor::Anthropic => anthropic::map_error(status.as_u16(), retry_after, &body),
             Flavor::Gemini => gemini::map_error(status.as_u16(), retry_after, &body),
             Flavor::Azure => ProviderError::from_status(status.as_u16(), retry_after, &body),
+        })
+    }
+
+    /// A request URL built from the base URL (model names and paths vary per request).
+    fn uri(&self, url: &str) -> Result<http::Uri, ProviderError> {
+        upstream::uri(url, "").map_err(|_| {
+            ProviderError::new(
+                ProviderErrorKind::Malformed,
+                format!("provider {}: the request URL is not valid", self.name),
+            )
         })
     }
 
@@ -170,7 +183,7 @@ impl NativeBackend {
                     let t = anthropic::StreamTranslator::new(model, true);
                     Ok(ChatAnswer::Stream(translate(resp.bytes_stream(), Box::new(t))))
                 } else {
-                    let body = resp.bytes().await.map_err(map_reqwest_error)?;
+                    let body = resp.bytes().await.map_err(map_error)?;
                     let (body, usage) = anthropic::parse_response(&body, model)?;
                     Ok(ChatAnswer::Complete {
                         body,
@@ -187,7 +200,7 @@ impl NativeBackend {
                     let t = gemini::StreamTranslator::new(model, true);
                     Ok(ChatAnswer::Stream(translate(resp.bytes_stream(), Box::new(t))))
                 } else {
-                    let body = resp.bytes().await.map_err(map_reqwest_error)?;
+                    let body = resp.bytes().await.map_err(map_error)?;
                     let (body, usage) = gemini::parse_response(&body, model)?;
                     Ok(ChatAnswer::Complete {
                         body,
@@ -205,7 +218,7 @@ impl NativeBackend {
                 if stream {
                     Ok(ChatAnswer::Stream(event_stream(resp).await?))
                 } else {
-                    let body = resp.bytes().await.map_err(map_reqwest_error)?;
+                    let body = resp.bytes().await.map_err(map_error)?;
                     let usage = checked_usage(&body)?;
                     Ok(ChatAnswer::Complete { body, usage })
                 }
@@ -224,7 +237,7 @@ impl NativeBackend {
                 let body = serde_json::to_vec(&body)
                     .map_err(|e| ProviderError::new(ProviderErrorKind::Malformed, e.to_string()))?;
                 let resp = self.post(&format!("{}/{path}", self.base), body, &[]).await?;
-                let bytes = resp.bytes().await.map_err(map_reqwest_error)?;
+                let bytes = resp.bytes().await.map_err(map_error)?;
                 let base64 = req.extra.get("encoding_format").and_then(Value::as_str) == Some("base64");
                 let (body, mut usage) = gemini::parse_embed_response(&bytes, &req.model, base64)?;
                 if usage.prompt_tokens == 0 {
@@ -241,7 +254,7 @@ impl NativeBackend {
                     .map_err(|e| ProviderError::new(ProviderErrorKind::Malformed, e.to_string()))?;
                 let url = azure::embeddings_url(&self.base, &req.model, &self.api_version);
                 let resp = self.post(&url, body, &[]).await?;
-                let body = resp.bytes().await.map_err(map_reqwest_error)?;
+                let body = resp.bytes().await.map_err(map_error)?;
                 let usage = checked_usage(&body)?;
                 Ok(EmbeddingsAnswer { body, usage })
             }
@@ -261,12 +274,15 @@ impl NativeBackend {
         };
         let resp = self
             .client
-            .get(url)
-            .headers(self.headers.clone())
-            .timeout(self.probe_timeout)
-            .send()
+            .send(
+                http::Method::GET,
+                self.uri(&url)?,
+                self.headers.clone(),
+                Bytes::new(),
+                self.probe_timeout,
+            )
             .await
-            .map_err(map_reqwest_error)?;
+            .map_err(map_error)?;
         match resp.status().as_u16() {
             s @ (401 | 403 | 429 | 500..=599) => Err(ProviderError::from_status(s, None, &Bytes::new())),
             _ => Ok(()),
@@ -330,7 +346,7 @@ struct TranslateState<S> {
 /// Upstream provider SSE bytes -> OpenAI SSE frames, event by event.
 pub fn translate<S>(upstream: S, t: Box<dyn Translate>) -> ByteStream
 where
-    S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static,
+    S: Stream<Item = Result<Bytes, upstream::Error>> + Send + Unpin + 'static,
 {
     let state = TranslateState {
         upstream,
@@ -372,7 +388,7 @@ where
                 }
                 Some(Err(e)) => {
                     st.done = true;
-                    st.error = Some(map_reqwest_error(e));
+                    st.error = Some(map_error(e));
                 }
                 None => {
                     st.done = true;

@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use http::{header, HeaderMap, HeaderValue};
 
 use super::error::parse_retry_after;
+use super::upstream::{self, map_error, Response};
 use super::{ByteStream, ChatAnswer, EmbeddingsAnswer, ProviderError, ProviderErrorKind};
 use crate::api::chat::{ChatRequest, EmbeddingsRequest};
 use crate::api::usage::{usage_from_openai_json, OpenAiUsage, Usage};
@@ -21,11 +22,11 @@ use crate::config::ProviderSettings;
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
 pub struct OpenAiBackend {
-    client: reqwest::Client,
-    chat_url: reqwest::Url,
-    embeddings_url: reqwest::Url,
-    responses_url: reqwest::Url,
-    models_url: reqwest::Url,
+    client: upstream::Client,
+    chat_url: http::Uri,
+    embeddings_url: http::Uri,
+    responses_url: http::Uri,
+    models_url: http::Uri,
     probe_timeout: Duration,
     headers: HeaderMap,
     timeout: Duration,
@@ -78,8 +79,7 @@ impl OpenAiBackend {
     pub fn new(s: &ProviderSettings) -> Result<Self, String> {
         let client = http_client(s)?;
         let url = |path: &str| {
-            reqwest::Url::parse(&format!("{}{path}", s.base_url))
-                .map_err(|_| format!("provider {}: invalid base_url", s.name))
+            upstream::uri(&s.base_url, path).map_err(|_| format!("provider {}: invalid base_url", s.name))
         };
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -107,23 +107,28 @@ impl OpenAiBackend {
         })
     }
 
-    async fn post(&self, url: &reqwest::Url, body: Vec<u8>) -> Result<reqwest::Response, ProviderError> {
+    async fn post(&self, url: &http::Uri, body: Vec<u8>) -> Result<Response, ProviderError> {
+        let mut headers = self.headers.clone();
+        if let Some(tp) = crate::telemetry::upstream_traceparent() {
+            headers.insert(http::header::HeaderName::from_static("traceparent"), tp);
+        }
         let resp = self
             .client
-            .post(url.clone())
-            .headers(self.headers.clone())
-            .headers(crate::telemetry::upstream_headers())
-            .timeout(self.timeout)
-            .body(body)
-            .send()
+            .send(
+                http::Method::POST,
+                url.clone(),
+                headers,
+                Bytes::from(body),
+                self.timeout,
+            )
             .await
-            .map_err(map_reqwest_error)?;
+            .map_err(map_error)?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
         }
         let retry_after = parse_retry_after(resp.headers().get(header::RETRY_AFTER));
-        let body = read_limited(resp, MAX_ERROR_BODY).await;
+        let body = resp.read_limited(MAX_ERROR_BODY).await;
         Err(ProviderError::from_status(status.as_u16(), retry_after, &body))
     }
 
@@ -154,7 +159,7 @@ impl OpenAiBackend {
         if req.is_stream() {
             Ok(ChatAnswer::Stream(event_stream(resp).await?))
         } else {
-            let body = resp.bytes().await.map_err(map_reqwest_error)?;
+            let body = resp.bytes().await.map_err(map_error)?;
             let usage = checked_usage(&body)?;
             Ok(ChatAnswer::Complete { body, usage })
         }
@@ -165,10 +170,10 @@ impl OpenAiBackend {
     pub async fn responses(&self, body: Vec<u8>, stream: bool) -> Result<ChatAnswer, ProviderError> {
         let resp = self.post(&self.responses_url, body).await?;
         if stream {
-            let stream = resp.bytes_stream().map(|r| r.map_err(map_reqwest_error));
+            let stream = resp.bytes_stream().map(|r| r.map_err(map_error));
             Ok(ChatAnswer::Stream(Box::pin(stream)))
         } else {
-            let body = resp.bytes().await.map_err(map_reqwest_error)?;
+            let body = resp.bytes().await.map_err(map_error)?;
             check_json_object(&body)?;
             let usage = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
@@ -180,14 +185,7 @@ impl OpenAiBackend {
     /// A cheap health probe: `GET /models`. Any answer below 500 other than
     /// 401/403/429 means the server is up (some compatible servers lack /models).
     pub async fn probe(&self) -> Result<(), ProviderError> {
-        let resp = self
-            .client
-            .get(self.models_url.clone())
-            .headers(self.headers.clone())
-            .timeout(self.probe_timeout)
-            .send()
-            .await
-            .map_err(map_reqwest_error)?;
+        let resp = self.get_models().await?;
         let status = resp.status().as_u16();
         match status {
             401 | 403 | 429 | 500..=599 => Err(ProviderError::from_status(status, None, &Bytes::new())),
@@ -198,16 +196,9 @@ impl OpenAiBackend {
     /// The upstream's own model ids (`GET /models`, OpenAI's list shape, as
     /// vLLM, Ollama, llama.cpp and LM Studio serve it).
     pub async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
-        let resp = self
-            .client
-            .get(self.models_url.clone())
-            .headers(self.headers.clone())
-            .timeout(self.probe_timeout)
-            .send()
-            .await
-            .map_err(map_reqwest_error)?;
+        let resp = self.get_models().await?;
         let status = resp.status();
-        let body = read_limited(resp, 4 * 1024 * 1024).await;
+        let body = resp.read_limited(4 * 1024 * 1024).await;
         if !status.is_success() {
             return Err(ProviderError::from_status(status.as_u16(), None, &body));
         }
@@ -229,6 +220,19 @@ impl OpenAiBackend {
             .collect())
     }
 
+    async fn get_models(&self) -> Result<Response, ProviderError> {
+        self.client
+            .send(
+                http::Method::GET,
+                self.models_url.clone(),
+                self.headers.clone(),
+                Bytes::new(),
+                self.probe_timeout,
+            )
+            .await
+            .map_err(map_error)
+    }
+
     pub async fn embeddings(&self, req: &EmbeddingsRequest) -> Result<EmbeddingsAnswer, ProviderError> {
         let body = serde_json::to_vec(req).map_err(|e| {
             ProviderError::new(
@@ -237,7 +241,7 @@ impl OpenAiBackend {
             )
         })?;
         let resp = self.post(&self.embeddings_url, body).await?;
-        let body = resp.bytes().await.map_err(map_reqwest_error)?;
+        let body = resp.bytes().await.map_err(map_error)?;
         let usage = checked_usage(&body)?;
         Ok(EmbeddingsAnswer { body, usage })
     }
@@ -293,7 +297,7 @@ pub(super) fn checked_usage(body: &Bytes) -> Result<Option<Usage>, ProviderError
 /// object instead of events (an error object served with 200) is read and
 /// turned into the upstream error it is. A server that labels real events
 /// `application/json` still streams: only a body starting with `{` is read.
-pub(super) async fn event_stream(resp: reqwest::Response) -> Result<ByteStream, ProviderError> {
+pub(super) async fn event_stream(resp: Response) -> Result<ByteStream, ProviderError> {
     let json = resp
         .headers()
         .get(header::CONTENT_TYPE)
@@ -303,7 +307,7 @@ pub(super) async fn event_stream(resp: reqwest::Response) -> Result<ByteStream, 
                 .to_ascii_lowercase()
                 .starts_with("application/json")
         });
-    let mut s = resp.bytes_stream().map(|r| r.map_err(map_reqwest_error));
+    let mut s = resp.bytes_stream().map(|r| r.map_err(map_error));
     if !json {
         return Ok(Box::pin(s));
     }
@@ -335,54 +339,10 @@ pub(super) async fn event_stream(resp: reqwest::Response) -> Result<ByteStream, 
     })
 }
 
-/// The pooled HTTP client of one provider: TCP_NODELAY, no redirects
-/// (an upstream never moves a request elsewhere), the provider's connect timeout.
-pub(super) fn http_client(s: &ProviderSettings) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .connect_timeout(s.connect_timeout)
-        .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
+/// The pooled HTTP client of one provider (see `upstream.rs`).
+pub(super) fn http_client(s: &ProviderSettings) -> Result<upstream::Client, String> {
+    upstream::Client::new(&s.base_url, s.connect_timeout)
         .map_err(|e| format!("provider {}: cannot build HTTP client: {e}", s.name))
-}
-
-/// Reads an (error) body up to `limit` bytes; the rest is discarded.
-pub(super) async fn read_limited(resp: reqwest::Response, limit: usize) -> Bytes {
-    let mut out = Vec::new();
-    let mut stream = resp.bytes_stream();
-    while let Some(Ok(chunk)) = stream.next().await {
-        let room = limit.saturating_sub(out.len());
-        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if out.len() >= limit {
-            break;
-        }
-    }
-    Bytes::from(out)
-}
-
-/// Classifies a transport error without copying its text (which names URLs).
-/// The gateway's own resource exhaustion (EMFILE, ENFILE, ENOBUFS, ENOMEM,
-/// EADDRNOTAVAIL) is `Local`: never blamed on the provider.
-pub fn map_reqwest_error(e: reqwest::Error) -> ProviderError {
-    if is_local_resource_error(&e) {
-        ProviderError::new(
-            ProviderErrorKind::Local,
-            "the gateway could not open a connection (local resource limit)",
-        )
-    } else if e.is_timeout() {
-        ProviderError::new(ProviderErrorKind::Timeout, "timed out")
-    } else if e.is_connect() {
-        ProviderError::new(ProviderErrorKind::Connect, "connection failed")
-    } else if e.is_body() || e.is_decode() {
-        ProviderError::new(
-            ProviderErrorKind::Interrupted,
-            "connection closed while reading the response",
-        )
-    } else {
-        ProviderError::new(ProviderErrorKind::Connect, "request could not be sent")
-    }
 }
 
 /// Whether an error chain holds an OS error meaning the gateway itself ran

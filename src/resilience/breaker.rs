@@ -208,6 +208,26 @@ impl Breaker {
         })
     }
 
+    /// Opens a closed breaker for `cooldown` because another instance saw this
+    /// deployment fail (a shared breaker hint). An open or half-open breaker is
+    /// left as it is, and this breaker's own back-off does not grow: after the
+    /// cool-down it probes the deployment itself, as after a local trip.
+    pub fn hint_open(&self, cooldown: Duration) -> Option<Transition> {
+        let mut g = self.lock();
+        if g.state != State::Closed || cooldown.is_zero() {
+            return None;
+        }
+        g.state = State::Open;
+        g.open_until = Instant::now() + cooldown;
+        g.consecutive = 0;
+        g.window.clear();
+        Some(Transition {
+            from: State::Closed,
+            to: State::Open,
+            cooldown,
+        })
+    }
+
     /// Failure rate over the window (0 when empty) and the number of calls in it.
     pub fn error_rate(&self) -> (f64, usize) {
         let now = Instant::now();

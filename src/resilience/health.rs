@@ -14,9 +14,15 @@ use super::breaker::{Breaker, BreakerSettings, Outcome, Permit, State, Transitio
 /// Decay time constant of the latency EWMA.
 const TAU: Duration = Duration::from_secs(10);
 
+/// Where a deployment's local breaker trips are told (to the other instances,
+/// with shared state): the deployment's name and the cool-down.
+pub type TripSink = Arc<dyn Fn(&str, Duration) + Send + Sync>;
+
 pub struct Health {
     pub name: Arc<str>,
     pub breaker: Breaker,
+    /// Told when this instance's breaker opens from closed (see [`TripSink`]).
+    trips: std::sync::OnceLock<TripSink>,
     /// (ewma seconds, last update)
     ewma: Mutex<(f64, Option<Instant>)>,
     in_flight: AtomicUsize,
@@ -49,6 +55,7 @@ impl Health {
         Health {
             name,
             breaker: Breaker::new(settings),
+            trips: std::sync::OnceLock::new(),
             ewma: Mutex::new((0.0, None)),
             in_flight: AtomicUsize::new(0),
         }
@@ -74,6 +81,28 @@ impl Health {
         }
         let t = self.breaker.record(permit, outcome);
         self.log(t);
+        if let (Some(t), Some(sink)) = (t, self.trips.get()) {
+            if t.from == State::Closed && t.to == State::Open {
+                sink(&self.name, t.cooldown);
+            }
+        }
+    }
+
+    /// Where this deployment's local trips are told (set once).
+    pub fn tell_trips(&self, sink: TripSink) {
+        let _ = self.trips.set(sink);
+    }
+
+    /// Another instance's breaker for this deployment opened: open this one
+    /// too for `cooldown`, unless it is already open or probing.
+    pub fn hinted_open(&self, cooldown: Duration) {
+        if let Some(t) = self.breaker.hint_open(cooldown) {
+            tracing::warn!(
+                provider = %self.name,
+                cooldown_ms = t.cooldown.as_millis() as u64,
+                "circuit breaker opened: another instance's breaker for this deployment opened"
+            );
+        }
     }
 
     fn log(&self, t: Option<Transition>) {

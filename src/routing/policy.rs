@@ -372,11 +372,11 @@ pub fn build(
 
     let mut routes = IndexMap::new();
     if raw_routes.is_empty() {
-        // The zero-config `auto` stays on the task map: the tier predictor,
-        // measured by `eval-routing`, does not beat a random router yet
-        // (docs/routing.md), and the task map does. Predictor routes are opt-in
-        // (`[routes.NAME] models = [...]`).
-        if let Some(r) = default_auto_route(models, &tiers, &tasks) {
+        // The zero-config `auto` is a predictor route over the configured
+        // tiers (one candidate per tier, cheapest tier first), at the default
+        // `strong_share`; the task map is kept on it as the per-task
+        // explanation, and an operator's `[routes.auto]` overrides it.
+        if let Some(r) = default_auto_route(models, &tiers, &tasks, &predictor) {
             routes.insert(r.name.clone(), r);
         }
     }
@@ -805,12 +805,17 @@ fn default_tier_for(task: &str) -> (&'static str, Priority) {
     }
 }
 
-/// `auto` built from the configured models: each task goes to its default
-/// tier's models (cheapest first), then the nearest other tiers as fallbacks.
+/// `auto` built from the configured models: a predictor route whose
+/// candidates are the configured tiers (see the comment in [`build`]). Its
+/// per-task entries are the seed task map (each task to its default tier's
+/// models, cheapest first, then the nearest other tiers as fallbacks): they
+/// label the request and are what `[routes.auto]` replaces, but do not pick
+/// the model.
 fn default_auto_route(
     models: &IndexMap<String, ModelSettings>,
     tiers: &[String],
     tasks: &[String],
+    predictor: &Predictor,
 ) -> Option<Route> {
     if models.is_empty() || tasks.is_empty() || tiers.is_empty() {
         return None;
@@ -898,11 +903,30 @@ fn default_auto_route(
         });
     }
     let default_task = tasks.iter().position(|t| t == "simple_chat").unwrap_or(0);
+    // The predictor's candidates: every tier that has a chat model, cheapest
+    // tier first; a tier is served by its cheapest model, then the tiers
+    // above it, then the ones below (the same chains as the task map's).
+    let mut predicted = Predicted {
+        models: Vec::new(),
+        tiers: Vec::new(),
+        chains: Vec::new(),
+        threshold: predictor.threshold_for_share(DEFAULT_STRONG_SHARE),
+        strong_share: Some(DEFAULT_STRONG_SHARE),
+        task_candidates: vec![None; tasks.len()],
+    };
+    for (i, models) in per_tier.iter().enumerate() {
+        let (Some(first), Some((tier, chain))) = (models.first(), chain_from(i)) else {
+            continue;
+        };
+        predicted.models.push(first.clone());
+        predicted.tiers.push(tier);
+        predicted.chains.push(chain);
+    }
     Some(Route {
         name: "auto".into(),
         default_task,
         tasks: task_routes,
         built_in: true,
-        predicted: None,
+        predicted: (!predicted.models.is_empty()).then_some(predicted),
     })
 }

@@ -162,6 +162,13 @@ pub struct TrainExample {
     pub input: OwnedInput,
     /// Soft label in [0, 1].
     pub label: f32,
+    /// How easy the prompt is for every model the source scored, in [0, 1]:
+    /// the mean correctness of all its models (MMLU: GPT-4 and Mixtral;
+    /// RouterBench: all 11) or their mean win probability against the
+    /// reference (AlpacaEval: all 56 generators, cheating and duplicate
+    /// entries dropped). A per-prompt difficulty signal across tiers
+    /// (`train-router --target ease`).
+    pub ease: f32,
     pub source: &'static str,
 }
 
@@ -192,6 +199,7 @@ pub fn load_mmlu(dir: &Path) -> Result<Vec<TrainExample>, String> {
             out.push(TrainExample {
                 input: user_input(prompt),
                 label: if wq >= sq { 1.0 } else { 0.0 },
+                ease: ((wq + sq) / 2.0) as f32,
                 source: "mmlu",
             });
         }
@@ -251,9 +259,12 @@ pub fn load_routerbench_train(dir: &Path) -> Result<Vec<TrainExample>, String> {
                 continue;
             }
             let ok = cheap.iter().filter(|q| **q >= sq).count() as f32 / cheap.len() as f32;
+            let all: Vec<f64> = tiers.all.iter().filter_map(|&c| bool_cell(t.get(r, c))).collect();
+            let ease = all.iter().sum::<f64>() / all.len().max(1) as f64;
             out.push(TrainExample {
                 input: user_input(t.get(r, p)),
                 label: ok,
+                ease: ease as f32,
                 source: "routerbench",
             });
         }
@@ -267,6 +278,8 @@ pub struct RbTiers {
     pub strong: Option<usize>,
     /// Columns of models under a fifth of its cost.
     pub cheap: Vec<usize>,
+    /// Every model's quality column.
+    pub all: Vec<usize>,
 }
 
 pub fn routerbench_tiers(t: &Table) -> RbTiers {
@@ -290,6 +303,7 @@ pub fn routerbench_tiers(t: &Table) -> RbTiers {
     }
     let top = models.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1));
     RbTiers {
+        all: models.iter().map(|m| m.0).collect(),
         strong: top.map(|t| t.0),
         cheap: top
             .map(|(_, c)| models.iter().filter(|m| m.1 < c / 5.0).map(|m| m.0).collect())
@@ -340,11 +354,20 @@ pub fn load_alpaca(dir: &Path) -> Result<Vec<TrainExample>, String> {
         .map(|(g, _)| *g)
         .collect();
     let mut per_prompt: HashMap<&str, (f64, usize)> = HashMap::new();
+    // Every generator's (cheating and duplicate entries dropped): the ease label.
+    let mut per_prompt_all: HashMap<&str, (f64, usize)> = HashMap::new();
     for r in &t.rows {
-        if !cheap.contains(t.get(r, rd)) {
+        let d = t.get(r, rd);
+        if dropped(d) {
             continue;
         }
-        if let Ok(w) = t.get(r, wp).parse::<f64>() {
+        let Ok(w) = t.get(r, wp).parse::<f64>() else {
+            continue;
+        };
+        let e = per_prompt_all.entry(t.get(r, sha)).or_default();
+        e.0 += w;
+        e.1 += 1;
+        if cheap.contains(d) {
             let e = per_prompt.entry(t.get(r, sha)).or_default();
             e.0 += w;
             e.1 += 1;
@@ -356,9 +379,11 @@ pub fn load_alpaca(dir: &Path) -> Result<Vec<TrainExample>, String> {
     for k in keys {
         let (s, n) = per_prompt[*k];
         let Some(text) = instr.get(*k) else { continue };
+        let (sa, na) = per_prompt_all.get(*k).copied().unwrap_or((s, n));
         out.push(TrainExample {
             input: user_input(text),
             label: (s / n as f64) as f32,
+            ease: (sa / na.max(1) as f64) as f32,
             source: "alpaca_eval",
         });
     }

@@ -26,6 +26,29 @@ pub enum RouterModel {
     Prior,
     /// Logistic regression on the dense (and hashed word) features.
     Logistic,
+    /// The task-map prior's logit plus a logistic model's, trained on its
+    /// own (not fitted against the prior).
+    PriorPlus,
+}
+
+/// What the learnt model is trained to predict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The routing label: P(a cheaper tier's answer is as good as the dearest's).
+    Label,
+    /// How easy the prompt is for every model of its source ([`TrainExample::ease`]).
+    Ease,
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Target, String> {
+        match s {
+            "label" => Ok(Target::Label),
+            "ease" => Ok(Target::Ease),
+            _ => Err(format!("unknown training target {s:?} (label, ease)")),
+        }
+    }
 }
 
 impl std::str::FromStr for RouterModel {
@@ -34,7 +57,10 @@ impl std::str::FromStr for RouterModel {
         match s {
             "prior" => Ok(RouterModel::Prior),
             "logistic" => Ok(RouterModel::Logistic),
-            _ => Err(format!("unknown router model {s:?} (prior, logistic)")),
+            "prior+logistic" => Ok(RouterModel::PriorPlus),
+            _ => Err(format!(
+                "unknown router model {s:?} (prior, logistic, prior+logistic)"
+            )),
         }
     }
 }
@@ -53,6 +79,13 @@ pub struct RouterTrainOptions {
     pub seed: u64,
     /// Learn hashed word weights (else only the dense features).
     pub words: bool,
+    /// What the learnt model predicts (validation always scores the routing label).
+    pub target: Target,
+    /// Platt-scale the prior's scores on the training labels ([`calibrate`]).
+    /// Off by default: see docs/routing.md (the calibrated scores of the
+    /// prior all lie near 0.5, which leaves no room for the middle candidates
+    /// of a route with three or more).
+    pub calibrate: bool,
 }
 
 impl Default for RouterTrainOptions {
@@ -66,6 +99,8 @@ impl Default for RouterTrainOptions {
             l2_hashed: 1e-4,
             seed: 0x005e_ed12,
             words: true,
+            target: Target::Label,
+            calibrate: false,
         }
     }
 }
@@ -75,8 +110,19 @@ pub struct Prepared {
     pub dense: [f32; DENSE],
     pub buckets: Vec<u32>,
     pub label: f32,
+    /// [`TrainExample::ease`].
+    pub ease: f32,
     pub weight: f32,
     pub source: &'static str,
+}
+
+impl Prepared {
+    fn target(&self, t: Target) -> f32 {
+        match t {
+            Target::Label => self.label,
+            Target::Ease => self.ease,
+        }
+    }
 }
 
 /// Featurises the examples (classifier included), weighting every source equally.
@@ -104,6 +150,7 @@ pub fn prepare(
             dense,
             buckets,
             label: e.label.clamp(0.0, 1.0),
+            ease: e.ease.clamp(0.0, 1.0),
             weight: total / (sources * n),
             source: e.source,
         });
@@ -136,11 +183,27 @@ pub fn train(
     match opts.model {
         RouterModel::Prior => {
             let mut p = Predictor::task_prior(opts.buckets_log2);
+            if opts.calibrate {
+                calibrate(&mut p, data);
+            }
             p.set_quantiles(data.iter().map(|d| predict_prepared(&p, d)).collect());
             progress(1, 1);
             p
         }
         RouterModel::Logistic => train_logistic(data, opts, progress),
+        RouterModel::PriorPlus => {
+            let mut p = train_logistic(data, opts, progress);
+            // z = prior logit + learnt logit; the learnt weights apply to
+            // (x - mean), the prior's to x: move their mean term into the bias.
+            let prior = Predictor::task_prior(opts.buckets_log2);
+            p.bias += prior.bias;
+            for i in 0..DENSE {
+                p.dense[i] += prior.dense[i];
+                p.bias += prior.dense[i] * p.mean[i];
+            }
+            p.set_quantiles(data.iter().map(|d| predict_prepared(&p, d)).collect());
+            p
+        }
     }
 }
 
@@ -159,7 +222,7 @@ fn train_logistic(
         for i in 0..DENSE {
             mean[i] += d.dense[i] as f64 * d.weight as f64;
         }
-        base += d.label as f64 * d.weight as f64;
+        base += d.target(opts.target) as f64 * d.weight as f64;
     }
     for i in 0..DENSE {
         p.mean[i] = (mean[i] / wsum) as f32;
@@ -181,7 +244,7 @@ fn train_logistic(
         .map(|s| {
             let (mut y, mut w) = (0.0f64, 0.0f64);
             for d in data.iter().filter(|d| d.source == *s) {
-                y += d.label as f64 * d.weight as f64;
+                y += d.target(opts.target) as f64 * d.weight as f64;
                 w += d.weight as f64;
             }
             let b = (y / w.max(1e-9)).clamp(1e-3, 1.0 - 1e-3);
@@ -206,7 +269,7 @@ fn train_logistic(
             let hs: f32 = d.buckets.iter().map(|b| p.hashed[*b as usize]).sum();
             let si = src_of[k];
             let z = p.logit(&d.dense, hs, n) + src_bias[si];
-            let g = (sigmoid(z) - d.label) * d.weight;
+            let g = (sigmoid(z) - d.target(opts.target)) * d.weight;
             g2_src[si] += g * g;
             src_bias[si] -= lr * g / g2_src[si].sqrt();
             for i in 0..DENSE {
@@ -235,6 +298,128 @@ fn train_logistic(
     let scores: Vec<f32> = data.iter().map(|d| predict_prepared(&p, d)).collect();
     p.set_quantiles(scores);
     p
+}
+
+/// Platt scaling: refits `P = sigmoid(a * z + b_source)` on the model's
+/// logit `z` against the routing labels (source-weighted log loss, one
+/// intercept per source as in training, Newton's method with backtracking in
+/// f64), and folds `a` and the mean intercept into the weights. The order of
+/// the prompts does not change (nothing changes unless `a > 0`), so neither
+/// does any APGR or share; `p` becomes an estimate of P(the cheaper tier is
+/// as good) for a source of average base rate, instead of the prior's
+/// invented scale.
+pub fn calibrate(p: &mut Predictor, data: &[Prepared]) {
+    if data.is_empty() {
+        return;
+    }
+    let sources: Vec<&str> = data
+        .iter()
+        .map(|d| d.source)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let src: Vec<usize> = data
+        .iter()
+        .map(|d| sources.iter().position(|s| *s == d.source).unwrap_or(0))
+        .collect();
+    let z: Vec<f64> = data
+        .iter()
+        .map(|d| {
+            let hs: f32 = d.buckets.iter().map(|b| p.hashed[*b as usize]).sum();
+            p.logit(&d.dense, hs, d.buckets.len() as u32) as f64
+        })
+        .collect();
+    // Parameters: [a, b_0, .., b_{S-1}].
+    let k = sources.len() + 1;
+    let loss = |x: &[f64]| -> f64 {
+        data.iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let q = (1.0 / (1.0 + (-(x[0] * z[i] + x[1 + src[i]])).exp())).clamp(1e-12, 1.0 - 1e-12);
+                let y = d.label as f64;
+                -(d.weight as f64) * (y * q.ln() + (1.0 - y) * (1.0 - q).ln())
+            })
+            .sum()
+    };
+    let mut x = vec![0.0f64; k];
+    x[0] = 1.0;
+    let mut cur = loss(&x);
+    for _ in 0..100 {
+        let mut g = vec![0.0f64; k];
+        let mut h = vec![vec![0.0f64; k]; k];
+        for (i, d) in data.iter().enumerate() {
+            let w = d.weight as f64;
+            let j = 1 + src[i];
+            let q = 1.0 / (1.0 + (-(x[0] * z[i] + x[j])).exp());
+            let r = (q - d.label as f64) * w;
+            let c = (q * (1.0 - q)).max(1e-12) * w;
+            g[0] += r * z[i];
+            g[j] += r;
+            h[0][0] += c * z[i] * z[i];
+            h[0][j] += c * z[i];
+            h[j][0] += c * z[i];
+            h[j][j] += c;
+        }
+        for (i, row) in h.iter_mut().enumerate() {
+            // A small ridge keeps the step finite when z barely varies.
+            row[i] += 1e-9;
+        }
+        let Some(step) = solve(h, g) else { break };
+        // Backtracking: halve the Newton step until the loss does not rise.
+        let mut t = 1.0;
+        let mut moved = false;
+        for _ in 0..40 {
+            let nx: Vec<f64> = x.iter().zip(&step).map(|(x, s)| x - t * s).collect();
+            let l = loss(&nx);
+            if l <= cur {
+                x = nx;
+                cur = l;
+                moved = true;
+                break;
+            }
+            t *= 0.5;
+        }
+        if !moved || t * step.iter().map(|s| s.abs()).sum::<f64>() < 1e-10 {
+            break;
+        }
+    }
+    let a = x[0];
+    let b = x[1..].iter().sum::<f64>() / (k - 1) as f64;
+    if !(a.is_finite() && b.is_finite() && a > 0.0) {
+        return;
+    }
+    let (a, b) = (a as f32, b as f32);
+    p.bias = a * p.bias + b;
+    for w in p.dense.iter_mut().chain(p.hashed.iter_mut()) {
+        *w *= a;
+    }
+}
+
+/// Solves `h x = g` by Gaussian elimination with partial pivoting.
+fn solve(mut h: Vec<Vec<f64>>, mut g: Vec<f64>) -> Option<Vec<f64>> {
+    let n = g.len();
+    for c in 0..n {
+        let piv = (c..n).max_by(|&i, &j| h[i][c].abs().total_cmp(&h[j][c].abs()))?;
+        if h[piv][c].abs() < 1e-18 {
+            return None;
+        }
+        h.swap(c, piv);
+        g.swap(c, piv);
+        for r in c + 1..n {
+            let f = h[r][c] / h[c][c];
+            let pivot_row = h[c].clone();
+            for (x, p) in h[r].iter_mut().zip(&pivot_row).skip(c) {
+                *x -= f * p;
+            }
+            g[r] -= f * g[c];
+        }
+    }
+    let mut x = vec![0.0; n];
+    for r in (0..n).rev() {
+        let s: f64 = (r + 1..n).map(|j| h[r][j] * x[j]).sum();
+        x[r] = (g[r] - s) / h[r][r];
+    }
+    Some(x)
 }
 
 /// The trained model's P for a prepared example.
@@ -368,6 +553,7 @@ pub fn soft_apgr(scores: &[f32], labels: &[f64]) -> f64 {
 mod tests {
     use super::*;
     use crate::routing::classifier::OwnedInput;
+    use crate::routing::predictor::STRONG_TASK;
 
     fn ex(text: &str, label: f32, source: &'static str) -> TrainExample {
         TrainExample {
@@ -377,6 +563,7 @@ mod tests {
                 ..OwnedInput::default()
             },
             label,
+            ease: label,
             source,
         }
     }
@@ -445,13 +632,67 @@ mod tests {
         assert_eq!(opts.model, RouterModel::Prior);
         let data = prepare(clf, &sample(), opts.buckets_log2, |_, _| {});
         let a = train(&data, &opts, |_, _| {});
-        assert_eq!(a.dense, Predictor::task_prior(10).dense);
+        let prior = Predictor::task_prior(10);
+        assert_eq!(a.dense, prior.dense);
+        // Platt-scaled (--calibrate): the same two weights in the same ratio.
+        let c = train(
+            &data,
+            &RouterTrainOptions {
+                calibrate: true,
+                ..opts.clone()
+            },
+            |_, _| {},
+        );
+        let scale = c.dense[STRONG_TASK] / prior.dense[STRONG_TASK];
+        assert!(scale > 0.0 && scale != 1.0, "{scale}");
+        for (i, (w, w0)) in c.dense.iter().zip(&prior.dense).enumerate() {
+            assert!((w - w0 * scale).abs() < 1e-5, "weight {i}: {w} vs {w0} x {scale}");
+        }
+        assert!(c.hashed.iter().all(|w| *w == 0.0));
         assert_eq!(a.to_bytes(), train(&data, &opts, |_, _| {}).to_bytes());
         assert!(a.quantiles.windows(2).all(|w| w[0] <= w[1]));
         assert!(a.quantiles[0] < a.quantiles[100], "{:?}", a.quantiles);
         // The sample's proofs are reasoning (a strong task), its chat is not.
         let (_, auc) = fit_report(&a, &data);
         assert!(auc > 0.9, "auc {auc}");
+    }
+
+    #[test]
+    fn platt_scaling_recovers_a_known_calibration() {
+        // Soft labels exactly sigmoid(0.5 z - 1) of the model's logit z = x0:
+        // the fit must find a = 0.5, b = -1 and keep the order.
+        let mut p = Predictor::untrained(4);
+        p.dense[0] = 1.0;
+        let data: Vec<Prepared> = (0..61)
+            .map(|i| {
+                let x = (i as f32 - 30.0) / 10.0;
+                let mut dense = [0.0; DENSE];
+                dense[0] = x;
+                Prepared {
+                    dense,
+                    buckets: Vec::new(),
+                    label: sigmoid(0.5 * x - 1.0),
+                    ease: 0.0,
+                    weight: 1.0,
+                    source: "a",
+                }
+            })
+            .collect();
+        calibrate(&mut p, &data);
+        assert!((p.dense[0] - 0.5).abs() < 1e-3, "a = {}", p.dense[0]);
+        assert!((p.bias + 1.0).abs() < 1e-3, "b = {}", p.bias);
+        // Labels that fall as the score rises: no calibration (it would flip the order).
+        let mut q = Predictor::untrained(4);
+        q.dense[0] = 1.0;
+        let flipped: Vec<Prepared> = data
+            .into_iter()
+            .map(|mut d| {
+                d.label = 1.0 - d.label;
+                d
+            })
+            .collect();
+        calibrate(&mut q, &flipped);
+        assert_eq!((q.dense[0], q.bias), (1.0, 0.0));
     }
 
     #[test]

@@ -362,10 +362,16 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         ledger_retries: stats.retries.load(std::sync::atomic::Ordering::Relaxed),
         budgets,
         config_generation: rt.generation,
-        state_backend: st
-            .shared
-            .as_ref()
-            .map(|sh| (sh.is_up(), sh.transitions(), sh.pending_writes())),
+        state_backend: st.shared.as_ref().map(|sh| {
+            let (on_path, off_path) = sh.calls();
+            (
+                sh.is_up(),
+                sh.transitions(),
+                sh.pending_writes(),
+                on_path,
+                off_path,
+            )
+        }),
     };
     let mut r = (StatusCode::OK, st.metrics.render(&g)).into_response();
     r.headers_mut().insert(

@@ -346,5 +346,6 @@ pub async fn reset(State(st): State<Arc<AppState>>, Path(name): Path<String>) ->
     if let Err(e) = store::insert_ramp(&st.ledger_path, &row).await {
         tracing::warn!(experiment = %name, "cannot store the ramp step: {e}");
     }
+    crate::experiments::ramp::publish_reset(&st, live).await;
     json(StatusCode::OK, &view(&st, &live.settings))
 }

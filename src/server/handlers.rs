@@ -1045,24 +1045,7 @@ pub(super) async fn admit(
         ));
     }
     let estimated_tokens = prompt.token_estimate();
-    // The key's TPM take; with shared state it runs alongside the budget
-    // admission below (both Redis calls in flight at once: one round trip).
-    let tpm = async {
-        match &ctx.key {
-            Some(k) => k.take_tokens(estimated_tokens).await,
-            None => Ok(()),
-        }
-    };
-    let tpm_refused = |r: crate::auth::Refused| match r {
-        crate::auth::Refused::Limit(d) => {
-            st.metrics.rejected("rate_limit_tokens");
-            crate::auth::rate_limited("tokens per min (TPM)", d)
-        }
-        crate::auth::Refused::Unavailable => {
-            st.metrics.rejected("state_unavailable");
-            crate::auth::state_unavailable()
-        }
-    };
+    let key = ctx.key.as_deref();
     let (trace, client_traceparent) = ctx.trace(st, "chat", &req.model);
     let mut acct = Accounting {
         prompt: None,
@@ -1077,7 +1060,21 @@ pub(super) async fn admit(
         key_scope(ctx.key.as_deref()),
     );
     if scopes.is_empty() {
-        tpm.await.map_err(tpm_refused)?;
+        // The key's limits alone (one round trip with Redis).
+        if let Some(k) = key {
+            let taken = match k.shared_ask(estimated_tokens) {
+                Some((sh, ask)) => match sh.admit(Some(&ask), None).await {
+                    Some(Ok(a)) => {
+                        k.admitted(&a, estimated_tokens);
+                        Ok(())
+                    }
+                    Some(Err(r)) => Err(k.refused(&r).unwrap_or(crate::auth::Refused::Unavailable)),
+                    None => k.take_local(estimated_tokens),
+                },
+                None => k.take_local(estimated_tokens),
+            };
+            taken.map_err(|r| r.error(&st.metrics))?;
+        }
         acct.prompt = Some(Arc::new(prompt));
         return Ok(acct);
     }
@@ -1093,12 +1090,7 @@ pub(super) async fn admit(
         wanted,
         prompt: &prompt,
     };
-    let (tokens, first) = tokio::join!(tpm, reserve(st, &ask, targets));
-    if let Err(r) = tokens {
-        // A reservation made alongside is released as `first` drops.
-        drop(first);
-        return Err(tpm_refused(r));
-    }
+    let first = reserve(st, &ask, targets, key).await;
     let granted = match first {
         Ok(g) => Ok(g),
         Err(Refusal::Exceeded(exceeded)) => {
@@ -1109,7 +1101,7 @@ pub(super) async fn admit(
                 let names: Vec<&str> = models.iter().map(String::as_str).collect();
                 let cheaper = rt.targets(&names, false);
                 if !cheaper.is_empty() {
-                    if let Ok(g) = reserve(st, &ask, &cheaper).await {
+                    if let Ok(g) = reserve(st, &ask, &cheaper, key).await {
                         *targets = cheaper;
                         rr.tier = cheapest;
                         rr.reason.push_str(";downgraded:budget");
@@ -1152,6 +1144,7 @@ pub(super) async fn admit(
                     st.metrics.rejected("state_unavailable");
                     Err(crate::auth::state_unavailable())
                 }
+                Refusal::Key(r) => Err(r.error(&st.metrics)),
             }
         }
     }
@@ -1171,15 +1164,20 @@ enum Refusal {
     Exceeded(crate::accounting::budget::Exceeded),
     /// `[state] on_failure = "fail_closed"` and Redis does not answer.
     Unavailable,
+    /// One of the key's own limits (RPM, concurrency, TPM).
+    Key(crate::auth::Refused),
 }
 
 /// Reserves the request's maximum cost on `ts` in every scope: across every
 /// instance in Redis when `[state] redis_url` is set and Redis answers, else
 /// (no Redis, or `fail_open` while it is down) on this instance's own counters.
+/// The key's limits (`key`: RPM, slot, TPM) are taken in the same call, all or
+/// nothing, until they have been taken once.
 async fn reserve(
     st: &AppState,
     a: &Ask<'_>,
     ts: &[Target],
+    key: Option<&KeyUse>,
 ) -> Result<(crate::accounting::budget::Reservation, u64), Refusal> {
     let settings = a.settings;
     let scopes = a.scopes.to_vec();
@@ -1198,7 +1196,7 @@ async fn reserve(
     };
     let need = a.wanted.min(u64::from(settings.min_output_tokens).max(1));
     if let Some(shared) = &st.shared {
-        use crate::state::shared::{Ask as SharedAsk, RedisHold};
+        use crate::state::shared::{AdmitRefusal, Ask as SharedAsk, BudgetAsk, RedisHold};
         if shared.is_up() {
             let (day, month) = st.budgets.period_numbers(settings.timezone);
             let keys = shared.budget_keys(&scopes, day, month);
@@ -1211,8 +1209,19 @@ async fn reserve(
             } else {
                 SharedAsk::Fixed(estimate)
             };
-            match shared.reserve(&scopes, &keys, ask).await {
-                Some(Ok((n, amount))) => {
+            let tokens = a.prompt.token_estimate();
+            let key_ask = key.and_then(|k| k.shared_ask(tokens)).map(|(_, ask)| ask);
+            let budget = BudgetAsk {
+                scopes: &scopes,
+                keys: &keys,
+                ask,
+            };
+            match shared.admit(key_ask.as_ref(), Some(budget)).await {
+                Some(Ok(admitted)) => {
+                    if let Some(k) = key.filter(|_| key_ask.is_some()) {
+                        k.admitted(&admitted, tokens);
+                    }
+                    let (n, amount) = admitted.budget.unwrap_or((0, 0.0));
                     let n = if a.strict { n } else { a.wanted };
                     let hold = Box::new(RedisHold {
                         shared: shared.clone(),
@@ -1221,7 +1230,7 @@ async fn reserve(
                     let r = st.budgets.hold_shared(settings, scopes, amount, hold);
                     return Ok((r, n));
                 }
-                Some(Err(refused)) => {
+                Some(Err(AdmitRefusal::Budget(refused))) => {
                     let worst = |n: u64| lines.iter().map(|l| l.at(n).max(0.0)).fold(0.0, f64::max);
                     let scope = scopes
                         .get(refused.scope)
@@ -1234,12 +1243,19 @@ async fn reserve(
                         estimate: if a.strict { worst(need) } else { estimate },
                     }));
                 }
+                Some(Err(r)) => {
+                    let k = key.and_then(|k| k.refused(&r));
+                    return Err(Refusal::Key(k.unwrap_or(crate::auth::Refused::Unavailable)));
+                }
                 None => {} // went down just now: the policy below
             }
         }
         if shared.on_failure == crate::config::state::OnFailure::FailClosed {
             return Err(Refusal::Unavailable);
         }
+    }
+    if let Some(k) = key {
+        k.take_local(a.prompt.token_estimate()).map_err(Refusal::Key)?;
     }
     if a.strict {
         st.budgets

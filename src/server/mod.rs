@@ -305,9 +305,19 @@ async fn start_shared(
             break;
         }
     }
+    state.tell_trips(&state.rt());
     let keys = keys.clone();
+    let weak = Arc::downgrade(state);
+    let me = sh.clone();
     sh.subscribe(state.shutdown.clone(), move |event| {
         let keys = keys.clone();
+        // Another instance's breaker opened: open ours for the same deployment.
+        if let (Some((provider, cooldown)), Some(st)) = (me.trip_of(&event), weak.upgrade()) {
+            let rt = st.rt();
+            if let Some(h) = rt.health.iter().find(|h| &*h.name == provider) {
+                h.hinted_open(cooldown);
+            }
+        }
         async move {
             if event == "keys" {
                 if let Err(e) = keys.refresh().await {

@@ -170,6 +170,22 @@ impl AppState {
         })
     }
 
+    /// With shared state, every deployment's local breaker trips are announced
+    /// to the other instances (kept deployments already are).
+    pub fn tell_trips(&self, rt: &Runtime) {
+        let Some(sh) = self.shared.as_ref().filter(|s| s.share_breakers) else {
+            return;
+        };
+        for h in &rt.health {
+            let sh = Arc::downgrade(sh);
+            h.tell_trips(Arc::new(move |provider, cooldown| {
+                if let Some(sh) = sh.upgrade() {
+                    sh.announce_trip(provider, cooldown);
+                }
+            }));
+        }
+    }
+
     /// The configuration-derived state for a new request.
     pub fn rt(&self) -> Arc<Runtime> {
         self.runtime.load_full()
@@ -187,6 +203,7 @@ impl AppState {
         new.experiments = live;
         persist_ramp_events(&self.experiments, events);
         let changes = old.diff(&new);
+        self.tell_trips(&new);
         self.runtime.store(Arc::new(new));
         old.retired.cancel();
         Ok(changes)

@@ -40,137 +40,240 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 /// How often a down backend is pinged.
 const RECONNECT: Duration = Duration::from_millis(250);
 
-/// Token bucket refilled `cap` per minute. KEYS[1] the bucket; ARGV cap, n,
-/// now_ms. Returns {ok, remaining, reset_ms, retry_ms}. (Corrections after an
-/// answer go through BATCH's `adj`.) The callers' clock is used (not Redis TIME),
+/// Lua helpers the scripts share. A key's token buckets (refilled `cap` per
+/// minute) are fields of one hash: `rl` / `rt` the RPM bucket's level and last
+/// refill ms, `tl` / `tt` the TPM bucket's; `refill` reads one as of `now`
+/// without writing, `store` writes it back. The callers' clock is used (not Redis TIME),
 /// so every instance and the tests agree on time; clocks skewed by s seconds
 /// admit at most cap * s / 60 extra.
-const BUCKET: &str = r#"
-local cap = tonumber(ARGV[1])
-local n = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-local rate = cap / 60000
-local st = redis.call('HMGET', KEYS[1], 'l', 't')
-local level = tonumber(st[1]) or cap
-local last = tonumber(st[2]) or now
-if now > last then
-  level = math.min(cap, level + (now - last) * rate)
-  last = now
+macro_rules! lua_bucket {
+    () => {
+        r#"
+local function fmt(x) return string.format('%.17g', x) end
+local function level(l, t, cap, now)
+  local lv = tonumber(l) or cap
+  local last = tonumber(t) or now
+  if now > last then
+    lv = math.min(cap, lv + (now - last) * cap / 60000)
+    last = now
+  end
+  return lv, last
 end
-local ok = 1
-local retry = 0
+local function refill(key, f, cap, now)
+  local st = redis.call('HMGET', key, f .. 'l', f .. 't')
+  return level(st[1], st[2], cap, now)
+end
+local function store(key, f, lv, last)
+  redis.call('HSET', key, f .. 'l', fmt(lv), f .. 't', string.format('%d', last))
+  redis.call('PEXPIRE', key, 120000)
+end
+local function retry_ms(cap, lv, need)
+  return math.max(1, math.ceil((need - lv) * 60000 / cap))
+end
+local function reset_ms(cap, lv)
+  return math.ceil(math.max(0, cap - lv) * 60000 / cap)
+end
+"#
+    };
+}
+
+/// A concurrency slot hash holds a count per instance; `slots_in_use` sums the
+/// live instances' counts (fields of instances whose liveness key expired are dropped).
+macro_rules! lua_slots {
+    () => {
+        r#"
+local function slots_in_use(key, inst, ip)
+  local h = redis.call('HGETALL', key)
+  local total = 0
+  for i = 1, #h, 2 do
+    local id = h[i]
+    if id == inst or redis.call('EXISTS', ip .. id) == 1 then
+      total = total + tonumber(h[i + 1])
+    else
+      redis.call('HDEL', key, id)
+    end
+  end
+  return total
+end
+"#
+    };
+}
+
+/// Token bucket take. KEYS[1] the buckets' hash; ARGV cap, n, now_ms, field
+/// prefix ("r" or "t"). Returns {ok, remaining, reset_ms, retry_ms}.
+/// (Corrections after an answer go through BATCH's `adj`.)
+const BUCKET: &str = concat!(
+    lua_bucket!(),
+    r#"
+local cap, n, now, f = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local lv, last = refill(KEYS[1], f, cap, now)
 local need = math.min(n, cap)
-if level + 1e-9 >= need then
-  level = level - n
-else
-  ok = 0
-  retry = math.max(1, math.ceil((need - level) / rate))
+if lv + 1e-9 < need then
+  return {0, math.max(0, math.floor(lv)), reset_ms(cap, lv), retry_ms(cap, lv, need)}
 end
-redis.call('HSET', KEYS[1], 'l', string.format('%.17g', level), 't', string.format('%d', last))
-redis.call('PEXPIRE', KEYS[1], 120000)
-local remaining = math.max(0, math.floor(level))
-local reset = math.ceil(math.max(0, cap - level) / rate)
-return {ok, remaining, reset, retry}
-"#;
+lv = lv - n
+store(KEYS[1], f, lv, last)
+return {1, math.max(0, math.floor(lv)), reset_ms(cap, lv), 0}
+"#
+);
 
 /// Concurrency slot. KEYS[1] the hash (field per instance); ARGV max, instance,
 /// liveness key prefix. Returns 1 (taken) or 0.
-const SLOT_ACQUIRE: &str = r#"
-local h = redis.call('HGETALL', KEYS[1])
-local total = 0
-for i = 1, #h, 2 do
-  local id = h[i]
-  if id == ARGV[2] or redis.call('EXISTS', ARGV[3] .. id) == 1 then
-    total = total + tonumber(h[i + 1])
-  else
-    redis.call('HDEL', KEYS[1], id)
-  end
-end
-if total < tonumber(ARGV[1]) then
+const SLOT_ACQUIRE: &str = concat!(
+    lua_slots!(),
+    r#"
+if slots_in_use(KEYS[1], ARGV[2], ARGV[3]) < tonumber(ARGV[1]) then
   redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
   redis.call('PEXPIRE', KEYS[1], 86400000)
   return 1
 end
 return 0
-"#;
+"#
+);
 
-/// Budget admission over every limited period of every scope, all or nothing.
-/// KEYS: one hash per (scope, period) with fields `s` (spent) and `r:<instance>`
-/// (reserved). ARGV: instance, liveness prefix, mode ("fixed" | "lines"),
-/// estimate-or-wanted, need, nlines, then nlines pairs (fixed, per_output), then
-/// one limit per KEY ("-" for none), then the TTL in ms per KEY.
-/// Returns {1, n, amount} or {0, key index (1-based), used, limit}.
-const RESERVE: &str = r#"
-local inst, ip, mode = ARGV[1], ARGV[2], ARGV[3]
-local wanted = tonumber(ARGV[4])
-local need = tonumber(ARGV[5])
-local nlines = tonumber(ARGV[6])
-local lines = {}
-for i = 0, nlines - 1 do
-  lines[#lines + 1] = {tonumber(ARGV[7 + 2 * i]), tonumber(ARGV[8 + 2 * i])}
+/// A request's whole admission in one round trip, all or nothing: the key's
+/// RPM take (1), its concurrency slot, its TPM take (the estimate), and budget
+/// admission over every limited period of every scope. Nothing is written
+/// unless every part passes.
+///
+/// KEYS: [1] the key's buckets (RPM and TPM fields), [2] slot hash, then one
+/// budget hash per (scope, period) with fields `s` (spent), `r:<instance>`
+/// (reserved) and `seeded`.
+/// ARGV: [1] instance, [2] liveness prefix, [3] now_ms, [4] RPM cap (0: none),
+/// [5] slot max (0: none), [6] TPM cap (0: none), [7] TPM tokens, [8] budget
+/// mode ("none" | "fixed" | "lines"), then for a budget: [9] estimate-or-wanted,
+/// [10] need, [11] nlines, nlines pairs (fixed, per_output), one limit per
+/// budget key ("-" for none), then one TTL in ms per budget key.
+///
+/// Returns {1, rpm remaining, rpm reset_ms, tpm remaining, tpm reset_ms,
+/// slot taken, n, amount}, or {0, part, retry_ms} for a refused bucket (part 1
+/// RPM, 3 TPM) or slot (2), or {0, 4, budget key index (1-based), used, limit}.
+const ADMIT: &str = concat!(
+    lua_bucket!(),
+    lua_slots!(),
+    r#"
+local inst, ip, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local rcap, smax = tonumber(ARGV[4]), tonumber(ARGV[5])
+local tcap, tn = tonumber(ARGV[6]), tonumber(ARGV[7])
+local mode = ARGV[8]
+local bk = KEYS[1]
+local rl, rt, tl, tt
+if rcap > 0 or tcap > 0 then
+  local st = redis.call('HMGET', bk, 'rl', 'rt', 'tl', 'tt')
+  if rcap > 0 then
+    rl, rt = level(st[1], st[2], rcap, now)
+    local need = math.min(1, rcap)
+    if rl + 1e-9 < need then return {0, 1, retry_ms(rcap, rl, need)} end
+  end
+  if smax > 0 and slots_in_use(KEYS[2], inst, ip) >= smax then return {0, 2, 1000} end
+  if tcap > 0 then
+    tl, tt = level(st[3], st[4], tcap, now)
+    local need = math.min(tn, tcap)
+    if tl + 1e-9 < need then return {0, 3, retry_ms(tcap, tl, need)} end
+  end
+elseif smax > 0 and slots_in_use(KEYS[2], inst, ip) >= smax then
+  return {0, 2, 1000}
 end
-local lb = 7 + 2 * nlines
-local tb = lb + #KEYS
-local room = math.huge
-local worst, wused, wlimit = 0, 0, 0
-local exhausted = false
-for k = 1, #KEYS do
-  local limit = tonumber(ARGV[lb + k - 1])
-  if limit then
-    local h = redis.call('HGETALL', KEYS[k])
-    local used = 0
+local n, amount = 0, 0
+local nb = #KEYS - 2
+local unseeded = {}
+if mode ~= 'none' then
+  local wanted, need = tonumber(ARGV[9]), tonumber(ARGV[10])
+  local nlines = tonumber(ARGV[11])
+  local lines = {}
+  for i = 0, nlines - 1 do
+    lines[#lines + 1] = {tonumber(ARGV[12 + 2 * i]), tonumber(ARGV[13 + 2 * i])}
+  end
+  local lb = 12 + 2 * nlines
+  local room = math.huge
+  local worst, wused, wlimit = 0, 0, 0
+  local exhausted = false
+  for k = 1, nb do
+    local limit = tonumber(ARGV[lb + k - 1])
+    local key = KEYS[2 + k]
+    local h = redis.call('HGETALL', key)
+    local used, seeded = 0, false
     for i = 1, #h, 2 do
       local f = h[i]
       if f == 's' then
         used = used + tonumber(h[i + 1])
+      elseif f == 'seeded' then
+        seeded = true
       elseif string.sub(f, 1, 2) == 'r:' then
         local id = string.sub(f, 3)
         if id == inst or redis.call('EXISTS', ip .. id) == 1 then
           used = used + tonumber(h[i + 1])
         else
-          redis.call('HDEL', KEYS[k], f)
+          redis.call('HDEL', key, f)
         end
       end
     end
-    if worst == 0 or limit - used < room then
-      room = limit - used
-      worst, wused, wlimit = k, used, limit
+    if not seeded then unseeded[#unseeded + 1] = key end
+    if limit then
+      if worst == 0 or limit - used < room then
+        room = limit - used
+        worst, wused, wlimit = k, used, limit
+      end
+      if used >= limit then exhausted = true end
     end
-    if used >= limit then exhausted = true end
   end
+  local function refuse() return {0, 4, worst, fmt(wused), fmt(wlimit)} end
+  if exhausted then return refuse() end
+  if mode == 'fixed' then
+    amount = math.max(0, wanted)
+    if amount > room + 1e-12 then return refuse() end
+  else
+    local function cost(m)
+      local c = 0
+      for _, l in ipairs(lines) do c = math.max(c, math.max(0, l[1] + m * l[2])) end
+      return c
+    end
+    n = wanted
+    for _, l in ipairs(lines) do
+      local left = room - math.max(0, l[1])
+      if left < 0 then return refuse() end
+      if l[2] > 0 then n = math.min(n, math.floor(left / l[2])) end
+    end
+    while n > 0 and cost(n) > room do n = n - 1 end
+    if n < need then return refuse() end
+    amount = cost(n)
+  end
+  local tb = lb + nb
+  for k = 1, nb do
+    local key = KEYS[2 + k]
+    if amount > 0 then
+      redis.call('HINCRBYFLOAT', key, 'r:' .. inst, fmt(amount))
+      redis.call('PEXPIRE', key, tonumber(ARGV[tb + k - 1]))
+    end
+  end
+  for _, key in ipairs(unseeded) do redis.call('HSETNX', key, 'seeded', '1') end
 end
-local function fmt(x) return string.format('%.17g', x) end
-local function refuse() return {0, worst, fmt(wused), fmt(wlimit)} end
-if exhausted then return refuse() end
-local n, amount = 0, 0
-if mode == 'fixed' then
-  amount = math.max(0, wanted)
-  if amount > room + 1e-12 then return refuse() end
-else
-  local function cost(m)
-    local c = 0
-    for _, l in ipairs(lines) do c = math.max(c, math.max(0, l[1] + m * l[2])) end
-    return c
-  end
-  n = wanted
-  for _, l in ipairs(lines) do
-    local left = room - math.max(0, l[1])
-    if left < 0 then return refuse() end
-    if l[2] > 0 then n = math.min(n, math.floor(left / l[2])) end
-  end
-  while n > 0 and cost(n) > room do n = n - 1 end
-  if n < need then return refuse() end
-  amount = cost(n)
+local out = {1, 0, 0, 0, 0, 0, fmt(n), fmt(amount)}
+local set = {}
+if rcap > 0 then
+  rl = rl - 1
+  set[#set + 1] = 'rl'; set[#set + 1] = fmt(rl)
+  set[#set + 1] = 'rt'; set[#set + 1] = string.format('%d', rt)
+  out[2], out[3] = math.max(0, math.floor(rl)), reset_ms(rcap, rl)
 end
-if amount > 0 then
-  for k = 1, #KEYS do
-    redis.call('HINCRBYFLOAT', KEYS[k], 'r:' .. inst, fmt(amount))
-    redis.call('PEXPIRE', KEYS[k], tonumber(ARGV[tb + k - 1]))
-  end
+if tcap > 0 then
+  tl = tl - tn
+  set[#set + 1] = 'tl'; set[#set + 1] = fmt(tl)
+  set[#set + 1] = 'tt'; set[#set + 1] = string.format('%d', tt)
+  out[4], out[5] = math.max(0, math.floor(tl)), reset_ms(tcap, tl)
 end
-for k = 1, #KEYS do redis.call('HSETNX', KEYS[k], 'seeded', '1') end
-return {1, fmt(n), fmt(amount)}
-"#;
+if #set > 0 then
+  redis.call('HSET', bk, unpack(set))
+  redis.call('PEXPIRE', bk, 120000)
+end
+if smax > 0 then
+  redis.call('HINCRBY', KEYS[2], inst, 1)
+  redis.call('PEXPIRE', KEYS[2], 86400000)
+  out[6] = 1
+end
+return out
+"#
+);
 
 /// Seeds spend restored from the ledger into hashes nobody has used yet
 /// (an existing hash already counts it). KEYS hashes; ARGV spend then TTL per KEY.
@@ -207,9 +310,11 @@ return {ARGV[1], 0}
 /// Several queued writes in one call, applied in order: ARGV[1] the instance,
 /// ARGV[2] the count, then per write its kind, number of KEYS, number of ARGV
 /// and those ARGV; KEYS are the writes' keys in order. Kinds: `adj` (bucket
-/// correction: cap, delta, now_ms), `slot` (concurrency slot release),
-/// `charge` (cost, then a TTL per key), `release` (amount).
-const BATCH: &str = r#"
+/// correction: cap, delta, now_ms, field prefix), `slot` (concurrency slot release),
+/// `charge` (cost), `release` (amount).
+const BATCH: &str = concat!(
+    lua_bucket!(),
+    r#"
 local inst = ARGV[1]
 local n = tonumber(ARGV[2])
 local a, k = 3, 1
@@ -217,26 +322,16 @@ for _ = 1, n do
   local kind, nk, na = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   a = a + 3
   if kind == 'adj' then
-    local cap, d, now = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-    local rate = cap / 60000
-    local st = redis.call('HMGET', KEYS[k], 'l', 't')
-    local level = tonumber(st[1]) or cap
-    local last = tonumber(st[2]) or now
-    if now > last then
-      level = math.min(cap, level + (now - last) * rate)
-      last = now
-    end
-    level = math.min(cap, level - d)
-    redis.call('HSET', KEYS[k], 'l', string.format('%.17g', level), 't', string.format('%d', last))
-    redis.call('PEXPIRE', KEYS[k], 120000)
+    local cap, d, now, f = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3]
+    local lv, last = refill(KEYS[k], f, cap, now)
+    store(KEYS[k], f, math.min(cap, lv - d), last)
   elseif kind == 'slot' then
     local c = tonumber(redis.call('HGET', KEYS[k], inst) or '0')
     if c <= 1 then redis.call('HDEL', KEYS[k], inst) else redis.call('HINCRBY', KEYS[k], inst, -1) end
   elseif kind == 'charge' then
+    -- (Admission marked the hashes seeded and set their TTL.)
     for j = 0, nk - 1 do
       redis.call('HINCRBYFLOAT', KEYS[k + j], 's', ARGV[a])
-      redis.call('HSETNX', KEYS[k + j], 'seeded', '1')
-      redis.call('PEXPIRE', KEYS[k + j], tonumber(ARGV[a + 1 + j]))
     end
   elseif kind == 'release' then
     for j = 0, nk - 1 do
@@ -248,17 +343,39 @@ for _ = 1, n do
   a = a + na
 end
 return n
+"#
+);
+
+/// A ramp position shared by every instance, compare-and-set on its version.
+/// KEYS[1] the hash; ARGV expected version ("*": any), step, step start ms,
+/// paused (0/1), complete (0/1). Returns {1, new version} or {0, current version}.
+const RAMP_SET: &str = r#"
+local ver = tonumber(redis.call('HGET', KEYS[1], 'ver') or '0')
+if ARGV[1] ~= '*' and tonumber(ARGV[1]) ~= ver then return {0, ver} end
+ver = ver + 1
+redis.call('HSET', KEYS[1], 'ver', ver, 'step', ARGV[2], 'started', ARGV[3], 'paused', ARGV[4], 'complete', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], 2592000000)
+return {1, ver}
+"#;
+
+/// Reads a shared ramp position. KEYS[1] the hash. Returns {ver, step, started, paused, complete} ({} when none).
+const RAMP_GET: &str = r#"
+local v = redis.call('HMGET', KEYS[1], 'ver', 'step', 'started', 'paused', 'complete')
+if not v[1] then return {} end
+return v
 "#;
 
 /// Most queued writes sent in one batch.
 const MAX_BATCH: usize = 64;
 
 struct Scripts {
+    ramp_set: Script,
+    ramp_get: Script,
     batch: Script,
     pin: Script,
     bucket: Script,
     slot_acquire: Script,
-    reserve: Script,
+    admit: Script,
     seed: Script,
     spent: Script,
 }
@@ -267,6 +384,8 @@ struct Scripts {
 enum Op {
     Adjust {
         key: String,
+        /// The bucket's field prefix in the hash ("r" RPM, "t" TPM).
+        field: &'static str,
         cap: u64,
         delta: f64,
         now_ms: i64,
@@ -306,6 +425,58 @@ pub struct SharedRefusal {
     pub limit: f64,
 }
 
+/// A key's part of a request's admission (see [`Shared::admit`]).
+#[derive(Debug, Clone, Copy)]
+pub struct KeyAsk<'a> {
+    pub key_id: &'a str,
+    pub now_ms: i64,
+    /// The RPM bucket's capacity, when the key has one (one request is taken).
+    pub rpm: Option<u64>,
+    /// The key's concurrency cap, when it has one (one slot is taken).
+    pub slot: Option<u32>,
+    /// The TPM bucket's capacity and the tokens to take.
+    pub tpm: Option<(u64, u64)>,
+}
+
+/// The budget part of a request's admission.
+pub struct BudgetAsk<'a> {
+    pub scopes: &'a [(Scope, Limits)],
+    pub keys: &'a BudgetKeys,
+    pub ask: Ask<'a>,
+}
+
+/// What an admission took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admitted {
+    pub rpm: Option<Snapshot>,
+    pub tpm: Option<Snapshot>,
+    /// Whether a concurrency slot was taken.
+    pub slot: bool,
+    /// The budget grant: output tokens and the amount reserved.
+    pub budget: Option<(u64, f64)>,
+}
+
+/// The part of an admission that refused (nothing was taken).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdmitRefusal {
+    Rpm(Denied),
+    /// Every one of the key's concurrency slots (this many) is in use.
+    Slot(u64),
+    Tpm(Denied),
+    Budget(SharedRefusal),
+}
+
+/// A ramp position in Redis (see [`Shared::ramp_read`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedRamp {
+    /// Bumped by every write (compare-and-set).
+    pub version: u64,
+    pub step: usize,
+    pub step_started_ms: i64,
+    pub paused: bool,
+    pub complete: bool,
+}
+
 /// The Redis keys of a reservation (one hash per scope and limited period, with its TTL).
 pub type BudgetKeys = Arc<[(String, u64)]>;
 
@@ -325,8 +496,12 @@ pub struct Shared {
     ops: mpsc::UnboundedSender<Op>,
     /// Writes queued and not yet applied.
     pending: AtomicU64,
+    /// Script calls made on a request's path, and off it (queued writes, seeding, spend reads).
+    calls: [AtomicU64; 2],
     scripts: Scripts,
     channel: String,
+    /// `[state] share_breakers`.
+    pub share_breakers: bool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -376,12 +551,16 @@ impl Shared {
             recovered: Notify::new(),
             ops: tx,
             pending: AtomicU64::new(0),
+            calls: [AtomicU64::new(0), AtomicU64::new(0)],
+            share_breakers: settings.share_breakers,
             scripts: Scripts {
+                ramp_set: Script::new(RAMP_SET),
+                ramp_get: Script::new(RAMP_GET),
                 batch: Script::new(BATCH),
                 pin: Script::new(PIN),
                 bucket: Script::new(BUCKET),
                 slot_acquire: Script::new(SLOT_ACQUIRE),
-                reserve: Script::new(RESERVE),
+                admit: Script::new(ADMIT),
                 seed: Script::new(SEED),
                 spent: Script::new(SPENT),
             },
@@ -454,8 +633,27 @@ impl Shared {
         }
     }
 
-    /// Runs a script with the hard timeout; None (and the backend marked down) on any failure.
+    /// Script calls so far: (on requests' paths, off them).
+    pub fn calls(&self) -> (u64, u64) {
+        (
+            self.calls[0].load(Ordering::Relaxed),
+            self.calls[1].load(Ordering::Relaxed),
+        )
+    }
+
+    /// Runs a script on a request's path (see [`Self::run_on`]).
     async fn run<T: redis::FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>) -> Option<T> {
+        self.run_on(0, inv).await
+    }
+
+    /// Runs a script with the hard timeout; None (and the backend marked down)
+    /// on any failure. `path`: 0 a request's path, 1 off it (counted apart).
+    async fn run_on<T: redis::FromRedisValue>(
+        &self,
+        path: usize,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Option<T> {
+        self.calls[path].fetch_add(1, Ordering::Relaxed);
         let mut c = self.conn.clone();
         match tokio::time::timeout(self.timeout, inv.invoke_async::<T>(&mut c)).await {
             Ok(Ok(v)) => Some(v),
@@ -530,8 +728,18 @@ impl Shared {
         true
     }
 
-    fn bucket_key(&self, key_id: &str, kind: &str) -> String {
-        format!("{}:rl:{key_id}:{kind}", self.prefix)
+    /// The hash holding a key's (or provider account's) RPM and TPM buckets.
+    fn bucket_key(&self, key_id: &str) -> String {
+        format!("{}:rl:{key_id}", self.prefix)
+    }
+
+    /// A bucket's field prefix in that hash (`kind`: "rpm" or "tpm").
+    fn bucket_field(kind: &str) -> &'static str {
+        if kind == "rpm" {
+            "r"
+        } else {
+            "t"
+        }
     }
 
     /// Takes `n` units from a key's shared bucket (`kind`: "rpm" or "tpm").
@@ -544,9 +752,13 @@ impl Shared {
         n: f64,
         now_ms: i64,
     ) -> Option<Result<Snapshot, Denied>> {
-        let key = self.bucket_key(key_id, kind);
+        let key = self.bucket_key(key_id);
         let mut inv = self.scripts.bucket.prepare_invoke();
-        inv.key(&key).arg(cap).arg(n).arg(now_ms);
+        inv.key(&key)
+            .arg(cap)
+            .arg(n)
+            .arg(now_ms)
+            .arg(Self::bucket_field(kind));
         let (ok, remaining, reset, retry): (i64, u64, u64, u64) = self.run(&inv).await?;
         Some(if ok == 1 {
             Ok(Snapshot {
@@ -566,7 +778,8 @@ impl Shared {
     pub fn adjust(&self, key_id: &str, kind: &str, cap: u64, delta: f64, now_ms: i64) {
         if delta != 0.0 {
             self.enqueue(Op::Adjust {
-                key: self.bucket_key(key_id, kind),
+                key: self.bucket_key(key_id),
+                field: Self::bucket_field(kind),
                 cap,
                 delta,
                 now_ms,
@@ -602,7 +815,8 @@ impl Shared {
     }
 
     /// Takes one request and `tokens` from a provider account's shared buckets
-    /// (`[providers.X] rpm / tpm`), or neither. None: Redis did not answer.
+    /// (`[providers.X] rpm / tpm`), or neither (one call, all or nothing).
+    /// None: Redis did not answer.
     pub async fn take_deployment(
         &self,
         provider: &str,
@@ -611,23 +825,18 @@ impl Shared {
         now_ms: i64,
     ) -> Option<Result<(), Denied>> {
         let id = format!("provider:{provider}");
-        if let Some(r) = &limits.rpm {
-            if let Err(d) = self.take(&id, "rpm", r.limit(), 1.0, now_ms).await? {
-                return Some(Err(d));
-            }
-        }
-        if let Some(t) = &limits.tpm {
-            match self.take(&id, "tpm", t.limit(), tokens as f64, now_ms).await {
-                Some(Ok(_)) => {}
-                other => {
-                    if let Some(r) = &limits.rpm {
-                        self.adjust(&id, "rpm", r.limit(), -1.0, now_ms);
-                    }
-                    return other.map(|o| o.map(|_| ()));
-                }
-            }
-        }
-        Some(Ok(()))
+        let ask = KeyAsk {
+            key_id: &id,
+            now_ms,
+            rpm: limits.rpm.as_ref().map(|b| b.limit()),
+            slot: None,
+            tpm: limits.tpm.as_ref().map(|b| (b.limit(), tokens)),
+        };
+        Some(match self.admit(Some(&ask), None).await? {
+            Ok(_) => Ok(()),
+            Err(AdmitRefusal::Rpm(d) | AdmitRefusal::Tpm(d)) => Err(d),
+            Err(_) => Ok(()),
+        })
     }
 
     /// Gives back what [`take_deployment`](Self::take_deployment) took (nothing was sent).
@@ -695,40 +904,83 @@ impl Shared {
         keys: &BudgetKeys,
         ask: Ask<'_>,
     ) -> Option<Result<(u64, f64), SharedRefusal>> {
-        // Which (scope, period) each key is, for the refusal.
-        let mut which = Vec::with_capacity(keys.len());
-        let mut limits = Vec::with_capacity(keys.len());
-        for (i, (_, l)) in scopes.iter().enumerate() {
-            if let Some(d) = l.daily {
-                which.push((i, "day"));
-                limits.push(d);
+        let budget = BudgetAsk { scopes, keys, ask };
+        Some(match self.admit(None, Some(budget)).await? {
+            Ok(a) => Ok(a.budget.unwrap_or((0, 0.0))),
+            Err(AdmitRefusal::Budget(r)) => Err(r),
+            // No key part was asked for.
+            Err(_) => Ok((0, 0.0)),
+        })
+    }
+
+    /// A request's whole admission in one script call (one round trip), all or
+    /// nothing: the key's RPM take, concurrency slot and TPM take (`key`), and
+    /// the budget reservation (`budget`). None when Redis did not answer.
+    pub async fn admit(
+        &self,
+        key: Option<&KeyAsk<'_>>,
+        budget: Option<BudgetAsk<'_>>,
+    ) -> Option<Result<Admitted, AdmitRefusal>> {
+        let mut inv = self.scripts.admit.prepare_invoke();
+        let (rpm, slot, tpm, now_ms) = match key {
+            Some(k) => {
+                inv.key(self.bucket_key(k.key_id)).key(self.slot_key(k.key_id));
+                (k.rpm.unwrap_or(0), k.slot.unwrap_or(0), k.tpm, k.now_ms)
             }
-            if let Some(m) = l.monthly {
-                which.push((i, "month"));
-                limits.push(m);
+            None => {
+                // Unused (caps 0); named inside the prefix's hash slot.
+                let none = format!("{}:none", self.prefix);
+                inv.key(&none).key(&none);
+                (0, 0, None, 0)
             }
-        }
-        let mut inv = self.scripts.reserve.prepare_invoke();
-        for (k, _) in keys.iter() {
-            inv.key(k);
-        }
-        inv.arg(&self.instance).arg(&self.alive_prefix);
-        match ask {
-            Ask::Fixed(amount) => {
-                inv.arg("fixed").arg(amount.max(0.0)).arg(0).arg(0);
+        };
+        let (tcap, tn) = tpm.unwrap_or((0, 0));
+        inv.arg(&self.instance)
+            .arg(&self.alive_prefix)
+            .arg(now_ms)
+            .arg(rpm)
+            .arg(slot)
+            .arg(tcap)
+            .arg(tn);
+        // Which (scope, period) each budget key is, for a refusal.
+        let mut which = Vec::new();
+        match &budget {
+            None => {
+                inv.arg("none");
             }
-            Ask::Lines { lines, wanted, need } => {
-                inv.arg("lines").arg(wanted).arg(need).arg(lines.len());
-                for l in lines {
-                    inv.arg(l.fixed).arg(l.per_output);
+            Some(b) => {
+                let mut limits = Vec::with_capacity(b.keys.len());
+                for (i, (_, l)) in b.scopes.iter().enumerate() {
+                    if let Some(d) = l.daily {
+                        which.push((i, "day"));
+                        limits.push(d);
+                    }
+                    if let Some(m) = l.monthly {
+                        which.push((i, "month"));
+                        limits.push(m);
+                    }
+                }
+                for (k, _) in b.keys.iter() {
+                    inv.key(k);
+                }
+                match b.ask {
+                    Ask::Fixed(amount) => {
+                        inv.arg("fixed").arg(amount.max(0.0)).arg(0).arg(0);
+                    }
+                    Ask::Lines { lines, wanted, need } => {
+                        inv.arg("lines").arg(wanted).arg(need).arg(lines.len());
+                        for l in lines {
+                            inv.arg(l.fixed).arg(l.per_output);
+                        }
+                    }
+                }
+                for l in &limits {
+                    inv.arg(*l);
+                }
+                for (_, ttl) in b.keys.iter() {
+                    inv.arg(*ttl);
                 }
             }
-        }
-        for l in &limits {
-            inv.arg(*l);
-        }
-        for (_, ttl) in keys.iter() {
-            inv.arg(*ttl);
         }
         let v: Vec<redis::Value> = self.run(&inv).await?;
         let num = |i: usize| -> f64 {
@@ -741,19 +993,40 @@ impl Shared {
                 _ => 0.0,
             }
         };
+        let int = |i: usize| num(i).max(0.0) as u64;
         if num(0) == 1.0 {
-            // `as` saturates: a huge grant (no priced output) stays u64::MAX-ish.
-            Some(Ok((num(1).max(0.0) as u64, num(2))))
-        } else {
-            let k = (num(1) as usize).saturating_sub(1);
-            let (scope, period) = which.get(k).copied().unwrap_or((0, "day"));
-            Some(Err(SharedRefusal {
-                scope,
-                period,
-                used: num(2),
-                limit: num(3),
-            }))
+            let snap = |cap: u64, at: usize| Snapshot {
+                limit: cap,
+                remaining: int(at),
+                reset_ms: int(at + 1),
+            };
+            return Some(Ok(Admitted {
+                rpm: (rpm > 0).then(|| snap(rpm, 1)),
+                tpm: (tcap > 0).then(|| snap(tcap, 3)),
+                slot: num(5) == 1.0,
+                // `as` saturates: a huge grant (no priced output) stays u64::MAX-ish.
+                budget: budget.is_some().then(|| (int(6), num(7))),
+            }));
         }
+        let denied = |limit: u64| Denied {
+            retry_after_ms: int(2),
+            limit,
+        };
+        Some(Err(match int(1) {
+            1 => AdmitRefusal::Rpm(denied(rpm)),
+            2 => AdmitRefusal::Slot(u64::from(slot)),
+            3 => AdmitRefusal::Tpm(denied(tcap)),
+            _ => {
+                let k = (int(2) as usize).saturating_sub(1);
+                let (scope, period) = which.get(k).copied().unwrap_or((0, "day"));
+                AdmitRefusal::Budget(SharedRefusal {
+                    scope,
+                    period,
+                    used: num(3),
+                    limit: num(4),
+                })
+            }
+        }))
     }
 
     /// Adds an attempt's cost to the reservation's hashes (in order, before its release).
@@ -791,7 +1064,7 @@ impl Shared {
         for (_, ttl) in keys.iter() {
             inv.arg(*ttl);
         }
-        self.run::<i64>(&inv).await.is_some()
+        self.run_on::<i64>(1, &inv).await.is_some()
     }
 
     /// The spend in each hash (every instance's), for pacing and snapshots.
@@ -803,7 +1076,7 @@ impl Shared {
         for k in keys {
             inv.key(k);
         }
-        let v: Vec<String> = self.run(&inv).await?;
+        let v: Vec<String> = self.run_on(1, &inv).await?;
         Some(v.iter().map(|s| s.parse().unwrap_or(0.0)).collect())
     }
 
@@ -815,6 +1088,88 @@ impl Shared {
             tokio::time::timeout(self.timeout, cmd.query_async::<i64>(&mut c)).await,
             Ok(Ok(_))
         )
+    }
+
+    fn ramp_key(&self, experiment: &str, fingerprint: &str) -> String {
+        use crate::experiments::assign::{fnv1a, FNV_OFFSET};
+        let fp = fnv1a(FNV_OFFSET, fingerprint.as_bytes());
+        format!("{}:ramp:{experiment}:{fp:016x}", self.prefix)
+    }
+
+    /// The ramp position every instance follows for this version of an
+    /// experiment's ramp: Some(None) when no instance has written one yet;
+    /// None when Redis did not answer.
+    pub async fn ramp_read(&self, experiment: &str, fingerprint: &str) -> Option<Option<SharedRamp>> {
+        let mut inv = self.scripts.ramp_get.prepare_invoke();
+        inv.key(self.ramp_key(experiment, fingerprint));
+        let v: Vec<Option<String>> = self.run_on(1, &inv).await?;
+        let n = |i: usize| -> i64 {
+            v.get(i)
+                .and_then(|x| x.as_deref())
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0)
+        };
+        if v.is_empty() {
+            return Some(None);
+        }
+        Some(Some(SharedRamp {
+            version: n(0) as u64,
+            step: n(1).max(0) as usize,
+            step_started_ms: n(2),
+            paused: n(3) == 1,
+            complete: n(4) == 1,
+        }))
+    }
+
+    /// Writes a ramp position if the shared one is still at `expected`
+    /// (None: whatever it is). Some(true) when written.
+    pub async fn ramp_write(
+        &self,
+        experiment: &str,
+        fingerprint: &str,
+        expected: Option<u64>,
+        to: &SharedRamp,
+    ) -> Option<bool> {
+        let mut inv = self.scripts.ramp_set.prepare_invoke();
+        inv.key(self.ramp_key(experiment, fingerprint));
+        match expected {
+            Some(v) => inv.arg(v),
+            None => inv.arg("*"),
+        };
+        inv.arg(to.step)
+            .arg(to.step_started_ms)
+            .arg(u8::from(to.paused))
+            .arg(u8::from(to.complete));
+        let (ok, _): (i64, i64) = self.run_on(1, &inv).await?;
+        Some(ok == 1)
+    }
+
+    /// Tells the other instances that this one's breaker for `provider` opened
+    /// (published in the background; a lost hint only means the others find
+    /// out on their own).
+    pub fn announce_trip(self: &Arc<Self>, provider: &str, cooldown: Duration) {
+        if !self.share_breakers || !self.is_up() {
+            return;
+        }
+        let event = format!("breaker {} {} {provider}", self.instance, cooldown.as_millis());
+        let me = self.clone();
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            h.spawn(async move {
+                me.publish(&event).await;
+            });
+        }
+    }
+
+    /// Another instance's breaker trip in `event`: (provider, cool-down). None
+    /// for other events and this instance's own announcements.
+    pub fn trip_of<'a>(&self, event: &'a str) -> Option<(&'a str, Duration)> {
+        let rest = event.strip_prefix("breaker ")?;
+        let (from, rest) = rest.split_once(' ')?;
+        let (ms, provider) = rest.split_once(' ')?;
+        if from == self.instance || !self.share_breakers {
+            return None;
+        }
+        Some((provider, Duration::from_millis(ms.parse().ok()?)))
     }
 
     /// Calls `on_event` for every event published by any instance, until `stop`;
@@ -868,6 +1223,7 @@ impl Shared {
             match op {
                 Op::Adjust {
                     key,
+                    field,
                     cap,
                     delta,
                     now_ms,
@@ -875,18 +1231,19 @@ impl Shared {
                     inv.key(key)
                         .arg("adj")
                         .arg(1)
-                        .arg(3)
+                        .arg(4)
                         .arg(*cap)
                         .arg(*delta)
-                        .arg(*now_ms);
+                        .arg(*now_ms)
+                        .arg(*field);
                 }
                 Op::SlotRelease { key } => {
                     inv.key(key).arg("slot").arg(1).arg(0);
                 }
                 Op::Charge { keys, cost } => {
-                    inv.arg("charge").arg(keys.len()).arg(1 + keys.len()).arg(*cost);
-                    for (k, ttl) in keys.iter() {
-                        inv.key(k).arg(*ttl);
+                    inv.arg("charge").arg(keys.len()).arg(1).arg(*cost);
+                    for (k, _) in keys.iter() {
+                        inv.key(k);
                     }
                 }
                 Op::Release { keys, amount } => {
@@ -897,7 +1254,7 @@ impl Shared {
                 }
             }
         }
-        self.run::<i64>(&inv).await.is_some()
+        self.run_on::<i64>(1, &inv).await.is_some()
     }
 }
 

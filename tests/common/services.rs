@@ -135,6 +135,18 @@ impl RedisPrefix {
             .expect("connect to REDIS_URL")
     }
 
+    /// Instances subscribed to the prefix's event channel.
+    pub async fn subscribers(&self) -> u64 {
+        let mut c = self.conn().await;
+        let v: (String, u64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(format!("{{{}}}:events", self.prefix))
+            .query_async(&mut c)
+            .await
+            .expect("PUBSUB NUMSUB");
+        v.1
+    }
+
     /// Every key under the prefix.
     pub async fn keys(&self) -> Vec<String> {
         let mut c = self.conn().await;
