@@ -47,8 +47,10 @@ trap cleanup EXIT
 
 taskset -c "$AUX_CORE" "$EX/bench_upstream" 127.0.0.1:0 --chunks "$CHUNKS" > "$OUT/upstream.addr" &
 pids+=($!)
-for _ in $(seq 50); do [ -s "$OUT/upstream.addr" ] && break; sleep 0.1; done
+for _ in $(seq 600); do [ -s "$OUT/upstream.addr" ] && break; sleep 0.1; done
 UP=$(head -1 "$OUT/upstream.addr")
+# (A count over failed requests would be meaningless: stop instead.)
+[ -n "$UP" ] || { echo "the bench upstream did not start within 60 s" >&2; exit 1; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 config() { # name port full(0/1)
@@ -130,10 +132,10 @@ run_case() { # name full stream
   pids+=($vg)
   for _ in $(seq 600); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.2; done
   curl -sf "http://127.0.0.1:$port/ready" >/dev/null || { echo "$name: gateway not ready, see $OUT/$name.log" >&2; exit 1; }
-  client "$port" "$WARMUP" "$stream" "$key" "$model"
+  client "$port" "$WARMUP" "$stream" "$key" "$model" || { echo "$name: warm-up requests failed" >&2; exit 1; }
   sleep 1 # let the ledger writer flush the warm-up rows before counting
   callgrind_control -z "$vg" >/dev/null # count from here
-  client "$port" "$N" "$stream" "$key" "$model"
+  client "$port" "$N" "$stream" "$key" "$model" || { echo "$name: measured requests failed" >&2; exit 1; }
   sleep 1 # the measured requests' ledger rows are written inside the window
   callgrind_control -d "$vg" >/dev/null # writes $name.callgrind.1: exactly the window
   kill -INT "$vg" 2>/dev/null || true
