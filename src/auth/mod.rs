@@ -167,6 +167,22 @@ impl KeyUse {
         })
     }
 
+    /// Takes the key's limits when no budget is asked for alongside: one Redis
+    /// call while it answers, this instance's own buckets otherwise.
+    pub async fn take(&self, estimate: u64) -> Result<(), Refused> {
+        let Some((sh, ask)) = self.shared_ask(estimate) else {
+            return self.take_local(estimate);
+        };
+        match sh.admit(Some(&ask), None).await {
+            Some(Ok(a)) => {
+                self.admitted(&a, estimate);
+                Ok(())
+            }
+            Some(Err(r)) => Err(self.refused(&r).unwrap_or(Refused::Unavailable)),
+            None => self.take_local(estimate),
+        }
+    }
+
     /// Takes the key's limits on this instance's own buckets (no Redis, or
     /// `fail_open` while it is down; `fail_closed` refuses instead).
     pub fn take_local(&self, estimate: u64) -> Result<(), Refused> {

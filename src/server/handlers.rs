@@ -1062,18 +1062,7 @@ pub(super) async fn admit(
     if scopes.is_empty() {
         // The key's limits alone (one round trip with Redis).
         if let Some(k) = key {
-            let taken = match k.shared_ask(estimated_tokens) {
-                Some((sh, ask)) => match sh.admit(Some(&ask), None).await {
-                    Some(Ok(a)) => {
-                        k.admitted(&a, estimated_tokens);
-                        Ok(())
-                    }
-                    Some(Err(r)) => Err(k.refused(&r).unwrap_or(crate::auth::Refused::Unavailable)),
-                    None => k.take_local(estimated_tokens),
-                },
-                None => k.take_local(estimated_tokens),
-            };
-            taken.map_err(|r| r.error(&st.metrics))?;
+            k.take(estimated_tokens).await.map_err(|r| r.error(&st.metrics))?;
         }
         acct.prompt = Some(Arc::new(prompt));
         return Ok(acct);

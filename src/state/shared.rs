@@ -488,6 +488,8 @@ pub struct Shared {
     prefix: String,
     instance: String,
     alive_prefix: String,
+    /// `{prefix}:none`: the placeholder for the key parts an admission does not ask for.
+    none_key: String,
     timeout: Duration,
     pub on_failure: OnFailure,
     up: AtomicBool,
@@ -541,6 +543,7 @@ impl Shared {
             conn,
             client,
             alive_prefix: format!("{prefix}:inst:"),
+            none_key: format!("{prefix}:none"),
             channel: format!("{prefix}:events"),
             prefix,
             instance,
@@ -895,24 +898,6 @@ impl Shared {
         out.into()
     }
 
-    /// Budget admission across every instance: reserves in every limited period
-    /// of every scope, or in none. Some(Ok((output tokens granted, amount))),
-    /// Some(Err(refusal)), or None when Redis did not answer.
-    pub async fn reserve(
-        &self,
-        scopes: &[(Scope, Limits)],
-        keys: &BudgetKeys,
-        ask: Ask<'_>,
-    ) -> Option<Result<(u64, f64), SharedRefusal>> {
-        let budget = BudgetAsk { scopes, keys, ask };
-        Some(match self.admit(None, Some(budget)).await? {
-            Ok(a) => Ok(a.budget.unwrap_or((0, 0.0))),
-            Err(AdmitRefusal::Budget(r)) => Err(r),
-            // No key part was asked for.
-            Err(_) => Ok((0, 0.0)),
-        })
-    }
-
     /// A request's whole admission in one script call (one round trip), all or
     /// nothing: the key's RPM take, concurrency slot and TPM take (`key`), and
     /// the budget reservation (`budget`). None when Redis did not answer.
@@ -929,8 +914,7 @@ impl Shared {
             }
             None => {
                 // Unused (caps 0); named inside the prefix's hash slot.
-                let none = format!("{}:none", self.prefix);
-                inv.key(&none).key(&none);
+                inv.key(&self.none_key).key(&self.none_key);
                 (0, 0, None, 0)
             }
         };
