@@ -1009,3 +1009,61 @@ ramp = {{ steps = [0.2, 0.6, 1.0], every_secs = 60, min_requests = 5, max_error_
     }
     redis.clean().await;
 }
+
+/// Routes without budget admission (embeddings) take the key's RPM and slot in
+/// the middleware, through the same one-call script: they share the RPM bucket
+/// with chat across instances, and a refusal carries the RPM headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_share_the_keys_rpm_with_chat_in_one_call_each() {
+    let Some(redis) = RedisPrefix::new() else { return };
+    let Some(schema) = Schema::new().await else { return };
+    let fake = start_fake().await;
+    let clock = Arc::new(AtomicI64::new(now_ms()));
+    let cfg = shared_config(&fake, &redis, Some(&schema.url), "");
+    let mut gws = start_n(2, &cfg, &clock).await;
+    let key = create_key(&gws[0], json!({"name": "embed", "rpm": 3, "max_concurrency": 2})).await;
+    {
+        let st = gws[1].state();
+        until("the key reaches the other instance", || async {
+            st.keys.lookup(&key).is_some()
+        })
+        .await;
+    }
+    const ON_PATH: &str = "switchyard_state_calls_total{path=\"request\"}";
+    let before = metric_sum(&gws, ON_PATH).await;
+    let embed = |gw: &Gw| {
+        let req = client()
+            .post(gw.url("/v1/embeddings"))
+            .bearer_auth(&key)
+            .json(&json!({"model": "embed", "input": "hello"}));
+        async move {
+            let r = req.send().await.expect("send");
+            let status = r.status().as_u16();
+            let remaining = r
+                .headers()
+                .get("x-ratelimit-remaining-requests")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            r.bytes().await.expect("body");
+            (status, remaining)
+        }
+    };
+    assert_eq!(embed(&gws[0]).await, (200, Some("2".into())));
+    assert_eq!(chat(&gws[1].base, Some(&key), 10).await.0, 200);
+    assert_eq!(embed(&gws[1]).await, (200, Some("0".into())));
+    assert_eq!(
+        embed(&gws[0]).await,
+        (429, Some("0".into())),
+        "the fourth in a minute"
+    );
+    assert_eq!(
+        metric_sum(&gws, ON_PATH).await - before,
+        4,
+        "one Redis call per request"
+    );
+    for g in &mut gws {
+        g.stop().await;
+    }
+    redis.clean().await;
+    schema.drop().await;
+}

@@ -112,9 +112,10 @@ impl KeyUse {
     }
 
     /// The key's part of a shared admission (see [`Shared::admit`]): the deferred
-    /// RPM take and slot, and the TPM take of `estimate`. None when Redis is not
-    /// in use or down, or nothing is left to ask.
-    pub fn shared_ask(&self, estimate: u64) -> Option<(&Arc<Shared>, KeyAsk<'_>)> {
+    /// RPM take and slot, and the TPM take of `tokens` (None: no TPM take, as on
+    /// routes without admission). None when Redis is not in use or down, or
+    /// nothing is left to ask.
+    pub fn shared_ask(&self, tokens: Option<u64>) -> Option<(&Arc<Shared>, KeyAsk<'_>)> {
         let sh = self.shared.as_ref().filter(|s| s.is_up())?;
         if self.admitted.load(Ordering::Acquire) {
             return None;
@@ -130,26 +131,29 @@ impl KeyUse {
                 .as_ref()
                 .filter(|_| deferred)
                 .map(|c| c.max()),
-            tpm: self.key.tpm.as_ref().map(|b| (b.limit(), estimate)),
+            tpm: self.key.tpm.as_ref().zip(tokens).map(|(b, n)| (b.limit(), n)),
         };
         (ask.rpm.is_some() || ask.slot.is_some() || ask.tpm.is_some()).then_some((sh, ask))
     }
 
-    /// Records what a shared admission took for this key.
-    pub fn admitted(&self, a: &Admitted, estimate: u64) {
+    /// Records what a shared admission took for this key (`tokens` as asked).
+    pub fn admitted(&self, a: &Admitted, tokens: Option<u64>) {
         if let Some(s) = a.rpm {
             self.remember(0, s);
         }
-        if let Some(s) = a.tpm {
+        if let (Some(s), Some(n)) = (a.tpm, tokens) {
             self.remember(1, s);
             self.tpm_shared.store(true, Ordering::Release);
-            self.estimated.store(estimate, Ordering::Release);
+            self.estimated.store(n, Ordering::Release);
         }
         if a.slot {
             self.slot.store(Slot::Shared as u8, Ordering::Release);
         }
         self.deferred.store(false, Ordering::Release);
-        self.admitted.store(true, Ordering::Release);
+        // Admitted once the TPM part ran (routes without admission ask none).
+        if tokens.is_some() {
+            self.admitted.store(true, Ordering::Release);
+        }
     }
 
     /// The key's refusal in a shared admission (nothing was taken; a refused
@@ -167,25 +171,26 @@ impl KeyUse {
         })
     }
 
-    /// Takes the key's limits when no budget is asked for alongside: one Redis
-    /// call while it answers, this instance's own buckets otherwise.
-    pub async fn take(&self, estimate: u64) -> Result<(), Refused> {
-        let Some((sh, ask)) = self.shared_ask(estimate) else {
-            return self.take_local(estimate);
+    /// Takes the key's limits when no budget is asked for alongside (`tokens`
+    /// as in [`Self::shared_ask`]): one Redis call while it answers, this
+    /// instance's own buckets otherwise.
+    pub async fn take(&self, tokens: Option<u64>) -> Result<(), Refused> {
+        let Some((sh, ask)) = self.shared_ask(tokens) else {
+            return self.take_local(tokens);
         };
         match sh.admit(Some(&ask), None).await {
             Some(Ok(a)) => {
-                self.admitted(&a, estimate);
+                self.admitted(&a, tokens);
                 Ok(())
             }
             Some(Err(r)) => Err(self.refused(&r).unwrap_or(Refused::Unavailable)),
-            None => self.take_local(estimate),
+            None => self.take_local(tokens),
         }
     }
 
     /// Takes the key's limits on this instance's own buckets (no Redis, or
     /// `fail_open` while it is down; `fail_closed` refuses instead).
-    pub fn take_local(&self, estimate: u64) -> Result<(), Refused> {
+    pub fn take_local(&self, tokens: Option<u64>) -> Result<(), Refused> {
         if self.admitted.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -215,12 +220,13 @@ impl KeyUse {
                 self.slot.store(Slot::Local as u8, Ordering::Release);
             }
         }
+        let Some(tokens) = tokens else { return Ok(()) };
         if let Some(b) = &self.key.tpm {
             if closed {
                 return Err(Refused::Unavailable);
             }
-            b.try_take(estimate as f64, now).map_err(Refused::Tokens)?;
-            self.estimated.store(estimate, Ordering::Release);
+            b.try_take(tokens as f64, now).map_err(Refused::Tokens)?;
+            self.estimated.store(tokens, Ordering::Release);
         }
         self.admitted.store(true, Ordering::Release);
         Ok(())
@@ -372,89 +378,34 @@ pub async fn require_key(State(st): State<Arc<AppState>>, mut req: Request, next
     // Admission takes RPM and the slot with the rest, in one Redis round trip.
     let defer =
         limited && shared.as_ref().is_some_and(|s| s.is_up()) && admits(req.method(), req.uri().path());
-    let closed = |st: &AppState| {
-        st.metrics.rejected("state_unavailable");
-        reject(anthropic, state_unavailable())
-    };
-    // RPM and the concurrency slot here (routes without admission, or Redis
-    // down): the key's shared ones while Redis answers (both calls in flight at
-    // once: one round trip), this instance's own otherwise.
-    let (rpm_shared, slot_shared) = match shared.as_ref().filter(|s| s.is_up() && !defer) {
-        Some(sh) => {
-            let id = key.record.id.as_str();
-            let r = async {
-                match &key.rpm {
-                    Some(b) => sh.take(id, "rpm", b.limit(), 1.0, now).await,
-                    None => None,
-                }
-            };
-            let c = async {
-                match &key.concurrency {
-                    Some(c) => sh.acquire_slot(id, c.max()).await,
-                    None => None,
-                }
-            };
-            tokio::join!(r, c)
-        }
-        None => (None, None),
-    };
-    // A shared slot taken for a request refused after all goes back.
-    let give_back = || {
-        if let (Some(sh), Some(true)) = (shared.as_ref(), slot_shared) {
-            sh.release_slot(&key.record.id);
-        }
-    };
-    let fail_closed = shared
-        .as_ref()
-        .is_some_and(|s| s.on_failure == OnFailure::FailClosed);
-    let mut rpm = None;
-    if let Some(b) = key.rpm.as_ref().filter(|_| !defer) {
-        let taken = rpm_shared;
-        if taken.is_none() && fail_closed {
-            give_back();
-            return closed(&st);
-        }
-        match taken.unwrap_or_else(|| b.try_take(1.0, now)) {
-            Err(d) => {
-                give_back();
-                st.metrics.rejected("rate_limit_requests");
-                let mut r = reject(anthropic, rate_limited("requests per min (RPM)", d));
-                put_limit(r.headers_mut(), "requests", refused_snapshot(d));
-                if let Some(t) = &key.tpm {
-                    put_limit(r.headers_mut(), "tokens", t.snapshot(now));
-                }
-                return r;
-            }
-            Ok(s) => rpm = Some(s),
-        }
-    }
-    let slot = match key.concurrency.as_ref().filter(|_| !defer) {
-        None => Slot::None,
-        Some(c) => {
-            let taken = slot_shared.map(|ok| ok.then_some(Slot::Shared));
-            if taken.is_none() && fail_closed {
-                return closed(&st);
-            }
-            match taken.unwrap_or_else(|| c.try_acquire().then_some(Slot::Local)) {
-                Some(s) => s,
-                None => {
-                    st.metrics.rejected("rate_limit_concurrency");
-                    return reject(anthropic, concurrency_limited(u64::from(c.max())));
-                }
-            }
-        }
-    };
     let key_use = Arc::new(KeyUse {
         key: key.clone(),
         clock: keys.clock().clone(),
-        slot: AtomicU8::new(slot as u8),
+        slot: AtomicU8::new(Slot::None as u8),
         estimated: AtomicU64::new(0),
         shared,
-        deferred: AtomicBool::new(defer),
+        deferred: AtomicBool::new(limited),
         admitted: AtomicBool::new(false),
         tpm_shared: AtomicBool::new(false),
-        seen: std::sync::Mutex::new([rpm, None]),
+        seen: std::sync::Mutex::new([None, None]),
     });
+    // RPM and the concurrency slot here on routes without admission, or while
+    // Redis is down: one Redis call while it answers, this instance's own
+    // buckets otherwise (TPM is taken by admission).
+    if limited && !defer {
+        if let Err(r) = key_use.take(None).await {
+            let mut resp = reject(anthropic, r.error(&st.metrics));
+            if let Refused::Requests(_) = r {
+                if let Some(s) = key_use.seen.lock().ok().and_then(|g| g[0]) {
+                    put_limit(resp.headers_mut(), "requests", s);
+                }
+                if let Some(t) = &key.tpm {
+                    put_limit(resp.headers_mut(), "tokens", t.snapshot(now));
+                }
+            }
+            return resp;
+        }
+    }
     let ku = key_use.clone();
     req.extensions_mut().insert(key_use);
     let mut resp = next.run(req).await;

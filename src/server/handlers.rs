@@ -1062,7 +1062,9 @@ pub(super) async fn admit(
     if scopes.is_empty() {
         // The key's limits alone (one round trip with Redis).
         if let Some(k) = key {
-            k.take(estimated_tokens).await.map_err(|r| r.error(&st.metrics))?;
+            k.take(Some(estimated_tokens))
+                .await
+                .map_err(|r| r.error(&st.metrics))?;
         }
         acct.prompt = Some(Arc::new(prompt));
         return Ok(acct);
@@ -1199,7 +1201,7 @@ async fn reserve(
                 SharedAsk::Fixed(estimate)
             };
             let tokens = a.prompt.token_estimate();
-            let key_ask = key.and_then(|k| k.shared_ask(tokens)).map(|(_, ask)| ask);
+            let key_ask = key.and_then(|k| k.shared_ask(Some(tokens))).map(|(_, ask)| ask);
             let budget = BudgetAsk {
                 scopes: &scopes,
                 keys: &keys,
@@ -1208,7 +1210,7 @@ async fn reserve(
             match shared.admit(key_ask.as_ref(), Some(budget)).await {
                 Some(Ok(admitted)) => {
                     if let Some(k) = key.filter(|_| key_ask.is_some()) {
-                        k.admitted(&admitted, tokens);
+                        k.admitted(&admitted, Some(tokens));
                     }
                     let (n, amount) = admitted.budget.unwrap_or((0, 0.0));
                     let n = if a.strict { n } else { a.wanted };
@@ -1244,7 +1246,8 @@ async fn reserve(
         }
     }
     if let Some(k) = key {
-        k.take_local(a.prompt.token_estimate()).map_err(Refusal::Key)?;
+        k.take_local(Some(a.prompt.token_estimate()))
+            .map_err(Refusal::Key)?;
     }
     if a.strict {
         st.budgets

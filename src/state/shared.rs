@@ -99,38 +99,6 @@ end
     };
 }
 
-/// Token bucket take. KEYS[1] the buckets' hash; ARGV cap, n, now_ms, field
-/// prefix ("r" or "t"). Returns {ok, remaining, reset_ms, retry_ms}.
-/// (Corrections after an answer go through BATCH's `adj`.)
-const BUCKET: &str = concat!(
-    lua_bucket!(),
-    r#"
-local cap, n, now, f = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local lv, last = refill(KEYS[1], f, cap, now)
-local need = math.min(n, cap)
-if lv + 1e-9 < need then
-  return {0, math.max(0, math.floor(lv)), reset_ms(cap, lv), retry_ms(cap, lv, need)}
-end
-lv = lv - n
-store(KEYS[1], f, lv, last)
-return {1, math.max(0, math.floor(lv)), reset_ms(cap, lv), 0}
-"#
-);
-
-/// Concurrency slot. KEYS[1] the hash (field per instance); ARGV max, instance,
-/// liveness key prefix. Returns 1 (taken) or 0.
-const SLOT_ACQUIRE: &str = concat!(
-    lua_slots!(),
-    r#"
-if slots_in_use(KEYS[1], ARGV[2], ARGV[3]) < tonumber(ARGV[1]) then
-  redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
-  redis.call('PEXPIRE', KEYS[1], 86400000)
-  return 1
-end
-return 0
-"#
-);
-
 /// A request's whole admission in one round trip, all or nothing: the key's
 /// RPM take (1), its concurrency slot, its TPM take (the estimate), and budget
 /// admission over every limited period of every scope. Nothing is written
@@ -373,8 +341,6 @@ struct Scripts {
     ramp_get: Script,
     batch: Script,
     pin: Script,
-    bucket: Script,
-    slot_acquire: Script,
     admit: Script,
     seed: Script,
     spent: Script,
@@ -561,8 +527,6 @@ impl Shared {
                 ramp_get: Script::new(RAMP_GET),
                 batch: Script::new(BATCH),
                 pin: Script::new(PIN),
-                bucket: Script::new(BUCKET),
-                slot_acquire: Script::new(SLOT_ACQUIRE),
                 admit: Script::new(ADMIT),
                 seed: Script::new(SEED),
                 spent: Script::new(SPENT),
@@ -745,38 +709,6 @@ impl Shared {
         }
     }
 
-    /// Takes `n` units from a key's shared bucket (`kind`: "rpm" or "tpm").
-    /// None: Redis did not answer (the caller applies the failure policy).
-    pub async fn take(
-        &self,
-        key_id: &str,
-        kind: &str,
-        cap: u64,
-        n: f64,
-        now_ms: i64,
-    ) -> Option<Result<Snapshot, Denied>> {
-        let key = self.bucket_key(key_id);
-        let mut inv = self.scripts.bucket.prepare_invoke();
-        inv.key(&key)
-            .arg(cap)
-            .arg(n)
-            .arg(now_ms)
-            .arg(Self::bucket_field(kind));
-        let (ok, remaining, reset, retry): (i64, u64, u64, u64) = self.run(&inv).await?;
-        Some(if ok == 1 {
-            Ok(Snapshot {
-                limit: cap,
-                remaining,
-                reset_ms: reset,
-            })
-        } else {
-            Err(Denied {
-                retry_after_ms: retry,
-                limit: cap,
-            })
-        })
-    }
-
     /// Corrects an earlier take (positive `delta` takes more), in order, off the request path.
     pub fn adjust(&self, key_id: &str, kind: &str, cap: u64, delta: f64, now_ms: i64) {
         if delta != 0.0 {
@@ -866,15 +798,6 @@ impl Shared {
 
     fn slot_key(&self, key_id: &str) -> String {
         format!("{}:cc:{key_id}", self.prefix)
-    }
-
-    /// Takes one of a key's `max` concurrent slots across every instance.
-    pub async fn acquire_slot(&self, key_id: &str, max: u32) -> Option<bool> {
-        let key = self.slot_key(key_id);
-        let mut inv = self.scripts.slot_acquire.prepare_invoke();
-        inv.key(&key).arg(max).arg(&self.instance).arg(&self.alive_prefix);
-        let taken: i64 = self.run(&inv).await?;
-        Some(taken == 1)
     }
 
     pub fn release_slot(&self, key_id: &str) {
