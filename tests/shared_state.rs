@@ -1067,3 +1067,88 @@ async fn embeddings_share_the_keys_rpm_with_chat_in_one_call_each() {
     redis.clean().await;
     schema.drop().await;
 }
+
+/// What a burst leaves behind in Redis once its follow-up writes are applied
+/// (the write queue folds a batch's slot releases, charges and releases into
+/// one write per hash, and each hash is read and written once per batch): no
+/// concurrency slot and no reservation is left held, the shared spend is the
+/// ledger's to the cent's billionth, and, with the clock frozen, the key's TPM
+/// bucket is down by exactly the tokens the ledger says were used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_leaves_no_slot_or_reservation_and_spend_and_tokens_match_the_ledger() {
+    let Some(redis) = RedisPrefix::new() else { return };
+    let Some(schema) = Schema::new().await else { return };
+    let fake = start_fake().await;
+    let clock = Arc::new(AtomicI64::new(now_ms()));
+    let extra = "[budgets]\nmode = \"estimate\"\ndaily = 1000.0\n";
+    let cfg = shared_config(&fake, &redis, Some(&schema.url), extra);
+    let mut gws = start_n(2, &cfg, &clock).await;
+    let tpm = 100_000_000u64;
+    let key = create_key(
+        &gws[0],
+        json!({"name": "burst", "rpm": 100000, "tpm": tpm, "max_concurrency": 1000, "daily_budget": 500.0}),
+    )
+    .await;
+    {
+        let st = gws[1].state();
+        until("the key reaches the other instance", || async {
+            st.keys.lookup(&key).is_some()
+        })
+        .await;
+    }
+    let bases: Vec<String> = gws.iter().map(|g| g.base.clone()).collect();
+    let results = round_robin(&bases, 300, Some(&key), 1000).await;
+    for (status, body) in &results {
+        assert_eq!(*status, 200, "{body}");
+    }
+    settled(&gws).await;
+    for g in &mut gws {
+        g.stop().await;
+    }
+    let mut c = redis.conn().await;
+    let (mut key_hashes, mut budget_hashes) = (0, 0);
+    for k in redis.keys().await {
+        let h: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(&k)
+            .query_async(&mut c)
+            .await
+            .unwrap_or_default();
+        if k.contains(":rl:") {
+            key_hashes += 1;
+            assert!(
+                !h.keys().any(|f| f.starts_with("c:")),
+                "a concurrency slot is still held in {k}: {h:?}"
+            );
+            let level: f64 = h.get("tl").and_then(|v| v.parse().ok()).expect("TPM level");
+            let (rows, tokens): (i64, i64) = sqlx::query_as(&format!(
+                "SELECT COUNT(*), COALESCE(SUM(prompt_tokens + completion_tokens), 0)::bigint FROM {}.ledger",
+                schema.name
+            ))
+            .fetch_one(&schema.admin)
+            .await
+            .expect("ledger tokens");
+            assert_eq!(rows, 300);
+            assert!(
+                (tpm as f64 - level - tokens as f64).abs() < 1e-6,
+                "TPM bucket at {level}, the ledger used {tokens} of {tpm}"
+            );
+        }
+        if k.contains(":bud:") {
+            budget_hashes += 1;
+            assert!(
+                !h.keys().any(|f| f.starts_with("r:")),
+                "a reservation is still held in {k}: {h:?}"
+            );
+            let spent: f64 = h.get("s").and_then(|v| v.parse().ok()).expect("spend");
+            let (_, ledger) = pg_spend(&schema).await;
+            assert!(
+                (spent - ledger).abs() < 1e-9,
+                "{k}: Redis spend {spent}, ledger {ledger}"
+            );
+        }
+    }
+    assert_eq!(key_hashes, 1, "one hash for the key");
+    assert_eq!(budget_hashes, 2, "the key's and the global daily budget");
+    redis.clean().await;
+    schema.drop().await;
+}

@@ -13,7 +13,7 @@
 //!
 //! Liveness: each instance refreshes `{prefix}:inst:<id>` (TTL 15 s) every 5 s.
 //! Concurrency slots and budget reservations are kept per instance (hash field
-//! `<id>` / `r:<id>`), and the scripts drop the fields of instances whose liveness
+//! `c:<id>` / `r:<id>`), and the scripts drop the fields of instances whose liveness
 //! key expired, so a crashed instance's reservations free themselves within 15 s.
 //!
 //! Writes that follow a request (token corrections, spend, releases) go through one
@@ -40,60 +40,43 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 /// How often a down backend is pinged.
 const RECONNECT: Duration = Duration::from_millis(250);
 
-/// Lua helpers the scripts share. A key's token buckets (refilled `cap` per
-/// minute) are fields of one hash: `rl` / `rt` the RPM bucket's level and last
-/// refill ms, `tl` / `tt` the TPM bucket's; `refill` reads one as of `now`
-/// without writing, `store` writes it back. The callers' clock is used (not Redis TIME),
-/// so every instance and the tests agree on time; clocks skewed by s seconds
-/// admit at most cap * s / 60 extra.
+/// Lua helpers the scripts share. A key's (or provider account's) state is one
+/// hash: `rl` / `rt` the RPM bucket's level and last refill ms, `tl` / `tt` the
+/// TPM bucket's (refilled `cap` per minute), `c:<instance>` each instance's
+/// concurrency slots in use, and `x` the minute its TTL was last set. `level`
+/// reads a bucket as of `now`. The callers' clock is used (not Redis TIME), so
+/// every instance and the tests agree on time; clocks skewed by s seconds admit
+/// at most cap * s / 60 extra.
+///
+/// What these scripts cost Redis (2026-12-07, instructions counted with callgrind on
+/// a private redis-server 7.0): a call ~18k with nothing in it, a `redis.call` ~3k,
+/// `tonumber` of a string ~2k (glibc strtod), `string.format('%.17g')` ~5k,
+/// `string.sub` ~1k, a table ~1.2k. The first version of these scripts (every part
+/// its own command, a PEXPIRE per write, numbers formatted in Lua) cost ~220k an
+/// admission and ~90k per request in follow-up writes. So: each hash is read once
+/// (HGETALL) and written once (HSET); numbers are handed to `redis.call` as Lua
+/// numbers (Redis formats them with `%.17g` in C, exact); fields are told apart by
+/// string equality (interned: a pointer compare), `string.sub` only for other
+/// instances' fields; TTLs are set when a period's hash is created, and a key's
+/// hash at most once a minute (`x` compared as a string).
 macro_rules! lua_bucket {
     () => {
         r#"
-local function fmt(x) return string.format('%.17g', x) end
+local min, max, floor, ceil = math.min, math.max, math.floor, math.ceil
 local function level(l, t, cap, now)
   local lv = tonumber(l) or cap
   local last = tonumber(t) or now
   if now > last then
-    lv = math.min(cap, lv + (now - last) * cap / 60000)
+    lv = min(cap, lv + (now - last) * cap / 60000)
     last = now
   end
   return lv, last
 end
-local function refill(key, f, cap, now)
-  local st = redis.call('HMGET', key, f .. 'l', f .. 't')
-  return level(st[1], st[2], cap, now)
-end
-local function store(key, f, lv, last)
-  redis.call('HSET', key, f .. 'l', fmt(lv), f .. 't', string.format('%d', last))
-  redis.call('PEXPIRE', key, 120000)
-end
 local function retry_ms(cap, lv, need)
-  return math.max(1, math.ceil((need - lv) * 60000 / cap))
+  return max(1, ceil((need - lv) * 60000 / cap))
 end
 local function reset_ms(cap, lv)
-  return math.ceil(math.max(0, cap - lv) * 60000 / cap)
-end
-"#
-    };
-}
-
-/// A concurrency slot hash holds a count per instance; `slots_in_use` sums the
-/// live instances' counts (fields of instances whose liveness key expired are dropped).
-macro_rules! lua_slots {
-    () => {
-        r#"
-local function slots_in_use(key, inst, ip)
-  local h = redis.call('HGETALL', key)
-  local total = 0
-  for i = 1, #h, 2 do
-    local id = h[i]
-    if id == inst or redis.call('EXISTS', ip .. id) == 1 then
-      total = total + tonumber(h[i + 1])
-    else
-      redis.call('HDEL', key, id)
-    end
-  end
-  return total
+  return ceil(max(0, cap - lv) * 60000 / cap)
 end
 "#
     };
@@ -104,79 +87,114 @@ end
 /// admission over every limited period of every scope. Nothing is written
 /// unless every part passes.
 ///
-/// KEYS: [1] the key's buckets (RPM and TPM fields), [2] slot hash, then one
-/// budget hash per (scope, period) with fields `s` (spent), `r:<instance>`
-/// (reserved) and `seeded`.
-/// ARGV: [1] instance, [2] liveness prefix, [3] now_ms, [4] RPM cap (0: none),
-/// [5] slot max (0: none), [6] TPM cap (0: none), [7] TPM tokens, [8] budget
-/// mode ("none" | "fixed" | "lines"), then for a budget: [9] estimate-or-wanted,
-/// [10] need, [11] nlines, nlines pairs (fixed, per_output), one limit per
-/// budget key ("-" for none), then one TTL in ms per budget key.
+/// KEYS: [1] the key's hash (buckets and slots), then one budget hash per
+/// (scope, period) with fields `s` (spent), `r:<instance>` (reserved) and `seeded`.
+/// ARGV: [1] instance, [2] liveness prefix, [3] now_ms, [4] now's minute, [5] RPM
+/// cap (0: none), [6] slot max (0: none), [7] TPM cap (0: none), [8] TPM tokens,
+/// [9] budget mode ("none" | "fixed" | "lines"), then for a budget: [10]
+/// estimate-or-wanted, [11] need, [12] nlines, nlines pairs (fixed, per_output),
+/// one limit per budget key ("-" for none), then one TTL in ms per budget key (set
+/// when the hash is created). The key's hash lives a day after its last refresh
+/// (long enough for the slots of the longest stream; an idle bucket is full after
+/// a minute anyway).
 ///
 /// Returns {1, rpm remaining, rpm reset_ms, tpm remaining, tpm reset_ms,
 /// slot taken, n, amount}, or {0, part, retry_ms} for a refused bucket (part 1
 /// RPM, 3 TPM) or slot (2), or {0, 4, budget key index (1-based), used, limit}.
 const ADMIT: &str = concat!(
     lua_bucket!(),
-    lua_slots!(),
     r#"
-local inst, ip, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local rcap, smax = tonumber(ARGV[4]), tonumber(ARGV[5])
-local tcap, tn = tonumber(ARGV[6]), tonumber(ARGV[7])
-local mode = ARGV[8]
+local inst, ip = ARGV[1], ARGV[2]
+local now = tonumber(ARGV[3])
+local rcap, smax, tcap = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local mode = ARGV[9]
+local alive = {}
+local function live(id)
+  local a = alive[id]
+  if a == nil then
+    a = id == inst or redis.call('EXISTS', ip .. id) == 1
+    alive[id] = a
+  end
+  return a
+end
 local bk = KEYS[1]
-local rl, rt, tl, tt
-if rcap > 0 or tcap > 0 then
-  local st = redis.call('HMGET', bk, 'rl', 'rt', 'tl', 'tt')
+local cself = 'c:' .. inst
+local rl, rt, tl, tt, tn, x
+local mine = 0
+local kdead = {}
+if rcap > 0 or tcap > 0 or smax > 0 then
+  local h = redis.call('HGETALL', bk)
+  local inuse = 0
+  local srl, srt, stl, stt
+  for i = 1, #h, 2 do
+    local f = h[i]
+    if f == 'rl' then srl = h[i + 1]
+    elseif f == 'rt' then srt = h[i + 1]
+    elseif f == 'tl' then stl = h[i + 1]
+    elseif f == 'tt' then stt = h[i + 1]
+    elseif f == 'x' then x = h[i + 1]
+    elseif f == cself then
+      mine = tonumber(h[i + 1]) or 0
+      inuse = inuse + mine
+    elseif string.sub(f, 1, 2) == 'c:' then
+      if live(string.sub(f, 3)) then
+        inuse = inuse + (tonumber(h[i + 1]) or 0)
+      else
+        kdead[#kdead + 1] = f
+      end
+    end
+  end
   if rcap > 0 then
-    rl, rt = level(st[1], st[2], rcap, now)
-    local need = math.min(1, rcap)
+    rl, rt = level(srl, srt, rcap, now)
+    local need = min(1, rcap)
     if rl + 1e-9 < need then return {0, 1, retry_ms(rcap, rl, need)} end
   end
-  if smax > 0 and slots_in_use(KEYS[2], inst, ip) >= smax then return {0, 2, 1000} end
+  if smax > 0 and inuse >= smax then return {0, 2, 1000} end
   if tcap > 0 then
-    tl, tt = level(st[3], st[4], tcap, now)
-    local need = math.min(tn, tcap)
+    tn = tonumber(ARGV[8])
+    tl, tt = level(stl, stt, tcap, now)
+    local need = min(tn, tcap)
     if tl + 1e-9 < need then return {0, 3, retry_ms(tcap, tl, need)} end
   end
-elseif smax > 0 and slots_in_use(KEYS[2], inst, ip) >= smax then
-  return {0, 2, 1000}
 end
 local n, amount = 0, 0
-local nb = #KEYS - 2
-local unseeded = {}
+local nb = #KEYS - 1
+local bud = {}
 if mode ~= 'none' then
-  local wanted, need = tonumber(ARGV[9]), tonumber(ARGV[10])
-  local nlines = tonumber(ARGV[11])
+  local wanted, need = tonumber(ARGV[10]), tonumber(ARGV[11])
+  local nlines = tonumber(ARGV[12])
   local lines = {}
   for i = 0, nlines - 1 do
-    lines[#lines + 1] = {tonumber(ARGV[12 + 2 * i]), tonumber(ARGV[13 + 2 * i])}
+    lines[#lines + 1] = {tonumber(ARGV[13 + 2 * i]), tonumber(ARGV[14 + 2 * i])}
   end
-  local lb = 12 + 2 * nlines
+  local lb = 13 + 2 * nlines
   local room = math.huge
   local worst, wused, wlimit = 0, 0, 0
   local exhausted = false
+  local own = 'r:' .. inst
   for k = 1, nb do
     local limit = tonumber(ARGV[lb + k - 1])
-    local key = KEYS[2 + k]
-    local h = redis.call('HGETALL', key)
-    local used, seeded = 0, false
+    local h = redis.call('HGETALL', KEYS[1 + k])
+    local b = {own = 0, seeded = false, dead = {}}
+    local used = 0
     for i = 1, #h, 2 do
       local f = h[i]
       if f == 's' then
-        used = used + tonumber(h[i + 1])
+        used = used + (tonumber(h[i + 1]) or 0)
+      elseif f == own then
+        b.own = tonumber(h[i + 1]) or 0
+        used = used + b.own
       elseif f == 'seeded' then
-        seeded = true
+        b.seeded = true
       elseif string.sub(f, 1, 2) == 'r:' then
-        local id = string.sub(f, 3)
-        if id == inst or redis.call('EXISTS', ip .. id) == 1 then
-          used = used + tonumber(h[i + 1])
+        if live(string.sub(f, 3)) then
+          used = used + (tonumber(h[i + 1]) or 0)
         else
-          redis.call('HDEL', key, f)
+          b.dead[#b.dead + 1] = f
         end
       end
     end
-    if not seeded then unseeded[#unseeded + 1] = key end
+    bud[k] = b
     if limit then
       if worst == 0 or limit - used < room then
         room = limit - used
@@ -185,22 +203,24 @@ if mode ~= 'none' then
       if used >= limit then exhausted = true end
     end
   end
-  local function refuse() return {0, 4, worst, fmt(wused), fmt(wlimit)} end
+  local function refuse()
+    return {0, 4, worst, string.format('%.17g', wused), string.format('%.17g', wlimit)}
+  end
   if exhausted then return refuse() end
   if mode == 'fixed' then
-    amount = math.max(0, wanted)
+    amount = max(0, wanted)
     if amount > room + 1e-12 then return refuse() end
   else
     local function cost(m)
       local c = 0
-      for _, l in ipairs(lines) do c = math.max(c, math.max(0, l[1] + m * l[2])) end
+      for _, l in ipairs(lines) do c = max(c, max(0, l[1] + m * l[2])) end
       return c
     end
     n = wanted
     for _, l in ipairs(lines) do
-      local left = room - math.max(0, l[1])
+      local left = room - max(0, l[1])
       if left < 0 then return refuse() end
-      if l[2] > 0 then n = math.min(n, math.floor(left / l[2])) end
+      if l[2] > 0 then n = min(n, floor(left / l[2])) end
     end
     while n > 0 and cost(n) > room do n = n - 1 end
     if n < need then return refuse() end
@@ -208,37 +228,46 @@ if mode ~= 'none' then
   end
   local tb = lb + nb
   for k = 1, nb do
-    local key = KEYS[2 + k]
-    if amount > 0 then
-      redis.call('HINCRBYFLOAT', key, 'r:' .. inst, fmt(amount))
-      redis.call('PEXPIRE', key, tonumber(ARGV[tb + k - 1]))
+    local key, b = KEYS[1 + k], bud[k]
+    if b.seeded then
+      if amount > 0 then redis.call('HSET', key, own, b.own + amount) end
+    else
+      -- A period's hash gets its TTL when it is created (here or by seeding).
+      if amount > 0 then
+        redis.call('HSET', key, own, b.own + amount, 'seeded', 1)
+      else
+        redis.call('HSET', key, 'seeded', 1)
+      end
+      redis.call('PEXPIRE', key, ARGV[tb + k - 1])
     end
+    if #b.dead > 0 then redis.call('HDEL', key, unpack(b.dead)) end
   end
-  for _, key in ipairs(unseeded) do redis.call('HSETNX', key, 'seeded', '1') end
 end
-local out = {1, 0, 0, 0, 0, 0, fmt(n), fmt(amount)}
+local out = {1, 0, 0, 0, 0, 0, n, string.format('%.17g', amount)}
 local set = {}
 if rcap > 0 then
   rl = rl - 1
-  set[#set + 1] = 'rl'; set[#set + 1] = fmt(rl)
-  set[#set + 1] = 'rt'; set[#set + 1] = string.format('%d', rt)
-  out[2], out[3] = math.max(0, math.floor(rl)), reset_ms(rcap, rl)
+  set[#set + 1] = 'rl'; set[#set + 1] = rl
+  set[#set + 1] = 'rt'; set[#set + 1] = rt
+  out[2], out[3] = max(0, floor(rl)), reset_ms(rcap, rl)
 end
 if tcap > 0 then
   tl = tl - tn
-  set[#set + 1] = 'tl'; set[#set + 1] = fmt(tl)
-  set[#set + 1] = 'tt'; set[#set + 1] = string.format('%d', tt)
-  out[4], out[5] = math.max(0, math.floor(tl)), reset_ms(tcap, tl)
-end
-if #set > 0 then
-  redis.call('HSET', bk, unpack(set))
-  redis.call('PEXPIRE', bk, 120000)
+  set[#set + 1] = 'tl'; set[#set + 1] = tl
+  set[#set + 1] = 'tt'; set[#set + 1] = tt
+  out[4], out[5] = max(0, floor(tl)), reset_ms(tcap, tl)
 end
 if smax > 0 then
-  redis.call('HINCRBY', KEYS[2], inst, 1)
-  redis.call('PEXPIRE', KEYS[2], 86400000)
+  set[#set + 1] = cself; set[#set + 1] = mine + 1
   out[6] = 1
 end
+if #set > 0 then
+  local refresh = x ~= ARGV[4]
+  if refresh then set[#set + 1] = 'x'; set[#set + 1] = ARGV[4] end
+  redis.call('HSET', bk, unpack(set))
+  if refresh then redis.call('PEXPIRE', bk, 86400000) end
+end
+if #kdead > 0 then redis.call('HDEL', bk, unpack(kdead)) end
 return out
 "#
 );
@@ -276,39 +305,87 @@ return {ARGV[1], 0}
 "#;
 
 /// Several queued writes in one call, applied in order: ARGV[1] the instance,
-/// ARGV[2] the count, then per write its kind, number of KEYS, number of ARGV
-/// and those ARGV; KEYS are the writes' keys in order. Kinds: `adj` (bucket
-/// correction: cap, delta, now_ms, field prefix), `slot` (concurrency slot release),
-/// `charge` (cost), `release` (amount).
+/// ARGV[2] the count, then per write its kind and arguments; KEYS are the writes'
+/// keys in order. Kinds: `adj` (one key; cap, delta, now_ms, bucket "r" | "t": a
+/// bucket correction), `slot` (one key; count: concurrency slots given back),
+/// `charge` (nk keys; nk, cost, then per key the TTL of a hash it creates),
+/// `release` (nk keys; nk, amount). Each hash is read once (HGETALL) and written
+/// once (HSET of the fields that changed, HDEL of those that went to zero),
+/// whatever the number of writes to it (see `lua_bucket!` for the costs).
 const BATCH: &str = concat!(
     lua_bucket!(),
     r#"
 local inst = ARGV[1]
 local n = tonumber(ARGV[2])
+local st, order = {}, {}
+local function load(key)
+  local s = st[key]
+  if s then return s end
+  local h = redis.call('HGETALL', key)
+  local v = {}
+  for i = 1, #h, 2 do v[h[i]] = h[i + 1] end
+  s = {v = v, w = {}, new = #h == 0, ttl = 0}
+  st[key] = s
+  order[#order + 1] = key
+  return s
+end
+local slotf, own = 'c:' .. inst, 'r:' .. inst
 local a, k = 3, 1
 for _ = 1, n do
-  local kind, nk, na = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  a = a + 3
+  local kind = ARGV[a]
   if kind == 'adj' then
-    local cap, d, now, f = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3]
-    local lv, last = refill(KEYS[k], f, cap, now)
-    store(KEYS[k], f, math.min(cap, lv - d), last)
+    local cap, d, now = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+    local fl, ft = 'tl', 'tt'
+    if ARGV[a + 4] == 'r' then fl, ft = 'rl', 'rt' end
+    local s = load(KEYS[k])
+    local lv, last = level(s.v[fl], s.v[ft], cap, now)
+    s.v[fl], s.v[ft] = min(cap, lv - d), last
+    s.w[fl], s.w[ft] = true, true
+    s.ttl = 86400000
+    a, k = a + 5, k + 1
   elseif kind == 'slot' then
-    local c = tonumber(redis.call('HGET', KEYS[k], inst) or '0')
-    if c <= 1 then redis.call('HDEL', KEYS[k], inst) else redis.call('HINCRBY', KEYS[k], inst, -1) end
+    local s = load(KEYS[k])
+    local c = (tonumber(s.v[slotf]) or 0) - tonumber(ARGV[a + 1])
+    if c <= 0 then s.v[slotf] = false else s.v[slotf] = c end
+    s.w[slotf] = true
+    a, k = a + 2, k + 1
   elseif kind == 'charge' then
-    -- (Admission marked the hashes seeded and set their TTL.)
+    local nk, cost = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
     for j = 0, nk - 1 do
-      redis.call('HINCRBYFLOAT', KEYS[k + j], 's', ARGV[a])
+      local s = load(KEYS[k + j])
+      s.v.s = (tonumber(s.v.s) or 0) + cost
+      s.w.s = true
+      if s.new then s.ttl = tonumber(ARGV[a + 3 + j]) end
     end
-  elseif kind == 'release' then
+    a, k = a + 3 + nk, k + nk
+  else -- 'release'
+    local nk, amount = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
     for j = 0, nk - 1 do
-      local v = tonumber(redis.call('HINCRBYFLOAT', KEYS[k + j], 'r:' .. inst, '-' .. ARGV[a]))
-      if v <= 1e-9 then redis.call('HDEL', KEYS[k + j], 'r:' .. inst) end
+      local s = load(KEYS[k + j])
+      local v = (tonumber(s.v[own]) or 0) - amount
+      if v <= 1e-9 then s.v[own] = false else s.v[own] = v end
+      s.w[own] = true
+    end
+    a, k = a + 3, k + nk
+  end
+end
+for _, key in ipairs(order) do
+  local s = st[key]
+  local set, del = {}, {}
+  for f in pairs(s.w) do
+    local val = s.v[f]
+    if val == false then
+      del[#del + 1] = f
+    else
+      set[#set + 1] = f
+      set[#set + 1] = val
     end
   end
-  k = k + nk
-  a = a + na
+  if #set > 0 then
+    redis.call('HSET', key, unpack(set))
+    if s.new and s.ttl > 0 then redis.call('PEXPIRE', key, s.ttl) end
+  end
+  if #del > 0 then redis.call('HDEL', key, unpack(del)) end
 end
 return n
 "#
@@ -358,6 +435,8 @@ enum Op {
     },
     SlotRelease {
         key: String,
+        /// Slots given back (several when a batch folds its releases, see [`coalesce`]).
+        count: u32,
     },
     Charge {
         keys: Arc<[(String, u64)]>,
@@ -695,7 +774,8 @@ impl Shared {
         true
     }
 
-    /// The hash holding a key's (or provider account's) RPM and TPM buckets.
+    /// The hash holding a key's (or provider account's) RPM and TPM buckets and its
+    /// concurrency slots (see `lua_bucket!`).
     fn bucket_key(&self, key_id: &str) -> String {
         format!("{}:rl:{key_id}", self.prefix)
     }
@@ -796,13 +876,11 @@ impl Shared {
         self.adjust(&format!("provider:{provider}"), "tpm", cap, delta, now_ms);
     }
 
-    fn slot_key(&self, key_id: &str) -> String {
-        format!("{}:cc:{key_id}", self.prefix)
-    }
-
+    /// Gives back a concurrency slot (a field of the key's hash).
     pub fn release_slot(&self, key_id: &str) {
         self.enqueue(Op::SlotRelease {
-            key: self.slot_key(key_id),
+            key: self.bucket_key(key_id),
+            count: 1,
         });
     }
 
@@ -832,12 +910,12 @@ impl Shared {
         let mut inv = self.scripts.admit.prepare_invoke();
         let (rpm, slot, tpm, now_ms) = match key {
             Some(k) => {
-                inv.key(self.bucket_key(k.key_id)).key(self.slot_key(k.key_id));
+                inv.key(self.bucket_key(k.key_id));
                 (k.rpm.unwrap_or(0), k.slot.unwrap_or(0), k.tpm, k.now_ms)
             }
             None => {
                 // Unused (caps 0); named inside the prefix's hash slot.
-                inv.key(&self.none_key).key(&self.none_key);
+                inv.key(&self.none_key);
                 (0, 0, None, 0)
             }
         };
@@ -845,6 +923,7 @@ impl Shared {
         inv.arg(&self.instance)
             .arg(&self.alive_prefix)
             .arg(now_ms)
+            .arg(now_ms.div_euclid(60_000))
             .arg(rpm)
             .arg(slot)
             .arg(tcap)
@@ -1137,24 +1216,22 @@ impl Shared {
                 } => {
                     inv.key(key)
                         .arg("adj")
-                        .arg(1)
-                        .arg(4)
                         .arg(*cap)
                         .arg(*delta)
                         .arg(*now_ms)
                         .arg(*field);
                 }
-                Op::SlotRelease { key } => {
-                    inv.key(key).arg("slot").arg(1).arg(0);
+                Op::SlotRelease { key, count } => {
+                    inv.key(key).arg("slot").arg(*count);
                 }
                 Op::Charge { keys, cost } => {
-                    inv.arg("charge").arg(keys.len()).arg(1).arg(*cost);
-                    for (k, _) in keys.iter() {
-                        inv.key(k);
+                    inv.arg("charge").arg(keys.len()).arg(*cost);
+                    for (k, ttl) in keys.iter() {
+                        inv.key(k).arg(*ttl);
                     }
                 }
                 Op::Release { keys, amount } => {
-                    inv.arg("release").arg(keys.len()).arg(1).arg(*amount);
+                    inv.arg("release").arg(keys.len()).arg(*amount);
                     for (k, _) in keys.iter() {
                         inv.key(k);
                     }
@@ -1191,6 +1268,8 @@ async fn write_queue(s: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>) {
                 Err(_) => break,
             }
         }
+        let taken = batch.len() as u64;
+        coalesce(&mut batch);
         loop {
             let back = s.recovered.notified();
             if s.apply_batch(&batch).await {
@@ -1200,9 +1279,57 @@ async fn write_queue(s: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>) {
                 back.await;
             }
         }
-        s.pending.fetch_sub(batch.len() as u64, Ordering::AcqRel);
+        s.pending.fetch_sub(taken, Ordering::AcqRel);
         batch.clear();
     }
+}
+
+/// Folds a batch's slot releases, charges and releases into one write per hash
+/// (or set of hashes): the batch is applied atomically, so only the sums are ever
+/// visible, and sums of these commute. Bucket corrections keep their order (a
+/// bucket's refill and its clamp at capacity make them order-dependent). Under
+/// load a batch holds many requests of one key and one budget period: 16 writes
+/// become 7 for four requests (bench/shared.sh; every folded write saves ~1.4 us
+/// of Redis CPU, measured with `redis-benchmark` on the batch script).
+fn coalesce(batch: &mut Vec<Op>) {
+    if batch.len() < 2 {
+        return;
+    }
+    let mut out: Vec<Op> = Vec::with_capacity(batch.len());
+    for op in batch.drain(..) {
+        let merged = match &op {
+            Op::SlotRelease { key, count } => out.iter_mut().any(|o| match o {
+                Op::SlotRelease { key: k, count: c } if k == key => {
+                    *c = c.saturating_add(*count);
+                    true
+                }
+                _ => false,
+            }),
+            Op::Charge { keys, cost } => out.iter_mut().any(|o| match o {
+                Op::Charge { keys: k, cost: c } if same_keys(k, keys) => {
+                    *c += *cost;
+                    true
+                }
+                _ => false,
+            }),
+            Op::Release { keys, amount } => out.iter_mut().any(|o| match o {
+                Op::Release { keys: k, amount: a } if same_keys(k, keys) => {
+                    *a += *amount;
+                    true
+                }
+                _ => false,
+            }),
+            Op::Adjust { .. } => false,
+        };
+        if !merged {
+            out.push(op);
+        }
+    }
+    *batch = out;
+}
+
+fn same_keys(a: &BudgetKeys, b: &BudgetKeys) -> bool {
+    Arc::ptr_eq(a, b) || a.iter().map(|(k, _)| k).eq(b.iter().map(|(k, _)| k))
 }
 
 /// A reservation's shared half: charges and the release go to Redis, in order.
