@@ -28,15 +28,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{Connection, QueryBuilder, SqliteConnection};
+use sqlx::{Connection, SqliteConnection};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::api::usage::Usage;
-
-/// Rows per multi-row INSERT on PostgreSQL (34 parameters per row, inside
-/// its limit of 65535). SQLite writes a prepared single-row INSERT per row.
-const ROWS_PER_STATEMENT: usize = 800;
 
 /// One ledger row.
 #[derive(Debug, Clone)]
@@ -1517,56 +1513,82 @@ async fn write_batch(conn: &mut SqliteConnection, batch: &[LedgerEntry]) -> Resu
     tx.commit().await
 }
 
-/// [`write_batch`] on PostgreSQL: one transaction, multi-row INSERTs; a row
-/// whose identity is already there is skipped (spool replay; see [`PG_SCHEMA`]).
+/// The PostgreSQL INSERT: every column bound as one array, the rows made by
+/// UNNEST. One statement text whatever the batch size, so sqlx prepares it once
+/// per connection and PostgreSQL plans it once; the multi-row VALUES form it
+/// replaced had a new text (a new PARSE and plan of up to 800 x 34 parameters)
+/// for every batch size it met. A row whose identity is already there is
+/// skipped (spool replay; see [`PG_SCHEMA`]).
+const PG_INSERT_UNNEST: &str = "INSERT INTO ledger (request_id, ts_ms, key_name, endpoint, requested_model, \
+     served_model, provider, upstream_model, status, stream, latency_ms, ttft_ms, prompt_tokens, \
+     completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost_usd, usage_estimated, error, \
+     route, task, task_confidence, complexity, tier, route_reason, attempt, experiment, arm, shadow, \
+     parent_request_id, output, cache_hit, saved_usd) \
+     SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+     $8::text[], $9::int4[], $10::int4[], $11::float8[], $12::float8[], $13::int8[], $14::int8[], $15::int8[], \
+     $16::int8[], $17::int8[], $18::float8[], $19::int4[], $20::text[], $21::text[], $22::text[], $23::float8[], \
+     $24::float8[], $25::text[], $26::text[], $27::int4[], $28::text[], $29::text[], $30::int4[], $31::text[], \
+     $32::text[], $33::int4[], $34::float8[]) \
+     ON CONFLICT (request_id, attempt, ts_ms, status, latency_ms) DO NOTHING";
+
+/// Rows per PostgreSQL INSERT (arrays of this length).
+const PG_ROWS_PER_STATEMENT: usize = 1000;
+
+/// [`write_batch`] on PostgreSQL: one transaction, one [`PG_INSERT_UNNEST`] per
+/// up to [`PG_ROWS_PER_STATEMENT`] rows; rows keep their order.
 async fn write_batch_pg(pool: &sqlx::PgPool, batch: &[LedgerEntry]) -> Result<(), sqlx::Error> {
     if batch.is_empty() {
         return Ok(());
     }
     let mut tx = pool.begin().await?;
-    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
-        let mut qb: QueryBuilder<sqlx::Postgres> = QueryBuilder::new(INSERT_ROWS);
-        qb.push_values(chunk, |mut b, e| {
-            let u = e.usage;
-            b.push_bind(&e.request_id)
-                .push_bind(e.ts_ms)
-                .push_bind(&e.key_name)
-                .push_bind(e.endpoint)
-                .push_bind(&e.requested_model)
-                .push_bind(&*e.served_model)
-                .push_bind(&*e.provider)
-                .push_bind(&*e.upstream_model)
-                .push_bind(e.status as i32)
-                .push_bind(e.stream as i32)
-                .push_bind(e.latency_ms)
-                .push_bind(e.ttft_ms)
-                .push_bind(u.map(|u| u.prompt_tokens as i64))
-                .push_bind(u.map(|u| u.completion_tokens as i64))
-                .push_bind(u.map(|u| u.cached_tokens as i64))
-                .push_bind(u.map(|u| u.cache_write_tokens as i64))
-                .push_bind(u.map(|u| u.reasoning_tokens as i64))
-                .push_bind(e.cost_usd)
-                .push_bind(e.usage_estimated as i32)
-                .push_bind(&e.error);
-            let r = e.routing.as_deref();
-            b.push_bind(r.map(|r| r.route.as_str()))
-                .push_bind(r.map(|r| r.task.as_str()))
-                .push_bind(r.map(|r| r.confidence as f64))
-                .push_bind(r.map(|r| r.complexity as f64))
-                .push_bind(r.map(|r| r.tier.as_str()))
-                .push_bind(r.map(|r| r.reason.as_str()))
-                .push_bind(e.attempt as i32);
-            let x = e.experiment.as_deref();
-            b.push_bind(x.map(|x| &*x.name))
-                .push_bind(x.map(|x| &*x.arm))
-                .push_bind(x.is_some_and(|x| x.shadow) as i32)
-                .push_bind(x.and_then(|x| x.parent_request_id.as_deref()))
-                .push_bind(x.and_then(|x| x.output.as_deref()))
-                .push_bind(e.cache_saved_usd.is_some() as i32)
-                .push_bind(e.cache_saved_usd);
-        });
-        qb.push(" ON CONFLICT (request_id, attempt, ts_ms, status, latency_ms) DO NOTHING");
-        qb.build().execute(&mut *tx).await?;
+    fn r(e: &LedgerEntry) -> Option<&RoutingRecord> {
+        e.routing.as_deref()
+    }
+    fn x(e: &LedgerEntry) -> Option<&ExperimentTag> {
+        e.experiment.as_deref()
+    }
+    for chunk in batch.chunks(PG_ROWS_PER_STATEMENT) {
+        fn col<'a, T>(rows: &'a [LedgerEntry], f: impl Fn(&'a LedgerEntry) -> T) -> Vec<T> {
+            rows.iter().map(f).collect()
+        }
+        let tok = |f: fn(&Usage) -> u64| col(chunk, move |e| e.usage.as_ref().map(|u| f(u) as i64));
+        sqlx::query(PG_INSERT_UNNEST)
+            .bind(col(chunk, |e| e.request_id.as_str()))
+            .bind(col(chunk, |e| e.ts_ms))
+            .bind(col(chunk, |e| e.key_name.as_deref()))
+            .bind(col(chunk, |e| e.endpoint))
+            .bind(col(chunk, |e| e.requested_model.as_str()))
+            .bind(col(chunk, |e| &*e.served_model))
+            .bind(col(chunk, |e| &*e.provider))
+            .bind(col(chunk, |e| &*e.upstream_model))
+            .bind(col(chunk, |e| e.status as i32))
+            .bind(col(chunk, |e| e.stream as i32))
+            .bind(col(chunk, |e| e.latency_ms))
+            .bind(col(chunk, |e| e.ttft_ms))
+            .bind(tok(|u| u.prompt_tokens))
+            .bind(tok(|u| u.completion_tokens))
+            .bind(tok(|u| u.cached_tokens))
+            .bind(tok(|u| u.cache_write_tokens))
+            .bind(tok(|u| u.reasoning_tokens))
+            .bind(col(chunk, |e| e.cost_usd))
+            .bind(col(chunk, |e| e.usage_estimated as i32))
+            .bind(col(chunk, |e| e.error.as_deref()))
+            .bind(col(chunk, |e| r(e).map(|r| r.route.as_str())))
+            .bind(col(chunk, |e| r(e).map(|r| r.task.as_str())))
+            .bind(col(chunk, |e| r(e).map(|r| r.confidence as f64)))
+            .bind(col(chunk, |e| r(e).map(|r| r.complexity as f64)))
+            .bind(col(chunk, |e| r(e).map(|r| r.tier.as_str())))
+            .bind(col(chunk, |e| r(e).map(|r| r.reason.as_str())))
+            .bind(col(chunk, |e| e.attempt as i32))
+            .bind(col(chunk, |e| x(e).map(|x| &*x.name)))
+            .bind(col(chunk, |e| x(e).map(|x| &*x.arm)))
+            .bind(col(chunk, |e| x(e).is_some_and(|x| x.shadow) as i32))
+            .bind(col(chunk, |e| x(e).and_then(|x| x.parent_request_id.as_deref())))
+            .bind(col(chunk, |e| x(e).and_then(|x| x.output.as_deref())))
+            .bind(col(chunk, |e| e.cache_saved_usd.is_some() as i32))
+            .bind(col(chunk, |e| e.cache_saved_usd))
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await
 }
