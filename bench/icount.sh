@@ -12,19 +12,22 @@
 # (virtual key with limits, model "auto" on a two-tier route, a global daily
 # budget, access log on at info to a file), each non-stream and stream; and
 # cache-hit: pass-through with [cache] exact = true, every measured request a
-# hit of the response cache.
+# hit of the response cache; full-redis (not in the default list): full
+# features with the limits and budget on the Redis in REDIS_URL ([state]),
+# the gateway's side of shared state (Redis's own work is not counted here).
 #
 # CASES (default "passthrough passthrough-stream full full-stream cache-hit")
 # selects cases.
 #
 # Env: N (default 400), WARMUP (default 100), CHUNKS (stream content chunks,
-# default 20), SWITCHYARD_BIN (measure another build, e.g. main's, against
+# default 20), REDIS_URL (default redis://127.0.0.1:6379), SWITCHYARD_BIN (measure another build, e.g. main's, against
 # this tree's bench upstream; LABEL names its output directory).
 # Needs valgrind (apt-get install valgrind).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-400}
 WARMUP=${WARMUP:-100}
+REDIS=${REDIS_URL:-redis://127.0.0.1:6379}
 CHUNKS=${CHUNKS:-20}
 OUT=bench/out/icount${LABEL:+-$LABEL}
 mkdir -p "$OUT"
@@ -58,7 +61,7 @@ config() { # name port full(0/1)
     echo "[server]"
     echo "listen = \"127.0.0.1:$2\""
     echo "[log]"
-    if [ "$3" = 1 ]; then echo "access = true"; else echo "access = false"; fi
+    if [ "$3" = 1 ] || [ "$3" = redis ]; then echo "access = true"; else echo "access = false"; fi
     echo "[ledger]"
     echo "path = \"$OUT/$1.sqlite\""
     cat <<TOML
@@ -75,7 +78,7 @@ TOML
     if [ "$3" = cache ]; then
       printf '[cache]\nexact = true\nttl_secs = 3600\n'
     fi
-    if [ "$3" = 1 ]; then
+    if [ "$3" = 1 ] || [ "$3" = redis ]; then
       cat <<TOML
 tier = "frontier"
 [models.bench-small]
@@ -86,6 +89,9 @@ tier = "economy"
 [budgets]
 daily = 1000000.0
 TOML
+    fi
+    if [ "$3" = redis ]; then
+      printf '[state]\nredis_url = "%s"\nkey_prefix = "sy_icount_%s"\ntimeout_ms = 5000\n' "$REDIS" "$$"
     fi
   } > "$OUT/$1.toml.tmp"
   mv "$OUT/$1.toml.tmp" "$OUT/$1.toml"
@@ -120,7 +126,7 @@ run_case() { # name full stream
   rm -f "$OUT/$name".sqlite* "$OUT/$name".callgrind* "$OUT/$name.log"
   key=none
   model=bench
-  if [ "$full" = 1 ]; then
+  if [ "$full" = 1 ] || [ "$full" = redis ]; then
     key=$("$SW" keys create --name bench --rpm 100000000 --tpm 1000000000 --max-concurrency 1000 \
       --ledger "$OUT/$name.sqlite" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
     model=auto
@@ -153,6 +159,7 @@ for c in $CASES; do
     passthrough-stream) results+=("$(run_case passthrough-stream 0 1)") ;;
     full) results+=("$(run_case full 1 0)") ;;
     full-stream) results+=("$(run_case full-stream 1 1)") ;;
+    full-redis) results+=("$(run_case full-redis redis 0)") ;;
     cache-hit) results+=("$(run_case cache-hit cache 0)") ;;
     *) echo "unknown case $c" >&2; exit 1 ;;
   esac
