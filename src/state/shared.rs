@@ -108,11 +108,14 @@ local inst, ip = ARGV[1], ARGV[2]
 local now = tonumber(ARGV[3])
 local rcap, smax, tcap = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local mode = ARGV[9]
-local alive = {}
+-- Tables are made only when needed (each costs an allocation and GC work).
+local alive
 local function live(id)
+  if id == inst then return true end
+  if not alive then alive = {} end
   local a = alive[id]
   if a == nil then
-    a = id == inst or redis.call('EXISTS', ip .. id) == 1
+    a = redis.call('EXISTS', ip .. id) == 1
     alive[id] = a
   end
   return a
@@ -121,7 +124,7 @@ local bk = KEYS[1]
 local cself = 'c:' .. inst
 local rl, rt, tl, tt, tn, x
 local mine = 0
-local kdead = {}
+local kdead
 if rcap > 0 or tcap > 0 or smax > 0 then
   local h = redis.call('HGETALL', bk)
   local inuse = 0
@@ -140,6 +143,7 @@ if rcap > 0 or tcap > 0 or smax > 0 then
       if live(string.sub(f, 3)) then
         inuse = inuse + (tonumber(h[i + 1]) or 0)
       else
+        kdead = kdead or {}
         kdead[#kdead + 1] = f
       end
     end
@@ -159,13 +163,13 @@ if rcap > 0 or tcap > 0 or smax > 0 then
 end
 local n, amount = 0, 0
 local nb = #KEYS - 1
-local bud = {}
+local bown, bseeded, bdead = {}, {}, {}
 if mode ~= 'none' then
   local wanted, need = tonumber(ARGV[10]), tonumber(ARGV[11])
   local nlines = tonumber(ARGV[12])
-  local lines = {}
-  for i = 0, nlines - 1 do
-    lines[#lines + 1] = {tonumber(ARGV[13 + 2 * i]), tonumber(ARGV[14 + 2 * i])}
+  local lf, lp = {}, {}
+  for i = 1, nlines do
+    lf[i], lp[i] = tonumber(ARGV[11 + 2 * i]), tonumber(ARGV[12 + 2 * i])
   end
   local lb = 13 + 2 * nlines
   local room = math.huge
@@ -175,26 +179,27 @@ if mode ~= 'none' then
   for k = 1, nb do
     local limit = tonumber(ARGV[lb + k - 1])
     local h = redis.call('HGETALL', KEYS[1 + k])
-    local b = {own = 0, seeded = false, dead = {}}
-    local used = 0
+    local used, mineb, seeded = 0, 0, false
     for i = 1, #h, 2 do
       local f = h[i]
       if f == 's' then
         used = used + (tonumber(h[i + 1]) or 0)
       elseif f == own then
-        b.own = tonumber(h[i + 1]) or 0
-        used = used + b.own
+        mineb = tonumber(h[i + 1]) or 0
+        used = used + mineb
       elseif f == 'seeded' then
-        b.seeded = true
+        seeded = true
       elseif string.sub(f, 1, 2) == 'r:' then
         if live(string.sub(f, 3)) then
           used = used + (tonumber(h[i + 1]) or 0)
         else
-          b.dead[#b.dead + 1] = f
+          local d = bdead[k] or {}
+          d[#d + 1] = f
+          bdead[k] = d
         end
       end
     end
-    bud[k] = b
+    bown[k], bseeded[k] = mineb, seeded
     if limit then
       if worst == 0 or limit - used < room then
         room = limit - used
@@ -213,14 +218,14 @@ if mode ~= 'none' then
   else
     local function cost(m)
       local c = 0
-      for _, l in ipairs(lines) do c = max(c, max(0, l[1] + m * l[2])) end
+      for i = 1, nlines do c = max(c, max(0, lf[i] + m * lp[i])) end
       return c
     end
     n = wanted
-    for _, l in ipairs(lines) do
-      local left = room - max(0, l[1])
+    for i = 1, nlines do
+      local left = room - max(0, lf[i])
       if left < 0 then return refuse() end
-      if l[2] > 0 then n = min(n, floor(left / l[2])) end
+      if lp[i] > 0 then n = min(n, floor(left / lp[i])) end
     end
     while n > 0 and cost(n) > room do n = n - 1 end
     if n < need then return refuse() end
@@ -228,19 +233,19 @@ if mode ~= 'none' then
   end
   local tb = lb + nb
   for k = 1, nb do
-    local key, b = KEYS[1 + k], bud[k]
-    if b.seeded then
-      if amount > 0 then redis.call('HSET', key, own, b.own + amount) end
+    local key = KEYS[1 + k]
+    if bseeded[k] then
+      if amount > 0 then redis.call('HSET', key, own, bown[k] + amount) end
     else
       -- A period's hash gets its TTL when it is created (here or by seeding).
       if amount > 0 then
-        redis.call('HSET', key, own, b.own + amount, 'seeded', 1)
+        redis.call('HSET', key, own, bown[k] + amount, 'seeded', 1)
       else
         redis.call('HSET', key, 'seeded', 1)
       end
       redis.call('PEXPIRE', key, ARGV[tb + k - 1])
     end
-    if #b.dead > 0 then redis.call('HDEL', key, unpack(b.dead)) end
+    if bdead[k] then redis.call('HDEL', key, unpack(bdead[k])) end
   end
 end
 local out = {1, 0, 0, 0, 0, 0, n, string.format('%.17g', amount)}
@@ -267,7 +272,7 @@ if #set > 0 then
   redis.call('HSET', bk, unpack(set))
   if refresh then redis.call('PEXPIRE', bk, 86400000) end
 end
-if #kdead > 0 then redis.call('HDEL', bk, unpack(kdead)) end
+if kdead then redis.call('HDEL', bk, unpack(kdead)) end
 return out
 "#
 );
