@@ -169,7 +169,17 @@ pub struct TrainExample {
     /// entries dropped). A per-prompt difficulty signal across tiers
     /// (`train-router --target ease`).
     pub ease: f32,
+    /// The cheap tier's own outcome, in [0, 1]: Mixtral correct (MMLU), the
+    /// mean correctness of the economy-tier models (RouterBench), their mean
+    /// win probability against the reference (AlpacaEval, the label itself).
+    /// `train-router --target weak`.
+    pub weak: f32,
     pub source: &'static str,
+    /// The part of the source the prompt comes from: the MMLU subject, the
+    /// RouterBench set, the AlpacaEval subset (helpful_base, koala, oasst,
+    /// selfinstruct, vicuna); `train-router --holdout parts:SOURCE` leaves
+    /// one part out at a time.
+    pub part: String,
 }
 
 /// RouteLLM MMLU: label 1 when Mixtral is correct or GPT-4 is wrong.
@@ -188,6 +198,11 @@ pub fn load_mmlu(dir: &Path) -> Result<Vec<TrainExample>, String> {
         let (Some(p), Some(w), Some(s)) = (t.col("prompt"), t.col(WEAK_ROUTELLM), t.col(STRONG)) else {
             return Err(format!("{}: missing columns", f.display()));
         };
+        let subject = f
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .map_or("", |n| n.strip_prefix("mmlu_").unwrap_or(n))
+            .to_string();
         for r in &t.rows {
             let prompt = t.get(r, p);
             if skip.contains(&normalize(prompt)) {
@@ -200,7 +215,9 @@ pub fn load_mmlu(dir: &Path) -> Result<Vec<TrainExample>, String> {
                 input: user_input(prompt),
                 label: if wq >= sq { 1.0 } else { 0.0 },
                 ease: ((wq + sq) / 2.0) as f32,
+                weak: wq as f32,
                 source: "mmlu",
+                part: subject.clone(),
             });
         }
     }
@@ -261,11 +278,14 @@ pub fn load_routerbench_train(dir: &Path) -> Result<Vec<TrainExample>, String> {
             let ok = cheap.iter().filter(|q| **q >= sq).count() as f32 / cheap.len() as f32;
             let all: Vec<f64> = tiers.all.iter().filter_map(|&c| bool_cell(t.get(r, c))).collect();
             let ease = all.iter().sum::<f64>() / all.len().max(1) as f64;
+            let weak = cheap.iter().sum::<f64>() / cheap.len() as f64;
             out.push(TrainExample {
                 input: user_input(t.get(r, p)),
                 label: ok,
                 ease: ease as f32,
+                weak: weak as f32,
                 source: "routerbench",
+                part: name.to_string(),
             });
         }
     }
@@ -317,12 +337,15 @@ pub fn routerbench_tiers(t: &Table) -> RbTiers {
 /// their time; cheating and duplicate entries dropped).
 pub fn load_alpaca(dir: &Path) -> Result<Vec<TrainExample>, String> {
     let base = dir.join("alpaca_eval2");
-    let instr: HashMap<String, String> = read_jsonl(&base.join("derived_instructions.jsonl"))?
+    let instr: HashMap<String, (String, String)> = read_jsonl(&base.join("derived_instructions.jsonl"))?
         .iter()
         .filter_map(|v| {
             Some((
                 v.get("instruction_sha1")?.as_str()?.to_string(),
-                v.get("instruction")?.as_str()?.to_string(),
+                (
+                    v.get("instruction")?.as_str()?.to_string(),
+                    v.get("dataset").and_then(Value::as_str).unwrap_or("").to_string(),
+                ),
             ))
         })
         .collect();
@@ -378,13 +401,18 @@ pub fn load_alpaca(dir: &Path) -> Result<Vec<TrainExample>, String> {
     let mut out = Vec::new();
     for k in keys {
         let (s, n) = per_prompt[*k];
-        let Some(text) = instr.get(*k) else { continue };
+        let Some((text, subset)) = instr.get(*k) else {
+            continue;
+        };
         let (sa, na) = per_prompt_all.get(*k).copied().unwrap_or((s, n));
+        let label = (s / n as f64) as f32;
         out.push(TrainExample {
             input: user_input(text),
-            label: (s / n as f64) as f32,
+            label,
             ease: (sa / na.max(1) as f64) as f32,
+            weak: label,
             source: "alpaca_eval",
+            part: subset.clone(),
         });
     }
     Ok(out)
