@@ -126,6 +126,74 @@ fn bool_cell(s: &str) -> Option<f64> {
     }
 }
 
+/// The user turn of a RouterBench `prompt` cell. The cell is a Python list
+/// literal of the conversation's user turns (`['Please answer ...\n\nIan ...']`,
+/// with `\n`, `\'` and `\xNN` escapes): the last turn, unescaped, is the
+/// text the models answered and the text a gateway would see. A cell that
+/// is not such a literal is taken as it is.
+pub fn routerbench_prompt(cell: &str) -> String {
+    parse_py_str_list(cell)
+        .and_then(|mut v| v.pop())
+        .unwrap_or_else(|| cell.to_string())
+}
+
+/// Parses a Python list of string literals (`['a', "b"]`); `None` when the
+/// text is anything else.
+fn parse_py_str_list(text: &str) -> Option<Vec<String>> {
+    let mut it = text.trim().chars().peekable();
+    if it.next()? != '[' {
+        return None;
+    }
+    let mut out = Vec::new();
+    loop {
+        while it.peek().is_some_and(|c| c.is_whitespace()) {
+            it.next();
+        }
+        match it.next()? {
+            ']' if out.is_empty() => break,
+            q @ ('\'' | '"') => {
+                let mut s = String::new();
+                loop {
+                    match it.next()? {
+                        c if c == q => break,
+                        '\\' => match it.next()? {
+                            'n' => s.push('\n'),
+                            't' => s.push('\t'),
+                            'r' => s.push('\r'),
+                            'x' => {
+                                let h: String = [it.next()?, it.next()?].iter().collect();
+                                s.push(char::from(u8::from_str_radix(&h, 16).ok()?));
+                            }
+                            'u' => {
+                                let h: String = (0..4).map(|_| it.next()).collect::<Option<String>>()?;
+                                s.push(char::from_u32(u32::from_str_radix(&h, 16).ok()?)?);
+                            }
+                            c @ ('\\' | '\'' | '"') => s.push(c),
+                            '\n' => {}
+                            c => {
+                                s.push('\\');
+                                s.push(c);
+                            }
+                        },
+                        c => s.push(c),
+                    }
+                }
+                out.push(s);
+            }
+            _ => return None,
+        }
+        while it.peek().is_some_and(|c| c.is_whitespace()) {
+            it.next();
+        }
+        match it.next()? {
+            ',' => continue,
+            ']' => break,
+            _ => return None,
+        }
+    }
+    it.all(char::is_whitespace).then_some(out)
+}
+
 fn read_jsonl(path: &Path) -> Result<Vec<Value>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     text.lines()
@@ -280,7 +348,7 @@ pub fn load_routerbench_train(dir: &Path) -> Result<Vec<TrainExample>, String> {
             let ease = all.iter().sum::<f64>() / all.len().max(1) as f64;
             let weak = cheap.iter().sum::<f64>() / cheap.len() as f64;
             out.push(TrainExample {
-                input: user_input(t.get(r, p)),
+                input: user_input(&routerbench_prompt(t.get(r, p))),
                 label: ok,
                 ease: ease as f32,
                 weak: weak as f32,
@@ -656,7 +724,7 @@ pub fn load_routerbench_test(dir: &Path, name: &str) -> Result<TestSet, String> 
             continue;
         };
         items.push(Outcome {
-            input: user_input(t.get(r, p)),
+            input: user_input(&routerbench_prompt(t.get(r, p))),
             strong_q: sq,
             weak_q: wq,
             strong_answer: sa.map(|c| t.get(r, c).to_string()).unwrap_or_default(),
@@ -695,6 +763,20 @@ mod tests {
     fn normalised_hash_ignores_case_and_spacing() {
         assert_eq!(prompt_hash("Hello  World\n"), prompt_hash("hello world"));
         assert_ne!(prompt_hash("hello world"), prompt_hash("hello worlds"));
+    }
+
+    #[test]
+    fn routerbench_prompt_cells_are_python_lists() {
+        assert_eq!(
+            routerbench_prompt(r#"['Pick one.\nA) Ian\nB) Dennis\'s\nAnswer:']"#),
+            "Pick one.\nA) Ian\nB) Dennis's\nAnswer:"
+        );
+        // The last of several turns; double quotes; \\, \x and \u escapes.
+        assert_eq!(routerbench_prompt(r#"['first', "it's \\ \xe9 \u00e9"]"#), "it's \\ é é");
+        // Anything else is taken as it is.
+        for raw in ["Write a function.", "['unterminated", "['a'] tail", "[1, 2]", ""] {
+            assert_eq!(routerbench_prompt(raw), raw);
+        }
     }
 
     #[test]
