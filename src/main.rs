@@ -164,6 +164,14 @@ enum Command {
         /// (label, ease, weak); without it the open group keeps the prior's order.
         #[arg(long)]
         open_target: Option<switchyard::routing::train_router::Target>,
+        /// Grouped model: train the multiple-choice group's model too, on this
+        /// target; without it that group keeps the prior's order.
+        #[arg(long)]
+        choice_target: Option<switchyard::routing::train_router::Target>,
+        /// Grouped model: keep the prior's order in the strong-task group
+        /// (no learnt model there).
+        #[arg(long)]
+        prior_strong: bool,
         /// Dense features only (no hashed word weights; logistic model).
         #[arg(long)]
         no_words: bool,
@@ -453,6 +461,8 @@ fn main() -> ExitCode {
             target,
             calibrate,
             open_target,
+            choice_target,
+            prior_strong,
             no_words,
             no_progress,
         } => {
@@ -461,6 +471,8 @@ fn main() -> ExitCode {
                 target,
                 calibrate,
                 open_target,
+                choice_target,
+                learn_strong: !prior_strong,
                 ..Default::default()
             };
             if let Some(e) = epochs {

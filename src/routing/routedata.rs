@@ -772,7 +772,10 @@ mod tests {
             "Pick one.\nA) Ian\nB) Dennis's\nAnswer:"
         );
         // The last of several turns; double quotes; \\, \x and \u escapes.
-        assert_eq!(routerbench_prompt(r#"['first', "it's \\ \xe9 \u00e9"]"#), "it's \\ é é");
+        assert_eq!(
+            routerbench_prompt(r#"['first', "it's \\ \xe9 \u00e9"]"#),
+            "it's \\ é é"
+        );
         // Anything else is taken as it is.
         for raw in ["Write a function.", "['unterminated", "['a'] tail", "[1, 2]", ""] {
             assert_eq!(routerbench_prompt(raw), raw);

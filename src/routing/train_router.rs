@@ -39,6 +39,8 @@ pub enum RouterModel {
 
 /// Sources whose strong-task prompts train the strong group's model.
 pub const STRONG_GROUP_SOURCES: [&str; 2] = ["mmlu", "routerbench"];
+/// Sources whose multiple-choice prompts train the choice group's model.
+pub const CHOICE_GROUP_SOURCES: [&str; 2] = ["mmlu", "routerbench"];
 /// Sources whose open prompts train the open group's model.
 pub const OPEN_GROUP_SOURCES: [&str; 1] = ["alpaca_eval"];
 /// Bound of a learnt group model's logit (`squash * tanh`): under the
@@ -108,6 +110,12 @@ pub struct RouterTrainOptions {
     /// Grouped model: what the open group's model learns (`None`: the open
     /// group keeps the prior's complexity order).
     pub open_target: Option<Target>,
+    /// Grouped model: what the multiple-choice group's model learns (`None`:
+    /// the prior's order).
+    pub choice_target: Option<Target>,
+    /// Grouped model: learn the strong group's model (on `target`); `false`
+    /// keeps the prior's order there.
+    pub learn_strong: bool,
 }
 
 impl Default for RouterTrainOptions {
@@ -124,6 +132,8 @@ impl Default for RouterTrainOptions {
             target: Target::Label,
             calibrate: false,
             open_target: None,
+            choice_target: None,
+            learn_strong: true,
         }
     }
 }
@@ -263,9 +273,11 @@ fn group_subset(data: &[Prepared], group: usize, sources: &[&str]) -> Vec<Prepar
 /// [`RouterModel::Grouped`]: the task-map prior's groups
 /// ([`Predictor::grouped_prior`]), then the strong group re-ordered by a
 /// logistic model (dense features, no words, `opts.target`) fitted on the
-/// strong-task prompts of [`STRONG_GROUP_SOURCES`], and, with
-/// `opts.open_target`, the open group by one fitted on the open prompts of
-/// [`OPEN_GROUP_SOURCES`]. A learnt group's logit is
+/// strong-task prompts of [`STRONG_GROUP_SOURCES`] (unless
+/// `opts.learn_strong` is off); with `opts.choice_target`, the
+/// multiple-choice group by one fitted on the choice prompts of
+/// [`CHOICE_GROUP_SOURCES`]; with `opts.open_target`, the open group by one
+/// fitted on the open prompts of [`OPEN_GROUP_SOURCES`]. A learnt group's logit is
 /// `offset + GROUP_SQUASH * tanh(z)`, so the prior's group order stays. A
 /// group with no training prompt keeps the prior's order.
 pub fn train_grouped(data: &[Prepared], opts: &RouterTrainOptions) -> Predictor {
@@ -290,7 +302,12 @@ pub fn train_grouped(data: &[Prepared], opts: &RouterTrainOptions) -> Predictor 
             slot.squash = GROUP_SQUASH;
         }
     };
-    learn(0, &STRONG_GROUP_SOURCES, opts.target);
+    if opts.learn_strong {
+        learn(0, &STRONG_GROUP_SOURCES, opts.target);
+    }
+    if let Some(t) = opts.choice_target {
+        learn(1, &CHOICE_GROUP_SOURCES, t);
+    }
     if let Some(t) = opts.open_target {
         learn(2, &OPEN_GROUP_SOURCES, t);
     }
@@ -826,6 +843,16 @@ mod tests {
             |_, _| {},
         );
         assert_eq!(b.groups.as_ref().map(|g| g[2].squash), Some(0.0));
+        // Nothing learnt: exactly the prior's groups.
+        let c = train(
+            &data,
+            &RouterTrainOptions {
+                learn_strong: false,
+                ..opts.clone()
+            },
+            |_, _| {},
+        );
+        assert_eq!(c.groups, Predictor::grouped_prior(10).groups);
     }
 
     #[test]
