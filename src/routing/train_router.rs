@@ -31,9 +31,13 @@ pub enum RouterModel {
     PriorPlus,
     /// The task-map prior's groups, each prompt group ordered by its own
     /// model ([`train_grouped`]): the strong group by a logistic model on
-    /// the strong-task prompts of MMLU and RouterBench, the open group
-    /// (with [`RouterTrainOptions::open_target`]) by one on AlpacaEval's
-    /// open prompts, the rest by the prior's complexity.
+    /// the strong-task prompts of MMLU and RouterBench (unless
+    /// [`RouterTrainOptions::learn_strong`] is off), the multiple-choice and
+    /// open groups (with [`RouterTrainOptions::choice_target`] /
+    /// [`RouterTrainOptions::open_target`]) by one on MMLU's and
+    /// RouterBench's choice prompts / AlpacaEval's open prompts, any other
+    /// group by the prior's complexity. Not shipped: none of its variants
+    /// beat the prior in validation (docs/routing.md, third session).
     Grouped,
 }
 
