@@ -155,6 +155,31 @@ pub fn train_classifier(
     ))
 }
 
+/// Soft APGR of `p` and of `prior` within each prompt group of `data`
+/// (groups of fewer than 20 prompts left out), one line each.
+fn group_report(
+    p: &crate::routing::predictor::Predictor,
+    prior: &crate::routing::predictor::Predictor,
+    data: &[crate::routing::train_router::Prepared],
+) -> String {
+    use crate::routing::predictor::{group_of, GROUP_NAMES};
+    use crate::routing::train_router as tr;
+    let mut out = String::new();
+    for (g, name) in GROUP_NAMES.iter().enumerate() {
+        let part: Vec<tr::Prepared> = data.iter().filter(|d| group_of(&d.dense) == g).cloned().collect();
+        if part.len() < 20 {
+            continue;
+        }
+        out.push_str(&format!(
+            "    group {name}: {} prompts, APGR (soft labels) {:.3} (prior {:.3})\n",
+            part.len(),
+            tr::holdout_apgr(p, &part),
+            tr::holdout_apgr(prior, &part)
+        ));
+    }
+    out
+}
+
 /// `switchyard train-router`: trains the tier predictor on the TRAIN parts of
 /// the routing data and writes the weights (`out`) and the sorted hash list of
 /// the training prompts (`hashes`). Training prompts that are also test
@@ -262,6 +287,49 @@ pub fn train_router(
             sum_apgr / 5.0
         ));
     }
+    if let Some(src) = holdout.and_then(|h| h.strip_prefix("parts:")) {
+        // Leave one part of a source out at a time (AlpacaEval's subsets,
+        // MMLU's subjects, RouterBench's sets): train on everything else.
+        let mut parts: Vec<String> = examples
+            .iter()
+            .filter(|e| e.source == src)
+            .map(|e| e.part.clone())
+            .collect();
+        parts.sort();
+        parts.dedup();
+        if parts.is_empty() {
+            return Err(format!("--holdout parts:{src}: no such source"));
+        }
+        let prior = crate::routing::predictor::Predictor::task_prior(opts.buckets_log2);
+        let mut lines = String::new();
+        let (mut sum, mut sum_prior, mut below) = (0.0, 0.0, 0usize);
+        for part in &parts {
+            let (held, rest): (Vec<TrainExample>, Vec<TrainExample>) = examples
+                .iter()
+                .cloned()
+                .partition(|e| e.source == src && &e.part == part);
+            let a = tr::prepare(clf, &rest, opts.buckets_log2, |_, _| {});
+            let b = tr::prepare(clf, &held, opts.buckets_log2, |_, _| {});
+            let p = tr::train(&a, opts, |_, _| {});
+            let (ap, ap0) = (tr::holdout_apgr(&p, &b), tr::holdout_apgr(&prior, &b));
+            let ((_, auc), (_, auc0)) = (tr::fit_report(&p, &b), tr::fit_report(&prior, &b));
+            sum += ap;
+            sum_prior += ap0;
+            below += usize::from(ap < ap0);
+            lines.push_str(&format!(
+                "  {part}: {} prompts: APGR (soft labels) {ap:.3}, AUC {auc:.3} (prior {ap0:.3}, AUC {auc0:.3})\n{}",
+                held.len(),
+                group_report(&p, &prior, &b)
+            ));
+        }
+        let k = parts.len() as f64;
+        return Ok(format!(
+            "holdout parts:{src}: {} parts, mean APGR (soft labels) {:.3} (prior {:.3}); {below} below the prior\n{lines}",
+            parts.len(),
+            sum / k,
+            sum_prior / k
+        ));
+    }
     if let Some(h) = holdout {
         // Validation on the training data only: train without one source, score it.
         let (held, rest): (Vec<TrainExample>, Vec<TrainExample>) =
@@ -275,11 +343,14 @@ pub fn train_router(
         let b = tr::prepare(clf, &held, opts.buckets_log2, |_, _| {});
         let p = tr::train(&a, opts, |_, _| {});
         let (loss, auc) = tr::fit_report(&p, &b);
+        let prior = crate::routing::predictor::Predictor::task_prior(opts.buckets_log2);
         return Ok(format!(
-            "holdout {h}: {} prompts, trained on {}: log loss {loss:.4}, AUC {auc:.3}, APGR (soft labels) {:.3}\n",
+            "holdout {h}: {} prompts, trained on {}: log loss {loss:.4}, AUC {auc:.3}, APGR (soft labels) {:.3} (prior {:.3})\n{}",
             held.len(),
             rest.len(),
-            tr::holdout_apgr(&p, &b)
+            tr::holdout_apgr(&p, &b),
+            tr::holdout_apgr(&prior, &b),
+            group_report(&p, &prior, &b)
         ));
     }
     let mut bar = tr::Bar::new("featurise", progress);
@@ -332,12 +403,8 @@ pub fn train_router(
             .iter()
             .filter(|d| d.source == *src)
             .map(|d| tr::Prepared {
-                dense: d.dense,
-                buckets: d.buckets.clone(),
-                label: d.label,
-                ease: d.ease,
                 weight: 1.0,
-                source: d.source,
+                ..d.clone()
             })
             .collect();
         let (loss, auc) = tr::fit_report(&p, &part);

@@ -139,23 +139,39 @@ enum Command {
         epochs: Option<usize>,
         /// Validation on the training data: train without this source
         /// (alpaca_eval, mmlu, routerbench) and score it; cv:SOURCE / cvall:SOURCE: 5-fold
-        /// cross-validation within it; prior: the complexity and task-map priors per source. Writes nothing.
+        /// cross-validation within it; parts:SOURCE: leave one part of it out at a time (AlpacaEval
+        /// subset, MMLU subject, RouterBench set); prior: the complexity and task-map priors per
+        /// source. Writes nothing.
         #[arg(long)]
         holdout: Option<String>,
         /// prior: the task-map prior (the shipped model, nothing fitted but the
         /// quantiles); logistic: the learnt logistic model; prior+logistic: the
-        /// sum of both logits (the logistic trained on its own).
+        /// sum of both logits (the logistic trained on its own); grouped: the
+        /// prior's task groups, each ordered by its own model (docs/routing.md).
         #[arg(long, default_value = "prior")]
         model: switchyard::routing::train_router::RouterModel,
-        /// What the logistic model is trained on: label (the routing label) or
-        /// ease (the mean outcome of every model of the source). Validation
-        /// always scores the routing label.
+        /// What the logistic model (grouped: the strong group's model) is
+        /// trained on: label (the routing label), ease (the mean outcome of
+        /// every model of the source) or weak (the cheap tier's own outcome).
+        /// Validation always scores the routing label.
         #[arg(long, default_value = "label")]
         target: switchyard::routing::train_router::Target,
         /// Platt-scale the prior's scores on the training labels (one
         /// intercept per source; off by default, see docs/routing.md).
         #[arg(long)]
         calibrate: bool,
+        /// Grouped model: train the open group's model too, on this target
+        /// (label, ease, weak); without it the open group keeps the prior's order.
+        #[arg(long)]
+        open_target: Option<switchyard::routing::train_router::Target>,
+        /// Grouped model: train the multiple-choice group's model too, on this
+        /// target; without it that group keeps the prior's order.
+        #[arg(long)]
+        choice_target: Option<switchyard::routing::train_router::Target>,
+        /// Grouped model: keep the prior's order in the strong-task group
+        /// (no learnt model there).
+        #[arg(long)]
+        prior_strong: bool,
         /// Dense features only (no hashed word weights; logistic model).
         #[arg(long)]
         no_words: bool,
@@ -444,6 +460,9 @@ fn main() -> ExitCode {
             model,
             target,
             calibrate,
+            open_target,
+            choice_target,
+            prior_strong,
             no_words,
             no_progress,
         } => {
@@ -451,6 +470,9 @@ fn main() -> ExitCode {
                 model,
                 target,
                 calibrate,
+                open_target,
+                choice_target,
+                learn_strong: !prior_strong,
                 ..Default::default()
             };
             if let Some(e) = epochs {

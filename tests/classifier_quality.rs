@@ -45,6 +45,7 @@ fn no_test_prompt_is_in_the_training_data() {
         "data/classifier-eval/independent_test.jsonl",
         "data/classifier-eval/system_instruction_test.jsonl",
         "data/classifier-eval/benchmark_style_test.jsonl",
+        "data/classifier-eval/public_heldout.jsonl",
     ] {
         let leaked: Vec<String> = texts(Path::new(file)).intersection(&train).cloned().collect();
         assert!(leaked.is_empty(), "{file}: {leaked:?}");

@@ -27,7 +27,8 @@ pub const TAIL_BYTES: usize = 512;
 pub const FEATURE_VERSION: u32 = 2;
 
 const MAGIC: [u8; 8] = *b"SWYDRTR\0";
-const FORMAT_VERSION: u32 = 1;
+/// 2: adds the optional per-group models ([`Group`]); files of format 1 still load.
+const FORMAT_VERSION: u32 = 2;
 /// Quantile points of the training-set score distribution kept in the file.
 pub const QUANTILES: usize = 101;
 
@@ -75,6 +76,68 @@ pub const COMPLEXITY: usize = 7;
 /// Index of the `strong_task` feature: 1 when the request's task is one the
 /// seed task map sends to the frontier tier ([`STRONG_TASKS`]).
 pub const STRONG_TASK: usize = 32;
+/// Index of the `choice_lines` feature (multiple-choice lines, `A.` / `(A)`).
+pub const CHOICE_LINES: usize = 26;
+/// Prompt groups a grouped predictor orders with a model each ([`group_of`]).
+pub const GROUPS: usize = 3;
+/// [`group_of`]'s names: a strong task; a multiple-choice question (not a
+/// strong task); every other (open) prompt.
+pub const GROUP_NAMES: [&str; GROUPS] = ["strong", "choice", "open"];
+
+/// The group of a request from its dense features: 0 = a strong task
+/// ([`STRONG_TASKS`]), 1 = multiple-choice lines, 2 = open.
+#[inline]
+pub fn group_of(dense: &[f32; DENSE]) -> usize {
+    if dense[STRONG_TASK] > 0.5 {
+        0
+    } else if dense[CHOICE_LINES] > 0.0 {
+        1
+    } else {
+        2
+    }
+}
+
+/// The model of one prompt group: `offset + f(bias + w . (x - mean))`, with
+/// `f(z) = squash * tanh(z)` when `squash > 0` (bounded, so the offsets keep
+/// the groups in order) and `f(z) = z` otherwise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub offset: f32,
+    pub bias: f32,
+    pub squash: f32,
+    pub w: [f32; DENSE],
+    pub mean: [f32; DENSE],
+}
+
+impl Group {
+    /// The task-map prior's part for a group: `offset - 2 * complexity`.
+    pub fn prior(offset: f32) -> Group {
+        let mut w = [0.0; DENSE];
+        w[COMPLEXITY] = -2.0;
+        Group {
+            offset,
+            bias: 0.0,
+            squash: 0.0,
+            w,
+            mean: [0.0; DENSE],
+        }
+    }
+
+    #[allow(clippy::needless_range_loop)]
+    #[inline]
+    fn logit(&self, dense: &[f32; DENSE]) -> f32 {
+        let mut z = self.bias;
+        for i in 0..DENSE {
+            z += self.w[i] * (dense[i] - self.mean[i]);
+        }
+        if self.squash > 0.0 {
+            self.offset + self.squash * z.tanh()
+        } else {
+            self.offset + z
+        }
+    }
+}
+
 /// Tasks the seed task map (docs/routing.md) routes to the frontier tier.
 pub const STRONG_TASKS: [&str; 2] = ["code_generation", "complex_reasoning"];
 /// Dense features computed from the text scan (skipped when none of them,
@@ -437,6 +500,8 @@ pub struct Predictor {
     pub quantiles: [f32; QUANTILES],
     /// Free-text provenance (training sets, counts, command).
     pub provenance: String,
+    /// Per-group models ([`group_of`]), added to the logit above when present.
+    pub groups: Option<Box<[Group; GROUPS]>>,
     /// Whether any weight reads the text scan (computed on first use; set
     /// the weights before predicting).
     reads_text: OnceLock<bool>,
@@ -453,6 +518,7 @@ impl Clone for Predictor {
             hashed: self.hashed.clone(),
             quantiles: self.quantiles,
             provenance: self.provenance.clone(),
+            groups: self.groups.clone(),
             reads_text: OnceLock::new(),
         }
     }
@@ -467,6 +533,7 @@ impl PartialEq for Predictor {
             && self.hashed == o.hashed
             && self.quantiles == o.quantiles
             && self.provenance == o.provenance
+            && self.groups == o.groups
     }
 }
 
@@ -495,6 +562,7 @@ impl Predictor {
             hashed: vec![0.0; 1 << buckets_log2],
             quantiles: std::array::from_fn(|_| 0.5),
             provenance: "untrained".into(),
+            groups: None,
             reads_text: OnceLock::new(),
         }
     }
@@ -525,14 +593,31 @@ impl Predictor {
         }
     }
 
-    /// Whether a weight reads the text scan (hashed words or scanned features).
+    /// Whether a weight reads the text scan (hashed words or scanned
+    /// features; per-group models always do: the group reads `choice_lines`).
     pub fn reads_text(&self) -> bool {
         *self.reads_text.get_or_init(|| {
-            self.hashed.iter().any(|w| *w != 0.0) || SCANNED.iter().any(|&i| self.dense[i] != 0.0)
+            self.groups.is_some()
+                || self.hashed.iter().any(|w| *w != 0.0)
+                || SCANNED.iter().any(|&i| self.dense[i] != 0.0)
         })
     }
 
-    /// Logit of the dense part plus `hashed_sum / sqrt(n)`.
+    /// The task-map prior as per-group models (the same scores as
+    /// [`Predictor::task_prior`]): the start of a grouped model.
+    pub fn grouped_prior(buckets_log2: u32) -> Predictor {
+        let mut p = Predictor::untrained(buckets_log2);
+        p.groups = Some(Box::new([
+            Group::prior(-2.0),
+            Group::prior(2.0),
+            Group::prior(2.0),
+        ]));
+        p.provenance = "task-map prior, per group".into();
+        p
+    }
+
+    /// Logit of the dense part plus `hashed_sum / sqrt(n)`, plus the
+    /// request's group model when there are per-group models.
     #[allow(clippy::needless_range_loop)]
     pub fn logit(&self, dense: &[f32; DENSE], hashed_sum: f32, n: u32) -> f32 {
         let mut z = self.bias;
@@ -541,6 +626,9 @@ impl Predictor {
         }
         if n > 0 {
             z += hashed_sum / (n as f32).sqrt();
+        }
+        if let Some(g) = &self.groups {
+            z += g[group_of(dense)].logit(dense);
         }
         z
     }
@@ -604,6 +692,13 @@ impl Predictor {
         }
         b.extend_from_slice(&(self.provenance.len() as u32).to_le_bytes());
         b.extend_from_slice(self.provenance.as_bytes());
+        let groups: &[Group] = self.groups.as_deref().map_or(&[], |g| g.as_slice());
+        b.extend_from_slice(&(groups.len() as u32).to_le_bytes());
+        for g in groups {
+            for v in [g.offset, g.bias, g.squash].iter().chain(&g.w).chain(&g.mean) {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+        }
         let sum = checksum(&b);
         b.extend_from_slice(&sum.to_le_bytes());
         b
@@ -633,7 +728,7 @@ impl Predictor {
             u32_at(&mut at)?,
             u32_at(&mut at)?,
         );
-        if fmt != FORMAT_VERSION || feat != FEATURE_VERSION || dense_n as usize != DENSE {
+        if !(1..=FORMAT_VERSION).contains(&fmt) || feat != FEATURE_VERSION || dense_n as usize != DENSE {
             return Err(format!(
                 "router weights are format {fmt} / features {feat} / {dense_n} dense; this build reads \
                  {FORMAT_VERSION} / {FEATURE_VERSION} / {DENSE} (re-run switchyard train-router)"
@@ -663,7 +758,38 @@ impl Predictor {
         let plen = u32_at(&mut at)? as usize;
         let prov = body.get(at..at + plen).ok_or("truncated router weights")?;
         let provenance = String::from_utf8_lossy(prov).into_owned();
-        if at + plen != body.len() {
+        at += plen;
+        let mut groups = None;
+        if fmt >= 2 {
+            let n = u32_at(&mut at)? as usize;
+            if n != 0 && n != GROUPS {
+                return Err(format!(
+                    "router weights: {n} groups (this build reads 0 or {GROUPS})"
+                ));
+            }
+            if n == GROUPS {
+                let read = |at: &mut usize| -> Result<Group, String> {
+                    let (offset, bias, squash) = (f32_at(at)?, f32_at(at)?, f32_at(at)?);
+                    let mut w = [0.0; DENSE];
+                    for v in w.iter_mut() {
+                        *v = f32_at(at)?;
+                    }
+                    let mut mean = [0.0; DENSE];
+                    for v in mean.iter_mut() {
+                        *v = f32_at(at)?;
+                    }
+                    Ok(Group {
+                        offset,
+                        bias,
+                        squash,
+                        w,
+                        mean,
+                    })
+                };
+                groups = Some(Box::new([read(&mut at)?, read(&mut at)?, read(&mut at)?]));
+            }
+        }
+        if at != body.len() {
             return Err("router weights: trailing bytes".into());
         }
         Ok(Predictor {
@@ -674,6 +800,7 @@ impl Predictor {
             hashed,
             quantiles,
             provenance,
+            groups,
             reads_text: OnceLock::new(),
         })
     }
@@ -790,6 +917,60 @@ mod prior_tests {
         let a = p.predict_with(&code, &vk);
         let b = learnt.predict_with(&code, &vk);
         assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+
+    #[test]
+    fn grouped_prior_scores_as_the_task_prior_and_round_trips() {
+        let clf = Classifier::embedded();
+        let (p, g) = (Predictor::task_prior(12), Predictor::grouped_prior(12));
+        assert!(g.reads_text(), "the group reads choice lines");
+        for text in [
+            "hi! what's a good name for a goldfish?",
+            "Write a Python function that merges overlapping intervals.",
+            "Which is a prime?\nA. 4\nB. 6\nC. 7\nD. 9\nAnswer:",
+            "",
+        ] {
+            let i = ClassifyInput::user(text);
+            let (a, b) = (p.predict(clf, &i), g.predict(clf, &i));
+            assert!((a - b).abs() < 1e-6, "{text:?}: {a} vs {b}");
+        }
+        // A learnt group: bounded, so a strong-task prompt stays below every other.
+        let mut l = g.clone();
+        if let Some(gs) = l.groups.as_mut() {
+            gs[0].squash = 1.9;
+            gs[0].w[COMPLEXITY] = 1e6;
+        }
+        let code = ClassifyInput::user("Write a Python function that merges overlapping intervals.");
+        let chat = ClassifyInput::user("hi! what's a good name for a goldfish?");
+        let view = View {
+            complexity: 1.0,
+            ..classifier_view(clf, &chat)
+        };
+        assert!(l.predict(clf, &code) < l.predict_with(&chat, &view));
+        let b = l.to_bytes();
+        assert_eq!(Predictor::from_bytes(&b).expect("parse"), l);
+        let mut bad = b.clone();
+        let n = bad.len();
+        bad[n - 20] ^= 1;
+        assert!(Predictor::from_bytes(&bad).is_err());
+        // Format 1 (no groups) still loads: the same bytes without the group count.
+        let plain = Predictor::task_prior(10);
+        let mut v1 = plain.to_bytes();
+        v1.truncate(v1.len() - 12);
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let sum = checksum(&v1);
+        v1.extend_from_slice(&sum.to_le_bytes());
+        assert_eq!(Predictor::from_bytes(&v1).expect("format 1"), plain);
+    }
+
+    #[test]
+    fn groups_of_requests() {
+        let mut d = [0.0; DENSE];
+        assert_eq!(group_of(&d), 2);
+        d[CHOICE_LINES] = 0.4;
+        assert_eq!(group_of(&d), 1);
+        d[STRONG_TASK] = 1.0;
+        assert_eq!(group_of(&d), 0);
     }
 
     #[test]

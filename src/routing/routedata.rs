@@ -126,6 +126,74 @@ fn bool_cell(s: &str) -> Option<f64> {
     }
 }
 
+/// The user turn of a RouterBench `prompt` cell. The cell is a Python list
+/// literal of the conversation's user turns (`['Please answer ...\n\nIan ...']`,
+/// with `\n`, `\'` and `\xNN` escapes): the last turn, unescaped, is the
+/// text the models answered and the text a gateway would see. A cell that
+/// is not such a literal is taken as it is.
+pub fn routerbench_prompt(cell: &str) -> String {
+    parse_py_str_list(cell)
+        .and_then(|mut v| v.pop())
+        .unwrap_or_else(|| cell.to_string())
+}
+
+/// Parses a Python list of string literals (`['a', "b"]`); `None` when the
+/// text is anything else.
+fn parse_py_str_list(text: &str) -> Option<Vec<String>> {
+    let mut it = text.trim().chars().peekable();
+    if it.next()? != '[' {
+        return None;
+    }
+    let mut out = Vec::new();
+    loop {
+        while it.peek().is_some_and(|c| c.is_whitespace()) {
+            it.next();
+        }
+        match it.next()? {
+            ']' if out.is_empty() => break,
+            q @ ('\'' | '"') => {
+                let mut s = String::new();
+                loop {
+                    match it.next()? {
+                        c if c == q => break,
+                        '\\' => match it.next()? {
+                            'n' => s.push('\n'),
+                            't' => s.push('\t'),
+                            'r' => s.push('\r'),
+                            'x' => {
+                                let h: String = [it.next()?, it.next()?].iter().collect();
+                                s.push(char::from(u8::from_str_radix(&h, 16).ok()?));
+                            }
+                            'u' => {
+                                let h: String = (0..4).map(|_| it.next()).collect::<Option<String>>()?;
+                                s.push(char::from_u32(u32::from_str_radix(&h, 16).ok()?)?);
+                            }
+                            c @ ('\\' | '\'' | '"') => s.push(c),
+                            '\n' => {}
+                            c => {
+                                s.push('\\');
+                                s.push(c);
+                            }
+                        },
+                        c => s.push(c),
+                    }
+                }
+                out.push(s);
+            }
+            _ => return None,
+        }
+        while it.peek().is_some_and(|c| c.is_whitespace()) {
+            it.next();
+        }
+        match it.next()? {
+            ',' => continue,
+            ']' => break,
+            _ => return None,
+        }
+    }
+    it.all(char::is_whitespace).then_some(out)
+}
+
 fn read_jsonl(path: &Path) -> Result<Vec<Value>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     text.lines()
@@ -169,7 +237,17 @@ pub struct TrainExample {
     /// entries dropped). A per-prompt difficulty signal across tiers
     /// (`train-router --target ease`).
     pub ease: f32,
+    /// The cheap tier's own outcome, in [0, 1]: Mixtral correct (MMLU), the
+    /// mean correctness of the economy-tier models (RouterBench), their mean
+    /// win probability against the reference (AlpacaEval, the label itself).
+    /// `train-router --target weak`.
+    pub weak: f32,
     pub source: &'static str,
+    /// The part of the source the prompt comes from: the MMLU subject, the
+    /// RouterBench set, the AlpacaEval subset (helpful_base, koala, oasst,
+    /// selfinstruct, vicuna); `train-router --holdout parts:SOURCE` leaves
+    /// one part out at a time.
+    pub part: String,
 }
 
 /// RouteLLM MMLU: label 1 when Mixtral is correct or GPT-4 is wrong.
@@ -188,6 +266,11 @@ pub fn load_mmlu(dir: &Path) -> Result<Vec<TrainExample>, String> {
         let (Some(p), Some(w), Some(s)) = (t.col("prompt"), t.col(WEAK_ROUTELLM), t.col(STRONG)) else {
             return Err(format!("{}: missing columns", f.display()));
         };
+        let subject = f
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .map_or("", |n| n.strip_prefix("mmlu_").unwrap_or(n))
+            .to_string();
         for r in &t.rows {
             let prompt = t.get(r, p);
             if skip.contains(&normalize(prompt)) {
@@ -200,7 +283,9 @@ pub fn load_mmlu(dir: &Path) -> Result<Vec<TrainExample>, String> {
                 input: user_input(prompt),
                 label: if wq >= sq { 1.0 } else { 0.0 },
                 ease: ((wq + sq) / 2.0) as f32,
+                weak: wq as f32,
                 source: "mmlu",
+                part: subject.clone(),
             });
         }
     }
@@ -261,11 +346,14 @@ pub fn load_routerbench_train(dir: &Path) -> Result<Vec<TrainExample>, String> {
             let ok = cheap.iter().filter(|q| **q >= sq).count() as f32 / cheap.len() as f32;
             let all: Vec<f64> = tiers.all.iter().filter_map(|&c| bool_cell(t.get(r, c))).collect();
             let ease = all.iter().sum::<f64>() / all.len().max(1) as f64;
+            let weak = cheap.iter().sum::<f64>() / cheap.len() as f64;
             out.push(TrainExample {
-                input: user_input(t.get(r, p)),
+                input: user_input(&routerbench_prompt(t.get(r, p))),
                 label: ok,
                 ease: ease as f32,
+                weak: weak as f32,
                 source: "routerbench",
+                part: name.to_string(),
             });
         }
     }
@@ -317,12 +405,15 @@ pub fn routerbench_tiers(t: &Table) -> RbTiers {
 /// their time; cheating and duplicate entries dropped).
 pub fn load_alpaca(dir: &Path) -> Result<Vec<TrainExample>, String> {
     let base = dir.join("alpaca_eval2");
-    let instr: HashMap<String, String> = read_jsonl(&base.join("derived_instructions.jsonl"))?
+    let instr: HashMap<String, (String, String)> = read_jsonl(&base.join("derived_instructions.jsonl"))?
         .iter()
         .filter_map(|v| {
             Some((
                 v.get("instruction_sha1")?.as_str()?.to_string(),
-                v.get("instruction")?.as_str()?.to_string(),
+                (
+                    v.get("instruction")?.as_str()?.to_string(),
+                    v.get("dataset").and_then(Value::as_str).unwrap_or("").to_string(),
+                ),
             ))
         })
         .collect();
@@ -378,13 +469,18 @@ pub fn load_alpaca(dir: &Path) -> Result<Vec<TrainExample>, String> {
     let mut out = Vec::new();
     for k in keys {
         let (s, n) = per_prompt[*k];
-        let Some(text) = instr.get(*k) else { continue };
+        let Some((text, subset)) = instr.get(*k) else {
+            continue;
+        };
         let (sa, na) = per_prompt_all.get(*k).copied().unwrap_or((s, n));
+        let label = (s / n as f64) as f32;
         out.push(TrainExample {
             input: user_input(text),
-            label: (s / n as f64) as f32,
+            label,
             ease: (sa / na.max(1) as f64) as f32,
+            weak: label,
             source: "alpaca_eval",
+            part: subset.clone(),
         });
     }
     Ok(out)
@@ -628,7 +724,7 @@ pub fn load_routerbench_test(dir: &Path, name: &str) -> Result<TestSet, String> 
             continue;
         };
         items.push(Outcome {
-            input: user_input(t.get(r, p)),
+            input: user_input(&routerbench_prompt(t.get(r, p))),
             strong_q: sq,
             weak_q: wq,
             strong_answer: sa.map(|c| t.get(r, c).to_string()).unwrap_or_default(),
@@ -667,6 +763,23 @@ mod tests {
     fn normalised_hash_ignores_case_and_spacing() {
         assert_eq!(prompt_hash("Hello  World\n"), prompt_hash("hello world"));
         assert_ne!(prompt_hash("hello world"), prompt_hash("hello worlds"));
+    }
+
+    #[test]
+    fn routerbench_prompt_cells_are_python_lists() {
+        assert_eq!(
+            routerbench_prompt(r#"['Pick one.\nA) Ian\nB) Dennis\'s\nAnswer:']"#),
+            "Pick one.\nA) Ian\nB) Dennis's\nAnswer:"
+        );
+        // The last of several turns; double quotes; \\, \x and \u escapes.
+        assert_eq!(
+            routerbench_prompt(r#"['first', "it's \\ \xe9 \u00e9"]"#),
+            "it's \\ é é"
+        );
+        // Anything else is taken as it is.
+        for raw in ["Write a function.", "['unterminated", "['a'] tail", "[1, 2]", ""] {
+            assert_eq!(routerbench_prompt(raw), raw);
+        }
     }
 
     #[test]

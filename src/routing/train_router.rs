@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 
 use super::classifier::Classifier;
-use super::predictor::{classifier_view, featurize, sigmoid, Predictor, DENSE};
+use super::predictor::{classifier_view, featurize, group_of, sigmoid, Predictor, DENSE};
 use super::routedata::{prompt_hash, TrainExample};
 
 /// Which predictor `train-router` builds.
@@ -29,7 +29,28 @@ pub enum RouterModel {
     /// The task-map prior's logit plus a logistic model's, trained on its
     /// own (not fitted against the prior).
     PriorPlus,
+    /// The task-map prior's groups, each prompt group ordered by its own
+    /// model ([`train_grouped`]): the strong group by a logistic model on
+    /// the strong-task prompts of MMLU and RouterBench (unless
+    /// [`RouterTrainOptions::learn_strong`] is off), the multiple-choice and
+    /// open groups (with [`RouterTrainOptions::choice_target`] /
+    /// [`RouterTrainOptions::open_target`]) by one on MMLU's and
+    /// RouterBench's choice prompts / AlpacaEval's open prompts, any other
+    /// group by the prior's complexity. Not shipped: none of its variants
+    /// beat the prior in validation (docs/routing.md, third session).
+    Grouped,
 }
+
+/// Sources whose strong-task prompts train the strong group's model.
+pub const STRONG_GROUP_SOURCES: [&str; 2] = ["mmlu", "routerbench"];
+/// Sources whose multiple-choice prompts train the choice group's model.
+pub const CHOICE_GROUP_SOURCES: [&str; 2] = ["mmlu", "routerbench"];
+/// Sources whose open prompts train the open group's model.
+pub const OPEN_GROUP_SOURCES: [&str; 1] = ["alpaca_eval"];
+/// Bound of a learnt group model's logit (`squash * tanh`): under the
+/// prior's gap of 4 between the strong group and the others, so the task
+/// map still decides first.
+pub const GROUP_SQUASH: f32 = 1.9;
 
 /// What the learnt model is trained to predict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +59,8 @@ pub enum Target {
     Label,
     /// How easy the prompt is for every model of its source ([`TrainExample::ease`]).
     Ease,
+    /// The cheap tier's own outcome ([`TrainExample::weak`]).
+    Weak,
 }
 
 impl std::str::FromStr for Target {
@@ -46,7 +69,8 @@ impl std::str::FromStr for Target {
         match s {
             "label" => Ok(Target::Label),
             "ease" => Ok(Target::Ease),
-            _ => Err(format!("unknown training target {s:?} (label, ease)")),
+            "weak" => Ok(Target::Weak),
+            _ => Err(format!("unknown training target {s:?} (label, ease, weak)")),
         }
     }
 }
@@ -58,8 +82,9 @@ impl std::str::FromStr for RouterModel {
             "prior" => Ok(RouterModel::Prior),
             "logistic" => Ok(RouterModel::Logistic),
             "prior+logistic" => Ok(RouterModel::PriorPlus),
+            "grouped" => Ok(RouterModel::Grouped),
             _ => Err(format!(
-                "unknown router model {s:?} (prior, logistic, prior+logistic)"
+                "unknown router model {s:?} (prior, logistic, prior+logistic, grouped)"
             )),
         }
     }
@@ -86,6 +111,15 @@ pub struct RouterTrainOptions {
     /// prior all lie near 0.5, which leaves no room for the middle candidates
     /// of a route with three or more).
     pub calibrate: bool,
+    /// Grouped model: what the open group's model learns (`None`: the open
+    /// group keeps the prior's complexity order).
+    pub open_target: Option<Target>,
+    /// Grouped model: what the multiple-choice group's model learns (`None`:
+    /// the prior's order).
+    pub choice_target: Option<Target>,
+    /// Grouped model: learn the strong group's model (on `target`); `false`
+    /// keeps the prior's order there.
+    pub learn_strong: bool,
 }
 
 impl Default for RouterTrainOptions {
@@ -101,17 +135,23 @@ impl Default for RouterTrainOptions {
             words: true,
             target: Target::Label,
             calibrate: false,
+            open_target: None,
+            choice_target: None,
+            learn_strong: true,
         }
     }
 }
 
 /// One featurised example.
+#[derive(Clone)]
 pub struct Prepared {
     pub dense: [f32; DENSE],
     pub buckets: Vec<u32>,
     pub label: f32,
     /// [`TrainExample::ease`].
     pub ease: f32,
+    /// [`TrainExample::weak`].
+    pub weak: f32,
     pub weight: f32,
     pub source: &'static str,
 }
@@ -121,6 +161,7 @@ impl Prepared {
         match t {
             Target::Label => self.label,
             Target::Ease => self.ease,
+            Target::Weak => self.weak,
         }
     }
 }
@@ -151,6 +192,7 @@ pub fn prepare(
             buckets,
             label: e.label.clamp(0.0, 1.0),
             ease: e.ease.clamp(0.0, 1.0),
+            weak: e.weak.clamp(0.0, 1.0),
             weight: total / (sources * n),
             source: e.source,
         });
@@ -204,7 +246,77 @@ pub fn train(
             p.set_quantiles(data.iter().map(|d| predict_prepared(&p, d)).collect());
             p
         }
+        RouterModel::Grouped => {
+            let p = train_grouped(data, opts);
+            progress(1, 1);
+            p
+        }
     }
+}
+
+/// The prepared examples of `sources` in group `group`, re-weighted so
+/// every source carries the same total weight.
+fn group_subset(data: &[Prepared], group: usize, sources: &[&str]) -> Vec<Prepared> {
+    let mut v: Vec<Prepared> = data
+        .iter()
+        .filter(|d| group_of(&d.dense) == group && sources.contains(&d.source))
+        .cloned()
+        .collect();
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for d in &v {
+        *counts.entry(d.source).or_default() += 1;
+    }
+    let (total, k) = (v.len() as f32, counts.len().max(1) as f32);
+    for d in &mut v {
+        let n = counts.get(d.source).copied().unwrap_or(1) as f32;
+        d.weight = total / (k * n);
+    }
+    v
+}
+
+/// [`RouterModel::Grouped`]: the task-map prior's groups
+/// ([`Predictor::grouped_prior`]), then the strong group re-ordered by a
+/// logistic model (dense features, no words, `opts.target`) fitted on the
+/// strong-task prompts of [`STRONG_GROUP_SOURCES`] (unless
+/// `opts.learn_strong` is off); with `opts.choice_target`, the
+/// multiple-choice group by one fitted on the choice prompts of
+/// [`CHOICE_GROUP_SOURCES`]; with `opts.open_target`, the open group by one
+/// fitted on the open prompts of [`OPEN_GROUP_SOURCES`]. A learnt group's logit is
+/// `offset + GROUP_SQUASH * tanh(z)`, so the prior's group order stays. A
+/// group with no training prompt keeps the prior's order.
+pub fn train_grouped(data: &[Prepared], opts: &RouterTrainOptions) -> Predictor {
+    let mut p = Predictor::grouped_prior(opts.buckets_log2);
+    let sub_opts = |target: Target| RouterTrainOptions {
+        model: RouterModel::Logistic,
+        words: false,
+        target,
+        ..opts.clone()
+    };
+    let mut learn = |group: usize, sources: &[&str], target: Target| {
+        let part = group_subset(data, group, sources);
+        if part.is_empty() {
+            return;
+        }
+        let m = train_logistic(&part, &sub_opts(target), |_, _| {});
+        if let Some(g) = p.groups.as_mut() {
+            let slot = &mut g[group];
+            slot.bias = m.bias;
+            slot.w = m.dense;
+            slot.mean = m.mean;
+            slot.squash = GROUP_SQUASH;
+        }
+    };
+    if opts.learn_strong {
+        learn(0, &STRONG_GROUP_SOURCES, opts.target);
+    }
+    if let Some(t) = opts.choice_target {
+        learn(1, &CHOICE_GROUP_SOURCES, t);
+    }
+    if let Some(t) = opts.open_target {
+        learn(2, &OPEN_GROUP_SOURCES, t);
+    }
+    p.set_quantiles(data.iter().map(|d| predict_prepared(&p, d)).collect());
+    p
 }
 
 #[allow(clippy::needless_range_loop)]
@@ -564,7 +676,9 @@ mod tests {
             },
             label,
             ease: label,
+            weak: label,
             source,
+            part: String::new(),
         }
     }
 
@@ -658,6 +772,94 @@ mod tests {
     }
 
     #[test]
+    fn grouped_model_learns_inside_the_strong_group_only() {
+        let clf = Classifier::embedded();
+        // Strong-task prompts (proofs) whose label rises with the amount of
+        // numbers (against the prior's complexity order), in both strong-group
+        // sources; chat prompts in both too.
+        let mut v = Vec::new();
+        for i in 0..30 {
+            for src in ["mmlu", "routerbench"] {
+                v.push(ex(
+                    &format!("Prove step by step that x^{i} grows faster than log x."),
+                    0.1,
+                    src,
+                ));
+                v.push(ex(
+                    &format!(
+                        "Prove step by step that {i} + 17 * 23 - 41 / 7 = {} holds, using 12, 35 and 77.",
+                        i + 3
+                    ),
+                    0.9,
+                    src,
+                ));
+                let animal = ["cats", "dogs", "owls", "bees", "frogs", "otters"][i % 6];
+                v.push(ex(
+                    &format!("hi there! tell me a fun fact about {animal}"),
+                    0.8,
+                    src,
+                ));
+            }
+        }
+        let opts = RouterTrainOptions {
+            model: RouterModel::Grouped,
+            buckets_log2: 10,
+            ..RouterTrainOptions::default()
+        };
+        let data = prepare(clf, &v, opts.buckets_log2, |_, _| {});
+        let groups: Vec<usize> = data.iter().map(|d| group_of(&d.dense)).collect();
+        assert!(groups.contains(&0) && groups.contains(&2), "{groups:?}");
+        let a = train(&data, &opts, |_, _| {});
+        assert_eq!(
+            a.to_bytes(),
+            train(&data, &opts, |_, _| {}).to_bytes(),
+            "deterministic"
+        );
+        let g = a.groups.as_ref().expect("groups");
+        assert_eq!(g[0].squash, GROUP_SQUASH, "the strong group is learnt");
+        assert_eq!(
+            g[2],
+            crate::routing::predictor::Group::prior(2.0),
+            "the open group keeps the prior"
+        );
+        let strong: Vec<Prepared> = data.iter().filter(|d| group_of(&d.dense) == 0).cloned().collect();
+        let (_, auc) = fit_report(&a, &strong);
+        let (_, auc0) = fit_report(&Predictor::task_prior(10), &strong);
+        assert!(auc > 0.95 && auc > auc0, "learnt AUC {auc}, prior {auc0}");
+        // Every strong-task prompt still scores below every other prompt.
+        let top_strong = strong
+            .iter()
+            .map(|d| predict_prepared(&a, d))
+            .fold(0.0f32, f32::max);
+        let low_other = data
+            .iter()
+            .filter(|d| group_of(&d.dense) != 0)
+            .map(|d| predict_prepared(&a, d))
+            .fold(1.0f32, f32::min);
+        assert!(top_strong < low_other, "{top_strong} vs {low_other}");
+        // The open target trains the open group (here: no AlpacaEval prompts, so it stays).
+        let b = train(
+            &data,
+            &RouterTrainOptions {
+                open_target: Some(Target::Label),
+                ..opts.clone()
+            },
+            |_, _| {},
+        );
+        assert_eq!(b.groups.as_ref().map(|g| g[2].squash), Some(0.0));
+        // Nothing learnt: exactly the prior's groups.
+        let c = train(
+            &data,
+            &RouterTrainOptions {
+                learn_strong: false,
+                ..opts.clone()
+            },
+            |_, _| {},
+        );
+        assert_eq!(c.groups, Predictor::grouped_prior(10).groups);
+    }
+
+    #[test]
     fn platt_scaling_recovers_a_known_calibration() {
         // Soft labels exactly sigmoid(0.5 z - 1) of the model's logit z = x0:
         // the fit must find a = 0.5, b = -1 and keep the order.
@@ -673,6 +875,7 @@ mod tests {
                     buckets: Vec::new(),
                     label: sigmoid(0.5 * x - 1.0),
                     ease: 0.0,
+                    weak: 0.0,
                     weight: 1.0,
                     source: "a",
                 }
