@@ -329,20 +329,38 @@ fn access_line_into(s: &mut String, entry: &LedgerEntry) {
     s.push_str(&entry.served_model);
     s.push_str(" provider=");
     s.push_str(&entry.provider);
+    // Integers and the flag pushed as digits; only the floats go through
+    // `core::fmt` (`Debug`'s shortest round-trip form, as the formatter writes them).
+    s.push_str(" status=");
+    push_uint(s, u64::from(entry.status));
     let _ = write!(
         s,
-        " status={} latency_ms={:?}",
-        entry.status,
+        " latency_ms={:?}",
         (entry.latency_ms * 1000.0).round() / 1000.0
     );
     if let Some(c) = entry.cost_usd {
         let _ = write!(s, " cost_usd={c:?}");
     }
-    let _ = write!(
-        s,
-        " estimated={} attempt={}",
-        entry.usage_estimated, entry.attempt
-    );
+    s.push_str(if entry.usage_estimated {
+        " estimated=true attempt="
+    } else {
+        " estimated=false attempt="
+    });
+    push_uint(s, u64::from(entry.attempt));
+}
+
+fn push_uint(s: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    s.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 /// Counters shared between handles and the writer.
