@@ -528,9 +528,9 @@ CREATE TABLE IF NOT EXISTS experiment_ramp (
 /// Indexes on columns that older ledger files get by migration. The
 /// experiment index holds only rows in an experiment (`experiment = ?`, the
 /// report's filter, implies `IS NOT NULL`, so SQLite still uses it): every
-/// other row skipped a B-tree insert of a NULL key, about 1,000 instructions
-/// of a pass-through request (bench/RESULTS.md, 2026-12-07). Files from
-/// before it have the full index `ledger_experiment`, replaced once here.
+/// other row skips a B-tree insert of a NULL key (report queries measured in
+/// bench/RESULTS.md, 2026-12-07). Files from before it have the full index
+/// `ledger_experiment`, replaced once here.
 const MIGRATED_INDEXES: &str = "
 DROP INDEX IF EXISTS ledger_experiment;
 CREATE INDEX IF NOT EXISTS ledger_experiment_set ON ledger (experiment) WHERE experiment IS NOT NULL;
@@ -1597,7 +1597,8 @@ const SQLITE_SIZES: usize = SQLITE_ROWS_PER_STATEMENT.trailing_zeros() as usize 
 /// after a name lookup per parameter, each statement found by hashing its
 /// SQL text); through rusqlite's cached statements 20,500 (6,700 of them in
 /// `bind_parameter`: a copy of every text, 3,100 finding and returning the
-/// statement); this way, see bench/RESULTS.md (2026-12-07).
+/// statement); this way about 13,500, 9,300-11,000 of them `sqlite3_step`
+/// (bench/RESULTS.md, 2026-12-07).
 struct RawInsert {
     stmt: std::ptr::NonNull<rusqlite::ffi::sqlite3_stmt>,
 }

@@ -271,8 +271,8 @@ pub(super) fn check_json_object(body: &Bytes) -> Result<(), ProviderError> {
 /// reads it). The common case is one structural scan ([`scan_top`]) and a
 /// serde parse of the `usage` member alone: 11,900 instructions a 1.3 KB
 /// completion through serde (UTF-8 validation, then every string of the body
-/// scanned byte by byte), about 4,000 this way (bench/RESULTS.md,
-/// 2026-12-07). The scan still refuses what a broken upstream sends: invalid
+/// scanned byte by byte), 8,500 this way, 3,700 of them serde on the usage
+/// object (bench/RESULTS.md, 2026-12-07). The scan still refuses what a broken upstream sends: invalid
 /// UTF-8, anything but one object, a truncated body (unterminated strings,
 /// unclosed or mismatched brackets), text after the object, top-level
 /// members out of shape (`{"a" 1}`, `{"a":1 "b":2}`), characters outside
