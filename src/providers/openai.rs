@@ -290,13 +290,132 @@ pub(super) fn checked_usage(body: &Bytes) -> Result<Option<Usage>, ProviderError
             }
         }
         return Ok(top.usage.and_then(|u| {
-            serde_json::from_slice::<Option<OpenAiUsage>>(&body[u])
-                .ok()
-                .flatten()
-                .map(Usage::from)
+            plain_usage(body, u.start).unwrap_or_else(|| {
+                serde_json::from_slice::<Option<OpenAiUsage>>(&body[u])
+                    .ok()
+                    .flatten()
+                    .map(Usage::from)
+            })
         }));
     }
     checked_usage_serde(body)
+}
+
+/// The `usage` value at `at` of a body [`scan_top`] took, read as
+/// [`OpenAiUsage`] would be when it is plain (an object, or null, of plain
+/// non-negative integers, with the two detail objects): serde on that small
+/// object was 3,700 instructions a request (bench/RESULTS.md, 2026-12-07).
+/// `None`: not plain (another number form, a repeated field, an escaped
+/// key), left to serde.
+fn plain_usage(b: &[u8], at: usize) -> Option<Option<Usage>> {
+    if b.get(at..at + 4) == Some(b"null") {
+        return Some(None);
+    }
+    let (mut prompt, mut completion, mut hit) = (None, None, None);
+    let (mut details, mut cached) = (None, None);
+    let (mut completion_details, mut reasoning) = (None, None);
+    for_members(b, at, |key, v| {
+        let slot = match key {
+            b"prompt_tokens" => &mut prompt,
+            b"completion_tokens" => &mut completion,
+            b"prompt_cache_hit_tokens" => &mut hit,
+            b"prompt_tokens_details" => return detail(b, v, &mut details, b"cached_tokens", &mut cached),
+            b"completion_tokens_details" => {
+                return detail(b, v, &mut completion_details, b"reasoning_tokens", &mut reasoning)
+            }
+            _ => return Some(()),
+        };
+        let n = match &b[v] {
+            b"null" if key == b"prompt_cache_hit_tokens" => None,
+            digits => Some(plain_uint(digits)?),
+        };
+        slot.replace(n).is_none().then_some(())
+    })?;
+    Some(Some(Usage {
+        prompt_tokens: prompt.flatten().unwrap_or(0),
+        completion_tokens: completion.flatten().unwrap_or(0),
+        cached_tokens: cached.flatten().or(hit.flatten()).unwrap_or(0),
+        cache_write_tokens: 0,
+        reasoning_tokens: reasoning.flatten().unwrap_or(0),
+    }))
+}
+
+/// A details object (or null) of [`plain_usage`]: its one counted field into `field`.
+fn detail(
+    b: &[u8],
+    v: std::ops::Range<usize>,
+    seen: &mut Option<()>,
+    name: &[u8],
+    field: &mut Option<Option<u64>>,
+) -> Option<()> {
+    if seen.replace(()).is_some() {
+        return None;
+    }
+    if &b[v.clone()] == b"null" {
+        return Some(());
+    }
+    for_members(b, v.start, |key, v| {
+        if key != name {
+            return Some(());
+        }
+        let n = match &b[v] {
+            b"null" => None,
+            digits => Some(plain_uint(digits)?),
+        };
+        field.replace(n).is_none().then_some(())
+    })
+}
+
+/// A JSON integer of digits only (no sign, fraction or exponent) that fits a u64.
+fn plain_uint(d: &[u8]) -> Option<u64> {
+    if d.is_empty() || (d.len() > 1 && d[0] == b'0') {
+        return None;
+    }
+    d.iter().try_fold(0u64, |n, &c| {
+        c.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u64::from(c - b'0')))
+            .flatten()
+    })
+}
+
+/// Calls `f` with each member (unescaped key, value range) of the object at
+/// `at` of a body [`scan_top`] took; `None` if it is not an object, a key is
+/// escaped, or `f` says so.
+fn for_members(
+    b: &[u8],
+    at: usize,
+    mut f: impl FnMut(&[u8], std::ops::Range<usize>) -> Option<()>,
+) -> Option<()> {
+    if b.get(at) != Some(&b'{') {
+        return None;
+    }
+    let mut i = skip_ws(b, at + 1);
+    if b.get(i) == Some(&b'}') {
+        return Some(());
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = skip_str(b, i)?;
+        let key = &b[i + 1..key_end - 1];
+        if key.contains(&b'\\') {
+            return None;
+        }
+        i = skip_ws(b, key_end);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = skip_ws(b, i + 1);
+        let end = skip_json_value(b, start)?;
+        f(key, start..end)?;
+        i = skip_ws(b, end);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return Some(()),
+            _ => return None,
+        }
+    }
 }
 
 /// The top-level `usage` and `error` values of a body [`scan_top`] took.
@@ -618,6 +737,23 @@ mod tests {
             br#"{"usage":{"prompt_tokens":-1}}"#,
             br#"{}"#,
             br#"{"usage":{"prompt_tokens":9,"completion_tokens":1,"prompt_cache_hit_tokens":4}}"#,
+            br#"{"usage":{"prompt_tokens":9,"prompt_cache_hit_tokens":4,"prompt_tokens_details":{"cached_tokens":2,"audio_tokens":0}}}"#,
+            br#"{"usage":{"prompt_tokens":9,"prompt_cache_hit_tokens":null,"prompt_tokens_details":{"cached_tokens":null}}}"#,
+            br#"{"usage":{"prompt_tokens":9,"prompt_cache_hit_tokens":3,"prompt_tokens_details":null,"completion_tokens_details":null}}"#,
+            br#"{"usage":{"completion_tokens":5,"completion_tokens_details":{"reasoning_tokens":4,"x":[1,{"y":2}]},"total_tokens":5}}"#,
+            br#"{"usage":{"prompt_tokens":null}}"#,
+            br#"{"usage":{"prompt_tokens":1.0}}"#,
+            br#"{"usage":{"prompt_tokens":1e2}}"#,
+            br#"{"usage":{"prompt_tokens":18446744073709551615}}"#,
+            br#"{"usage":{"prompt_tokens":18446744073709551616}}"#,
+            br#"{"usage":{"prompt_tokens":3,"prompt_tokens":4}}"#,
+            br#"{"usage":{"prompt_tokens_details":{"cached_tokens":1,"cached_tokens":2}}}"#,
+            br#"{"usage":{"prompt_tokens_details":{"cached_tokens":"7"}}}"#,
+            br#"{"usage":{"prompt_tokens_details":[1]}}"#,
+            br#"{"usage":{"pro\u006dpt_tokens":6}}"#,
+            br#"{"usage":{}}"#,
+            br#"{"usage":[]}"#,
+            br#"{"usage":7}"#,
         ] {
             let body = Bytes::copy_from_slice(body);
             let serde = checked_usage_serde(&body).expect("valid body");
