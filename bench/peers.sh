@@ -16,7 +16,8 @@
 #   portkey  `npm install @portkey-ai/gateway@$PORTKEY_VERSION` (Node)
 #   litellm  `pip install "litellm[proxy]==$LITELLM_VERSION"` in a venv (Python, 1 worker)
 # PEERS (default "portkey") picks them; an install that fails skips that peer
-# with a message. SECONDS_PER_RUN (default 5) and WARMUP (default 1) per load run.
+# with a message. BASE_BIN adds another Switchyard build (e.g. main's binary)
+# as row `switchyard-base`, measured in the same run. SECONDS_PER_RUN (default 5) and WARMUP (default 1) per load run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=bench/out/peers
@@ -96,6 +97,19 @@ start switchyard "$SW_PORT"
 SW_PID=${pids[-1]}
 rows+=("$(measure switchyard "$SW_PID" "http://127.0.0.1:$SW_PORT/v1/chat/completions")")
 kill "$SW_PID" 2>/dev/null || true
+
+# Another Switchyard build in the same run (BASE_BIN, e.g. main's binary), same config.
+if [ -n "${BASE_BIN:-}" ]; then
+  BASE_PORT=$(free_port)
+  gateway_config switchyard-base "$BASE_PORT" "$UP" ""
+  rm -f "$OUT"/switchyard-base.sqlite*
+  RUST_LOG=warn taskset -c "$GW_CORE" "$BASE_BIN" serve --config "$OUT/switchyard-base.toml" > "$OUT/switchyard-base.log" 2>&1 &
+  pids+=($!)
+  BASE_PID=$!
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$BASE_PORT/ready" >/dev/null && break; sleep 0.1; done
+  rows+=("$(measure switchyard-base "$BASE_PID" "http://127.0.0.1:$BASE_PORT/v1/chat/completions")")
+  kill "$BASE_PID" 2>/dev/null || true
+fi
 
 wait_http() { # URL: up to 60 s
   for _ in $(seq 300); do curl -s -o /dev/null "$1" && return 0; sleep 0.2; done

@@ -325,20 +325,38 @@ fn access_line_into(s: &mut String, entry: &LedgerEntry) {
     s.push_str(&entry.served_model);
     s.push_str(" provider=");
     s.push_str(&entry.provider);
+    // Integers and the flag pushed as digits; only the floats go through
+    // `core::fmt` (`Debug`'s shortest round-trip form, as the formatter writes them).
+    s.push_str(" status=");
+    push_uint(s, u64::from(entry.status));
     let _ = write!(
         s,
-        " status={} latency_ms={:?}",
-        entry.status,
+        " latency_ms={:?}",
         (entry.latency_ms * 1000.0).round() / 1000.0
     );
     if let Some(c) = entry.cost_usd {
         let _ = write!(s, " cost_usd={c:?}");
     }
-    let _ = write!(
-        s,
-        " estimated={} attempt={}",
-        entry.usage_estimated, entry.attempt
-    );
+    s.push_str(if entry.usage_estimated {
+        " estimated=true attempt="
+    } else {
+        " estimated=false attempt="
+    });
+    push_uint(s, u64::from(entry.attempt));
+}
+
+fn push_uint(s: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    s.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 /// Counters shared between handles and the writer.
@@ -503,9 +521,15 @@ CREATE TABLE IF NOT EXISTS experiment_ramp (
 );
 ";
 
-/// Indexes on columns that older ledger files get by migration.
+/// Indexes on columns that older ledger files get by migration. The
+/// experiment index holds only rows in an experiment (`experiment = ?`, the
+/// report's filter, implies `IS NOT NULL`, so SQLite still uses it): every
+/// other row skips a B-tree insert of a NULL key (report queries measured in
+/// bench/RESULTS.md, 2026-12-07). Files from before it have the full index
+/// `ledger_experiment`, replaced once here.
 const MIGRATED_INDEXES: &str = "
-CREATE INDEX IF NOT EXISTS ledger_experiment ON ledger (experiment);
+DROP INDEX IF EXISTS ledger_experiment;
+CREATE INDEX IF NOT EXISTS ledger_experiment_set ON ledger (experiment) WHERE experiment IS NOT NULL;
 ";
 
 /// Opens (creating if needed) the SQLite ledger and starts its writer.
@@ -540,7 +564,10 @@ pub async fn open_sqlite_with(
     opts: WriterOptions,
 ) -> Result<(LedgerHandle, LedgerWriter), String> {
     let conn = prepare_sqlite(path, &opts).await?;
-    start_writer(WriterDb::Sqlite(conn), spool_path(path), opts).await
+    let _ = conn.close().await;
+    let writer =
+        SqliteWriter::open(path, &opts).map_err(|e| format!("cannot open ledger {}: {e}", path.display()))?;
+    start_writer(WriterDb::Sqlite(writer), spool_path(path), opts).await
 }
 
 /// Creates (or migrates) the SQLite file without starting a writer: with a
@@ -721,24 +748,153 @@ pub async fn open_postgres_with(
 
 /// The writer's database.
 enum WriterDb {
-    Sqlite(SqliteConnection),
+    Sqlite(SqliteWriter),
     Pg(sqlx::PgPool),
 }
 
+/// Why a batch was not written (SQLite, PostgreSQL or the spool file).
+type WriteError = Box<dyn std::error::Error + Send + Sync>;
+
 impl WriterDb {
-    async fn write(&mut self, batch: &[LedgerEntry]) -> Result<(), sqlx::Error> {
+    /// Writes `rows` in one transaction and hands them back (a failed batch
+    /// is kept and retried by the caller).
+    async fn write(&mut self, rows: Vec<LedgerEntry>) -> (Vec<LedgerEntry>, Result<(), WriteError>) {
+        if rows.is_empty() {
+            return (rows, Ok(()));
+        }
         match self {
-            WriterDb::Sqlite(c) => write_batch(c, batch).await,
-            WriterDb::Pg(p) => write_batch_pg(p, batch).await,
+            WriterDb::Sqlite(w) => w.write(rows).await,
+            WriterDb::Pg(p) => {
+                let r = write_batch_pg(p, &rows).await.map_err(WriteError::from);
+                (rows, r)
+            }
+        }
+    }
+
+    /// `rows` without those already in the ledger (a spool replay after a
+    /// run that wrote some of them before it stopped). PostgreSQL skips
+    /// them itself: its unique row-identity index and ON CONFLICT DO NOTHING.
+    async fn unseen(&mut self, rows: Vec<LedgerEntry>) -> Vec<LedgerEntry> {
+        match self {
+            WriterDb::Sqlite(w) => w.unseen(rows).await,
+            WriterDb::Pg(_) => rows,
         }
     }
 
     async fn close(self) {
         match self {
-            WriterDb::Sqlite(c) => {
-                let _ = c.close().await;
+            WriterDb::Sqlite(w) => {
+                let conn = w.conn;
+                let _ = tokio::task::spawn_blocking(move || drop(conn)).await;
             }
             WriterDb::Pg(p) => p.close().await,
+        }
+    }
+}
+
+/// The SQLite ledger's writing connection. Rows are bound straight into
+/// prepared statements on a blocking thread, one thread hop per batch (see
+/// [`RawInsert`] for why not through sqlx or rusqlite's statements). sqlx
+/// still opens the file first (schema, migrations) and serves every read.
+struct SqliteWriter {
+    /// Locked only by the blocking closure of the one write in progress.
+    conn: Arc<std::sync::Mutex<LedgerDb>>,
+}
+
+/// The writer's connection and its prepared INSERTs.
+struct LedgerDb {
+    /// The INSERT of `2^i` rows at `i`, prepared at open. Declared
+    /// before `conn`: statements are finalized before the connection closes.
+    inserts: [Option<RawInsert>; SQLITE_SIZES],
+    conn: rusqlite::Connection,
+}
+
+impl SqliteWriter {
+    fn open(path: &Path, opts: &WriterOptions) -> rusqlite::Result<SqliteWriter> {
+        let conn = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // The journal mode (WAL) is the file's own, set when sqlx created it.
+        let sync = if opts.durability == Durability::Sync {
+            "FULL"
+        } else {
+            "NORMAL"
+        };
+        conn.pragma_update(None, "synchronous", sync)?;
+        // A busy database is the writer's to handle (retry with backoff, spool).
+        conn.busy_timeout(opts.busy_timeout)?;
+        let mut db = LedgerDb {
+            inserts: Default::default(),
+            conn,
+        };
+        // All six now: preparing the 32-row text costs more than writing its rows.
+        for i in 0..SQLITE_SIZES {
+            db.insert(i)?;
+        }
+        Ok(SqliteWriter {
+            conn: Arc::new(std::sync::Mutex::new(db)),
+        })
+    }
+
+    /// Runs `f` on the connection on a blocking thread. The rows go in an
+    /// `Arc` and come back whatever happens there (a panic included), so a
+    /// failed batch is never lost.
+    async fn blocking<T, F>(&self, rows: Vec<LedgerEntry>, f: F) -> (Vec<LedgerEntry>, Result<T, WriteError>)
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut LedgerDb, &[LedgerEntry]) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let rows = Arc::new(rows);
+        let (conn, shared) = (self.conn.clone(), rows.clone());
+        let r = tokio::task::spawn_blocking(move || {
+            // A panic in an earlier write leaves the lock poisoned, not the connection unusable.
+            let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut c, &shared)
+        })
+        .await;
+        // The closure (and its clone of the Arc) is gone once the join completes.
+        let rows = Arc::try_unwrap(rows).unwrap_or_else(|a| a.as_ref().clone());
+        let r = match r {
+            Ok(r) => r.map_err(WriteError::from),
+            Err(e) => Err(WriteError::from(format!("ledger write did not complete: {e}"))),
+        };
+        (rows, r)
+    }
+
+    async fn write(&mut self, rows: Vec<LedgerEntry>) -> (Vec<LedgerEntry>, Result<(), WriteError>) {
+        self.blocking(rows, write_rows_sqlite).await
+    }
+
+    async fn unseen(&mut self, rows: Vec<LedgerEntry>) -> Vec<LedgerEntry> {
+        let (rows, seen) = self
+            .blocking(rows, |db, rows| {
+                let mut st = db.conn.prepare_cached(
+                    "SELECT 1 FROM ledger WHERE request_id = ? AND attempt = ? AND ts_ms = ? AND status = ? AND latency_ms = ? LIMIT 1",
+                )?;
+                // A row whose check fails is written again rather than lost.
+                Ok(rows
+                    .iter()
+                    .map(|r| {
+                        st.exists(rusqlite::params![
+                            r.request_id,
+                            r.attempt as i64,
+                            r.ts_ms,
+                            r.status as i64,
+                            r.latency_ms
+                        ])
+                        .unwrap_or(false)
+                    })
+                    .collect::<Vec<bool>>())
+            })
+            .await;
+        match seen {
+            Ok(seen) => rows
+                .into_iter()
+                .zip(seen)
+                .filter_map(|(r, seen)| (!seen).then_some(r))
+                .collect(),
+            Err(_) => rows,
         }
     }
 }
@@ -1123,7 +1279,7 @@ impl Writer {
         self.durable_tx.send_replace(mark);
     }
 
-    fn write_failed(&mut self, e: &sqlx::Error, rows: usize) {
+    fn write_failed(&mut self, e: &WriteError, rows: usize) {
         self.stats.retries.fetch_add(1, Ordering::Relaxed);
         match self.failing_since {
             None => {
@@ -1197,7 +1353,7 @@ impl Writer {
     }
 
     /// Writes the oldest kept rows; Ok(true) when nothing is kept any more.
-    async fn write_head(&mut self) -> Result<bool, sqlx::Error> {
+    async fn write_head(&mut self) -> Result<bool, WriteError> {
         if self.backlog.is_empty() && self.spool.active {
             match self.spool.read_chunk(self.opts.batch_size.max(1)).await {
                 Ok((rows, bad)) => {
@@ -1213,14 +1369,14 @@ impl Writer {
                 }
                 Err(e) => {
                     tracing::error!(path = %self.spool.path.display(), "cannot read the ledger spool: {e}");
-                    return Err(sqlx::Error::Io(e));
+                    return Err(e.into());
                 }
             }
         }
         let n = self.backlog.len().min(self.opts.batch_size.max(1));
         if n > 0 {
             let head: Vec<LedgerEntry> = self.backlog.iter().take(n).map(|(e, _)| e.clone()).collect();
-            self.conn.write(&head).await?;
+            self.conn.write(head).await.1?;
             self.backlog.drain(..n);
             self.stats.written.fetch_add(n as u64, Ordering::Relaxed);
             let p = self.stats.pending.load(Ordering::Relaxed);
@@ -1251,33 +1407,9 @@ impl Writer {
                     return;
                 }
             };
-            let mut fresh = Vec::with_capacity(rows.len());
-            let mut conn = match &mut self.conn {
-                WriterDb::Sqlite(c) => Some(c),
-                // PostgreSQL: the unique row-identity index and
-                // ON CONFLICT DO NOTHING skip rows already written.
-                WriterDb::Pg(_) => None,
-            };
-            for r in rows {
-                let Some(conn) = conn.as_deref_mut() else {
-                    fresh.push(r);
-                    continue;
-                };
-                let seen: Result<Option<i64>, _> = sqlx::query_scalar(
-                    "SELECT 1 FROM ledger WHERE request_id = ? AND attempt = ? AND ts_ms = ? AND status = ? AND latency_ms = ? LIMIT 1",
-                )
-                .bind(&r.request_id)
-                .bind(r.attempt as i64)
-                .bind(r.ts_ms)
-                .bind(r.status as i64)
-                .bind(r.latency_ms)
-                .fetch_optional(&mut *conn)
-                .await;
-                if !matches!(seen, Ok(Some(_))) {
-                    fresh.push(r);
-                }
-            }
-            if let Err(e) = self.conn.write(&fresh).await {
+            let fresh = self.conn.unseen(rows).await;
+            let (fresh, written) = self.conn.write(fresh).await;
+            if let Err(e) = written {
                 // Not writable yet: the writer keeps them queued and retries.
                 tracing::warn!("ledger spool replay deferred: {e}");
                 self.stats
@@ -1333,7 +1465,9 @@ impl Writer {
                 }
                 let first = self.received;
                 self.received += batch.len() as u64;
-                match self.conn.write(&batch).await {
+                let (rows, written) = self.conn.write(std::mem::take(&mut batch)).await;
+                batch = rows;
+                match written {
                     Ok(()) => {
                         self.stats
                             .written
@@ -1426,6 +1560,7 @@ const SQLITE_ROWS_PER_STATEMENT: usize = 32;
 fn insert_sqlite(i: usize) -> &'static str {
     static SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
         let columns = INSERT_ROWS.matches(',').count() + 1;
+        debug_assert_eq!(columns, LEDGER_COLUMNS);
         let mut group = String::from("(?");
         group.push_str(&",?".repeat(columns - 1));
         group.push(')');
@@ -1450,68 +1585,243 @@ fn insert_sqlite(i: usize) -> &'static str {
 /// Statement sizes: 1, 2, 4, 8, 16 and 32 rows.
 const SQLITE_SIZES: usize = SQLITE_ROWS_PER_STATEMENT.trailing_zeros() as usize + 1;
 
-type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+/// A prepared statement of the writer's own, bound through SQLite's C API
+/// with `SQLITE_STATIC` texts (SQLite reads them in place, no copy). Through
+/// sqlx a pass-through request's row cost 22,200 instructions on sqlx's
+/// SQLite thread plus 6,800 in the writer task (every value encoded into an
+/// argument list, copied into owned strings to cross to sqlx's thread, bound
+/// after a name lookup per parameter, each statement found by hashing its
+/// SQL text); through rusqlite's cached statements 20,500 (6,700 of them in
+/// `bind_parameter`: a copy of every text, 3,100 finding and returning the
+/// statement); this way about 13,500, 9,300-11,000 of them `sqlite3_step`
+/// (bench/RESULTS.md, 2026-12-07).
+struct RawInsert {
+    stmt: std::ptr::NonNull<rusqlite::ffi::sqlite3_stmt>,
+}
 
-/// Binds one row's 34 values, in `INSERT_ROWS` order.
-fn bind_sqlite_row<'q>(q: SqliteQuery<'q>, e: &'q LedgerEntry) -> SqliteQuery<'q> {
+// SAFETY: a statement is used only together with its connection, inside
+// `LedgerDb`, which one thread at a time holds (under the writer's mutex);
+// the connection is opened with SQLITE_OPEN_NO_MUTEX ("multi-thread" mode:
+// any thread, one at a time).
+unsafe impl Send for RawInsert {}
+
+impl Drop for RawInsert {
+    fn drop(&mut self) {
+        // SAFETY: the statement is live (finalized only here) and its connection open (see `LedgerDb`).
+        unsafe {
+            rusqlite::ffi::sqlite3_finalize(self.stmt.as_ptr());
+        }
+    }
+}
+
+/// The error of the last call on `db`, as rusqlite reports it.
+fn sqlite_error(db: &rusqlite::Connection, rc: std::os::raw::c_int) -> rusqlite::Error {
+    // SAFETY: the handle is live while `db` is; sqlite3_errmsg returns a NUL-terminated string it owns.
+    let msg = unsafe {
+        let m = rusqlite::ffi::sqlite3_errmsg(db.handle());
+        (!m.is_null()).then(|| std::ffi::CStr::from_ptr(m).to_string_lossy().into_owned())
+    };
+    rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rc), msg)
+}
+
+impl LedgerDb {
+    /// The INSERT of `2^i` rows, prepared once (at open).
+    fn insert(&mut self, i: usize) -> rusqlite::Result<*mut rusqlite::ffi::sqlite3_stmt> {
+        if let Some(st) = &self.inserts[i] {
+            return Ok(st.stmt.as_ptr());
+        }
+        let sql = insert_sqlite(i);
+        let mut stmt = std::ptr::null_mut();
+        // SAFETY: a live handle, a valid SQL text of the given length, an out pointer.
+        let rc = unsafe {
+            rusqlite::ffi::sqlite3_prepare_v2(
+                self.conn.handle(),
+                sql.as_ptr().cast(),
+                sql.len() as std::os::raw::c_int,
+                &mut stmt,
+                std::ptr::null_mut(),
+            )
+        };
+        let Some(stmt) = std::ptr::NonNull::new(stmt).filter(|_| rc == rusqlite::ffi::SQLITE_OK) else {
+            let e = sqlite_error(&self.conn, rc);
+            if !stmt.is_null() {
+                // SAFETY: a statement SQLite handed out and nothing else holds.
+                unsafe { rusqlite::ffi::sqlite3_finalize(stmt) };
+            }
+            return Err(e);
+        };
+        self.inserts[i] = Some(RawInsert { stmt });
+        Ok(stmt.as_ptr())
+    }
+}
+
+/// One bound value.
+enum Val<'a> {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(&'a str),
+}
+
+impl<'a> From<&'a str> for Val<'a> {
+    fn from(v: &'a str) -> Self {
+        Val::Text(v)
+    }
+}
+impl<'a> From<Option<&'a str>> for Val<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        v.map_or(Val::Null, Val::Text)
+    }
+}
+impl From<i64> for Val<'_> {
+    fn from(v: i64) -> Self {
+        Val::Int(v)
+    }
+}
+impl From<Option<i64>> for Val<'_> {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(Val::Null, Val::Int)
+    }
+}
+impl From<bool> for Val<'_> {
+    fn from(v: bool) -> Self {
+        Val::Int(v.into())
+    }
+}
+impl From<f64> for Val<'_> {
+    fn from(v: f64) -> Self {
+        Val::Real(v)
+    }
+}
+impl From<Option<f64>> for Val<'_> {
+    fn from(v: Option<f64>) -> Self {
+        v.map_or(Val::Null, Val::Real)
+    }
+}
+
+/// One row's 34 values, in `INSERT_ROWS` order.
+fn sqlite_row(e: &LedgerEntry) -> [Val<'_>; LEDGER_COLUMNS] {
     let u = e.usage;
     let r = e.routing.as_deref();
     let x = e.experiment.as_deref();
-    q.bind(&e.request_id)
-        .bind(e.ts_ms)
-        .bind(&e.key_name)
-        .bind(e.endpoint)
-        .bind(&e.requested_model)
-        .bind(&*e.served_model)
-        .bind(&*e.provider)
-        .bind(&*e.upstream_model)
-        .bind(e.status as i64)
-        .bind(e.stream)
-        .bind(e.latency_ms)
-        .bind(e.ttft_ms)
-        .bind(u.map(|u| u.prompt_tokens as i64))
-        .bind(u.map(|u| u.completion_tokens as i64))
-        .bind(u.map(|u| u.cached_tokens as i64))
-        .bind(u.map(|u| u.cache_write_tokens as i64))
-        .bind(u.map(|u| u.reasoning_tokens as i64))
-        .bind(e.cost_usd)
-        .bind(e.usage_estimated)
-        .bind(&e.error)
-        .bind(r.map(|r| r.route.as_str()))
-        .bind(r.map(|r| r.task.as_str()))
-        .bind(r.map(|r| r.confidence as f64))
-        .bind(r.map(|r| r.complexity as f64))
-        .bind(r.map(|r| r.tier.as_str()))
-        .bind(r.map(|r| r.reason.as_str()))
-        .bind(e.attempt as i64)
-        .bind(x.map(|x| &*x.name))
-        .bind(x.map(|x| &*x.arm))
-        .bind(x.is_some_and(|x| x.shadow))
-        .bind(x.and_then(|x| x.parent_request_id.as_deref()))
-        .bind(x.and_then(|x| x.output.as_deref()))
-        .bind(e.cache_saved_usd.is_some())
-        .bind(e.cache_saved_usd)
+    [
+        e.request_id.as_str().into(),
+        e.ts_ms.into(),
+        e.key_name.as_deref().into(),
+        e.endpoint.into(),
+        e.requested_model.as_str().into(),
+        (&*e.served_model).into(),
+        (&*e.provider).into(),
+        (&*e.upstream_model).into(),
+        i64::from(e.status).into(),
+        e.stream.into(),
+        e.latency_ms.into(),
+        e.ttft_ms.into(),
+        u.map(|u| u.prompt_tokens as i64).into(),
+        u.map(|u| u.completion_tokens as i64).into(),
+        u.map(|u| u.cached_tokens as i64).into(),
+        u.map(|u| u.cache_write_tokens as i64).into(),
+        u.map(|u| u.reasoning_tokens as i64).into(),
+        e.cost_usd.into(),
+        e.usage_estimated.into(),
+        e.error.as_deref().into(),
+        r.map(|r| r.route.as_str()).into(),
+        r.map(|r| r.task.as_str()).into(),
+        r.map(|r| r.confidence as f64).into(),
+        r.map(|r| r.complexity as f64).into(),
+        r.map(|r| r.tier.as_str()).into(),
+        r.map(|r| r.reason.as_str()).into(),
+        i64::from(e.attempt).into(),
+        x.map(|x| &*x.name).into(),
+        x.map(|x| &*x.arm).into(),
+        x.is_some_and(|x| x.shadow).into(),
+        x.and_then(|x| x.parent_request_id.as_deref()).into(),
+        x.and_then(|x| x.output.as_deref()).into(),
+        e.cache_saved_usd.is_some().into(),
+        e.cache_saved_usd.into(),
+    ]
+}
+
+/// Binds `rows` into `stmt` (34 parameters a row, in order), runs it, and
+/// leaves it reset with no bindings.
+///
+/// # Safety
+/// `stmt` is a live statement of `db` with `34 * rows.len()` parameters.
+unsafe fn insert_rows(
+    db: &rusqlite::Connection,
+    stmt: *mut rusqlite::ffi::sqlite3_stmt,
+    rows: &[LedgerEntry],
+) -> rusqlite::Result<()> {
+    use rusqlite::ffi;
+    let mut rc = ffi::SQLITE_OK;
+    let mut at: std::os::raw::c_int = 0;
+    'rows: for e in rows {
+        for v in sqlite_row(e) {
+            at += 1;
+            rc = match v {
+                Val::Null => ffi::sqlite3_bind_null(stmt, at),
+                Val::Int(n) => ffi::sqlite3_bind_int64(stmt, at, n),
+                Val::Real(f) => ffi::sqlite3_bind_double(stmt, at, f),
+                // SQLITE_STATIC: the text outlives the statement's use of
+                // it (bindings are cleared below, before `rows` can go).
+                Val::Text(t) => match std::os::raw::c_int::try_from(t.len()) {
+                    Ok(n) => ffi::sqlite3_bind_text(stmt, at, t.as_ptr().cast(), n, ffi::SQLITE_STATIC()),
+                    Err(_) => ffi::SQLITE_TOOBIG,
+                },
+            };
+            if rc != ffi::SQLITE_OK {
+                break 'rows;
+            }
+        }
+    }
+    if rc == ffi::SQLITE_OK {
+        rc = ffi::sqlite3_step(stmt);
+        if rc == ffi::SQLITE_DONE {
+            rc = ffi::SQLITE_OK;
+        }
+    }
+    let err = (rc != ffi::SQLITE_OK).then(|| sqlite_error(db, rc));
+    ffi::sqlite3_reset(stmt);
+    ffi::sqlite3_clear_bindings(stmt);
+    err.map_or(Ok(()), Err)
 }
 
 /// Writes a batch in one transaction, in prepared INSERTs of up to 32 rows
-/// (see [`insert_sqlite`]); rows keep their order.
-async fn write_batch(conn: &mut SqliteConnection, batch: &[LedgerEntry]) -> Result<(), sqlx::Error> {
-    let mut tx = conn.begin().await?;
+/// (see [`insert_sqlite`]); rows keep their order. Runs on a blocking
+/// thread (see [`SqliteWriter`]).
+fn write_rows_sqlite(db: &mut LedgerDb, batch: &[LedgerEntry]) -> rusqlite::Result<()> {
+    if !db.conn.is_autocommit() {
+        // An earlier write stopped inside its transaction (its COMMIT failed, or it panicked): start clean.
+        db.conn.execute_batch("ROLLBACK")?;
+    }
+    db.conn.execute_batch("BEGIN")?;
     let mut rest = batch;
+    let mut written = Ok(());
     while !rest.is_empty() {
         // The largest power of two that fits, at most 32 rows.
         let i = (usize::BITS - 1 - rest.len().leading_zeros()) as usize;
         let i = i.min(SQLITE_SIZES - 1);
         let (rows, tail) = rest.split_at(1 << i);
-        let mut q = sqlx::query(insert_sqlite(i));
-        for e in rows {
-            q = bind_sqlite_row(q, e);
+        written = db.insert(i).and_then(|stmt| {
+            // SAFETY: `insert(i)` is the live statement of `2^i` rows of 34 parameters on `db.conn`.
+            unsafe { insert_rows(&db.conn, stmt, rows) }
+        });
+        if written.is_err() {
+            break;
         }
-        q.execute(&mut *tx).await?;
         rest = tail;
     }
-    tx.commit().await
+    match written {
+        Ok(()) => db.conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = db.conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
 }
+
+/// Columns a row binds (`INSERT_ROWS`).
+const LEDGER_COLUMNS: usize = 34;
 
 /// The PostgreSQL INSERT: every column bound as one array, the rows made by
 /// UNNEST. One statement text whatever the batch size, so sqlx prepares it once
@@ -1534,7 +1844,7 @@ const PG_INSERT_UNNEST: &str = "INSERT INTO ledger (request_id, ts_ms, key_name,
 /// Rows per PostgreSQL INSERT (arrays of this length).
 const PG_ROWS_PER_STATEMENT: usize = 1000;
 
-/// [`write_batch`] on PostgreSQL: one transaction, one [`PG_INSERT_UNNEST`] per
+/// [`write_rows_sqlite`] on PostgreSQL: one transaction, one [`PG_INSERT_UNNEST`] per
 /// up to [`PG_ROWS_PER_STATEMENT`] rows; rows keep their order.
 async fn write_batch_pg(pool: &sqlx::PgPool, batch: &[LedgerEntry]) -> Result<(), sqlx::Error> {
     if batch.is_empty() {

@@ -337,8 +337,11 @@ pub(super) async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> 
 
 pub(super) fn json_response(status: StatusCode, body: Bytes) -> Response {
     let mut r = (status, body).into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let h = r.headers_mut();
+    // Room for the gateway's headers (`decorate`, routing, cache) at once,
+    // instead of the map growing and rehashing on the way.
+    h.reserve(16);
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -351,7 +354,10 @@ pub async fn chat_completions(
 ) -> Response {
     let ctx = Ctx::new(&st, &headers, key);
     let mut outcome = super::cache::Outcome::Bypass;
-    let mut r = match chat_inner(&st, &ctx, &headers, body, &mut outcome).await {
+    // Boxed once here: the handler's future is then a pointer, not the
+    // whole request's state machine, which axum's service layers would
+    // otherwise move into boxes of their own, memcpy after memcpy.
+    let mut r = match Box::pin(chat_inner(&st, &ctx, &headers, body, &mut outcome)).await {
         Ok(r) => r,
         Err(e) => ctx.error(e),
     };
