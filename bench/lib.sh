@@ -4,7 +4,7 @@
 #
 # Needs OUT (the output directory) set before sourcing; sets BIN, EX, GW_CORE,
 # AUX_CORE and the EXIT trap.
-BIN=target/release
+BIN=${BIN_DIR:-target/release}  # BIN_DIR: measure another build's switchyard (the examples stay this tree's)
 EX=target/release/examples
 GW_CORE=0
 AUX_CORE=1
