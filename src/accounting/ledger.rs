@@ -328,7 +328,7 @@ fn access_line_into(s: &mut String, entry: &LedgerEntry) {
     // Integers and the flag pushed as digits; only the floats go through
     // `core::fmt` (`Debug`'s shortest round-trip form, as the formatter writes them).
     s.push_str(" status=");
-    push_uint(s, u64::from(entry.status));
+    s.push_str(itoa::Buffer::new().format(entry.status));
     let _ = write!(
         s,
         " latency_ms={:?}",
@@ -342,21 +342,7 @@ fn access_line_into(s: &mut String, entry: &LedgerEntry) {
     } else {
         " estimated=false attempt="
     });
-    push_uint(s, u64::from(entry.attempt));
-}
-
-fn push_uint(s: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    s.extend(digits[at..].iter().map(|&d| char::from(d)));
+    s.push_str(itoa::Buffer::new().format(entry.attempt));
 }
 
 /// Counters shared between handles and the writer.

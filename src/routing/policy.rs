@@ -162,18 +162,7 @@ fn push_3_decimals(s: &mut String, x: f32) {
     }
     let milli = (f64::from(x) * 1000.0).round_ties_even() as u64;
     let (whole, frac) = (milli / 1000, milli % 1000);
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = whole;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    s.extend(digits[at..].iter().map(|&d| char::from(d)));
+    s.push_str(itoa::Buffer::new().format(whole));
     s.push('.');
     for div in [100, 10, 1] {
         s.push(char::from(b'0' + ((frac / div) % 10) as u8));

@@ -252,26 +252,12 @@ impl Ctx {
 /// integer digits instead of float formatting, which showed up in profiles.
 fn push_ms(s: &mut String, d: Duration) {
     let micros = d.as_nanos().saturating_add(500) / 1000;
-    push_u128(s, micros / 1000);
+    s.push_str(itoa::Buffer::new().format(micros / 1000));
     s.push('.');
     let frac = (micros % 1000) as u32;
     for div in [100, 10, 1] {
         s.push(char::from(b'0' + ((frac / div) % 10) as u8));
     }
-}
-
-fn push_u128(s: &mut String, mut n: u128) {
-    let mut buf = [0u8; 40];
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    s.extend(buf[at..].iter().map(|&b| char::from(b)));
 }
 
 /// USD with 12 decimals, trailing zeros trimmed: `0.0000224`, `0.001285`, `0`.
@@ -296,7 +282,7 @@ pub fn format_usd(c: f64) -> String {
     if c < 0.0 {
         out.push('-');
     }
-    push_u128(&mut out, u128::from(whole));
+    out.push_str(itoa::Buffer::new().format(whole));
     if frac > 0 {
         // Twelve digits, zero-padded, trailing zeros trimmed (no `format!`).
         let mut digits = [b'0'; 12];
