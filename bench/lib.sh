@@ -17,6 +17,8 @@ trap cleanup EXIT
 # upstream FILE: starts a bench upstream on the auxiliary core, prints its address.
 # (Call it directly, not in $(...): the cleanup trap must see the pid.)
 upstream() {
+  # (A previous run's address file must not be read before this upstream truncates it.)
+  rm -f "$1"
   taskset -c "$AUX_CORE" "$EX/bench_upstream" 127.0.0.1:0 > "$1" &
   pids+=($!)
   for _ in $(seq 50); do [ -s "$1" ] && break; sleep 0.1; done
