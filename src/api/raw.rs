@@ -237,15 +237,16 @@ fn key_is(b: &[u8], key: &Range<usize>, name: &str) -> bool {
         .is_some_and(|k| k == name)
 }
 
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
+/// The index of the first non-blank byte at or after `i` (JSON whitespace).
+pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
         i += 1;
     }
     i
 }
 
-/// The index after the string starting at `at` (a `"`).
-fn skip_string(b: &[u8], at: usize) -> Option<usize> {
+/// The index after the string starting at `at` (a `"`); None if unterminated.
+pub(crate) fn skip_string(b: &[u8], at: usize) -> Option<usize> {
     let mut i = at + 1;
     loop {
         let rest = b.get(i..)?;

@@ -15,6 +15,7 @@ use super::error::parse_retry_after;
 use super::upstream::{self, map_error, Response};
 use super::{ByteStream, ChatAnswer, EmbeddingsAnswer, ProviderError, ProviderErrorKind};
 use crate::api::chat::{ChatRequest, EmbeddingsRequest};
+use crate::api::raw::{skip_string, skip_ws};
 use crate::api::usage::{usage_from_openai_json, OpenAiUsage, Usage};
 use crate::config::ProviderSettings;
 
@@ -364,6 +365,7 @@ fn detail(
         };
         field.replace(n).is_none().then_some(())
     })
+    .map(drop)
 }
 
 /// A JSON integer of digits only (no sign, fraction or exponent) that fits a u64.
@@ -379,25 +381,25 @@ fn plain_uint(d: &[u8]) -> Option<u64> {
 }
 
 /// Calls `f` with each member (unescaped key, value range) of the object at
-/// `at` of a body [`scan_top`] took; `None` if it is not an object, a key is
-/// escaped, or `f` says so.
+/// `at`; the index after the object, or `None` if it is not an object, a key
+/// is escaped, or `f` says so.
 fn for_members(
     b: &[u8],
     at: usize,
     mut f: impl FnMut(&[u8], std::ops::Range<usize>) -> Option<()>,
-) -> Option<()> {
+) -> Option<usize> {
     if b.get(at) != Some(&b'{') {
         return None;
     }
     let mut i = skip_ws(b, at + 1);
     if b.get(i) == Some(&b'}') {
-        return Some(());
+        return Some(i + 1);
     }
     loop {
         if b.get(i) != Some(&b'"') {
             return None;
         }
-        let key_end = skip_str(b, i)?;
+        let key_end = skip_string(b, i)?;
         let key = &b[i + 1..key_end - 1];
         if key.contains(&b'\\') {
             return None;
@@ -412,7 +414,7 @@ fn for_members(
         i = skip_ws(b, end);
         match b.get(i) {
             Some(b',') => i = skip_ws(b, i + 1),
-            Some(b'}') => return Some(()),
+            Some(b'}') => return Some(i + 1),
             _ => return None,
         }
     }
@@ -429,76 +431,22 @@ struct Top {
 /// JSON object whose structure is sound (see [`checked_usage`] for what is
 /// and is not checked), with where its `usage` and `error` values are.
 /// `None` for anything else, including bodies that are valid but that this
-/// scan leaves to serde.
+/// scan leaves to serde (an escaped key might spell either, a repeated one).
 fn scan_top(b: &[u8]) -> Option<Top> {
     // Non-ASCII bytes are the rare case (std's ASCII check is word-at-a-time).
     if !b.is_ascii() && std::str::from_utf8(b).is_err() {
         return None;
     }
     let mut top = Top::default();
-    let mut i = skip_ws(b, 0);
-    if b.get(i) != Some(&b'{') {
-        return None;
-    }
-    i = skip_ws(b, i + 1);
-    if b.get(i) == Some(&b'}') {
-        i += 1;
-    } else {
-        loop {
-            if b.get(i) != Some(&b'"') {
-                return None;
-            }
-            let key_end = skip_str(b, i)?;
-            let key = &b[i + 1..key_end - 1];
-            i = skip_ws(b, key_end);
-            if b.get(i) != Some(&b':') {
-                return None;
-            }
-            let start = skip_ws(b, i + 1);
-            let end = skip_json_value(b, start)?;
-            let slot = match key {
-                b"usage" => Some(&mut top.usage),
-                b"error" => Some(&mut top.error),
-                // An escaped key might spell either: serde decides.
-                k if k.contains(&b'\\') => return None,
-                _ => None,
-            };
-            if let Some(slot) = slot {
-                if slot.replace(start..end).is_some() {
-                    return None;
-                }
-            }
-            i = skip_ws(b, end);
-            match b.get(i) {
-                Some(b',') => i = skip_ws(b, i + 1),
-                Some(b'}') => {
-                    i += 1;
-                    break;
-                }
-                _ => return None,
-            }
-        }
-    }
-    (skip_ws(b, i) == b.len()).then_some(top)
-}
-
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-        i += 1;
-    }
-    i
-}
-
-/// The index after the string starting at `at` (a `"`); None if unterminated.
-fn skip_str(b: &[u8], at: usize) -> Option<usize> {
-    let mut i = at + 1;
-    loop {
-        i += memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
-        if b[i] == b'"' {
-            return Some(i + 1);
-        }
-        i += 2;
-    }
+    let end = for_members(b, skip_ws(b, 0), |key, v| {
+        let slot = match key {
+            b"usage" => &mut top.usage,
+            b"error" => &mut top.error,
+            _ => return Some(()),
+        };
+        slot.replace(v).is_none().then_some(())
+    })?;
+    (skip_ws(b, end) == b.len()).then_some(top)
 }
 
 /// Bytes a number or `true`/`false`/`null` is made of.
@@ -527,7 +475,7 @@ fn scalar_byte(c: u8) -> bool {
 /// scalar bytes occur. Nesting deeper than 128 is left to serde (None).
 fn skip_json_value(b: &[u8], at: usize) -> Option<usize> {
     match *b.get(at)? {
-        b'"' => skip_str(b, at),
+        b'"' => skip_string(b, at),
         b'{' | b'[' => {
             // One bit a level: 1 for an object, 0 for an array.
             let mut kinds: u128 = 0;
@@ -536,7 +484,7 @@ fn skip_json_value(b: &[u8], at: usize) -> Option<usize> {
             while let Some(&c) = b.get(i) {
                 match c {
                     b'"' => {
-                        i = skip_str(b, i)?;
+                        i = skip_string(b, i)?;
                         continue;
                     }
                     b'{' | b'[' => {
