@@ -162,7 +162,7 @@ pub struct Gauges {
     pub config_generation: u64,
     /// Shared state on Redis: (answering, up/down changes, queued writes,
     /// script calls on requests' paths, off them); None: in memory.
-    pub state_backend: Option<(bool, u64, u64, u64, u64)>,
+    pub state_backend: Option<(bool, u64, u64, u64, u64, u64)>,
 }
 
 impl Metrics {
@@ -546,10 +546,10 @@ impl Metrics {
                     "# HELP switchyard_state_backend_up Whether the shared-state backend answers (memory: always 1).\n# TYPE switchyard_state_backend_up gauge\nswitchyard_state_backend_up{{backend=\"memory\"}} 1"
                 );
             }
-            Some((up, changes, pending, on_path, off_path)) => {
+            Some((up, changes, pending, on_path, off_path, admissions)) => {
                 let _ = writeln!(
                     out,
-                    "# HELP switchyard_state_backend_up Whether the shared-state backend answers (memory: always 1).\n# TYPE switchyard_state_backend_up gauge\nswitchyard_state_backend_up{{backend=\"redis\"}} {}\n# HELP switchyard_state_backend_changes_total Times the shared-state backend went down or came back.\n# TYPE switchyard_state_backend_changes_total counter\nswitchyard_state_backend_changes_total {changes}\n# HELP switchyard_state_pending_writes Writes (spend, releases, corrections) queued for the shared-state backend.\n# TYPE switchyard_state_pending_writes gauge\nswitchyard_state_pending_writes {pending}\n# HELP switchyard_state_calls_total Shared-state script calls: on a request's path (admission, pins, provider limits) or off it (queued writes, seeding, spend reads).\n# TYPE switchyard_state_calls_total counter\nswitchyard_state_calls_total{{path=\"request\"}} {on_path}\nswitchyard_state_calls_total{{path=\"background\"}} {off_path}",
+                    "# HELP switchyard_state_backend_up Whether the shared-state backend answers (memory: always 1).\n# TYPE switchyard_state_backend_up gauge\nswitchyard_state_backend_up{{backend=\"redis\"}} {}\n# HELP switchyard_state_backend_changes_total Times the shared-state backend went down or came back.\n# TYPE switchyard_state_backend_changes_total counter\nswitchyard_state_backend_changes_total {changes}\n# HELP switchyard_state_pending_writes Writes (spend, releases, corrections) queued for the shared-state backend.\n# TYPE switchyard_state_pending_writes gauge\nswitchyard_state_pending_writes {pending}\n# HELP switchyard_state_calls_total Shared-state script calls: on a request's path (admission, pins, provider limits) or off it (queued writes, seeding, spend reads).\n# TYPE switchyard_state_calls_total counter\nswitchyard_state_calls_total{{path=\"request\"}} {on_path}\nswitchyard_state_calls_total{{path=\"background\"}} {off_path}\n# HELP switchyard_state_admissions_total Admissions (key limits, budgets, provider limits) sent to the shared-state backend; under load one call carries several (admissions over request-path calls: the mean batch).\n# TYPE switchyard_state_admissions_total counter\nswitchyard_state_admissions_total {admissions}",
                     u8::from(up)
                 );
             }

@@ -1152,3 +1152,128 @@ async fn a_burst_leaves_no_slot_or_reservation_and_spend_and_tokens_match_the_le
     redis.clean().await;
     schema.drop().await;
 }
+
+/// Admissions queued while a call is in flight share the next script call, and
+/// each stays all or nothing and exact: 50 admissions queued at one instant (joined
+/// on a current-thread runtime, so all are queued before the batcher runs) against
+/// RPM 30, 40 slots and a budget that fits 40 go out in ONE call; exactly 30 are
+/// admitted, 20 refused by RPM, and Redis holds exactly the 30 takes. Then 10
+/// admissions whose requesters hang up while they wait (queued, then dropped) are
+/// given back: slots, RPM and reservation as before.
+#[tokio::test(flavor = "current_thread")]
+async fn concurrent_admissions_share_one_call_and_stay_exact() {
+    use std::future::Future;
+    use switchyard::accounting::budget::{Limits, Scope};
+    use switchyard::state::shared::{AdmitRefusal, Ask, BudgetAsk, KeyAsk, Shared};
+
+    let Some(redis) = RedisPrefix::new() else { return };
+    let settings = switchyard::config::state::StateSettings {
+        redis_url: Some(switchyard::config::Secret::new(redis.url.clone())),
+        key_prefix: redis.prefix.clone(),
+        timeout: std::time::Duration::from_secs(10),
+        ..Default::default()
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sh = Shared::connect(&settings, stop.clone())
+        .await
+        .expect("connect")
+        .expect("a Redis URL is configured");
+    let scopes = vec![(
+        Scope::Global,
+        Limits {
+            daily: Some(5.0),
+            monthly: None,
+        },
+    )];
+    let keys = sh.budget_keys(&scopes, 7, 0);
+    let now = 1_000_000_000;
+    let ask = |id: &'static str, rpm: u64, slots: u32| KeyAsk {
+        key_id: id,
+        now_ms: now,
+        rpm: Some(rpm),
+        slot: Some(slots),
+        tpm: None,
+    };
+    let budget = || BudgetAsk {
+        scopes: &scopes,
+        keys: &keys,
+        ask: Ask::Fixed(0.125),
+    };
+    let (calls0, _) = sh.calls();
+    let admissions0 = sh.admissions();
+    let asks: Vec<KeyAsk> = (0..50).map(|_| ask("k1", 30, 40)).collect();
+    let results =
+        futures_util::future::join_all(asks.iter().map(|a| sh.admit(Some(a), Some(budget())))).await;
+    assert_eq!(sh.calls().0 - calls0, 1, "50 queued admissions in one call");
+    assert_eq!(sh.admissions() - admissions0, 50);
+    let admitted = results
+        .iter()
+        .filter(|r| matches!(r, Some(Ok(a)) if a.slot && a.budget == Some((0, 0.125))))
+        .count();
+    let by_rpm = results
+        .iter()
+        .filter(|r| matches!(r, Some(Err(AdmitRefusal::Rpm(_)))))
+        .count();
+    assert_eq!((admitted, by_rpm), (30, 20), "{results:?}");
+    // In queue order: the first 30 took one request each, the rest were refused.
+    for (i, r) in results.iter().enumerate() {
+        match r {
+            Some(Ok(a)) => assert_eq!(a.rpm.map(|s| s.remaining), Some(29 - i as u64)),
+            _ => assert!(i >= 30, "admission {i}: {r:?}"),
+        }
+    }
+    let mut c = redis.conn().await;
+    let bucket = format!("{{{}}}:rl:k1", redis.prefix);
+    let field = |f: String| redis::cmd("HGET").arg(&bucket).arg(f).to_owned();
+    let slots: Option<u64> = field(format!("c:{}", sh.instance()))
+        .query_async(&mut c)
+        .await
+        .expect("HGET");
+    assert_eq!(slots, Some(30));
+    let reserved = |c: &mut redis::aio::MultiplexedConnection| {
+        let cmd = redis::cmd("HGET")
+            .arg(&keys[0].0)
+            .arg(format!("r:{}", sh.instance()))
+            .to_owned();
+        let mut c = c.clone();
+        async move { cmd.query_async::<Option<f64>>(&mut c).await.expect("HGET") }
+    };
+    assert_eq!(reserved(&mut c).await, Some(3.75));
+
+    // Ten more on a fresh key, queued and then dropped before their answer.
+    let asks: Vec<KeyAsk> = (0..10).map(|_| ask("k2", 10, 10)).collect();
+    let mut pending: Vec<_> = asks
+        .iter()
+        .map(|a| Box::pin(sh.admit(Some(a), Some(budget()))))
+        .collect();
+    std::future::poll_fn(|cx| {
+        for f in pending.iter_mut() {
+            assert!(f.as_mut().poll(cx).is_pending());
+        }
+        std::task::Poll::Ready(())
+    })
+    .await;
+    drop(pending);
+    // The batcher is sequential: once a later admission is answered, the dropped
+    // ones' batch was answered too and its give-backs are queued; then flush them.
+    let later = ask("k3", 10, 10);
+    assert!(matches!(sh.admit(Some(&later), None).await, Some(Ok(_))));
+    assert!(sh.flush(std::time::Duration::from_secs(10)).await);
+    let bucket2 = format!("{{{}}}:rl:k2", redis.prefix);
+    let (rl, slot2): (Option<f64>, Option<u64>) = redis::cmd("HMGET")
+        .arg(&bucket2)
+        .arg("rl")
+        .arg(format!("c:{}", sh.instance()))
+        .query_async(&mut c)
+        .await
+        .expect("HMGET");
+    assert_eq!(rl, Some(10.0), "the dropped admissions' RPM given back");
+    assert_eq!(slot2, None, "their slots given back");
+    assert_eq!(
+        reserved(&mut c).await,
+        Some(3.75),
+        "their reservations given back"
+    );
+    stop.cancel();
+    redis.clean().await;
+}

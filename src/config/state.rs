@@ -19,6 +19,8 @@ pub struct RawState {
     pub on_failure: Option<String>,
     /// Tell the other instances when a deployment's breaker opens here (default true).
     pub share_breakers: Option<bool>,
+    /// Most admissions one Redis call carries (default 64; 1: one call per admission).
+    pub admit_batch: Option<u64>,
 }
 
 /// What requests get while Redis cannot be reached.
@@ -40,6 +42,8 @@ pub struct StateSettings {
     pub on_failure: OnFailure,
     /// A breaker that opens on one instance opens on every instance for its cool-down.
     pub share_breakers: bool,
+    /// Most admissions sent in one script call (admissions queued while a call is in flight share the next).
+    pub admit_batch: usize,
 }
 
 impl Default for StateSettings {
@@ -50,6 +54,7 @@ impl Default for StateSettings {
             timeout: std::time::Duration::from_millis(50),
             on_failure: OnFailure::FailOpen,
             share_breakers: true,
+            admit_batch: 64,
         }
     }
 }
@@ -84,6 +89,10 @@ pub(super) fn validate(
     if timeout_ms == 0 || timeout_ms > 10_000 {
         errors.push(err("state.timeout_ms", "must be between 1 and 10000"));
     }
+    let admit_batch = raw.admit_batch.unwrap_or(d.admit_batch as u64);
+    if !(1..=1000).contains(&admit_batch) {
+        errors.push(err("state.admit_batch", "must be between 1 and 1000"));
+    }
     let on_failure = match raw.on_failure.as_deref() {
         None | Some("fail_open") => OnFailure::FailOpen,
         Some("fail_closed") => OnFailure::FailClosed,
@@ -101,5 +110,6 @@ pub(super) fn validate(
         timeout: std::time::Duration::from_millis(timeout_ms.clamp(1, 10_000)),
         on_failure,
         share_breakers: raw.share_breakers.unwrap_or(true),
+        admit_batch: admit_batch.clamp(1, 1000) as usize,
     }
 }

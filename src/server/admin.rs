@@ -370,6 +370,7 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
                 sh.pending_writes(),
                 on_path,
                 off_path,
+                sh.admissions(),
             )
         }),
     };
