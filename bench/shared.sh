@@ -13,7 +13,8 @@
 # Redis calls each request made on its path (switchyard_state_calls_total).
 # Env: REDIS_URL (default redis://127.0.0.1:6379), DATABASE_URL (default
 #      postgres://postgres@127.0.0.1:5432/test), SECONDS_PER_RUN (default 10),
-#      CONC_THROUGHPUT (default 32), ROUNDS (default 3).
+#      CONC_THROUGHPUT (default 32), ROUNDS (default 3), ADMIT_BATCH (`[state]
+#      admit_batch` of the shared variants, default 64; 1: one call per admission).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REDIS=${REDIS_URL:-redis://127.0.0.1:6379}
@@ -46,7 +47,8 @@ $4"
 SHARED_STATE="[state]
 redis_url = \"$REDIS\"
 key_prefix = \"$PREFIX\"
-timeout_ms = 1000"
+timeout_ms = 1000
+admit_batch = ${ADMIT_BATCH:-64}"
 
 rm -f "$OUT"/*.sqlite* "$OUT"/*.log
 P_MEM=$(free_port); config memory "$P_MEM" "" ""
@@ -67,6 +69,9 @@ load() { # urls key concurrency
 calls() { local n=0; for p in "$@"; do
   c=$(curl -s "http://127.0.0.1:$p/metrics" | awk '$1=="switchyard_state_calls_total{path=\"request\"}" {print $2}')
   n=$((n + ${c:-0})); done; echo "$n"; }
+admissions() { local n=0; for p in "$@"; do
+  c=$(curl -s "http://127.0.0.1:$p/metrics" | awk '$1=="switchyard_state_admissions_total" {print $2}')
+  n=$((n + ${c:-0})); done; echo "$n"; }
 oks() { python3 -c "import json,sys; print(sum(json.loads(a)['ok'] for a in sys.argv[1:]))" "$@"; }
 start memory "$P_MEM"
 start redis_sqlite "$P_RS"
@@ -82,7 +87,7 @@ pg_cpu() { # CPU seconds of every postgres process so far (utime + stime)
   local t=0; for p in $(pgrep -x postgres); do
     t=$(awk -v t="$t" '{print t + $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo "$t"); done
   python3 -c "import os,sys; print(f'{float(sys.argv[1]) / os.sysconf(\"SC_CLK_TCK\"):.3f}')" "$t"; }
-ALL_BEFORE=$(calls "$P_RS" "${P_SH[@]}"); CALLS_BEFORE=$(calls "${P_SH[@]}"); RCPU0=$(redis_cpu); PCPU0=$(pg_cpu)
+ALL_BEFORE=$(admissions "$P_RS" "${P_SH[@]}"); CALLS_BEFORE=$(calls "${P_SH[@]}"); ADM_BEFORE=$(admissions "${P_SH[@]}"); RCPU0=$(redis_cpu); PCPU0=$(pg_cpu)
 for r in $(seq "$ROUNDS"); do
   echo "round $r/$ROUNDS..." >&2
   for v in "memory $(urls "$P_MEM") $K_MEM" "redis_sqlite $(urls "$P_RS") $K_RS" "shared $(urls "${P_SH[0]}") $K_SH" \
@@ -93,7 +98,8 @@ for r in $(seq "$ROUNDS"); do
     res+=("$1 $(field "$L" p50_us) $(field "$L" p99_us) $(field "$T" rps)")
   done
 done
-CALLS=$(( $(calls "${P_SH[@]}") - CALLS_BEFORE )); ALL=$(( $(calls "$P_RS" "${P_SH[@]}") - ALL_BEFORE ))
+CALLS=$(( $(calls "${P_SH[@]}") - CALLS_BEFORE )); ALL=$(( $(admissions "$P_RS" "${P_SH[@]}") - ALL_BEFORE ))
+ADM=$(( $(admissions "${P_SH[@]}") - ADM_BEFORE ))
 RCPU=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$RCPU0" "$(redis_cpu)")
 PCPU=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$PCPU0" "$(pg_cpu)")
 # Requests the shared instances answered (warm-up included), from their ledger rows.
@@ -102,9 +108,9 @@ ROWS=-1; for _ in $(seq 60); do
 done
 KEYS=$(redis-cli -u "$REDIS" --scan --pattern "{$PREFIX}:*" | wc -l)
 
-python3 - "$CONC" "$SECS" "$KEYS" "$CALLS" "$ROWS" "$RCPU" "$PCPU" "$ALL" "${res[@]}" <<'PY' | tee "$OUT/latest.md"
+python3 - "$CONC" "$SECS" "$KEYS" "$CALLS" "$ROWS" "$RCPU" "$PCPU" "$ALL" "$ADM" "${res[@]}" <<'PY' | tee "$OUT/latest.md"
 import statistics, sys
-conc, secs, keys, calls, rows, rcpu, pcpu, allcalls, *res = sys.argv[1:]
+conc, secs, keys, calls, rows, rcpu, pcpu, allcalls, adm, *res = sys.argv[1:]
 d = {}
 for r in res:
     name, p50, p99, rps = r.split()
@@ -123,8 +129,9 @@ for k in ("redis_sqlite", "shared", "shared_x3"):
     r = med[k]
     print(f"  {label[k]}: p50 {r[0]-m[0]:+,.0f} us ({r[0]/m[0]:.2f}x), req/s {r[2]/m[2]:.2f}x")
 print(f"Redis calls on requests' paths: {calls} for {rows} ledger rows "
-      f"({int(calls)/max(1,int(rows)):.2f} per request); Redis keys used: {keys}")
-print(f"Redis server CPU {float(rcpu):.1f} s for {allcalls} requests ({float(rcpu) * 1e6 / max(1, int(allcalls)):.0f} us "
+      f"({int(calls)/max(1,int(rows)):.2f} per request), carrying {adm} admissions "
+      f"({int(adm)/max(1,int(calls)):.2f} per call); Redis keys used: {keys}")
+print(f"Redis server CPU {float(rcpu):.1f} s for {allcalls} admitted requests ({float(rcpu) * 1e6 / max(1, int(allcalls)):.0f} us "
       f"per request, admission and its queued writes); PostgreSQL CPU {float(pcpu):.1f} s for {rows} ledger rows "
       f"({float(pcpu) * 1e6 / max(1, int(rows)):.0f} us per row)")
 PY

@@ -86,8 +86,17 @@ end
 /// admission queued while the previous call was in flight in one call, and
 /// each is applied in turn, all or nothing: the key's RPM take (1), its
 /// concurrency slot, its TPM take (the estimate), and budget admission over
-/// every limited period of every scope. Nothing of an admission is written
-/// unless every part of it passes; each sees the writes of those before it.
+/// every limited period of every scope. Nothing of an admission is taken
+/// unless every part of it passes; each sees the takes of those before it.
+///
+/// Each hash is read once per call (HGETALL, parsed into a Lua table) and
+/// written once at its end (HSET of what changed), however many admissions of
+/// the call use it; distinct argument strings are parsed once per call. The
+/// script runs atomically, so this is the same as writing after every
+/// admission. Under load most admissions of a call share a key and its budget
+/// periods, and what one costs Redis falls from ~240k instructions (every hash
+/// read, parsed, formatted and written per admission) to what is left in
+/// `bench/admit_icount.sh`'s table in docs/deployment.md.
 ///
 /// ARGV: [1] instance, [2] liveness prefix, [3] the number of admissions, then
 /// per admission its key count, its argument count and its arguments. KEYS: per
@@ -103,14 +112,16 @@ end
 /// a minute anyway).
 ///
 /// Returns one result per admission: {1, rpm remaining, rpm reset_ms, tpm
-/// remaining, tpm reset_ms, slot taken, n, amount}, or {0, part, retry_ms} for a
-/// refused bucket (part 1 RPM, 3 TPM) or slot (2), or {0, 4, budget key index
-/// (1-based), used, limit}.
+/// remaining, tpm reset_ms, slot taken, n, amount} (amount as text in "lines"
+/// mode; 0 in "fixed" mode, where it is the amount asked), or {0, part,
+/// retry_ms} for a refused bucket (part 1 RPM, 3 TPM) or slot (2), or {0, 4,
+/// budget key index (1-based), used, limit}.
 const ADMIT: &str = concat!(
     lua_bucket!(),
     r#"
 local inst, ip = ARGV[1], ARGV[2]
 local cself, own = 'c:' .. inst, 'r:' .. inst
+local sub = string.sub
 -- Tables are made only when needed (each costs an allocation and GC work).
 local alive
 local function live(id)
@@ -123,164 +134,185 @@ local function live(id)
   end
   return a
 end
--- One admission: its keys are KEYS[ko + 1 ..= ko + nk], its arguments ARGV[ao + 1 ..].
-local function admit(ko, nk, ao)
-local now = tonumber(ARGV[ao + 1])
-local rcap, smax, tcap = tonumber(ARGV[ao + 3]), tonumber(ARGV[ao + 4]), tonumber(ARGV[ao + 5])
-local mode = ARGV[ao + 7]
-local bk = KEYS[ko + 1]
-local rl, rt, tl, tt, tn, x
-local mine = 0
-local kdead
-if rcap > 0 or tcap > 0 or smax > 0 then
-  local h = redis.call('HGETALL', bk)
-  local inuse = 0
-  local srl, srt, stl, stt
+-- An argument's number; each distinct string is parsed once (strtod is ~1.6k
+-- instructions; the caps, limits and TTLs repeat across a call's admissions).
+local num = tonumber
+if ARGV[3] ~= '1' then
+  local nums = {}
+  num = function(v)
+    local n = nums[v]
+    if n == nil then
+      n = tonumber(v)
+      nums[v] = n
+    end
+    return n
+  end
+end
+-- The key hashes and budget hashes this call has read, in first-use order.
+local kst, korder, bst, border = {}, {}, {}, {}
+local function keystate(key)
+  local s = kst[key]
+  if s then return s end
+  local h = redis.call('HGETALL', key)
+  -- Every field named at once: the table is sized once (false: not there).
+  s = {mine = 0, inuse = 0, rl = false, rt = false, tl = false, tt = false, x = false,
+       wr = false, wt = false, wc = false, wx = false, dead = false}
   for i = 1, #h, 2 do
     local f = h[i]
-    if f == 'rl' then srl = h[i + 1]
-    elseif f == 'rt' then srt = h[i + 1]
-    elseif f == 'tl' then stl = h[i + 1]
-    elseif f == 'tt' then stt = h[i + 1]
-    elseif f == 'x' then x = h[i + 1]
+    if f == 'rl' then s.rl = tonumber(h[i + 1])
+    elseif f == 'rt' then s.rt = tonumber(h[i + 1])
+    elseif f == 'tl' then s.tl = tonumber(h[i + 1])
+    elseif f == 'tt' then s.tt = tonumber(h[i + 1])
+    elseif f == 'x' then s.x = h[i + 1]
     elseif f == cself then
-      mine = tonumber(h[i + 1]) or 0
-      inuse = inuse + mine
-    elseif string.sub(f, 1, 2) == 'c:' then
-      if live(string.sub(f, 3)) then
-        inuse = inuse + (tonumber(h[i + 1]) or 0)
+      s.mine = tonumber(h[i + 1]) or 0
+      s.inuse = s.inuse + s.mine
+    elseif sub(f, 1, 2) == 'c:' then
+      if live(sub(f, 3)) then
+        s.inuse = s.inuse + (tonumber(h[i + 1]) or 0)
       else
-        kdead = kdead or {}
-        kdead[#kdead + 1] = f
+        s.dead = s.dead or {}
+        s.dead[#s.dead + 1] = f
       end
     end
   end
-  if rcap > 0 then
-    rl, rt = level(srl, srt, rcap, now)
-    local need = min(1, rcap)
-    if rl + 1e-9 < need then return {0, 1, retry_ms(rcap, rl, need)} end
-  end
-  if smax > 0 and inuse >= smax then return {0, 2, 1000} end
-  if tcap > 0 then
-    tn = tonumber(ARGV[ao + 6])
-    tl, tt = level(stl, stt, tcap, now)
-    local need = min(tn, tcap)
-    if tl + 1e-9 < need then return {0, 3, retry_ms(tcap, tl, need)} end
-  end
+  kst[key] = s
+  korder[#korder + 1] = key
+  return s
 end
-local n, amount = 0, 0
-local nb = nk - 1
-if mode ~= 'none' then
-  local bown, bseeded, bdead = {}, {}, {}
-  local wanted, need = tonumber(ARGV[ao + 8]), tonumber(ARGV[ao + 9])
-  local nlines = tonumber(ARGV[ao + 10])
-  local lf, lp = {}, {}
-  for i = 1, nlines do
-    lf[i], lp[i] = tonumber(ARGV[ao + 9 + 2 * i]), tonumber(ARGV[ao + 10 + 2 * i])
+local function budstate(key)
+  local b = bst[key]
+  if b then return b end
+  local h = redis.call('HGETALL', key)
+  b = {used = 0, mine = 0, seeded = false, wm = false, ttl = false, dead = false}
+  for i = 1, #h, 2 do
+    local f = h[i]
+    if f == 's' then
+      b.used = b.used + (tonumber(h[i + 1]) or 0)
+    elseif f == own then
+      b.mine = tonumber(h[i + 1]) or 0
+      b.used = b.used + b.mine
+    elseif f == 'seeded' then
+      b.seeded = true
+    elseif sub(f, 1, 2) == 'r:' then
+      if live(sub(f, 3)) then
+        b.used = b.used + (tonumber(h[i + 1]) or 0)
+      else
+        b.dead = b.dead or {}
+        b.dead[#b.dead + 1] = f
+      end
+    end
   end
-  local lb = ao + 11 + 2 * nlines
-  local room = math.huge
-  local worst, wused, wlimit = 0, 0, 0
-  local exhausted = false
-  for k = 1, nb do
-    local limit = tonumber(ARGV[lb + k - 1])
-    local h = redis.call('HGETALL', KEYS[ko + 1 + k])
-    local used, mineb, seeded = 0, 0, false
-    for i = 1, #h, 2 do
-      local f = h[i]
-      if f == 's' then
-        used = used + (tonumber(h[i + 1]) or 0)
-      elseif f == own then
-        mineb = tonumber(h[i + 1]) or 0
-        used = used + mineb
-      elseif f == 'seeded' then
-        seeded = true
-      elseif string.sub(f, 1, 2) == 'r:' then
-        if live(string.sub(f, 3)) then
-          used = used + (tonumber(h[i + 1]) or 0)
-        else
-          local d = bdead[k] or {}
-          d[#d + 1] = f
-          bdead[k] = d
+  bst[key] = b
+  border[#border + 1] = key
+  return b
+end
+-- One admission: its keys are KEYS[ko + 1 ..= ko + nk], its arguments ARGV[ao + 1 ..].
+local function admit(ko, nk, ao)
+  local now = num(ARGV[ao + 1])
+  local rcap, smax, tcap = num(ARGV[ao + 3]), num(ARGV[ao + 4]), num(ARGV[ao + 5])
+  local mode = ARGV[ao + 7]
+  local s, rl, rt, tl, tt, tn
+  if rcap > 0 or tcap > 0 or smax > 0 then
+    s = keystate(KEYS[ko + 1])
+    if rcap > 0 then
+      rl, rt = level(s.rl, s.rt, rcap, now)
+      local need = min(1, rcap)
+      if rl + 1e-9 < need then return {0, 1, retry_ms(rcap, rl, need)} end
+    end
+    if smax > 0 and s.inuse >= smax then return {0, 2, 1000} end
+    if tcap > 0 then
+      tn = num(ARGV[ao + 6])
+      tl, tt = level(s.tl, s.tt, tcap, now)
+      local need = min(tn, tcap)
+      if tl + 1e-9 < need then return {0, 3, retry_ms(tcap, tl, need)} end
+    end
+  end
+  local n, amount = 0, 0
+  local nb = nk - 1
+  local bs
+  if mode ~= 'none' then
+    bs = {}
+    local wanted, need = num(ARGV[ao + 8]), num(ARGV[ao + 9])
+    local nlines = num(ARGV[ao + 10])
+    local lb = ao + 11 + 2 * nlines
+    local room = math.huge
+    local worst, wused, wlimit = 0, 0, 0
+    local exhausted = false
+    for k = 1, nb do
+      local limit = num(ARGV[lb + k - 1])
+      local b = budstate(KEYS[ko + 1 + k])
+      bs[k] = b
+      local used = b.used
+      if limit then
+        if worst == 0 or limit - used < room then
+          room = limit - used
+          worst, wused, wlimit = k, used, limit
         end
+        if used >= limit then exhausted = true end
       end
     end
-    bown[k], bseeded[k] = mineb, seeded
-    if limit then
-      if worst == 0 or limit - used < room then
-        room = limit - used
-        worst, wused, wlimit = k, used, limit
-      end
-      if used >= limit then exhausted = true end
+    local function refuse()
+      return {0, 4, worst, string.format('%.17g', wused), string.format('%.17g', wlimit)}
     end
-  end
-  local function refuse()
-    return {0, 4, worst, string.format('%.17g', wused), string.format('%.17g', wlimit)}
-  end
-  if exhausted then return refuse() end
-  if mode == 'fixed' then
-    amount = max(0, wanted)
-    if amount > room + 1e-12 then return refuse() end
-  else
-    local function cost(m)
-      local c = 0
-      for i = 1, nlines do c = max(c, max(0, lf[i] + m * lp[i])) end
-      return c
-    end
-    n = wanted
-    for i = 1, nlines do
-      local left = room - max(0, lf[i])
-      if left < 0 then return refuse() end
-      if lp[i] > 0 then n = min(n, floor(left / lp[i])) end
-    end
-    while n > 0 and cost(n) > room do n = n - 1 end
-    if n < need then return refuse() end
-    amount = cost(n)
-  end
-  local tb = lb + nb
-  for k = 1, nb do
-    local key = KEYS[ko + 1 + k]
-    if bseeded[k] then
-      if amount > 0 then redis.call('HSET', key, own, bown[k] + amount) end
+    if exhausted then return refuse() end
+    if mode == 'fixed' then
+      amount = max(0, wanted)
+      if amount > room + 1e-12 then return refuse() end
     else
-      -- A period's hash gets its TTL when it is created (here or by seeding).
-      if amount > 0 then
-        redis.call('HSET', key, own, bown[k] + amount, 'seeded', 1)
-      else
-        redis.call('HSET', key, 'seeded', 1)
+      local lf, lp = {}, {}
+      for i = 1, nlines do
+        lf[i], lp[i] = num(ARGV[ao + 9 + 2 * i]), num(ARGV[ao + 10 + 2 * i])
       end
-      redis.call('PEXPIRE', key, ARGV[tb + k - 1])
+      local function cost(m)
+        local c = 0
+        for i = 1, nlines do c = max(c, max(0, lf[i] + m * lp[i])) end
+        return c
+      end
+      n = wanted
+      for i = 1, nlines do
+        local left = room - max(0, lf[i])
+        if left < 0 then return refuse() end
+        if lp[i] > 0 then n = min(n, floor(left / lp[i])) end
+      end
+      while n > 0 and cost(n) > room do n = n - 1 end
+      if n < need then return refuse() end
+      amount = cost(n)
     end
-    if bdead[k] then redis.call('HDEL', key, unpack(bdead[k])) end
+    local tb = lb + nb
+    for k = 1, nb do
+      local b = bs[k]
+      if amount > 0 then
+        b.mine = b.mine + amount
+        b.used = b.used + amount
+        b.wm = true
+      end
+      if not b.seeded then
+        -- A period's hash gets its TTL when it is created (here or by seeding).
+        b.seeded = true
+        b.ttl = ARGV[tb + k - 1]
+      end
+    end
   end
-end
-local out = {1, 0, 0, 0, 0, 0, n, string.format('%.17g', amount)}
-local set
-if rcap > 0 then
-  rl = rl - 1
-  set = {'rl', rl, 'rt', rt}
-  out[2], out[3] = max(0, floor(rl)), reset_ms(rcap, rl)
-end
-if tcap > 0 then
-  tl = tl - tn
-  set = set or {}
-  set[#set + 1] = 'tl'; set[#set + 1] = tl
-  set[#set + 1] = 'tt'; set[#set + 1] = tt
-  out[4], out[5] = max(0, floor(tl)), reset_ms(tcap, tl)
-end
-if smax > 0 then
-  set = set or {}
-  set[#set + 1] = cself; set[#set + 1] = mine + 1
-  out[6] = 1
-end
-if set then
-  local refresh = x ~= ARGV[ao + 2]
-  if refresh then set[#set + 1] = 'x'; set[#set + 1] = ARGV[ao + 2] end
-  redis.call('HSET', bk, unpack(set))
-  if refresh then redis.call('PEXPIRE', bk, 86400000) end
-end
-if kdead then redis.call('HDEL', bk, unpack(kdead)) end
-return out
+  local out = {1, 0, 0, 0, 0, 0, n, 0}
+  if mode == 'lines' then out[8] = string.format('%.17g', amount) end
+  if s then
+    if rcap > 0 then
+      s.rl, s.rt, s.wr = rl - 1, rt, true
+      out[2], out[3] = max(0, floor(rl - 1)), reset_ms(rcap, rl - 1)
+    end
+    if tcap > 0 then
+      s.tl, s.tt, s.wt = tl - tn, tt, true
+      out[4], out[5] = max(0, floor(tl - tn)), reset_ms(tcap, tl - tn)
+    end
+    if smax > 0 then
+      s.mine, s.inuse, s.wc = s.mine + 1, s.inuse + 1, true
+      out[6] = 1
+    end
+    local minute = ARGV[ao + 2]
+    if s.x ~= minute then s.x, s.wx = minute, true end
+  end
+  return out
 end
 local res = {}
 local ko, p = 0, 4
@@ -288,6 +320,30 @@ for i = 1, tonumber(ARGV[3]) do
   local nk, na = tonumber(ARGV[p]), tonumber(ARGV[p + 1])
   res[i] = admit(ko, nk, p + 1)
   ko, p = ko + nk, p + 2 + na
+end
+-- Write back what changed, once per hash.
+for _, key in ipairs(korder) do
+  local s = kst[key]
+  local set = {}
+  if s.wr then set[#set + 1] = 'rl'; set[#set + 1] = s.rl; set[#set + 1] = 'rt'; set[#set + 1] = s.rt end
+  if s.wt then set[#set + 1] = 'tl'; set[#set + 1] = s.tl; set[#set + 1] = 'tt'; set[#set + 1] = s.tt end
+  if s.wc then set[#set + 1] = cself; set[#set + 1] = s.mine end
+  if s.wx then set[#set + 1] = 'x'; set[#set + 1] = s.x end
+  if #set > 0 then redis.call('HSET', key, unpack(set)) end
+  if s.wx then redis.call('PEXPIRE', key, 86400000) end
+  if s.dead then redis.call('HDEL', key, unpack(s.dead)) end
+end
+for _, key in ipairs(border) do
+  local b = bst[key]
+  if b.wm and b.ttl then
+    redis.call('HSET', key, own, b.mine, 'seeded', 1)
+  elseif b.wm then
+    redis.call('HSET', key, own, b.mine)
+  elseif b.ttl then
+    redis.call('HSET', key, 'seeded', 1)
+  end
+  if b.ttl then redis.call('PEXPIRE', key, b.ttl) end
+  if b.dead then redis.call('HDEL', key, unpack(b.dead)) end
 end
 return res
 "#
@@ -445,7 +501,10 @@ struct AdmitJob {
     rpm: u64,
     tpm: (u64, u64),
     now_ms: i64,
-    reply: oneshot::Sender<Option<redis::Value>>,
+    /// The amount asked in "fixed" mode (the script does not send it back).
+    fixed: Option<f64>,
+    /// Taken when the answer is handed over.
+    reply: Option<oneshot::Sender<Option<redis::Value>>>,
 }
 
 struct Scripts {
@@ -981,6 +1040,7 @@ impl Shared {
             .arg(tn);
         // Which (scope, period) each budget key is, for a refusal.
         let mut which = Vec::new();
+        let mut fixed = None;
         match &budget {
             None => {
                 args.arg("none");
@@ -988,7 +1048,10 @@ impl Shared {
             Some(b) => {
                 match b.ask {
                     Ask::Fixed(amount) => {
-                        args.arg("fixed").arg(amount.max(0.0)).arg(0).arg(0);
+                        // The script reserves exactly this f64: ryu's text parses back to it.
+                        let amount = amount.max(0.0);
+                        fixed = Some(amount);
+                        args.arg("fixed").arg(amount).arg(0).arg(0);
                     }
                     Ask::Lines { lines, wanted, need } => {
                         args.arg("lines").arg(wanted).arg(need).arg(lines.len());
@@ -1020,7 +1083,8 @@ impl Shared {
             rpm,
             tpm: (tcap, tn),
             now_ms,
-            reply,
+            fixed,
+            reply: Some(reply),
         };
         if self.admits.send(job).is_err() {
             return None;
@@ -1042,7 +1106,9 @@ impl Shared {
                 tpm: (tcap > 0).then(|| snap(tcap, 3)),
                 slot: num(5) == 1.0,
                 // `as` saturates: a huge grant (no priced output) stays u64::MAX-ish.
-                budget: budget.is_some().then(|| (int(6), num(7))),
+                budget: budget
+                    .is_some()
+                    .then(|| (int(6), fixed.unwrap_or_else(|| num(7)))),
             }));
         }
         let denied = |limit: u64| Denied {
@@ -1110,37 +1176,33 @@ impl Shared {
         };
         match results {
             Some(v) => {
-                for (job, r) in jobs.drain(..).zip(v) {
-                    if let Err(Some(r)) = job.reply.send(Some(r)) {
+                for (mut job, r) in jobs.drain(..).zip(v) {
+                    let Some(reply) = job.reply.take() else { continue };
+                    if let Err(Some(r)) = reply.send(Some(r)) {
                         // The requester is gone (its client hung up while it
                         // waited): give back what its admission took.
-                        self.undo(job.bucket, job.budget, job.rpm, job.tpm, job.now_ms, &r);
+                        self.undo(&job, &r);
                     }
                 }
             }
             None => {
-                for job in jobs.drain(..) {
-                    let _ = job.reply.send(None);
+                for mut job in jobs.drain(..) {
+                    if let Some(reply) = job.reply.take() {
+                        let _ = reply.send(None);
+                    }
                 }
             }
         }
     }
 
     /// Gives back what an admission whose requester is gone took (`r` its result).
-    fn undo(
-        &self,
-        bucket: Option<String>,
-        budget: Option<BudgetKeys>,
-        rpm: u64,
-        (tcap, tn): (u64, u64),
-        now_ms: i64,
-        r: &redis::Value,
-    ) {
+    fn undo(&self, job: &AdmitJob, r: &redis::Value) {
         let redis::Value::Array(v) = r else { return };
         if value_f64(v.first()) != 1.0 {
             return;
         }
-        if let Some(key) = bucket {
+        let (rpm, (tcap, tn), now_ms) = (job.rpm, job.tpm, job.now_ms);
+        if let Some(key) = &job.bucket {
             if rpm > 0 {
                 self.enqueue(Op::Adjust {
                     key: key.clone(),
@@ -1160,13 +1222,16 @@ impl Shared {
                 });
             }
             if value_f64(v.get(5)) == 1.0 {
-                self.enqueue(Op::SlotRelease { key, count: 1 });
+                self.enqueue(Op::SlotRelease {
+                    key: key.clone(),
+                    count: 1,
+                });
             }
         }
-        if let Some(keys) = budget {
-            let amount = value_f64(v.get(7));
+        if let Some(keys) = &job.budget {
+            let amount = job.fixed.unwrap_or_else(|| value_f64(v.get(7)));
             if amount > 0.0 {
-                self.release(&keys, amount);
+                self.release(keys, amount);
             }
         }
     }
