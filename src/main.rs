@@ -1280,6 +1280,15 @@ async fn serve(
         "sqlite"
     };
     let server = switchyard::start(cfg, &ledger_path, listener).await?;
+    // The start's code and read-only data pages leave the resident set
+    // (docs/reliability.md, "Memory"); SWITCHYARD_KEEP_STARTUP_PAGES keeps them.
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("SWITCHYARD_KEEP_STARTUP_PAGES").is_none() {
+        match switchyard::server::edge::release_startup_pages() {
+            Ok(bytes) => tracing::debug!(bytes, "released the start's read-only pages of the executable"),
+            Err(e) => tracing::debug!("cannot release the start's pages: {e}"),
+        }
+    }
     tracing::info!(
         ledger = %ledger_path.display(),
         ledger_backend = backend,
