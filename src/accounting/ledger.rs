@@ -599,8 +599,8 @@ async fn prepare_sqlite(path: &Path, opts: &WriterOptions) -> Result<SqliteConne
     // prepares its INSERTs, so that the gateway's start (which opens the key
     // store after the ledger) changes no schema under them: on a new file that
     // expired all six, and each was prepared again at its first use, on a
-    // request's row (1.2M instructions in one 300-request count, the 16- and
-    // 32-row texts; bench/RESULTS.md, 2026-12-07 evening).
+    // request's row (1.2M instructions for two of them in one 300-request
+    // count; bench/RESULTS.md, 2026-12-07 evening).
     sqlx::raw_sql(crate::auth::keys::SCHEMA)
         .execute(&mut conn)
         .await
