@@ -391,12 +391,22 @@ enum KeysAction {
 /// Logs to standard error through a background writer thread, so a slow
 /// terminal or pipe never blocks a request. Keep the guard alive: dropping
 /// it flushes what is queued.
+/// Log lines queued for the log thread at most; a logging thread waits when
+/// the queue is full (`lossy(false)`: no line is dropped). tracing-appender's
+/// default of 128,000 lines is a channel whose slots are all written when it
+/// is built: 4 MB, half of an idle gateway's heap (bench/RESULTS.md,
+/// 2026-12-07 evening). 8,192 lines (256 KB) are a third of a second of
+/// access lines at 25,000 requests a second, the most bench/peers.sh has
+/// measured; the log thread writes a line with one `write` to stderr.
+const LOG_BUFFER_LINES: usize = 8_192;
+
 fn init_logging(json: bool, level: &str) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
+        .buffered_lines_limit(LOG_BUFFER_LINES)
         .finish(std::io::stderr());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     switchyard::accounting::ledger::text_access_lines(!json && !ansi);
@@ -1270,6 +1280,15 @@ async fn serve(
         "sqlite"
     };
     let server = switchyard::start(cfg, &ledger_path, listener).await?;
+    // The start's code and read-only data pages leave the resident set
+    // (docs/reliability.md, "Memory"); SWITCHYARD_KEEP_STARTUP_PAGES keeps them.
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("SWITCHYARD_KEEP_STARTUP_PAGES").is_none() {
+        match switchyard::server::edge::release_startup_pages() {
+            Ok(bytes) => tracing::debug!(bytes, "released the start's read-only pages of the executable"),
+            Err(e) => tracing::debug!("cannot release the start's pages: {e}"),
+        }
+    }
     tracing::info!(
         ledger = %ledger_path.display(),
         ledger_backend = backend,

@@ -595,6 +595,16 @@ async fn prepare_sqlite(path: &Path, opts: &WriterOptions) -> Result<SqliteConne
         .execute(&mut conn)
         .await
         .map_err(|e| format!("cannot migrate ledger {}: {e}", path.display()))?;
+    // The key table lives in this file too; created here, before the writer
+    // prepares its INSERTs, so that the gateway's start (which opens the key
+    // store after the ledger) changes no schema under them: on a new file that
+    // expired all six, and each was prepared again at its first use, on a
+    // request's row (1.2M instructions for two of them in one 300-request
+    // count; bench/RESULTS.md, 2026-12-07 evening).
+    sqlx::raw_sql(crate::auth::keys::SCHEMA)
+        .execute(&mut conn)
+        .await
+        .map_err(|e| format!("cannot create the key table in {}: {e}", path.display()))?;
     // From here on the writer handles a busy database itself (retry, spool).
     sqlx::raw_sql(&format!(
         "PRAGMA busy_timeout = {}",
@@ -1733,6 +1743,8 @@ fn sqlite_row(e: &LedgerEntry) -> [Val<'_>; LEDGER_COLUMNS] {
 ///
 /// # Safety
 /// `stmt` is a live statement of `db` with `34 * rows.len()` parameters.
+/// Its parameters must all be NULL (new, or left so by this function): NULL
+/// values are not bound.
 unsafe fn insert_rows(
     db: &rusqlite::Connection,
     stmt: *mut rusqlite::ffi::sqlite3_stmt,
@@ -1745,7 +1757,10 @@ unsafe fn insert_rows(
         for v in sqlite_row(e) {
             at += 1;
             rc = match v {
-                Val::Null => ffi::sqlite3_bind_null(stmt, at),
+                // Every parameter is NULL already: the statement is new or was
+                // cleared after its last run (below). Most of a pass-through
+                // row's 34 columns are NULL.
+                Val::Null => ffi::SQLITE_OK,
                 Val::Int(n) => ffi::sqlite3_bind_int64(stmt, at, n),
                 Val::Real(f) => ffi::sqlite3_bind_double(stmt, at, f),
                 // SQLITE_STATIC: the text outlives the statement's use of
@@ -1789,7 +1804,8 @@ fn write_rows_sqlite(db: &mut LedgerDb, batch: &[LedgerEntry]) -> rusqlite::Resu
         let i = i.min(SQLITE_SIZES - 1);
         let (rows, tail) = rest.split_at(1 << i);
         written = db.insert(i).and_then(|stmt| {
-            // SAFETY: `insert(i)` is the live statement of `2^i` rows of 34 parameters on `db.conn`.
+            // SAFETY: `insert(i)` is the live statement of `2^i` rows of 34 parameters on `db.conn`,
+            // only ever run through `insert_rows`, which leaves its parameters NULL.
             unsafe { insert_rows(&db.conn, stmt, rows) }
         });
         if written.is_err() {
@@ -2066,6 +2082,65 @@ mod tests {
         assert_eq!(format!("{back:?}"), format!("{rows:?}"));
         spool.clear().await;
         assert!(!dir.path().join("l.sqlite.spool").exists());
+    }
+
+    /// NULL values are not bound (the statement's parameters are NULL after each
+    /// run): a row with every optional value after one with none of them set
+    /// reuses the 1-row INSERT and must not read the earlier row's values.
+    #[tokio::test]
+    async fn null_columns_do_not_keep_the_previous_rows_values() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("l.sqlite");
+        let (h, w) = open_sqlite(&path, 1, Duration::from_millis(1))
+            .await
+            .expect("open");
+        let mut full = entry(0);
+        full.key_name = Some("k".into());
+        full.ttft_ms = Some(2.0);
+        full.error = Some("e".into());
+        full.routing = Some(Box::new(RoutingRecord {
+            route: "auto".into(),
+            task: "code".into(),
+            confidence: 0.75,
+            complexity: 0.5,
+            tier: "economy".into(),
+            reason: "classifier".into(),
+        }));
+        full.experiment = Some(Box::new(ExperimentTag {
+            name: Arc::from("exp"),
+            arm: Arc::from("cand"),
+            shadow: true,
+            parent_request_id: Some("r9".into()),
+            output: Some("out".into()),
+        }));
+        full.cache_saved_usd = Some(0.25);
+        let mut bare = entry(1);
+        bare.usage = None;
+        bare.cost_usd = None;
+        // Batches of one row: the second row goes through the same 1-row statement.
+        h.record(full);
+        h.record(bare);
+        drop(h);
+        w.finish().await;
+        let mut conn = SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(&path))
+            .await
+            .expect("c");
+        let nulls =
+            "key_name IS NULL AND ttft_ms IS NULL AND prompt_tokens IS NULL AND completion_tokens IS NULL \
+             AND cached_tokens IS NULL AND cache_write_tokens IS NULL AND reasoning_tokens IS NULL \
+             AND cost_usd IS NULL AND error IS NULL AND route IS NULL AND task IS NULL \
+             AND task_confidence IS NULL AND complexity IS NULL AND tier IS NULL AND route_reason IS NULL \
+             AND experiment IS NULL AND arm IS NULL AND parent_request_id IS NULL AND output IS NULL \
+             AND saved_usd IS NULL AND shadow = 0 AND cache_hit = 0";
+        let q = format!("SELECT request_id, {nulls} FROM ledger ORDER BY id");
+        let rows: Vec<(String, bool)> = sqlx::query_as(&q).fetch_all(&mut conn).await.expect("q");
+        assert_eq!(rows, vec![("r0".to_string(), false), ("r1".to_string(), true)]);
+        let (key, arm, saved): (String, String, f64) =
+            sqlx::query_as("SELECT key_name, arm, saved_usd FROM ledger WHERE request_id = 'r0'")
+                .fetch_one(&mut conn)
+                .await
+                .expect("q");
+        assert_eq!((key.as_str(), arm.as_str(), saved), ("k", "cand", 0.25));
     }
 
     #[tokio::test]

@@ -25,7 +25,11 @@ use crate::accounting::budget::Clock;
 pub const KEY_PREFIX: &str = "sk-sy-";
 const KEY_CHARS: usize = 40;
 
-const SCHEMA: &str = "
+/// The SQLite key table. The ledger creates it too, with its own tables
+/// (`accounting::ledger`): a table created after the ledger writer has
+/// prepared its INSERTs would expire them (SQLite re-prepares a statement
+/// whenever the schema changed), a cost paid again on the request path.
+pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,

@@ -17,7 +17,7 @@ mod signals;
 mod train;
 
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 pub use train::{
     evaluate, read_labeled_jsonl, train, ClassMetrics, EvalReport, LabeledExample, TrainOptions,
@@ -242,8 +242,10 @@ pub struct Classifier {
     bias: Vec<f32>,
     /// Bucket-major rows of eight `i16` weights (one 16-byte row per bucket
     /// for up to eight tasks): bucket `b` owns rows
-    /// `b * stride / 8 .. (b + 1) * stride / 8`.
-    weights: Vec<[i16; 8]>,
+    /// `b * stride / 8 .. (b + 1) * stride / 8`. Shared by clones (a route
+    /// takes a copy of the embedded model to set its own threshold): 512 KB
+    /// for the shipped model, once per process, not once per route.
+    weights: Arc<[[i16; 8]]>,
     threshold: f32,
     /// Task index for each [`RuleTask`], if the task exists in this model.
     rule_map: [Option<usize>; 5],
@@ -378,7 +380,7 @@ impl Classifier {
         for rt in RuleTask::ALL {
             rule_map[rt.index()] = tasks.iter().position(|t| t == rt.name());
         }
-        let weights = weights
+        let weights: Vec<[i16; 8]> = weights
             .chunks_exact(8)
             .map(|c| {
                 let mut row = [0i16; 8];
@@ -386,6 +388,7 @@ impl Classifier {
                 row
             })
             .collect();
+        let weights = Arc::from(weights);
         Ok(Classifier {
             tasks,
             buckets_log2,
@@ -414,7 +417,7 @@ impl Classifier {
                 stride: 8,
                 scale: 1.0,
                 bias: vec![0.0; DEFAULT_TASKS.len()],
-                weights: vec![[0; 8]; 1usize << log2],
+                weights: Arc::from(vec![[0; 8]; 1usize << log2]),
                 threshold: DEFAULT_THRESHOLD,
                 rule_map: [None; 5],
             },
