@@ -246,7 +246,7 @@ pub struct Classifier {
     weights: Vec<[i16; 8]>,
     threshold: f32,
     /// Task index for each [`RuleTask`], if the task exists in this model.
-    rule_map: [Option<usize>; 5],
+    rule_map: [Option<usize>; RuleTask::ALL.len()],
 }
 
 /// Input value of one feature occurrence of each kind, given the per-kind
@@ -374,7 +374,7 @@ impl Classifier {
         if !scale.is_finite() || bias.iter().any(|b| !b.is_finite()) {
             return Err("non-finite scale or bias".to_string());
         }
-        let mut rule_map = [None; 5];
+        let mut rule_map = [None; RuleTask::ALL.len()];
         for rt in RuleTask::ALL {
             rule_map[rt.index()] = tasks.iter().position(|t| t == rt.name());
         }
@@ -416,7 +416,7 @@ impl Classifier {
                 bias: vec![0.0; DEFAULT_TASKS.len()],
                 weights: vec![[0; 8]; 1usize << log2],
                 threshold: DEFAULT_THRESHOLD,
-                rule_map: [None; 5],
+                rule_map: [None; RuleTask::ALL.len()],
             },
         )
     }
