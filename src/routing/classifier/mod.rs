@@ -249,16 +249,22 @@ pub struct Classifier {
     rule_map: [Option<usize>; RuleTask::ALL.len()],
 }
 
+/// Input value of the instruction-zone features relative to text features
+/// (divided by the square root of the zone feature count). 4 until feature
+/// version 12; 5 won on the public held-out dev half and the
+/// system-instruction test in every data order tried (docs/classifier.md).
+const ZONE_WEIGHT: f32 = 5.0;
+
 /// Input value of one feature occurrence of each kind, given the per-kind
-/// counts: `1/sqrt(count)` for text features, `2/sqrt(count)` for
+/// counts: `1/sqrt(count)` for text features, `ZONE_WEIGHT/sqrt(count)` for
 /// instruction-zone features, 1 for meta features.
 pub(crate) fn kind_values(counts: &[u32; KINDS]) -> [f32; KINDS] {
     let mut x = [0.0; KINDS];
     for (k, v) in x.iter_mut().enumerate() {
         *v = match k {
             KIND_META => 1.0,
-            // Instruction-zone words weigh four times as much: they carry the task.
-            KIND_ZONE => 4.0 / (counts[k].max(1) as f32).sqrt(),
+            // Instruction-zone words weigh five times as much: they carry the task.
+            KIND_ZONE => ZONE_WEIGHT / (counts[k].max(1) as f32).sqrt(),
             _ => 1.0 / (counts[k].max(1) as f32).sqrt(),
         };
     }
