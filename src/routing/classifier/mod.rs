@@ -693,9 +693,16 @@ mod tests {
         let clf = train(&tiny(), &small_opts());
         let ci = clf.task_index("creative_writing").unwrap();
         let sc = clf.task_index("simple_chat").unwrap();
-        let c = clf.classify(&ClassifyInput::user("write a poem about the sea"));
+        // The model alone (no rule fires on this one).
+        let c = clf.classify(&ClassifyInput::user("a haiku about the sea"));
         assert_eq!(c.task, ci);
         assert!(c.signal.is_none());
+        // The compose_request rule decides this one; the model agrees.
+        let input = ClassifyInput::user("write a poem about the sea");
+        let p = clf.probabilities(&input);
+        assert!(p[ci] > p[sc], "{p:?}");
+        let c = clf.classify(&input);
+        assert_eq!((c.task, c.signal), (ci, Some("compose_request")));
         let c = clf.classify(&ClassifyInput::user("hello, what is the capital of italy?"));
         assert_eq!(c.task, sc);
         let report = evaluate(&clf, &tiny());
