@@ -25,8 +25,9 @@ fn shipped_weights_meet_the_quality_target_on_the_independent_test_sets() {
         ("data/classifier-eval/system_instruction_test.jsonl", 0.88),
         ("data/classifier-eval/benchmark_style_test.jsonl", 0.93),
         // Prompts written by others (Vicuna, WizardLM, HumanEval, unseen
-        // natural-instructions tasks), both halves: 0.882 at the 2026-12-07 weights.
-        ("data/classifier-eval/public_heldout.jsonl", 0.86),
+        // natural-instructions tasks), both halves: 0.918 at the feature-version-12
+        // weights (0.882 before them, when this floor was 0.86).
+        ("data/classifier-eval/public_heldout.jsonl", 0.90),
     ] {
         let ex = read_labeled_jsonl(Path::new(file)).expect("read");
         assert!(ex.len() >= 140, "{file}: {}", ex.len());

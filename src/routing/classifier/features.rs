@@ -16,7 +16,7 @@ use super::ClassifyInput;
 
 /// Bumped whenever featurisation changes; stored in the weights file so a
 /// model trained with other features is rejected instead of misbehaving.
-pub const FEATURE_VERSION: u32 = 11;
+pub const FEATURE_VERSION: u32 = 12;
 
 /// Bytes read from the start of the last user turn. The instruction sits
 /// in the first or last few hundred bytes; 768 bytes in all (1,536 + 512

@@ -248,19 +248,25 @@ pub struct Classifier {
     weights: Arc<[[i16; 8]]>,
     threshold: f32,
     /// Task index for each [`RuleTask`], if the task exists in this model.
-    rule_map: [Option<usize>; 5],
+    rule_map: [Option<usize>; RuleTask::ALL.len()],
 }
 
+/// Input value of the instruction-zone features relative to text features
+/// (divided by the square root of the zone feature count). 4 until feature
+/// version 12; 5 won on the public held-out dev half and the
+/// system-instruction test in every data order tried (docs/classifier.md).
+const ZONE_WEIGHT: f32 = 5.0;
+
 /// Input value of one feature occurrence of each kind, given the per-kind
-/// counts: `1/sqrt(count)` for text features, `2/sqrt(count)` for
+/// counts: `1/sqrt(count)` for text features, `ZONE_WEIGHT/sqrt(count)` for
 /// instruction-zone features, 1 for meta features.
 pub(crate) fn kind_values(counts: &[u32; KINDS]) -> [f32; KINDS] {
     let mut x = [0.0; KINDS];
     for (k, v) in x.iter_mut().enumerate() {
         *v = match k {
             KIND_META => 1.0,
-            // Instruction-zone words weigh four times as much: they carry the task.
-            KIND_ZONE => 4.0 / (counts[k].max(1) as f32).sqrt(),
+            // Instruction-zone words weigh five times as much: they carry the task.
+            KIND_ZONE => ZONE_WEIGHT / (counts[k].max(1) as f32).sqrt(),
             _ => 1.0 / (counts[k].max(1) as f32).sqrt(),
         };
     }
@@ -376,7 +382,7 @@ impl Classifier {
         if !scale.is_finite() || bias.iter().any(|b| !b.is_finite()) {
             return Err("non-finite scale or bias".to_string());
         }
-        let mut rule_map = [None; 5];
+        let mut rule_map = [None; RuleTask::ALL.len()];
         for rt in RuleTask::ALL {
             rule_map[rt.index()] = tasks.iter().position(|t| t == rt.name());
         }
@@ -419,7 +425,7 @@ impl Classifier {
                 bias: vec![0.0; DEFAULT_TASKS.len()],
                 weights: Arc::from(vec![[0; 8]; 1usize << log2]),
                 threshold: DEFAULT_THRESHOLD,
-                rule_map: [None; 5],
+                rule_map: [None; RuleTask::ALL.len()],
             },
         )
     }
@@ -690,9 +696,16 @@ mod tests {
         let clf = train(&tiny(), &small_opts());
         let ci = clf.task_index("creative_writing").unwrap();
         let sc = clf.task_index("simple_chat").unwrap();
-        let c = clf.classify(&ClassifyInput::user("write a poem about the sea"));
+        // The model alone (no rule fires on this one).
+        let c = clf.classify(&ClassifyInput::user("a haiku about the sea"));
         assert_eq!(c.task, ci);
         assert!(c.signal.is_none());
+        // The compose_request rule decides this one; the model agrees.
+        let input = ClassifyInput::user("write a poem about the sea");
+        let p = clf.probabilities(&input);
+        assert!(p[ci] > p[sc], "{p:?}");
+        let c = clf.classify(&input);
+        assert_eq!((c.task, c.signal), (ci, Some("compose_request")));
         let c = clf.classify(&ClassifyInput::user("hello, what is the capital of italy?"));
         assert_eq!(c.task, sc);
         let report = evaluate(&clf, &tiny());

@@ -60,6 +60,17 @@ pub(crate) const K_SAGT: u32 = 1 << 26;
 pub(crate) const K_MAN: u32 = 1 << 27;
 pub(crate) const K_DIT: u32 = 1 << 28;
 pub(crate) const K_ON: u32 = 1 << 29;
+/// Politeness words that may precede a leading composition verb
+/// ("please", "can you help me", ...), for the `compose_request` rule.
+pub(crate) const K_LEAD_FILLER: u32 = 1 << 9;
+/// Things one composes (essay, story, poem, letter, speech, ...).
+pub(crate) const K_CREATIVE_OBJ: u32 = 1 << 30;
+/// Composition verbs ("write", "compose", "draft", "pen"): both bits above
+/// (bit 31 is taken by LaTeX commands), told apart by [`TextStats::lead_words`].
+pub(crate) const K_COMPOSE: u32 = K_LEAD_FILLER | K_CREATIVE_OBJ;
+/// Words between a leading composition verb and its object ("write a short
+/// persuasive essay": the object is the fourth word after the verb).
+const COMPOSE_OBJECT_WINDOW: u32 = 6;
 
 const KEYWORDS: &[(&str, u32)] = &[
     // translation verbs
@@ -230,6 +241,79 @@ const KEYWORDS: &[(&str, u32)] = &[
     ("segfault", K_ERRNAME),
     ("stacktrace", K_ERRNAME),
     ("panicked", K_ERRNAME),
+    // compose_request: a leading composition verb and its object
+    ("write", K_COMPOSE),
+    ("compose", K_COMPOSE),
+    ("draft", K_COMPOSE),
+    ("pen", K_COMPOSE),
+    ("essay", K_CREATIVE_OBJ),
+    ("essays", K_CREATIVE_OBJ),
+    ("story", K_CREATIVE_OBJ),
+    ("stories", K_CREATIVE_OBJ),
+    ("poem", K_CREATIVE_OBJ),
+    ("poems", K_CREATIVE_OBJ),
+    ("haiku", K_CREATIVE_OBJ),
+    ("limerick", K_CREATIVE_OBJ),
+    ("sonnet", K_CREATIVE_OBJ),
+    ("song", K_CREATIVE_OBJ),
+    ("songs", K_CREATIVE_OBJ),
+    ("lyrics", K_CREATIVE_OBJ),
+    ("letter", K_CREATIVE_OBJ),
+    ("letters", K_CREATIVE_OBJ),
+    ("speech", K_CREATIVE_OBJ),
+    ("toast", K_CREATIVE_OBJ),
+    ("eulogy", K_CREATIVE_OBJ),
+    ("screenplay", K_CREATIVE_OBJ),
+    ("blog", K_CREATIVE_OBJ),
+    ("post", K_CREATIVE_OBJ),
+    ("article", K_CREATIVE_OBJ),
+    ("dialogue", K_CREATIVE_OBJ),
+    ("monologue", K_CREATIVE_OBJ),
+    ("slogan", K_CREATIVE_OBJ),
+    ("slogans", K_CREATIVE_OBJ),
+    ("tagline", K_CREATIVE_OBJ),
+    ("jingle", K_CREATIVE_OBJ),
+    ("tweet", K_CREATIVE_OBJ),
+    ("review", K_CREATIVE_OBJ),
+    ("fable", K_CREATIVE_OBJ),
+    ("tale", K_CREATIVE_OBJ),
+    ("narrative", K_CREATIVE_OBJ),
+    ("ballad", K_CREATIVE_OBJ),
+    ("rap", K_CREATIVE_OBJ),
+    ("verse", K_CREATIVE_OBJ),
+    ("novel", K_CREATIVE_OBJ),
+    ("chapter", K_CREATIVE_OBJ),
+    ("plan", K_CREATIVE_OBJ),
+    ("proposal", K_CREATIVE_OBJ),
+    ("email", K_CREATIVE_OBJ),
+    ("emails", K_CREATIVE_OBJ),
+    ("invitation", K_CREATIVE_OBJ),
+    ("biography", K_CREATIVE_OBJ),
+    ("obituary", K_CREATIVE_OBJ),
+    ("diary", K_CREATIVE_OBJ),
+    ("riddle", K_CREATIVE_OBJ),
+    ("joke", K_CREATIVE_OBJ),
+    ("jokes", K_CREATIVE_OBJ),
+    ("caption", K_CREATIVE_OBJ),
+    ("bio", K_CREATIVE_OBJ),
+    ("pitch", K_CREATIVE_OBJ),
+    ("newsletter", K_CREATIVE_OBJ),
+    ("announcement", K_CREATIVE_OBJ),
+    ("memo", K_CREATIVE_OBJ),
+    ("ode", K_CREATIVE_OBJ),
+    ("skit", K_CREATIVE_OBJ),
+    ("report", K_CREATIVE_OBJ),
+    ("please", K_LEAD_FILLER),
+    ("kindly", K_LEAD_FILLER),
+    ("can", K_LEAD_FILLER),
+    ("could", K_LEAD_FILLER),
+    ("would", K_LEAD_FILLER),
+    ("will", K_LEAD_FILLER),
+    ("you", K_LEAD_FILLER),
+    ("help", K_LEAD_FILLER),
+    ("me", K_LEAD_FILLER),
+    ("now", K_LEAD_FILLER),
+    ("pls", K_LEAD_FILLER),
     // proofs
     ("prove", K_PROVE | K_REASON),
     ("that", K_THAT),
@@ -593,6 +677,14 @@ pub struct TextStats {
     pub user_len: usize,
     /// Byte length of the system prompt.
     pub system_len: usize,
+    /// Politeness words at the very start of the user turn (see [`K_LEAD_FILLER`]).
+    pub lead_fillers: u32,
+    /// 1 + word index of a composition verb that starts the user turn (after
+    /// politeness words only); 0 when there is none.
+    pub compose_at: u32,
+    /// A leading composition verb followed within [`COMPOSE_OBJECT_WINDOW`]
+    /// words by something one composes ("write a persuasive essay").
+    pub compose_request: bool,
     /// Keyword flags seen in the first [`HEAD_ZONE`] bytes of the user turn.
     pub head_flags: u32,
     /// Keyword flags seen in the last [`TAIL_ZONE`] bytes of the user turn.
@@ -884,6 +976,9 @@ impl TextStats {
             if pos < HEAD_ZONE {
                 self.head_flags |= f;
             }
+            if ctx.index < self.compose_at + COMPOSE_OBJECT_WINDOW {
+                self.lead_words(f, ctx.index);
+            }
             if pos + TAIL_ZONE >= total {
                 self.tail_flags |= f;
             }
@@ -892,6 +987,20 @@ impl TextStats {
         ctx.prev2 = ctx.prev1;
         ctx.prev1 = f;
         ctx.index += 1;
+    }
+
+    /// The `compose_request` state for a keyword at word `index` of the
+    /// user turn (only called for the first few words).
+    #[inline]
+    fn lead_words(&mut self, f: u32, index: u32) {
+        let kind = f & K_COMPOSE;
+        if kind == K_LEAD_FILLER && index == self.lead_fillers {
+            self.lead_fillers += 1;
+        } else if kind == K_COMPOSE && index == self.lead_fillers && self.compose_at == 0 {
+            self.compose_at = index + 1;
+        } else if kind == K_CREATIVE_OBJ && self.compose_at != 0 {
+            self.compose_request = true;
+        }
     }
 
     /// Scans the bounded head/tail windows of the user turn and the head of
@@ -967,16 +1076,19 @@ pub enum RuleTask {
     Extraction,
     /// `translation`.
     Translation,
+    /// `creative_writing`.
+    Creative,
 }
 
 impl RuleTask {
     /// All rule tasks, in a fixed order (index = position).
-    pub const ALL: [RuleTask; 5] = [
+    pub const ALL: [RuleTask; 6] = [
         RuleTask::Code,
         RuleTask::Summarization,
         RuleTask::Reasoning,
         RuleTask::Extraction,
         RuleTask::Translation,
+        RuleTask::Creative,
     ];
 
     /// Task name in the default task list.
@@ -987,6 +1099,7 @@ impl RuleTask {
             RuleTask::Reasoning => "complex_reasoning",
             RuleTask::Extraction => "extraction",
             RuleTask::Translation => "translation",
+            RuleTask::Creative => "creative_writing",
         }
     }
 
@@ -1038,6 +1151,11 @@ pub fn detect(input: &ClassifyInput<'_>, s: &TextStats) -> Option<(RuleTask, &'s
     }
     if s.head_flags & K_PROVE_THAT != 0 && s.any_flags & K_CODEWORD == 0 {
         return Some((RuleTask::Reasoning, "proof_request"));
+    }
+    let not_creative = K_CODEWORD | K_PLANG | K_CODEOBJ;
+    if s.compose_request && s.any_flags & not_creative == 0 && s.head_flags & (K_SUMMARIZE | K_TRANSLATE) == 0
+    {
+        return Some((RuleTask::Creative, "compose_request"));
     }
     None
 }
@@ -1182,6 +1300,39 @@ mod tests {
             Some((RuleTask::Reasoning, "proof_request"))
         );
         assert_eq!(fire("What is the capital of France?"), None);
-        assert_eq!(fire("Write a poem about the sea."), None);
+    }
+
+    #[test]
+    fn compose_rule() {
+        let yes = Some((RuleTask::Creative, "compose_request"));
+        assert_eq!(fire("Write a poem about the sea."), yes);
+        assert_eq!(
+            fire("Write a persuasive essay about school uniforms. What are the arguments? How would you end it?"),
+            yes
+        );
+        assert_eq!(
+            fire("Can you help me write a resignation letter to my manager?"),
+            yes
+        );
+        assert_eq!(
+            fire("Please draft an email inviting the team to the offsite."),
+            yes
+        );
+        assert_eq!(fire("write me a short funny bedtime story"), yes);
+        // Advice about writing, not a composition.
+        assert_eq!(fire("How do I write a good cover letter?"), None);
+        assert_eq!(fire("I want to write a novel. Any tips?"), None);
+        // The object must follow the verb closely.
+        assert_eq!(
+            fire("Write down the steps you would take before you send a letter."),
+            None
+        );
+        // Code, summaries and translations are not compositions.
+        assert_ne!(fire("Write a Python script that posts a tweet."), yes);
+        assert_eq!(fire("Write a function that validates an email address."), None);
+        assert_eq!(fire("Write a summary of this article for the newsletter."), None);
+        assert_ne!(fire("Write a translation of this letter into French."), yes);
+        // Only the user turn's first words count.
+        assert_eq!(fire("My sister said: write a poem. I did not."), None);
     }
 }
