@@ -148,6 +148,16 @@ if ARGV[3] ~= '1' then
     return n
   end
 end
+-- Another instance's field `f` of a hash read into `st` (prefix `p`: 'c:' slots,
+-- 'r:' reservations): its value `v` while that instance is alive; else 0, and the
+-- field is noted in `st.dead` (deleted at write-back). Any other field: 0.
+local function other(st, f, v, p)
+  if sub(f, 1, 2) ~= p then return 0 end
+  if live(sub(f, 3)) then return tonumber(v) or 0 end
+  st.dead = st.dead or {}
+  st.dead[#st.dead + 1] = f
+  return 0
+end
 -- The key hashes and budget hashes this call has read, in first-use order.
 local kst, korder, bst, border = {}, {}, {}, {}
 local function keystate(key)
@@ -167,13 +177,8 @@ local function keystate(key)
     elseif f == cself then
       s.mine = tonumber(h[i + 1]) or 0
       s.inuse = s.inuse + s.mine
-    elseif sub(f, 1, 2) == 'c:' then
-      if live(sub(f, 3)) then
-        s.inuse = s.inuse + (tonumber(h[i + 1]) or 0)
-      else
-        s.dead = s.dead or {}
-        s.dead[#s.dead + 1] = f
-      end
+    else
+      s.inuse = s.inuse + other(s, f, h[i + 1], 'c:')
     end
   end
   kst[key] = s
@@ -194,13 +199,8 @@ local function budstate(key)
       b.used = b.used + b.mine
     elseif f == 'seeded' then
       b.seeded = true
-    elseif sub(f, 1, 2) == 'r:' then
-      if live(sub(f, 3)) then
-        b.used = b.used + (tonumber(h[i + 1]) or 0)
-      else
-        b.dead = b.dead or {}
-        b.dead[#b.dead + 1] = f
-      end
+    else
+      b.used = b.used + other(b, f, h[i + 1], 'r:')
     end
   end
   bst[key] = b
@@ -810,9 +810,19 @@ impl Shared {
         path: usize,
         inv: &redis::ScriptInvocation<'_>,
     ) -> Option<T> {
-        self.calls[path].fetch_add(1, Ordering::Relaxed);
         let mut c = self.conn.clone();
-        match tokio::time::timeout(self.timeout, inv.invoke_async::<T>(&mut c)).await {
+        self.bounded(path, inv.invoke_async::<T>(&mut c)).await
+    }
+
+    /// Awaits one call (counted under `path`) for at most the hard timeout;
+    /// None, and the backend marked down, on any failure.
+    async fn bounded<T>(
+        &self,
+        path: usize,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Option<T> {
+        self.calls[path].fetch_add(1, Ordering::Relaxed);
+        match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {
                 self.went_down(&e.to_string());
@@ -1245,7 +1255,6 @@ impl Shared {
         script: &Script,
         cmd: &redis::Cmd,
     ) -> Option<T> {
-        self.calls[path].fetch_add(1, Ordering::Relaxed);
         let mut c = self.conn.clone();
         let call = async {
             match cmd.query_async::<T>(&mut c).await {
@@ -1256,17 +1265,7 @@ impl Shared {
                 r => r,
             }
         };
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) => {
-                self.went_down(&e.to_string());
-                None
-            }
-            Err(_) => {
-                self.went_down("a call timed out");
-                None
-            }
-        }
+        self.bounded(path, call).await
     }
 
     /// Adds an attempt's cost to the reservation's hashes (in order, before its release).
