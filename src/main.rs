@@ -388,9 +388,6 @@ enum KeysAction {
     Revoke { id: String },
 }
 
-/// Logs to standard error through a background writer thread, so a slow
-/// terminal or pipe never blocks a request. Keep the guard alive: dropping
-/// it flushes what is queued.
 /// Log lines queued for the log thread at most; a logging thread waits when
 /// the queue is full (`lossy(false)`: no line is dropped). tracing-appender's
 /// default of 128,000 lines is a channel whose slots are all written when it
@@ -400,6 +397,9 @@ enum KeysAction {
 /// measured; the log thread writes a line with one `write` to stderr.
 const LOG_BUFFER_LINES: usize = 8_192;
 
+/// Logs to standard error through a background writer thread, so a slow
+/// terminal or pipe never blocks a request. Keep the guard alive: dropping
+/// it flushes what is queued.
 fn init_logging(json: bool, level: &str) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))

@@ -507,6 +507,13 @@ struct AdmitJob {
     reply: Option<oneshot::Sender<Option<redis::Value>>>,
 }
 
+impl AdmitJob {
+    /// Its keys in the call: the key's hash (or the placeholder), then the budget hashes.
+    fn key_count(&self) -> usize {
+        1 + self.budget.as_ref().map_or(0, |b| b.len())
+    }
+}
+
 struct Scripts {
     ramp_set: Script,
     ramp_get: Script,
@@ -1147,10 +1154,7 @@ impl Shared {
     async fn admit_batch(&self, jobs: &mut Vec<AdmitJob>) {
         let results = if self.is_up() {
             self.admissions.fetch_add(jobs.len() as u64, Ordering::Relaxed);
-            let nkeys: usize = jobs
-                .iter()
-                .map(|j| 1 + j.budget.as_ref().map_or(0, |b| b.len()))
-                .sum();
+            let nkeys: usize = jobs.iter().map(AdmitJob::key_count).sum();
             let nargs: usize = jobs.iter().map(|j| 2 + j.args.args_iter().len()).sum();
             let mut cmd = redis::Cmd::with_capacity(6 + nkeys + nargs, 64 * (nkeys + nargs));
             cmd.arg("EVALSHA").arg(self.scripts.admit.get_hash()).arg(nkeys);
@@ -1162,8 +1166,7 @@ impl Shared {
             }
             cmd.arg(&self.instance).arg(&self.alive_prefix).arg(jobs.len());
             for j in jobs.iter() {
-                cmd.arg(1 + j.budget.as_ref().map_or(0, |b| b.len()))
-                    .arg(j.args.args_iter().len());
+                cmd.arg(j.key_count()).arg(j.args.args_iter().len());
                 for a in j.args.args_iter() {
                     if let redis::Arg::Simple(b) = a {
                         cmd.arg(b);
